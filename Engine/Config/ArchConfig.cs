@@ -1,0 +1,268 @@
+// Architecture geometry: every constant of KERNEL-MODEL.md §1, derived in one place.
+//
+// Kernel sources: arch/x86/include/asm/pgtable_64_types.h, arch/x86/include/asm/sparsemem.h,
+// arch/arm64/include/asm/pgtable-hwdef.h, arch/arm64/include/asm/sparsemem.h,
+// Documentation/arch/arm64/hugetlbpage.rst, Documentation/mm/vmemmap_dedup.rst.
+//
+// Departures from the kernel, on purpose:
+// - Virtual layout constants (PAGE_OFFSET, VMEMMAP_START, VMALLOC_START) follow the kernel's
+//   formulas for the default (non-KASLR) layout; on arm64 the regions are placed with the
+//   v6.x formulas (linear map at the bottom, vmemmap ending 1 GiB below the top). Only their
+//   alignment matters to the model, and each is at least PUD_SIZE aligned.
+// - One node, one zone: NUMA placement is not modelled.
+namespace PropertySuite.Engine.Config;
+
+/// <summary>The instruction-set architecture of a modelled machine.</summary>
+public enum Arch { X86_64, Arm64 }
+
+/// <summary>
+/// Page-table level of an entry, named as the kernel names it. With folded levels (arm64 2/3
+/// levels) a level still exists for the model's geometry but has a single entry per parent.
+/// </summary>
+public enum PtLevel { Pte = 0, Pmd = 1, Pud = 2, P4d = 3, Pgd = 4 }
+
+/// <summary>An impossible or unsupported configuration; the message names the value and rule.</summary>
+public sealed class ConfigException(string message) : Exception(message);
+
+/// <summary>
+/// The geometry of one architecture, base page size and number of page-table levels, with every
+/// derived constant. Immutable. Use <see cref="Create"/> or one of the named instances.
+/// </summary>
+public sealed class ArchConfig
+{
+    /// <summary>sizeof(struct page) on x86-64 and arm64 in normal configurations (vmemmap_dedup.rst).</summary>
+    public const int StructPageSize = 64;
+    /// <summary>sizeof(pte_t): page-table entries are 8 bytes on both 64-bit architectures.</summary>
+    public const int PteSize = 8;
+    /// <summary>HUGETLB_VMEMMAP_RESERVE_PAGES in the one-page scheme (v5.18 onwards).</summary>
+    public const int HugetlbVmemmapReservePages = 1;
+
+    public Arch Arch { get; }
+    public int PageShift { get; }
+    /// <summary>CONFIG_PGTABLE_LEVELS.</summary>
+    public int Levels { get; }
+    public int VaBits { get; }
+
+    public long PageSize => 1L << PageShift;
+    public int PtrsPerTableShift => PageShift - 3; // PAGE_SIZE / sizeof(pte_t) entries
+    public int PtrsPerTable => 1 << PtrsPerTableShift;
+    public int PmdShift => PageShift + PtrsPerTableShift;
+    public int PudShift => PmdShift + PtrsPerTableShift;
+    public int P4dShift => PudShift + PtrsPerTableShift;
+    public long PmdSize => 1L << PmdShift;
+    public long PudSize => 1L << PudShift;
+
+    /// <summary>Shift of the root (PGD) level: the highest of the levels in use.</summary>
+    public int PgdShift => PageShift + (Levels - 1) * PtrsPerTableShift;
+    /// <summary>Entries in the root table: fewer than PtrsPerTable when VA bits do not fill it
+    /// (arm64 16K with 48-bit VA has a two-entry level 0).</summary>
+    public int PtrsPerPgd => 1 << (VaBits - PgdShift);
+
+    /// <summary>The lowest level whose entries are used as the root: Pte + Levels - 1.</summary>
+    public PtLevel TopLevel => (PtLevel)(Levels - 1);
+
+    /// <summary>Struct pages described by one vmemmap page: PAGE_SIZE / sizeof(struct page).</summary>
+    public int StructPagesPerVmemmapPage => (int)(PageSize / StructPageSize);
+
+    /// <summary>SECTION_SIZE_BITS (arch sparsemem.h): 27 everywhere except arm64 64K (29).</summary>
+    public int SectionSizeBits { get; }
+    public long SectionSize => 1L << SectionSizeBits;
+    public long PagesPerSection => 1L << (SectionSizeBits - PageShift);
+    /// <summary>Bytes of vmemmap needed for one section: PAGES_PER_SECTION * sizeof(struct page).</summary>
+    public long SectionVmemmapBytes => PagesPerSection * StructPageSize;
+
+    /// <summary>Whether boot vmemmap is mapped with PMD blocks (vmemmap_populate_hugepages) rather
+    /// than base pages: x86-64 with PSE and arm64 4K; arm64 16K/64K use base pages.</summary>
+    public bool VmemmapMappedByPmd => Arch == Arch.X86_64 || PageShift == 12;
+
+    /// <summary>arm64 CONT_PTES / CONT_PMDS: entries in a contiguous run; 0 on x86-64.</summary>
+    public int ContPtes => Arch != Arch.Arm64 ? 0 : PageShift switch { 12 => 16, 14 => 128, _ => 32 };
+    public int ContPmds => Arch != Arch.Arm64 ? 0 : PageShift switch { 12 => 16, 14 => 32, _ => 32 };
+    public long ContPteSize => (long)ContPtes << PageShift;
+    public long ContPmdSize => (long)ContPmds << PmdShift;
+
+    /// <summary>MAX_PAGE_ORDER of the buddy allocator (arch default: 10 on 4K; on arm64 16K/64K
+    /// the largest order that does not exceed the PMD size, as in arch/arm64/Kconfig).</summary>
+    public int MaxPageOrder => PageShift switch { 12 => 10, 14 => 11, _ => 13 };
+
+    /// <summary>First virtual address of the linear (direct) map.</summary>
+    public ulong PageOffset { get; }
+    /// <summary>VMEMMAP_START: the struct page of PFN p lives at VMEMMAP_START + p * 64.</summary>
+    public ulong VmemmapStart { get; }
+    public ulong VmemmapEnd { get; }
+    public ulong VmallocStart { get; }
+    public ulong VmallocEnd { get; }
+
+    /// <summary>HugeTLB page sizes the arch supports, ascending (hugetlbpage.rst, vmemmap_dedup.rst).</summary>
+    public IReadOnlyList<long> HugetlbSizes { get; }
+
+    /// <summary>The canonical name: e.g. x86_64-4k-l4, arm64-16k-l3.</summary>
+    public string Name => $"{(Arch == Arch.X86_64 ? "x86_64" : "arm64")}-{PageSize / 1024}k-l{Levels}";
+
+    private ArchConfig(Arch arch, int pageShift, int levels, int vaBits)
+    {
+        Arch = arch;
+        PageShift = pageShift;
+        Levels = levels;
+        VaBits = vaBits;
+        SectionSizeBits = arch == Arch.Arm64 && pageShift == 16 ? 29 : 27;
+        if (arch == Arch.X86_64)
+        {
+            // arch/x86/include/asm/page_64_types.h / pgtable_64_types.h, non-KASLR defaults.
+            PageOffset = levels == 5 ? 0xff11000000000000UL : 0xffff888000000000UL;
+            VmemmapStart = levels == 5 ? 0xffd4000000000000UL : 0xffffea0000000000UL;
+            VmallocStart = levels == 5 ? 0xffa0000000000000UL : 0xffffc90000000000UL;
+            VmallocEnd = VmallocStart + (levels == 5 ? 1UL << 52 : 1UL << 45) - 1;
+            VmemmapEnd = VmemmapStart + (levels == 5 ? 1UL << 52 : 1UL << 40);
+            HugetlbSizes = [PmdSize, PudSize];
+        }
+        else
+        {
+            // arch/arm64/include/asm/memory.h (v6.x): PAGE_OFFSET = -(1 << VA_BITS); the linear
+            // map takes the lower half of the kernel VA space; VMEMMAP_END = -1 GiB; VMEMMAP_SIZE
+            // = linear map size >> (PAGE_SHIFT - STRUCT_PAGE_MAX_SHIFT).
+            PageOffset = unchecked(0UL - (1UL << vaBits));
+            ulong linearSize = 1UL << (vaBits - 1);
+            ulong vmemmapSize = linearSize >> (pageShift - 6);
+            VmemmapEnd = unchecked(0UL - (1UL << 30));
+            VmemmapStart = VmemmapEnd - vmemmapSize;
+            VmallocStart = PageOffset + linearSize + (1UL << 28); // after the 256 MiB modules area
+            VmallocEnd = VmemmapStart - (1UL << 30) - 1;
+            var sizes = new List<long>();
+            if (ContPtes > 0) sizes.Add(ContPteSize);
+            sizes.Add(PmdSize);
+            sizes.Add(ContPmdSize);
+            if (pageShift == 12) sizes.Add(PudSize); // pud_sect_supported(): 4K granule only
+            sizes.Sort();
+            HugetlbSizes = sizes;
+        }
+    }
+
+    /// <summary>
+    /// Builds a configuration, refusing combinations the kernel does not support.
+    /// </summary>
+    /// <exception cref="ConfigException">With the offending value and the rule it breaks.</exception>
+    public static ArchConfig Create(Arch arch, int pageSizeKiB, int levels)
+    {
+        int pageShift = pageSizeKiB switch
+        {
+            4 => 12,
+            16 => 14,
+            64 => 16,
+            _ => throw new ConfigException($"page size {pageSizeKiB}K: base page size must be 4K, 16K or 64K"),
+        };
+        int vaBits;
+        if (arch == Arch.X86_64)
+        {
+            if (pageShift != 12)
+                throw new ConfigException($"x86_64 with {pageSizeKiB}K pages: x86-64 supports only 4K base pages");
+            vaBits = levels switch
+            {
+                4 => 48,
+                5 => 57,
+                _ => throw new ConfigException($"x86_64 with {levels} levels: x86-64 uses 4 or 5 page-table levels"),
+            };
+        }
+        else
+        {
+            // arch/arm64/Kconfig: ARM64_VA_BITS choices per granule.
+            vaBits = (pageShift, levels) switch
+            {
+                (12, 3) => 39,
+                (12, 4) => 48,
+                (14, 2) => 36,
+                (14, 3) => 47,
+                (14, 4) => 48,
+                (16, 2) => 42,
+                (16, 3) => 48,
+                _ => throw new ConfigException(
+                    $"arm64 {pageSizeKiB}K with {levels} levels: supported are 4K/3-4, 16K/2-4, 64K/2-3 levels"),
+            };
+        }
+        return new ArchConfig(arch, pageShift, levels, vaBits);
+    }
+
+    public static readonly ArchConfig X86_64_4K = Create(Arch.X86_64, 4, 4);
+    public static readonly ArchConfig X86_64_4K_L5 = Create(Arch.X86_64, 4, 5);
+    public static readonly ArchConfig Arm64_4K_L3 = Create(Arch.Arm64, 4, 3);
+    public static readonly ArchConfig Arm64_4K = Create(Arch.Arm64, 4, 4);
+    public static readonly ArchConfig Arm64_16K_L2 = Create(Arch.Arm64, 16, 2);
+    public static readonly ArchConfig Arm64_16K_L3 = Create(Arch.Arm64, 16, 3);
+    public static readonly ArchConfig Arm64_16K = Create(Arch.Arm64, 16, 4);
+    public static readonly ArchConfig Arm64_64K_L2 = Create(Arch.Arm64, 64, 2);
+    public static readonly ArchConfig Arm64_64K = Create(Arch.Arm64, 64, 3);
+
+    /// <summary>Every supported combination, in a fixed order.</summary>
+    public static IReadOnlyList<ArchConfig> All { get; } =
+        [X86_64_4K, X86_64_4K_L5, Arm64_4K_L3, Arm64_4K, Arm64_16K_L2, Arm64_16K_L3, Arm64_16K, Arm64_64K_L2, Arm64_64K];
+
+    /// <summary>Looks a configuration up by <see cref="Name"/>.</summary>
+    /// <exception cref="ConfigException">Unknown name; the message lists the known ones.</exception>
+    public static ArchConfig ByName(string name) =>
+        All.FirstOrDefault(c => c.Name == name)
+        ?? throw new ConfigException($"unknown config '{name}': known are {string.Join(", ", All.Select(c => c.Name))}");
+
+    /// <summary>Shift of the entries at <paramref name="level"/>.</summary>
+    public int LevelShift(PtLevel level) => PageShift + (int)level * PtrsPerTableShift;
+    public long LevelSize(PtLevel level) => 1L << LevelShift(level);
+
+    /// <summary>Entries in a table at <paramref name="level"/> (the root may be smaller).</summary>
+    public int PtrsPerLevel(PtLevel level) => level == TopLevel ? PtrsPerPgd : PtrsPerTable;
+
+    /// <summary>Whether a leaf (block) entry is architecturally allowed at <paramref name="level"/>.
+    /// PTE leaves always; PMD blocks always; PUD blocks only on 4K granules (x86 PDPE1GB, arm64
+    /// pud_sect_supported); never above.</summary>
+    public bool LeafAllowed(PtLevel level) =>
+        level == PtLevel.Pte || (level == PtLevel.Pmd && Levels >= 2)
+        || (level == PtLevel.Pud && PageShift == 12 && Levels >= 3);
+
+    /// <summary>Whether a HugeTLB size is supported on this configuration.</summary>
+    public bool IsHugetlbSize(long size) => HugetlbSizes.Contains(size);
+
+    public override string ToString() => Name;
+
+    // ---- HugeTLB vmemmap geometry (mm/hugetlb_vmemmap.h) ----
+
+    /// <summary>pages_per_huge_page(h).</summary>
+    public long PagesPerHugePage(long hugeSize) => hugeSize >> PageShift;
+
+    /// <summary>hugetlb_vmemmap_size(h) = pages_per_huge_page(h) * sizeof(struct page), in bytes.</summary>
+    public long HugetlbVmemmapSize(long hugeSize) => PagesPerHugePage(hugeSize) * StructPageSize;
+
+    /// <summary>hugetlb_vmemmap_optimizable_size(h): the vmemmap bytes HVO frees, i.e. the size
+    /// minus the reserved page(s), clamped at 0 (0 when vmemmap is one page or less, e.g. the
+    /// arm64 contiguous-PTE sizes). sizeof(struct page) is a power of two here.</summary>
+    public long HugetlbVmemmapOptimizableSize(long hugeSize, int reservePages = HugetlbVmemmapReservePages)
+    {
+        long size = HugetlbVmemmapSize(hugeSize) - ((long)reservePages << PageShift);
+        return size > 0 ? size : 0;
+    }
+
+    /// <summary>V: vmemmap pages per folio, or 0 when the folio's struct pages share a page with others.</summary>
+    public long VmemmapPagesPerFolio(long hugeSize) => HugetlbVmemmapSize(hugeSize) >> PageShift;
+
+    /// <summary>The order of a HugeTLB size (huge_page_order).</summary>
+    public int HugePageOrder(long hugeSize) => System.Numerics.BitOperations.Log2((ulong)PagesPerHugePage(hugeSize));
+
+    public static string FormatSize(long bytes)
+    {
+        string[] units = ["", "K", "M", "G", "T", "P"];
+        int u = 0;
+        while (u < units.Length - 1 && bytes >= 1024 && bytes % 1024 == 0) { bytes /= 1024; u++; }
+        return bytes.ToString(System.Globalization.CultureInfo.InvariantCulture) + units[u];
+    }
+
+    /// <summary>Parses sizes like 4K, 2M, 1G, 64T (powers of 1024). Returns false on bad input.</summary>
+    public static bool TryParseSize(string text, out long bytes)
+    {
+        bytes = 0;
+        if (string.IsNullOrEmpty(text) || text.Length > 24) return false;
+        int shift = char.ToUpperInvariant(text[^1]) switch { 'K' => 10, 'M' => 20, 'G' => 30, 'T' => 40, 'P' => 50, _ => 0 };
+        string digits = shift == 0 ? text : text[..^1];
+        if (digits.Length == 0 || !digits.All(char.IsAsciiDigit)) return false;
+        if (!long.TryParse(digits, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long n)) return false;
+        if (n > (long.MaxValue >> shift)) return false;
+        bytes = n << shift;
+        return true;
+    }
+}

@@ -1,0 +1,212 @@
+// mm/page_alloc.c: the buddy allocator (__rmqueue_smallest, expand, __free_one_page) and
+// alloc_contig_pages for gigantic pages.
+//
+// Departures from the kernel:
+// - Free lists are kept in address order and the lowest block is taken, instead of LIFO lists,
+//   so that every run is deterministic and repros read naturally. Block sizes, natural alignment,
+//   splitting (expand keeps the lower half) and merging with the buddy are the kernel's.
+// - Blocks of MAX_PAGE_ORDER are held as coalesced ranges, not one list node per block, so a
+//   64 TiB machine costs what its fragmented memory costs, not what its free memory costs.
+// - Migration types, zones, watermarks and per-CPU lists are not modelled.
+namespace PropertySuite.Engine.Mm;
+
+/// <summary>A buddy allocator over PFNs. Callers check ownership; this class trusts its input.</summary>
+public sealed class BuddyAllocator
+{
+    private readonly int _maxOrder;
+    private readonly SortedSet<long>[] _freeArea;
+    private readonly RangeSet _maxOrderBlocks = new();
+
+    public BuddyAllocator(int maxOrder)
+    {
+        _maxOrder = maxOrder;
+        _freeArea = new SortedSet<long>[maxOrder];
+        for (int i = 0; i < maxOrder; i++) _freeArea[i] = new SortedSet<long>();
+    }
+
+    public int MaxOrder => _maxOrder;
+
+    /// <summary>Pages currently free.</summary>
+    public long NrFreePages { get; private set; }
+
+    /// <summary>Hands a range of PFNs to the allocator, in naturally aligned blocks.</summary>
+    public void FreeRange(long start, long count)
+    {
+        long pfn = start, end = start + count;
+        long top = 1L << _maxOrder;
+        while (pfn < end)
+        {
+            if ((pfn & (top - 1)) == 0 && end - pfn >= 2 * top)
+            {
+                // A run of whole MAX_PAGE_ORDER blocks: one range, merged with its neighbours
+                // (the blocks on either side are either free max-order blocks or not free).
+                long run = (end - pfn) & ~(top - 1);
+                NrFreePages += run;
+                _maxOrderBlocks.Add(pfn, run);
+                pfn += run;
+                continue;
+            }
+            int order = _maxOrder;
+            while (order > 0 && ((pfn & ((1L << order) - 1)) != 0 || pfn + (1L << order) > end)) order--;
+            FreePages(pfn, order);
+            pfn += 1L << order;
+        }
+    }
+
+    /// <summary>__free_one_page: frees a block of 2^order pages and merges it with its buddies.</summary>
+    public void FreePages(long pfn, int order)
+    {
+        if (order > _maxOrder)
+        {
+            FreeRange(pfn, 1L << order);
+            return;
+        }
+        NrFreePages += 1L << order;
+        while (order < _maxOrder)
+        {
+            long buddy = pfn ^ (1L << order);
+            if (!_freeArea[order].Remove(buddy)) break;
+            pfn = Math.Min(pfn, buddy);
+            order++;
+        }
+        if (order == _maxOrder) _maxOrderBlocks.Add(pfn, 1L << _maxOrder);
+        else _freeArea[order].Add(pfn);
+    }
+
+    /// <summary>__rmqueue_smallest + expand: allocates 2^order naturally aligned pages, or -1.</summary>
+    public long AllocPages(int order)
+    {
+        if (order < 0 || order > _maxOrder) return -1;
+        for (int current = order; current <= _maxOrder; current++)
+        {
+            long pfn;
+            if (current < _maxOrder)
+            {
+                if (_freeArea[current].Count == 0) continue;
+                pfn = _freeArea[current].Min;
+                _freeArea[current].Remove(pfn);
+            }
+            else
+            {
+                if (!_maxOrderBlocks.TryFirst(out pfn)) return -1;
+                _maxOrderBlocks.Remove(pfn, 1L << _maxOrder);
+            }
+            // expand(): give the upper halves back, keep the lower one.
+            while (current > order)
+            {
+                current--;
+                _freeArea[current].Add(pfn + (1L << current));
+            }
+            NrFreePages -= 1L << order;
+            return pfn;
+        }
+        return -1;
+    }
+
+    /// <summary>alloc_contig_pages for sizes above MAX_PAGE_ORDER: the lowest run of free
+    /// MAX_PAGE_ORDER blocks of <paramref name="nrPages"/> pages aligned to <paramref name="align"/>
+    /// pages, or -1. Migrating in-use pages out of the way is not modelled.</summary>
+    public long AllocContig(long nrPages, long align)
+    {
+        long pfn = _maxOrderBlocks.FindAlignedFit(nrPages, align);
+        if (pfn < 0) return -1;
+        _maxOrderBlocks.Remove(pfn, nrPages);
+        NrFreePages -= nrPages;
+        return pfn;
+    }
+
+    /// <summary>Whether <paramref name="pfn"/> lies in a free block (slow; for checks).</summary>
+    public bool IsFree(long pfn)
+    {
+        if (_maxOrderBlocks.Contains(pfn)) return true;
+        for (int order = 0; order < _maxOrder; order++)
+            if (_freeArea[order].Contains(pfn & ~((1L << order) - 1))) return true;
+        return false;
+    }
+
+    /// <summary>Every free block as (pfn, pages), in address order within each order; for checks.</summary>
+    public IEnumerable<(long Pfn, long Pages)> FreeBlocks()
+    {
+        foreach (var r in _maxOrderBlocks.Ranges) yield return r;
+        for (int order = _maxOrder - 1; order >= 0; order--)
+            foreach (long pfn in _freeArea[order]) yield return (pfn, 1L << order);
+    }
+}
+
+/// <summary>A set of disjoint, coalesced half-open ranges [start, start+count) of longs.</summary>
+public sealed class RangeSet
+{
+    // Keyed by start; value is the exclusive end.
+    private readonly SortedDictionary<long, long> _byStart = new();
+    private readonly SortedSet<long> _starts = new();
+
+    public IEnumerable<(long Start, long Count)> Ranges => _byStart.Select(kv => (kv.Key, kv.Value - kv.Key));
+    public int Count => _byStart.Count;
+
+    public bool TryFirst(out long start)
+    {
+        if (_starts.Count == 0) { start = -1; return false; }
+        start = _starts.Min;
+        return true;
+    }
+
+    private bool Floor(long x, out long start)
+    {
+        if (_starts.Count == 0 || _starts.Min > x) { start = -1; return false; }
+        start = _starts.GetViewBetween(long.MinValue, x).Max;
+        return true;
+    }
+
+    public bool Contains(long x) => Floor(x, out long s) && _byStart[s] > x;
+
+    public void Add(long start, long count)
+    {
+        long end = start + count;
+        if (Floor(start, out long ps) && _byStart[ps] >= start)
+        {
+            if (_byStart[ps] > start) throw new ModelBugException($"RangeSet.Add [{start:x}, {end:x}) overlaps [{ps:x}, {_byStart[ps]:x})");
+            start = ps;
+            Remove(ps);
+        }
+        if (_byStart.TryGetValue(end, out long nextEnd))
+        {
+            Remove(end);
+            end = nextEnd;
+        }
+        else if (Floor(end - 1, out long ns) && ns >= start && ns != start)
+        {
+            throw new ModelBugException($"RangeSet.Add [{start:x}, {end:x}) overlaps range at {ns:x}");
+        }
+        _byStart[start] = end;
+        _starts.Add(start);
+    }
+
+    private void Remove(long start)
+    {
+        _byStart.Remove(start);
+        _starts.Remove(start);
+    }
+
+    /// <summary>Removes [start, start+count), which must lie inside one range.</summary>
+    public void Remove(long start, long count)
+    {
+        long end = start + count;
+        if (!Floor(start, out long rs) || _byStart[rs] < end)
+            throw new ModelBugException($"RangeSet.Remove [{start:x}, {end:x}) is not inside one free range");
+        long re = _byStart[rs];
+        Remove(rs);
+        if (rs < start) { _byStart[rs] = start; _starts.Add(rs); }
+        if (end < re) { _byStart[end] = re; _starts.Add(end); }
+    }
+
+    /// <summary>The lowest x with [x, x+count) inside one range and x % align == 0, or -1.</summary>
+    public long FindAlignedFit(long count, long align)
+    {
+        foreach (var (s, e) in _byStart)
+        {
+            long x = (s + align - 1) / align * align;
+            if (x + count <= e) return x;
+        }
+        return -1;
+    }
+}

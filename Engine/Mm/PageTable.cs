@@ -1,0 +1,180 @@
+// A multi-level page-table radix tree: include/linux/pgtable.h, mm/pgtable-generic.c, the
+// kernel's pgd/p4d/pud/pmd/pte walkers (mm/pagewalk.c, mm/vmalloc.c vmap_*_range,
+// arch/arm64/mm/mmu.c), __pte_alloc_kernel / pmd_populate_kernel, split of a block into a table.
+//
+// Every table is a frame from the allocator (owner PageTable). An entry is none, a table
+// pointer or a leaf (PTE, or a PMD/PUD block). Folded levels are simply absent: with N levels the
+// root is at level N-1. Every store to an entry goes through Set, which tells the observer (the
+// kernel's TLB bookkeeping and the arm64 break-before-make check) what changed and where.
+//
+// Departures from the kernel: no memory ordering (stores are visible at once to walkers that
+// run later); page-table locks are modelled by the callers (Kernel), not here.
+using PropertySuite.Engine.Config;
+
+namespace PropertySuite.Engine.Mm;
+
+/// <summary>One page-table page.</summary>
+public sealed class PtTable(long pfn, PtLevel level, ulong baseVa, int entries)
+{
+    public long Pfn { get; } = pfn;
+    public PtLevel Level { get; } = level;
+    /// <summary>First virtual address translated by entry 0.</summary>
+    public ulong BaseVa { get; } = baseVa;
+    public Pte[] Entries { get; } = new Pte[entries];
+    /// <summary>Number of entries that are not none.</summary>
+    public int Used { get; internal set; }
+}
+
+/// <summary>Receives every entry change, in order.</summary>
+public interface IPteObserver
+{
+    void OnPteChange(PageTable mm, PtTable table, int index, Pte oldPte, Pte newPte);
+}
+
+/// <summary>Result of a software walk: the last entry reached, its table and index.</summary>
+public readonly record struct PtWalk(PtTable Table, int Index, Pte Entry)
+{
+    public PtLevel Level => Table.Level;
+    public bool IsLeaf => Entry.IsLeaf;
+}
+
+/// <summary>A page-table tree (init_mm or a user mm).</summary>
+public sealed class PageTable
+{
+    private readonly ArchConfig _arch;
+    private readonly Dictionary<long, PtTable> _tables = new();
+
+    public string Name { get; }
+    public PtTable Root { get; }
+    public IPteObserver? Observer { get; set; }
+
+    /// <summary>Every table page of this tree, by PFN, including ones not (yet) linked.</summary>
+    public IReadOnlyDictionary<long, PtTable> Tables => _tables;
+    public ArchConfig Arch => _arch;
+
+    public PageTable(ArchConfig arch, string name, long rootPfn, ulong vaBase)
+    {
+        _arch = arch;
+        Name = name;
+        Root = NewTable(rootPfn, arch.TopLevel, vaBase);
+    }
+
+    /// <summary>VA base for the kernel half: every bit above VA_BITS set.</summary>
+    public static ulong KernelVaBase(ArchConfig arch) => ~((1UL << arch.VaBits) - 1);
+
+    /// <summary>Registers a fresh, empty table page (the frame is already owned PageTable).</summary>
+    public PtTable NewTable(long pfn, PtLevel level, ulong baseVa)
+    {
+        var t = new PtTable(pfn, level, baseVa, _arch.PtrsPerLevel(level));
+        if (!_tables.TryAdd(pfn, t)) throw new ModelBugException($"{Name}: table page {pfn:x} registered twice");
+        return t;
+    }
+
+    /// <summary>Forgets a table page (its frame is being freed by the caller).</summary>
+    public void ForgetTable(PtTable t)
+    {
+        if (!_tables.Remove(t.Pfn)) throw new ModelBugException($"{Name}: table page {t.Pfn:x} forgotten twice");
+    }
+
+    public bool TryGetTable(long pfn, out PtTable table) => _tables.TryGetValue(pfn, out table!);
+
+    public int Index(ulong va, PtLevel level) =>
+        (int)((va >> _arch.LevelShift(level)) & (ulong)(_arch.PtrsPerLevel(level) - 1));
+
+    /// <summary>The first virtual address translated by entry <paramref name="index"/> of <paramref name="t"/>.</summary>
+    public ulong EntryVa(PtTable t, int index) => t.BaseVa + ((ulong)index << _arch.LevelShift(t.Level));
+
+    public ulong EntrySize(PtTable t) => 1UL << _arch.LevelShift(t.Level);
+
+    /// <summary>The single mutation point: stores an entry and tells the observer.</summary>
+    public void Set(PtTable t, int index, Pte value)
+    {
+        Pte old = t.Entries[index];
+        if (old == value) return;
+        t.Entries[index] = value;
+        if (old.IsNone) t.Used++;
+        else if (value.IsNone) t.Used--;
+        Observer?.OnPteChange(this, t, index, old, value);
+    }
+
+    /// <summary>A software walk of <paramref name="va"/>: stops at the first leaf or none entry.
+    /// A table entry pointing at a page that is not a table of this tree is a model bug.</summary>
+    public PtWalk Walk(ulong va)
+    {
+        PtTable t = Root;
+        while (true)
+        {
+            int i = Index(va, t.Level);
+            Pte e = t.Entries[i];
+            if (!e.IsTable || t.Level == PtLevel.Pte) return new PtWalk(t, i, e);
+            if (!_tables.TryGetValue(e.Pfn, out var next))
+                return new PtWalk(t, i, e); // dangling: callers and invariants see a table entry to nowhere
+            t = next;
+        }
+    }
+
+    /// <summary>Walks down to the table at <paramref name="level"/> that covers <paramref name="va"/>,
+    /// allocating missing tables with <paramref name="allocTable"/> (returns -1 on ENOMEM).
+    /// Returns null on ENOMEM or when a leaf above <paramref name="level"/> covers va.</summary>
+    public PtTable? WalkAlloc(ulong va, PtLevel level, Func<long> allocTable, out Errno err)
+    {
+        err = Errno.Ok;
+        PtTable t = Root;
+        while (t.Level > level)
+        {
+            int i = Index(va, t.Level);
+            Pte e = t.Entries[i];
+            if (e.IsLeaf) { err = Errno.EBUSY; return null; }
+            if (e.IsNone)
+            {
+                long pfn = allocTable();
+                if (pfn < 0) { err = Errno.ENOMEM; return null; }
+                var child = NewTable(pfn, t.Level - 1, EntryVa(t, i));
+                Set(t, i, Pte.MkTable(pfn)); // pmd_populate_kernel and friends
+                t = child;
+                continue;
+            }
+            if (!_tables.TryGetValue(e.Pfn, out var next))
+                throw new ModelBugException($"{Name}: entry {i} of table {t.Pfn:x} points at {e.Pfn:x}, not a table of this tree");
+            t = next;
+        }
+        return t;
+    }
+
+    /// <summary>Visits every leaf intersecting [start, end) in address order (no allocation).</summary>
+    public IEnumerable<PtWalk> Leaves(ulong start, ulong end)
+    {
+        var found = new List<PtWalk>();
+        Collect(Root, start, end, found);
+        return found;
+    }
+
+    private void Collect(PtTable t, ulong start, ulong end, List<PtWalk> acc)
+    {
+        ulong size = EntrySize(t);
+        int first = start <= t.BaseVa ? 0 : (int)((start - t.BaseVa) / size);
+        for (int i = first; i < t.Entries.Length; i++)
+        {
+            ulong va = EntryVa(t, i);
+            if (va >= end || va < t.BaseVa) break;
+            Pte e = t.Entries[i];
+            if (e.IsLeaf) acc.Add(new PtWalk(t, i, e));
+            else if (e.IsTable && t.Level > PtLevel.Pte && _tables.TryGetValue(e.Pfn, out var child))
+                Collect(child, start, end, acc);
+        }
+    }
+
+    /// <summary>Every (table, index, entry) that is not none, depth-first in address order.</summary>
+    public void ForEachEntry(Action<PtTable, int, Pte> visit) => Visit(Root, visit);
+
+    private void Visit(PtTable t, Action<PtTable, int, Pte> visit)
+    {
+        for (int i = 0; i < t.Entries.Length; i++)
+        {
+            Pte e = t.Entries[i];
+            if (e.IsNone) continue;
+            visit(t, i, e);
+            if (e.IsTable && t.Level > PtLevel.Pte && _tables.TryGetValue(e.Pfn, out var child)) Visit(child, visit);
+        }
+    }
+}
