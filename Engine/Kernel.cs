@@ -70,6 +70,16 @@ public sealed partial class Kernel : IPteObserver
     public PageTable InitMm { get; }
     public Smp.Cpu[] Cpus { get; }
     public Rcu Rcu { get; } = new();
+    public Vmalloc Vmalloc { get; }
+
+    /// <summary>Independent records of who holds frames, one per mechanism: for each owner, the
+    /// number of frames the mechanism's own bookkeeping says it holds. Conservation compares
+    /// their sums with the frame owners.</summary>
+    public List<(FrameOwner Owner, string Who, Func<long> Count)> FrameAccountants { get; } = new();
+
+    /// <summary>Vmemmap frames a running task holds off the page table (collected for freeing,
+    /// or allocated and not yet installed).</summary>
+    public long VmemmapFramesInFlight { get; set; }
 
     /// <summary>init_mm.page_table_lock.</summary>
     public KernelLock PageTableLock { get; } = new("init_mm.page_table_lock");
@@ -87,10 +97,6 @@ public sealed partial class Kernel : IPteObserver
 
     public IReadOnlyList<PendingFlush> PendingFlushes => _pendingFlushes;
     public IReadOnlyList<KernelTask> LiveTasks => _liveTasks;
-
-    /// <summary>Frames that the model holds on behalf of a running task (allocated, not yet
-    /// installed or freed). Conservation counts them as owned InFlight.</summary>
-    public long VmemmapPagesPendingFree { get; set; }
 
     private Kernel(ArchConfig arch, MachineConfig machine, KernelVariant variant)
     {
@@ -111,6 +117,28 @@ public sealed partial class Kernel : IPteObserver
         long rootPfn = Mem.MemblockAlloc(1, 1);
         Mem.SetOwner(rootPfn, 1, FrameOwner.PageTable);
         InitMm = new PageTable(arch, "init_mm", rootPfn, PageTable.KernelVaBase(arch));
+        Vmalloc = new Vmalloc(this);
+        FrameAccountants.Add((FrameOwner.Vmalloc, "vmalloc areas", () => Vmalloc.PagesInUse));
+        FrameAccountants.Add((FrameOwner.PageTable, "init_mm tables", () => InitMm.Tables.Count));
+        FrameAccountants.Add((FrameOwner.Vmemmap, "frames mapped by vmemmap leaves + in flight", () => CountVmemmapFrames() + VmemmapFramesInFlight));
+        FrameAccountants.Add((FrameOwner.Free, "buddy free lists", () => Mem.Buddy.NrFreePages));
+    }
+
+    /// <summary>Distinct frames mapped by init_mm leaves inside [VMEMMAP_START, VMEMMAP_END)
+    /// (aliases, such as HVO's remapped tails, count once).</summary>
+    public long CountVmemmapFrames()
+    {
+        var runs = new List<(long Pfn, long Count)>();
+        foreach (var w in InitMm.Leaves(Arch.VmemmapStart, Arch.VmemmapEnd))
+            runs.Add((w.Entry.Pfn, (long)(InitMm.EntrySize(w.Table) >> Arch.PageShift)));
+        runs.Sort();
+        long total = 0, coveredTo = long.MinValue;
+        foreach (var (pfn, n) in runs)
+        {
+            long start = Math.Max(pfn, coveredTo), end = pfn + n;
+            if (end > start) { total += end - start; coveredTo = end; }
+        }
+        return total;
     }
 
     /// <summary>Boots a machine: linear map, vmemmap, buddy allocator.</summary>
@@ -346,6 +374,13 @@ public sealed partial class Kernel : IPteObserver
     /// <summary>Whether a walk of <paramref name="va"/> ends on a valid leaf (no side effects).</summary>
     public bool IsMapped(ulong va) => InitMm.Walk(va).IsLeaf;
 
+    /// <summary>Counts of interesting states reached (e.g. "hvo.rollback", "alloc.enomem"), for
+    /// generation statistics. Keys are sorted when reported.</summary>
+    public Dictionary<string, long> Reached { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Notes that an interesting state was reached.</summary>
+    public void Note(string state) => Reached[state] = Reached.GetValueOrDefault(state) + 1;
+
     public void RecordFault(FaultKind kind, ExecContext? ctx, ulong va, string detail) =>
         Faults.Add(new KernelFault(kind, StepCount, ctx?.CpuId ?? -1, va, detail));
 
@@ -471,7 +506,7 @@ public sealed partial class Kernel : IPteObserver
             if (task.Done) return true;
             var st = StepCpu(cpu);
             if (st is null) return task.Done;
-            if (st == StepStatus.Blocked) return false;
+            if (st == StepStatus.Blocked) { Note("task.blocked"); return false; }
         }
         throw new ModelBugException($"task {task.Name} on cpu{cpu} did not finish in {maxSteps} steps");
     }

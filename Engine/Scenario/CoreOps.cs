@@ -1,0 +1,167 @@
+// Core operations: vmalloc/vfree, kernel reads that fill TLBs, the page-table teardown helper,
+// RCU readers and grace periods, and allocation-failure injection.
+using PropertySuite.Engine.Config;
+using PropertySuite.Engine.Mm;
+using PropertySuite.Engine.Smp;
+
+namespace PropertySuite.Engine.Scenario;
+
+/// <summary>`v1 = vmalloc 16K`: vmalloc(size) with base pages.</summary>
+public sealed record VmallocOp(long Size) : Op
+{
+    public override string Verb => "vmalloc";
+    public override string Args() => ArchConfig.FormatSize(Size);
+
+    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => Body(rc, k));
+
+    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k)
+    {
+        long size = (Size + k.Arch.PageSize - 1) / k.Arch.PageSize * k.Arch.PageSize;
+        var (area, _) = k.Vmalloc.VmallocArea((ulong)size);
+        if (area is not null) rc.BindHandle(Bind, area);
+        yield return StepStatus.Progress;
+    }
+
+    public override IEnumerable<Op> ShrinkArgs()
+    {
+        if (Size > 4096) yield return this with { Size = 4096 };
+        if (Size > 8192) yield return this with { Size = Size / 2 };
+    }
+}
+
+/// <summary>`vfree v1`.</summary>
+public sealed record VfreeOp(string Area) : Op
+{
+    public override string Verb => "vfree";
+    public override string Args() => Area;
+    public override IEnumerable<string> Uses => [Area];
+
+    public override KernelTask? CreateTask(RunContext rc)
+    {
+        if (!rc.TryGet<VmArea>(Area, out var area)) return null;
+        return new LambdaTask(ToString(), (k, ctx) => Body(rc, k, area));
+    }
+
+    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k, VmArea area)
+    {
+        rc.Unbind(Area);
+        k.Vmalloc.Vfree(area);
+        yield return StepStatus.Progress;
+    }
+}
+
+/// <summary>`read v1 8K`: a kernel load from a vmalloc area at an offset (fills the CPU's TLB).</summary>
+public sealed record ReadOp(string Area, long Offset) : Op
+{
+    public override string Verb => "read";
+    public override string Args() => $"{Area} {ArchConfig.FormatSize(Offset)}";
+    public override IEnumerable<string> Uses => [Area];
+
+    public override KernelTask? CreateTask(RunContext rc)
+    {
+        if (!rc.TryGet<VmArea>(Area, out var area)) return null;
+        return new LambdaTask(ToString(), (k, ctx) => Body(k, ctx, area));
+    }
+
+    private IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx, VmArea area)
+    {
+        ulong off = (ulong)Offset % area.Size;
+        k.Translate(ctx, area.Addr + off, write: false, out _, out _);
+        yield return StepStatus.Progress;
+    }
+
+    public override IEnumerable<Op> ShrinkArgs()
+    {
+        if (Offset != 0) yield return this with { Offset = 0 };
+    }
+}
+
+/// <summary>`free_empty_tables`: arm64's free_empty_tables over the whole vmalloc range, with
+/// floor/ceiling = [VMALLOC_START, VMALLOC_END). The kernel calls it from hot-remove; it is
+/// exposed directly so the core page-table invariants can be exercised on their own.</summary>
+public sealed record FreeEmptyTablesOp : Op
+{
+    public override string Verb => "free_empty_tables";
+    public override string Args() => "";
+    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => Body(k));
+
+    private static IEnumerable<StepStatus> Body(Kernel k)
+    {
+        k.FreeEmptyTables(k.Arch.VmallocStart, k.Arch.VmallocEnd, k.Arch.VmallocStart, k.Arch.VmallocEnd + 1);
+        yield return StepStatus.Progress;
+    }
+}
+
+/// <summary>`fail_alloc AFTER COUNT`: after AFTER more successful page allocations, the next
+/// COUNT allocations fail with ENOMEM (the kernel's fail_page_alloc, deterministic).</summary>
+public sealed record FailAllocOp(int After, int Count) : Op
+{
+    public override string Verb => "fail_alloc";
+    public override string Args() => $"{After} {Count}";
+    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => Body(k));
+
+    private IEnumerable<StepStatus> Body(Kernel k)
+    {
+        k.Mem.InjectFailures(After, Count);
+        yield return StepStatus.Progress;
+    }
+
+    public override IEnumerable<Op> ShrinkArgs()
+    {
+        if (After > 0) yield return this with { After = 0 };
+        if (After > 1) yield return this with { After = After / 2 };
+        if (Count > 1) yield return this with { Count = 1 };
+    }
+}
+
+/// <summary>`rcu_reader N`: rcu_read_lock, N steps inside the read-side section, rcu_read_unlock.</summary>
+public sealed record RcuReaderOp(int Steps) : Op
+{
+    public override string Verb => "rcu_reader";
+    public override string Args() => Steps.ToString(System.Globalization.CultureInfo.InvariantCulture);
+    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), Body);
+
+    private IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx)
+    {
+        k.RcuReadLock(ctx);
+        yield return StepStatus.Progress;
+        for (int i = 0; i < Steps; i++) yield return StepStatus.Progress;
+        k.RcuReadUnlock(ctx);
+        yield return StepStatus.Progress;
+    }
+
+    public override IEnumerable<Op> ShrinkArgs()
+    {
+        if (Steps > 0) yield return this with { Steps = 0 };
+        if (Steps > 1) yield return this with { Steps = Steps / 2 };
+    }
+}
+
+/// <summary>`synchronize_rcu`.</summary>
+public sealed record SynchronizeRcuOp : Op
+{
+    public override string Verb => "synchronize_rcu";
+    public override string Args() => "";
+    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => k.SynchronizeRcu(ctx));
+}
+
+/// <summary>`page_ref pfn`: a kernel read of the struct page of PFN (e.g. a PFN walker peeking
+/// at page flags), through the CPU's TLB.</summary>
+public sealed record ReadStructPageOp(long Pfn) : Op
+{
+    public override string Verb => "read_page";
+    public override string Args() => $"0x{Pfn:x}";
+    public override KernelTask? CreateTask(RunContext rc) =>
+        Pfn >= rc.Kernel.Mem.MaxPfn ? null : new LambdaTask(ToString(), Body);
+
+    private IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx)
+    {
+        k.ReadStructPage(ctx, k.PfnToPage(Pfn), out _);
+        yield return StepStatus.Progress;
+    }
+
+    public override IEnumerable<Op> ShrinkArgs()
+    {
+        if (Pfn != 0) yield return this with { Pfn = 0 };
+    }
+}

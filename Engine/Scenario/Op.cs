@@ -1,0 +1,103 @@
+// Operations: the steps of a scenario. One immutable record per operation; its ToString() is its
+// line in the repro language, and OpCatalog parses that line back.
+//
+// Every operation is total: one whose handle does not exist (a shrinker deleted the step that
+// bound it) or whose CPU is busy is a no-op, so any sub-sequence of a scenario stays runnable.
+using PropertySuite.Engine.Smp;
+
+namespace PropertySuite.Engine.Scenario;
+
+/// <summary>Base of every operation line: `[cpuN:] [start] [h =] verb args`.</summary>
+public abstract record Op
+{
+    /// <summary>The CPU the operation runs on (`cpuN:` prefix; omitted for cpu0).</summary>
+    public int Cpu { get; init; }
+    /// <summary>`start`: push as a task and let `step` lines advance it, instead of running it
+    /// to completion (or until it blocks) at once.</summary>
+    public bool Start { get; init; }
+    /// <summary>Handle the result is bound to (`v1 = ...`), or null.</summary>
+    public string? Bind { get; init; }
+
+    /// <summary>The operation's keyword, named after the kernel function it stands for.</summary>
+    public abstract string Verb { get; }
+
+    /// <summary>The argument text after the verb (may be empty).</summary>
+    public abstract string Args();
+
+    /// <summary>Builds the kernel task that performs the operation, or null for a no-op (a
+    /// missing handle, or nothing to do in the current state).</summary>
+    public abstract KernelTask? CreateTask(RunContext rc);
+
+    /// <summary>Simpler versions of this operation, for the shrinker (finite, simplest first).</summary>
+    public virtual IEnumerable<Op> ShrinkArgs() => [];
+
+    /// <summary>Handles this operation reads.</summary>
+    public virtual IEnumerable<string> Uses => [];
+
+    public sealed override string ToString()
+    {
+        var sb = new System.Text.StringBuilder();
+        if (Cpu != 0) sb.Append("cpu").Append(Cpu).Append(": ");
+        if (Start) sb.Append("start ");
+        if (Bind is not null) sb.Append(Bind).Append(" = ");
+        sb.Append(Verb);
+        string args = Args();
+        if (args.Length > 0) sb.Append(' ').Append(args);
+        return sb.ToString();
+    }
+
+    /// <summary>Shrink candidates common to every op: run on cpu0, run instead of start.</summary>
+    public IEnumerable<Op> ShrinkCommon()
+    {
+        if (Cpu != 0) yield return this with { Cpu = 0 };
+        if (Start) yield return this with { Start = false };
+    }
+}
+
+/// <summary>`step cpuN [N]`: advance CPU N by one (or N) steps. Part of the CPU schedule.</summary>
+public sealed record StepOp(int Count = 1) : Op
+{
+    public override string Verb => "step";
+    public override string Args() => $"cpu{Cpu}" + (Count != 1 ? $" {Count}" : "");
+    public override KernelTask? CreateTask(RunContext rc) => null;
+    public override IEnumerable<Op> ShrinkArgs()
+    {
+        if (Count > 1) yield return this with { Count = 1 };
+        if (Count > 2) yield return this with { Count = Count / 2 };
+    }
+}
+
+/// <summary>`irq cpuN verb args`: raise an interrupt on CPU N whose handler performs the inner
+/// operation (for example a struct-page read from an IRQ handler).</summary>
+public sealed record IrqOp(Op Handler) : Op
+{
+    public override string Verb => "irq";
+    public override string Args() => $"cpu{Cpu} {Handler}";
+    public override KernelTask? CreateTask(RunContext rc) => Handler.CreateTask(rc);
+    public override IEnumerable<Op> ShrinkArgs() => Handler.ShrinkArgs().Select(h => this with { Handler = h });
+    public override IEnumerable<string> Uses => Handler.Uses;
+}
+
+/// <summary>Handles bound during a run and the engine they refer into.</summary>
+public sealed class RunContext(Kernel kernel)
+{
+    private readonly Dictionary<string, object> _handles = new(StringComparer.Ordinal);
+
+    public Kernel Kernel { get; } = kernel;
+
+    public void BindHandle(string? name, object value)
+    {
+        if (name is not null) _handles[name] = value;
+    }
+
+    public void Unbind(string name) => _handles.Remove(name);
+
+    public bool TryGet<T>(string name, out T value) where T : class
+    {
+        if (_handles.TryGetValue(name, out var o) && o is T t) { value = t; return true; }
+        value = null!;
+        return false;
+    }
+
+    public IEnumerable<KeyValuePair<string, object>> Handles => _handles.OrderBy(kv => kv.Key, StringComparer.Ordinal);
+}

@@ -1,0 +1,80 @@
+// The explicit table of operation verbs: verb → parser of its arguments. Adding an operation
+// means adding its record and one line here. No reflection.
+using PropertySuite.Engine.Config;
+
+namespace PropertySuite.Engine.Scenario;
+
+public static class OpCatalog
+{
+    /// <summary>Parses the arguments of one verb; the prefix (cpu, start, bind) is applied after.</summary>
+    public delegate Op ArgParser(LineReader r, int cpus);
+
+    /// <summary>Largest size an operation may name (vmalloc etc.): 64 GiB keeps replays bounded.</summary>
+    public const long MaxOpSize = 64L << 30;
+
+    private static readonly Dictionary<string, (ArgParser Parse, char? BindKind)> Verbs = new(StringComparer.Ordinal)
+    {
+        ["vmalloc"] = ((r, _) => new VmallocOp(r.Size("size", 1, MaxOpSize)), 'v'),
+        ["vfree"] = ((r, _) => new VfreeOp(r.Handle('v')), null),
+        ["read"] = ((r, _) => new ReadOp(r.Handle('v'), r.Size("offset", 0, MaxOpSize)), null),
+        ["free_empty_tables"] = ((r, _) => new FreeEmptyTablesOp(), null),
+        ["fail_alloc"] = ((r, _) => new FailAllocOp((int)r.Int("after", 0, 1_000_000), (int)r.Int("count", 1, 1_000_000)), null),
+        ["rcu_reader"] = ((r, _) => new RcuReaderOp((int)r.Int("steps", 0, 10_000)), null),
+        ["synchronize_rcu"] = ((r, _) => new SynchronizeRcuOp(), null),
+        ["read_page"] = ((r, _) => new ReadStructPageOp(r.Int("pfn", 0, long.MaxValue >> 16)), null),
+    };
+
+    public static IEnumerable<string> KnownVerbs => Verbs.Keys.Order(StringComparer.Ordinal);
+
+    /// <summary>Parses `[cpuN:] [start] [h =] verb args`, `step cpuN [n]` or `irq cpuN op`.</summary>
+    public static Op ParseOp(LineReader r, int cpus)
+    {
+        int cpu = 0;
+        string? first = r.Peek();
+        if (first is not null && first.EndsWith(':') && LineReader.TryCpu(first[..^1], out _))
+        {
+            int col = r.Column;
+            r.Word("cpu prefix");
+            LineReader.TryCpu(first[..^1], out cpu);
+            if (cpu >= cpus) throw new ReproParseException(r.LineNo, col, $"{first[..^1]}: the machine has {cpus} CPUs");
+        }
+        if (r.Peek() == "step")
+        {
+            r.Word("step");
+            int c = r.Cpu(cpus);
+            int count = r.AtEnd ? 1 : (int)r.Int("step count", 1, 10_000);
+            r.End();
+            return new StepOp(count) { Cpu = c };
+        }
+        if (r.Peek() == "irq")
+        {
+            r.Word("irq");
+            int c = r.Cpu(cpus);
+            var inner = ParseOp(r, cpus);
+            if (inner is StepOp or IrqOp || inner.Start || inner.Bind is not null || inner.Cpu != 0)
+                throw r.Error("an interrupt handler is a plain operation (no step, irq, start, cpu or handle)");
+            return new IrqOp(inner) { Cpu = c };
+        }
+        bool start = false;
+        if (r.Peek() == "start") { r.Word("start"); start = true; }
+        string? bind = null;
+        if (r.Peek(1) == "=")
+        {
+            int col = r.Column;
+            bind = r.Word("handle");
+            if (!LineReader.IsHandle(bind)) throw new ReproParseException(r.LineNo, col, $"'{bind}' is not a handle (a letter and digits, e.g. v1)");
+            r.Expect("=");
+        }
+        int vcol = r.Column;
+        string verb = r.Word("an operation");
+        if (!Verbs.TryGetValue(verb, out var entry))
+            throw new ReproParseException(r.LineNo, vcol, $"unknown operation '{verb}'");
+        if (bind is not null && entry.BindKind is null)
+            throw new ReproParseException(r.LineNo, vcol, $"'{verb}' produces nothing to bind to {bind}");
+        if (bind is not null && bind[0] != entry.BindKind)
+            throw new ReproParseException(r.LineNo, vcol, $"'{verb}' binds {entry.BindKind}N handles, not {bind}");
+        var op = entry.Parse(r, cpus);
+        r.End();
+        return op with { Cpu = cpu, Start = start, Bind = bind };
+    }
+}

@@ -1,0 +1,24 @@
+// The registry: every invariant the runner checks after every step (the .cfg of the suite).
+// A test asserts that every IInvariant type in this assembly is listed here.
+namespace PropertySuite.Invariants;
+
+public static class InvariantRegistry
+{
+    /// <summary>Every invariant, in the order they are checked. Structural ones first.</summary>
+    public static IReadOnlyList<IInvariant> All { get; } =
+    [
+        new PageTableTreeWellFormed(),
+        new FrameConservation(),
+        new NoLeafMapsFreeFrame(),
+        new TlbCoherentAfterFlush(),
+        new NoWriteThroughReadOnlyVmemmap(),
+        new NoKernelOops(),
+        new NoDeadlock(),
+        new BreakBeforeMake(),
+        new RcuGracePeriodWaitsForReaders(),
+    ];
+
+    public static IInvariant ByName(string name) =>
+        All.FirstOrDefault(i => i.Name == name)
+        ?? throw new ArgumentException($"unknown invariant '{name}': known are {string.Join(", ", All.Select(i => i.Name))}");
+}

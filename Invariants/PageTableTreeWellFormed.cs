@@ -1,0 +1,47 @@
+using PropertySuite.Engine;
+using PropertySuite.Engine.Mm;
+
+namespace PropertySuite.Invariants;
+
+/// <summary>
+/// init_mm is a tree: every table entry points at a frame owned as a page table and registered as
+/// a table one level down, and every table page has exactly one parent entry. A table entry to a
+/// freed frame is the page-table use-after-free that hot-remove (S004) and ptdump guard against;
+/// a table with two parents would be freed while still in use. Between steps of a running task a
+/// table may exist unlinked (allocated, not yet installed); with no task running, every table
+/// must be reachable. Kernel: kernel page tables are never shared (KERNEL-MODEL.md INV-1);
+/// arch/arm64/mm/mmu.c free_empty_tables clears the parent before freeing.
+/// </summary>
+public sealed class PageTableTreeWellFormed : IInvariant
+{
+    public string Name => nameof(PageTableTreeWellFormed);
+    public string Claim => "every init_mm table entry points at a live page-table frame one level down, and every table has exactly one parent";
+    public string Source => "KERNEL-MODEL.md INV-1; arch/arm64/mm/mmu.c free_empty_tables; S004";
+
+    public Violation? Check(Kernel k)
+    {
+        var mm = k.InitMm;
+        var parents = new Dictionary<long, string>();
+        Violation? found = null;
+        mm.ForEachEntry((t, i, e) =>
+        {
+            if (found is not null || !e.IsTable || t.Level == Engine.Config.PtLevel.Pte) return;
+            string where = $"{t.Level} entry {i} of table {t.Pfn:x} (va {mm.EntryVa(t, i):x})";
+            var owner = k.Mem.OwnerOf(e.Pfn);
+            if (owner != FrameOwner.PageTable)
+                found = new(Name, $"{where} points at frame {e.Pfn:x} owned {owner}, not a page table");
+            else if (!mm.TryGetTable(e.Pfn, out var child))
+                found = new(Name, $"{where} points at frame {e.Pfn:x}, which is not a table of {mm.Name}");
+            else if (child.Level != t.Level - 1)
+                found = new(Name, $"{where} points at a {child.Level} table; expected {t.Level - 1}");
+            else if (!parents.TryAdd(e.Pfn, where))
+                found = new(Name, $"table {e.Pfn:x} has two parents: {parents[e.Pfn]} and {where}");
+        });
+        if (found is not null) return found;
+        if (k.LiveTasks.Count == 0)
+            foreach (var t in mm.Tables.Values)
+                if (t != mm.Root && !parents.ContainsKey(t.Pfn))
+                    return new(Name, $"{t.Level} table {t.Pfn:x} (va {t.BaseVa:x}) is registered but no entry points at it and no task holds it");
+        return null;
+    }
+}
