@@ -9,7 +9,9 @@ namespace PropertySuite.Engine.Config;
 /// <param name="Description">One line: what differs and where it comes from.</param>
 /// <param name="Variant">The switches.</param>
 /// <param name="Arch">A configuration the variant needs (null: any), e.g. arm64 for BBM.</param>
-public sealed record NamedVariant(string Name, bool Correct, IReadOnlyList<string> Breaks, string Description, KernelVariant Variant, string? Arch = null);
+/// <param name="MaxReproOps">For a buggy variant: the most operation lines its shrunk repro may
+/// have (the meta-tests' bound on "short").</param>
+public sealed record NamedVariant(string Name, bool Correct, IReadOnlyList<string> Breaks, string Description, KernelVariant Variant, string? Arch = null, int MaxReproOps = 8);
 
 public static class KernelVariants
 {

@@ -1,0 +1,63 @@
+// How operations are generated: one family per mechanism. A family proposes the next operation
+// from the generation state (live handles, busy CPUs), so that generated steps are mostly
+// meaningful; whatever it proposes must still be total (a no-op when invalid at run time).
+using PropertySuite.Engine.Config;
+using PropertySuite.Engine.Scenario;
+
+namespace PropertySuite.Generators;
+
+/// <summary>One mechanism's operation generator.</summary>
+public interface IOpFamily
+{
+    /// <summary>Swarm key: each scenario enables a random subset of families by name.</summary>
+    string Name { get; }
+
+    /// <summary>Whether the family applies to this configuration and variant at all.</summary>
+    bool AppliesTo(ArchConfig arch, NamedVariant variant);
+
+    /// <summary>Relative weight of drawing from this family now (0: nothing sensible to do).</summary>
+    int Weight(GenState s);
+
+    /// <summary>The next operation, or null if there is nothing to propose.</summary>
+    Op? Next(GenState s, Prng rng);
+}
+
+/// <summary>What generation knows about the scenario built so far. It is symbolic: it tracks
+/// the handles earlier operations bind and consume, not engine state.</summary>
+public sealed class GenState(ArchConfig arch, MachineConfig machine, NamedVariant variant)
+{
+    private readonly Dictionary<char, int> _nextHandle = new();
+    private readonly Dictionary<char, List<string>> _live = new();
+
+    public ArchConfig Arch { get; } = arch;
+    public MachineConfig Machine { get; } = machine;
+    public NamedVariant Variant { get; } = variant;
+    /// <summary>Operations generated so far.</summary>
+    public List<Op> Ops { get; } = new();
+    /// <summary>CPUs that have a started task (`start ...`) whose steps are still to be scheduled.</summary>
+    public HashSet<int> BusyCpus { get; } = new();
+
+    /// <summary>A fresh handle name of the given kind (v1, v2, ...).</summary>
+    public string FreshHandle(char kind)
+    {
+        int n = _nextHandle.GetValueOrDefault(kind) + 1;
+        _nextHandle[kind] = n;
+        return kind + n.ToString(System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    public IReadOnlyList<string> Live(char kind) => _live.TryGetValue(kind, out var l) ? l : [];
+
+    public void AddLive(string handle) => (_live.TryGetValue(handle[0], out var l) ? l : _live[handle[0]] = new()).Add(handle);
+
+    public void RemoveLive(string handle)
+    {
+        if (_live.TryGetValue(handle[0], out var l)) l.Remove(handle);
+    }
+
+    /// <summary>An idle CPU to run on, preferring cpu0, or -1 when all are busy.</summary>
+    public int IdleCpu(Prng rng)
+    {
+        var idle = Enumerable.Range(0, Machine.Cpus).Where(c => !BusyCpus.Contains(c)).ToList();
+        return idle.Count == 0 ? -1 : idle[rng.Next(idle.Count)];
+    }
+}

@@ -1,0 +1,26 @@
+// A small deterministic PRNG (SplitMix64) for building scenarios from a seed. Our own, so that
+// a seed means the same scenario on every .NET version (System.Random's algorithm may change).
+namespace PropertySuite.Generators;
+
+public sealed class Prng(ulong seed)
+{
+    private ulong _state = seed;
+
+    public ulong NextU64()
+    {
+        ulong z = _state += 0x9e3779b97f4a7c15UL;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9UL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebUL;
+        return z ^ (z >> 31);
+    }
+
+    /// <summary>Uniform in [0, n).</summary>
+    public int Next(int n) => n <= 1 ? 0 : (int)(NextU64() % (ulong)n);
+
+    /// <summary>Uniform in [lo, hi].</summary>
+    public long Range(long lo, long hi) => lo + (long)(NextU64() % (ulong)(hi - lo + 1));
+
+    public bool Chance(int percent) => Next(100) < percent;
+
+    public T Pick<T>(IReadOnlyList<T> xs) => xs[Next(xs.Count)];
+}
