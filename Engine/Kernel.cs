@@ -150,9 +150,14 @@ public sealed partial class Kernel : IPteObserver
         k.BootPopulateVmemmap();
         k.Mem.MemblockFreeAll();
         k.InitMm.Observer = k;
+        k.OnBooted();
         k.Mem.ClearChanged();
         return k;
     }
+
+    /// <summary>Mechanisms hook their own set-up here (each in its own partial file): state
+    /// objects, frame accountants.</summary>
+    partial void OnBooted();
 
     private long MemblockTable()
     {

@@ -50,6 +50,9 @@ public sealed record KernelVariant
 
     // ---- HugeTLB and HVO (mm/hugetlb.c, mm/hugetlb_vmemmap.c) ----
     public HvoScheme Hvo { get; init; } = HvoScheme.OnePageKept;
+    /// <summary>arm64 selects ARCH_WANT_OPTIMIZE_HUGETLB_VMEMMAP (v6.1-v6.2, 1e63ac088f20; disabled
+    /// by 060a2c92d1b6). Off in today's kernel: HVO does not run on arm64 unless this is set.</summary>
+    public bool Arm64Hvo { get; init; }
     /// <summary>Joao Martins 2022: allocate a fresh head vmemmap page instead of reusing page 0.</summary>
     public bool HvoAllocatesHeadCopy { get; init; } = true;
     /// <summary>d8f5f7e445f0 reverted: optimize before the hugetlb flag is set (§8 #6).</summary>
