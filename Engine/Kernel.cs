@@ -12,7 +12,9 @@
 // does in the kernel.
 //
 // Departures from the kernel (besides those in the component headers):
-// - The kernel image is a fixed 16 MiB at PFN 0; memblock allocates bottom-up after it.
+// - The kernel image is a fixed 16 MiB at PFN 0; memblock allocates bottom-up after it, and the
+//   remainder of the last MAX_PAGE_ORDER block it touched stays reserved (so free memory starts
+//   as whole max-order blocks and the lowest-address-first buddy hands out pages in order).
 // - The linear map uses block mappings for all memory (as with rodata=off, or BBML2 on arm64);
 //   it is not split for permission changes in this mechanism set.
 // - Struct pages of frames that boot never wrote read as memmap_init leaves them: PG_reserved and
@@ -148,6 +150,9 @@ public sealed partial class Kernel : IPteObserver
         var k = new Kernel(arch, machine, variant ?? new KernelVariant());
         k.BootMapLinear();
         k.BootPopulateVmemmap();
+        // Keep the rest of the last max-order block that memblock touched reserved, so that the
+        // buddy starts with whole MAX_PAGE_ORDER blocks and allocations read naturally.
+        k.Mem.MemblockAlloc(0, 1L << arch.MaxPageOrder);
         k.Mem.MemblockFreeAll();
         k.InitMm.Observer = k;
         k.OnBooted();
