@@ -16,6 +16,7 @@ public static class InvariantRegistry
         new NoDeadlock(),
         new BreakBeforeMake(),
         new RcuGracePeriodWaitsForReaders(),
+        new NoTailRefcountGain(),
     ];
 
     public static IInvariant ByName(string name) =>

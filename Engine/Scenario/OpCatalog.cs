@@ -21,6 +21,10 @@ public static class OpCatalog
         ["fail_alloc"] = ((r, _) => new FailAllocOp((int)r.Int("after", 0, 1_000_000), (int)r.Int("count", 1, 1_000_000)), null),
         ["rcu_reader"] = ((r, _) => new RcuReaderOp((int)r.Int("steps", 0, 10_000)), null),
         ["synchronize_rcu"] = ((r, _) => new SynchronizeRcuOp(), null),
+        ["filemap_add"] = ((r, _) => new FilemapAddOp((int)r.Int("pages", 1, 1 << 20)), 'p'),
+        ["truncate"] = ((r, _) => new TruncateOp(r.Handle('p')), null),
+        ["spec_lookup"] = ((r, _) => new SpecLookupOp(r.Handle('p'), r.Int("index", 0, 1 << 20)), null),
+        ["pfn_walk"] = ((r, _) => new PfnWalkOp(r.Handle('p'), r.Int("index", 0, 1 << 20)), null),
         ["read_page"] = ((r, _) => new ReadStructPageOp(r.Int("pfn", 0, long.MaxValue >> 16)), null),
     };
 

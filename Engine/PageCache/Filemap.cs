@@ -1,0 +1,152 @@
+// The page cache and speculative references: mm/filemap.c (filemap_add_folio, filemap_get_entry,
+// truncate_inode_pages via delete_from_page_cache), include/linux/page_ref.h (page_ref_add_unless,
+// folio_ref_try_add_rcu), include/linux/mm.h (get_page_unless_zero, folio_put), and a PFN walker in
+// the style of compaction's isolate_migratepages_block.
+//
+// Pinned to the v6.10 code (bd225530a4c7, "mm/hugetlb_vmemmap: fix race with speculative PFN
+// walkers"), with the earlier primitive and Muchun Song's proposal (S001) as variants.
+//
+// A page-cache folio is reached through a struct-page pointer — a vmemmap virtual address — and
+// every refcount operation goes through vmemmap. So after HVO remaps the vmemmap page behind a
+// stale pointer, the same pointer reads (and tries to write) whatever the new mapping shows:
+// the real head through a fake-head alias, or a real tail.
+//
+// Departures: files hold order-0 folios only; the xarray is a sorted map index → pointer; no
+// LRU lists (PG_lru is set while a page is in the cache); folio_put frees to the buddy directly.
+using PropertySuite.Engine.Config;
+using PropertySuite.Engine.Mm;
+using PropertySuite.Engine.Smp;
+
+namespace PropertySuite.Engine.PageCache;
+
+/// <summary>struct address_space of one file: its xarray of folio pointers.</summary>
+public sealed class AddressSpace(int id)
+{
+    public int Id { get; } = id;
+    /// <summary>i_pages: index → struct page pointer (vmemmap VA).</summary>
+    public SortedDictionary<long, ulong> IPages { get; } = new();
+    public override string ToString() => $"file{Id}";
+}
+
+/// <summary>One refcount increment through a struct-page pointer, with what the pointer was at
+/// that moment: compound_head(page) as the kernel computes it over vmemmap.</summary>
+public sealed record RefAdd(long Step, int Cpu, ulong Page, ulong GenuineHead, string Who)
+{
+    public bool ThroughHead => GenuineHead == Page;
+}
+
+/// <summary>Page-cache state of one kernel.</summary>
+public sealed class Filemap
+{
+    private readonly Kernel _k;
+    private readonly List<AddressSpace> _files = new();
+
+    /// <summary>PFNs of page-cache folios not yet freed (in a file, or held by a reference).</summary>
+    public SortedSet<long> LivePfns { get; } = new();
+
+    /// <summary>Every successful refcount increment made through a struct-page pointer by a
+    /// speculative path, in order (evidence for NoTailRefcountGain).</summary>
+    public List<RefAdd> RefAdds { get; } = new();
+
+    public IReadOnlyList<AddressSpace> Files => _files;
+
+    public Filemap(Kernel k)
+    {
+        _k = k;
+        k.FrameAccountants.Add((FrameOwner.PageCache, "page-cache folios not yet freed", () => LivePfns.Count));
+    }
+
+    public AddressSpace NewFile()
+    {
+        var f = new AddressSpace(_files.Count);
+        _files.Add(f);
+        return f;
+    }
+
+    /// <summary>filemap_add_folio for indices [0, n) of a new file: allocate, initialise the
+    /// struct page through vmemmap (refcount 1 for the cache, PG_lru, mapping, index), store
+    /// the pointer in the xarray. Stops at ENOMEM (the pages added so far stay).</summary>
+    public Errno FilemapAddFolios(ExecContext ctx, AddressSpace f, int n)
+    {
+        for (int i = 0; i < n; i++)
+        {
+            long pfn = _k.Mem.AllocPages(0, FrameOwner.PageCache);
+            if (pfn < 0) { _k.Note("filemap.enomem"); return Errno.ENOMEM; }
+            LivePfns.Add(pfn);
+            ulong page = _k.PfnToPage(pfn);
+            var sp = new StructPage { Refcount = 1, Flags = PageFlags.Lru, Mapping = f.Id + 1, Index = i };
+            _k.WriteStructPage(ctx, page, sp, "filemap_add_folio");
+            f.IPages[i] = page;
+        }
+        return Errno.Ok;
+    }
+
+    /// <summary>xa_load.</summary>
+    public static ulong XaLoad(AddressSpace f, long index) => f.IPages.TryGetValue(index, out var p) ? p : 0;
+
+    /// <summary>truncate_inode_pages: for every page, delete it from the cache (clear PG_lru,
+    /// mapping) and drop the cache's reference.</summary>
+    public void TruncateInodePages(ExecContext ctx, AddressSpace f)
+    {
+        foreach (var (index, page) in f.IPages.ToList())
+        {
+            f.IPages.Remove(index);
+            if (_k.ReadStructPage(ctx, page, out var sp))
+            {
+                sp.Flags &= ~PageFlags.Lru;
+                sp.Mapping = 0;
+                _k.WriteStructPage(ctx, page, sp, "__filemap_remove_folio");
+            }
+            FolioPut(ctx, page, "truncate");
+        }
+    }
+
+    /// <summary>folio_put: decrement through the pointer; at zero, free the folio the pointer
+    /// names (pfn of the pointer) to the buddy. If the pointer aliases something that is not a
+    /// page-cache page, the free is a bad free (recorded by PhysMem).</summary>
+    public void FolioPut(ExecContext ctx, ulong page, string who)
+    {
+        if (!_k.ReadStructPage(ctx, page, out var sp)) return;
+        if (sp.Refcount <= 0)
+        {
+            _k.RecordFault(FaultKind.KernelBug, ctx, page, $"{who}: folio_put on struct page of pfn {_k.PageToPfn(page):x} with refcount {sp.Refcount} (VM_BUG_ON_PAGE)");
+            return;
+        }
+        sp.Refcount--;
+        if (!_k.WriteStructPage(ctx, page, sp, who)) return;
+        if (sp.Refcount != 0) return;
+        long pfn = _k.PageToPfn(page);
+        if (LivePfns.Remove(pfn))
+        {
+            _k.WriteStructPage(ctx, page, default, "free_pages_prepare");
+            _k.Mem.FreePages(pfn, 0, FrameOwner.PageCache, who);
+            _k.Note("filemap.folio_freed");
+        }
+        else
+        {
+            // The count reached zero through a pointer that is not a live page-cache folio.
+            _k.Mem.FreePages(pfn, 0, FrameOwner.PageCache, $"{who} (pointer to pfn {pfn:x} is not a page-cache folio)");
+        }
+    }
+
+    /// <summary>compound_head() as the kernel computes it through vmemmap, including the
+    /// page_fixed_fake_head() correction: a PAGE_SIZE-aligned struct page with PG_head whose
+    /// page[1] carries a tail encoding is a fake head, and its real head is page[1]'s
+    /// compound_head − 1. Reads through init_mm (the computation itself, not an access).</summary>
+    public ulong CompoundHead(ulong page)
+    {
+        if (!_k.PeekStructPage(page, out var sp)) return page;
+        if (sp.IsTail) return sp.CompoundHead - 1;
+        return PageFixedFakeHead(page, sp);
+    }
+
+    /// <summary>page_fixed_fake_head: the real head if <paramref name="page"/> is a fake head.</summary>
+    public ulong PageFixedFakeHead(ulong page, StructPage sp)
+    {
+        if (_k.Variant.Hvo == HvoScheme.Off) return page;              // static key off
+        if ((page & (ulong)(_k.Arch.PageSize - 1)) != 0) return page;  // not PAGE_SIZE aligned
+        if ((sp.Flags & PageFlags.Head) == 0) return page;
+        if (!_k.PeekStructPage(page + ArchConfig.StructPageSize, out var next)) return page;
+        return next.IsTail ? next.CompoundHead - 1 : page;
+    }
+}

@@ -1,0 +1,126 @@
+// Page-cache and speculative-reference operations (S001, KERNEL-MODEL.md §3).
+using System.Globalization;
+using PropertySuite.Engine.PageCache;
+using PropertySuite.Engine.Smp;
+
+namespace PropertySuite.Engine.Scenario;
+
+/// <summary>`p1 = filemap_add N`: a new file with N order-0 page-cache folios at indices 0..N-1.</summary>
+public sealed record FilemapAddOp(int Pages) : Op
+{
+    public override string Verb => "filemap_add";
+    public override string Args() => Pages.ToString(CultureInfo.InvariantCulture);
+    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => Body(rc, k, ctx));
+
+    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k, ExecContext ctx)
+    {
+        var f = k.Filemap.NewFile();
+        rc.BindHandle(Bind, f);
+        k.Filemap.FilemapAddFolios(ctx, f, Pages);
+        yield return StepStatus.Progress;
+    }
+
+    public override IEnumerable<Op> ShrinkArgs()
+    {
+        if (Pages > 1) yield return this with { Pages = 1 };
+        if (Pages > 2) yield return this with { Pages = Pages / 2 };
+    }
+}
+
+/// <summary>`truncate p1`: truncate_inode_pages: remove every folio and drop the cache's references.</summary>
+public sealed record TruncateOp(string File) : Op
+{
+    public override string Verb => "truncate";
+    public override string Args() => File;
+    public override IEnumerable<string> Uses => [File];
+
+    public override KernelTask? CreateTask(RunContext rc) =>
+        rc.TryGet<AddressSpace>(File, out var f) ? new LambdaTask(ToString(), (k, ctx) => Body(k, ctx, f)) : null;
+
+    private static IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx, AddressSpace f)
+    {
+        k.Filemap.TruncateInodePages(ctx, f);
+        yield return StepStatus.Progress;
+    }
+}
+
+/// <summary>`spec_lookup p1 64`: filemap_get_entry + folio_try_get_rcu for one index, step by
+/// step: rcu_read_lock and load the pointer; try to get it (two steps); re-validate with
+/// xa_load and put it on mismatch; rcu_read_unlock; finally drop the reference it kept.</summary>
+public sealed record SpecLookupOp(string File, long Index) : Op
+{
+    public override string Verb => "spec_lookup";
+    public override string Args() => $"{File} {Index.ToString(CultureInfo.InvariantCulture)}";
+    public override IEnumerable<string> Uses => [File];
+
+    public override KernelTask? CreateTask(RunContext rc) =>
+        rc.TryGet<AddressSpace>(File, out var f) ? new LambdaTask(ToString(), (k, ctx) => Body(k, ctx, f)) : null;
+
+    private IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx, AddressSpace f)
+    {
+        k.RcuReadLock(ctx);
+        ulong page = Filemap.XaLoad(f, Index);
+        yield return StepStatus.Progress;
+        if (page == 0)
+        {
+            k.RcuReadUnlock(ctx);
+            yield break;
+        }
+        var got = new RefResult();
+        foreach (var s in PageRef.PageRefAddUnless(k, ctx, page, 1, 0, got, "folio_try_get_rcu")) yield return s;
+        if (got.Got && Filemap.XaLoad(f, Index) != page)
+        {
+            k.Note("spec.revalidate_failed");
+            k.Filemap.FolioPut(ctx, page, "filemap_get_entry (xas_reload mismatch)");
+            got.Got = false;
+        }
+        k.RcuReadUnlock(ctx);
+        yield return StepStatus.Progress;
+        if (got.Got)
+        {
+            k.Filemap.FolioPut(ctx, page, "filemap_get_entry user done");
+            yield return StepStatus.Progress;
+        }
+    }
+
+    public override IEnumerable<Op> ShrinkArgs()
+    {
+        if (Index != 0) yield return this with { Index = 0 };
+    }
+}
+
+/// <summary>`pfn_walk p1 64`: a compaction-style PFN walker (Yu Zhao's interleaving): takes the
+/// PFN that file p1's page 64 has when the walk starts, then, step by step: see PG_lru on
+/// pfn_to_page(pfn); get_page_unless_zero (two steps); re-check PG_lru and drop the reference.
+/// No RCU of its own: bd225530a4c7 put it inside page_ref_add_unless.</summary>
+public sealed record PfnWalkOp(string File, long Index) : Op
+{
+    public override string Verb => "pfn_walk";
+    public override string Args() => $"{File} {Index.ToString(CultureInfo.InvariantCulture)}";
+    public override IEnumerable<string> Uses => [File];
+
+    public override KernelTask? CreateTask(RunContext rc)
+    {
+        if (!rc.TryGet<AddressSpace>(File, out var f)) return null;
+        ulong page = Filemap.XaLoad(f, Index);
+        return page == 0 ? null : new LambdaTask(ToString(), (k, ctx) => Body(k, ctx, page));
+    }
+
+    private static IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx, ulong page)
+    {
+        bool lru = k.ReadStructPage(ctx, page, out var sp) && (sp.Flags & Mm.PageFlags.Lru) != 0;
+        yield return StepStatus.Progress;
+        if (!lru) yield break;
+        var got = new RefResult();
+        foreach (var s in PageRef.PageRefAddUnless(k, ctx, page, 1, 0, got, "get_page_unless_zero")) yield return s;
+        if (!got.Got) yield break;
+        // isolate_migratepages_block would now re-check the folio; the walk here only wanted a peek.
+        k.Filemap.FolioPut(ctx, page, "pfn walker put_page");
+        yield return StepStatus.Progress;
+    }
+
+    public override IEnumerable<Op> ShrinkArgs()
+    {
+        if (Index != 0) yield return this with { Index = 0 };
+    }
+}
