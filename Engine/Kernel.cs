@@ -370,6 +370,24 @@ public sealed partial class Kernel : IPteObserver
         {
             frame = -1;
             writable = false;
+            if (ctx is not null && IsVmemmapAddr(va) && Variant.VmemmapUpdate == VmemmapUpdate.BbmFaultHandler
+                && PageTableLock.Holder is { } holder)
+            {
+                // Nanyong Sun v3: the arm64 fault handler waits for the vmemmap update by taking
+                // init_mm.page_table_lock. If the holder is this CPU's interrupted context, it
+                // never releases it: the CPU hangs.
+                ctx.WaitingFor = PageTableLock;
+                if (holder.CpuId == ctx.CpuId && holder.Depth <= ctx.Depth)
+                {
+                    if (!ctx.Hung)
+                        RecordFault(FaultKind.Deadlock, ctx, va, $"vmemmap translation fault in {ctx} spins on {PageTableLock.Name}, held by {holder} — interrupted on the same CPU{(ctx.InIrq ? " (IRQ context)" : "")}");
+                    ctx.Hung = true;
+                    return false;
+                }
+                ctx.MustRetry = true;
+                Note("vmemmap_fault.wait");
+                return false;
+            }
             RecordFault(FaultKind.TranslationFault, ctx, va, $"{(write ? "write" : "read")} of unmapped kernel address (walk ended at level {w.Level} entry {w.Entry})");
             return false;
         }
@@ -377,6 +395,7 @@ public sealed partial class Kernel : IPteObserver
         ulong baseVa = InitMm.EntryVa(w.Table, w.Index);
         frame = w.Entry.Pfn + (long)((va - baseVa) >> Arch.PageShift);
         writable = w.Entry.Writable;
+        if (ctx is not null && ctx.WaitingFor == PageTableLock && PageTableLock.Holder != ctx) ctx.WaitingFor = null;
         cpu?.Tlb.Fill(new TlbEntry(baseVa, size, w.Entry.Pfn, w.Entry.Writable));
         return true;
     }
@@ -494,6 +513,7 @@ public sealed partial class Kernel : IPteObserver
         }
         var top = c.Top;
         if (top is null) return null;
+        if (top.Hung) return StepStatus.Blocked;
         Current = top;
         try
         {

@@ -156,7 +156,7 @@ public sealed record ReadStructPageOp(long Pfn) : Op
 
     private IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx)
     {
-        k.ReadStructPage(ctx, k.PfnToPage(Pfn), out _);
+        while (!k.ReadStructPage(ctx, k.PfnToPage(Pfn), out _) && ctx.TakeRetry()) yield return StepStatus.Blocked;
         yield return StepStatus.Progress;
     }
 

@@ -108,7 +108,10 @@ public sealed record PfnWalkOp(string File, long Index) : Op
 
     private static IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx, ulong page)
     {
-        bool lru = k.ReadStructPage(ctx, page, out var sp) && (sp.Flags & Mm.PageFlags.Lru) != 0;
+        bool ok;
+        Mm.StructPage sp;
+        while (!(ok = k.ReadStructPage(ctx, page, out sp)) && ctx.TakeRetry()) yield return StepStatus.Blocked;
+        bool lru = ok && (sp.Flags & Mm.PageFlags.Lru) != 0;
         yield return StepStatus.Progress;
         if (!lru) yield break;
         var got = new RefResult();
