@@ -1,0 +1,69 @@
+// How a live vmemmap entry is changed: in place (x86; arm64 v6.1-v6.2 HVO, 1e63ac088f20), or
+// with break-before-make on arm64 under one of the strategies of S001 and Yu Zhao's comparison
+// (KERNEL-MODEL.md §4.4):
+//   BbmFaultHandler  Nanyong Sun v3 vmemmap_update_pte: under init_mm.page_table_lock,
+//                    pte_clear → flush_tlb_kernel_range → set_pte_at; concurrent accesses fault
+//                    and the arm64 fault handler waits on the same lock (Kernel.Translate).
+//   StopMachine      stop_machine() around each clear → flush → set: no other CPU runs and no
+//                    interrupt is taken, so nothing observes the window. Each call is counted.
+//   Bbml2            FEAT_BBM level 2 (BBML2_NOABORT): a block → table split of the same frames
+//                    is written in place; output-address changes still need BBM (stop_machine).
+// The break window is real: between the clear and the set the entry is none, and any access
+// through a TLB that was flushed takes a translation fault.
+using PropertySuite.Engine.Config;
+using PropertySuite.Engine.Mm;
+using PropertySuite.Engine.Smp;
+
+namespace PropertySuite.Engine;
+
+public sealed partial class Kernel
+{
+    /// <summary>stop_machine() calls made for vmemmap updates so far.</summary>
+    public long StopMachineCalls { get; private set; }
+
+    /// <summary>Changes the live vmemmap entry (<paramref name="t"/>, <paramref name="index"/>) to
+    /// <paramref name="newPte"/> as the variant's update strategy does, one kernel-visible action
+    /// per step. The entry's VA range is flushed from every TLB before the new entry is visible
+    /// for every strategy except InPlace (whose caller flushes after the whole walk, as
+    /// vmemmap_remap_range does).</summary>
+    public IEnumerable<StepStatus> VmemmapUpdateEntry(ExecContext ctx, PtTable t, int index, Pte newPte)
+    {
+        Pte old = t.Entries[index];
+        ulong va = InitMm.EntryVa(t, index), end = va + InitMm.EntrySize(t);
+        var strategy = Arch.Arch == Config.Arch.Arm64 ? Variant.VmemmapUpdate : VmemmapUpdate.InPlace;
+        if (old.IsNone) strategy = VmemmapUpdate.InPlace; // nothing live to break
+        if (strategy == VmemmapUpdate.Bbml2)
+            strategy = old.IsLeaf && newPte.IsTable && t.Level > PtLevel.Pte ? VmemmapUpdate.InPlace : VmemmapUpdate.StopMachine;
+
+        switch (strategy)
+        {
+            case VmemmapUpdate.InPlace:
+                InitMm.Set(t, index, newPte); // set_pte_at / pmd_populate_kernel over the live entry
+                yield return StepStatus.Progress;
+                break;
+
+            case VmemmapUpdate.StopMachine:
+                StopMachineCalls++;
+                Note("vmemmap.stop_machine");
+                InitMm.Set(t, index, Pte.None);
+                FlushTlbKernelRange(va, end);
+                InitMm.Set(t, index, newPte);
+                yield return StepStatus.Progress;
+                break;
+
+            case VmemmapUpdate.BbmFaultHandler:
+                foreach (var s in SpinLock(ctx, PageTableLock)) yield return s;
+                InitMm.Set(t, index, Pte.None);           // pte_clear: the break
+                yield return StepStatus.Progress;
+                FlushTlbKernelRange(va, end);             // flush_tlb_kernel_range
+                yield return StepStatus.Progress;
+                InitMm.Set(t, index, newPte);             // set_pte_at: the make
+                SpinUnlock(ctx, PageTableLock);
+                yield return StepStatus.Progress;
+                break;
+
+            default:
+                throw new ModelBugException($"vmemmap update strategy {strategy} not modelled");
+        }
+    }
+}
