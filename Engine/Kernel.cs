@@ -13,8 +13,9 @@
 //
 // Departures from the kernel (besides those in the component headers):
 // - The kernel image is a fixed 16 MiB at PFN 0; memblock allocates bottom-up after it.
-// - The linear map uses block mappings for all memory (as with rodata=off, or BBML2 on arm64);
-//   it is not split for permission changes in this mechanism set.
+// - The linear map uses block mappings for all memory (as with rodata=off, or BBML2 on arm64),
+//   with the arm64 contiguous bit on whole aligned CONT_PTE/CONT_PMD runs; it is not split for
+//   permission changes in this mechanism set.
 // - Struct pages of frames that boot never wrote read as memmap_init leaves them: PG_reserved and
 //   refcount 1 below the end of boot reservations, all zero (free) above. They are materialised
 //   per vmemmap frame on first write, so a 64 TiB machine costs what is written.
@@ -180,10 +181,14 @@ public sealed partial class Kernel : IPteObserver
         MapBoot(PfnToVirt(0), 0, presentPfns, writable: true);
     }
 
-    /// <summary>Maps [pfn, pfn+count) at va with the largest leaves that alignment allows.</summary>
+    /// <summary>Maps [pfn, pfn+count) at va with the largest leaves that alignment allows. On
+    /// arm64 a leaf whose whole contiguous run (CONT_PTE_SIZE / CONT_PMD_SIZE, aligned) lies in
+    /// the range gets the contiguous bit, as alloc_init_cont_pte / alloc_init_cont_pmd do when
+    /// NO_CONT_MAPPINGS is not requested.</summary>
     private void MapBoot(ulong va, long pfn, long count, bool writable)
     {
         long end = pfn + count;
+        ulong vaStart = va, vaEnd = va + ((ulong)count << Arch.PageShift);
         while (pfn < end)
         {
             PtLevel level = PtLevel.Pte;
@@ -195,7 +200,11 @@ public sealed partial class Kernel : IPteObserver
             }
             var t = InitMm.WalkAlloc(va, level, MemblockTable, out var err)
                 ?? throw new ModelBugException($"boot map of {va:x} failed: {err}");
-            InitMm.Set(t, InitMm.Index(va, level), Pte.MkLeaf(pfn, writable));
+            ulong contSize = (ulong)Arch.ContSize(level);
+            ulong group = contSize == 0 ? 0 : va & ~(contSize - 1);
+            bool cont = contSize != 0 && group >= vaStart && group + contSize <= vaEnd
+                && ((ulong)pfn << Arch.PageShift) % contSize == va % contSize;
+            InitMm.Set(t, InitMm.Index(va, level), Pte.MkLeaf(pfn, writable, cont));
             long step = Arch.LevelSize(level) >> Arch.PageShift;
             pfn += step;
             va += (ulong)Arch.LevelSize(level);

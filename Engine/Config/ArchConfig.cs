@@ -93,6 +93,14 @@ public sealed class ArchConfig
     public int ContPmds => Arch != Arch.Arm64 ? 0 : PageShift switch { 12 => 16, 14 => 32, _ => 32 };
     public long ContPteSize => (long)ContPtes << PageShift;
     public long ContPmdSize => (long)ContPmds << PmdShift;
+    /// <summary>The span of a contiguous run of leaves at <paramref name="level"/> (CONT_PTE_SIZE,
+    /// CONT_PMD_SIZE), or 0 where the arch has no contiguous bit.</summary>
+    public long ContSize(PtLevel level) => level switch
+    {
+        PtLevel.Pte => ContPteSize,
+        PtLevel.Pmd => ContPmdSize,
+        _ => 0,
+    };
 
     /// <summary>MAX_PAGE_ORDER of the buddy allocator (arch default: 10 on 4K; on arm64 16K/64K
     /// the largest order that does not exceed the PMD size, as in arch/arm64/Kconfig).</summary>
