@@ -273,9 +273,12 @@ public sealed class ArchConfig
     /// <summary>The order of a HugeTLB size (huge_page_order).</summary>
     public int HugePageOrder(long hugeSize) => System.Numerics.BitOperations.Log2((ulong)PagesPerHugePage(hugeSize));
 
+    /// <summary>A size in the largest binary unit that divides it exactly: 4K, 2M, 768M, 1G;
+    /// negative sizes (bad input being reported) keep their sign.</summary>
     public static string FormatSize(long bytes)
     {
-        string[] units = ["", "K", "M", "G", "T", "P"];
+        if (bytes < 0) return bytes == long.MinValue ? "-8E" : "-" + FormatSize(-bytes);
+        string[] units = ["", "K", "M", "G", "T", "P", "E"];
         int u = 0;
         while (u < units.Length - 1 && bytes >= 1024 && bytes % 1024 == 0) { bytes /= 1024; u++; }
         return bytes.ToString(System.Globalization.CultureInfo.InvariantCulture) + units[u];
