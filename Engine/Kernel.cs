@@ -437,17 +437,17 @@ public sealed partial class Kernel : IPteObserver
     }
 
     /// <summary>flush_tlb_kernel_range: drops every CPU's translations of [start, end) and marks
-    /// the pending changes inside it as flushed.</summary>
+    /// the pending changes inside it as flushed. An end of 0 means the top of the address space.</summary>
     public void FlushTlbKernelRange(ulong start, ulong end)
     {
         foreach (var cpu in Cpus) cpu.Tlb.FlushRange(start, end);
         for (int i = _pendingFlushes.Count - 1; i >= 0; i--)
         {
             var p = _pendingFlushes[i];
-            if (p.End <= start || p.Start >= end) continue;
+            if (!VaRange.Overlaps(p.Start, p.End, start, end)) continue;
             _pendingFlushes.RemoveAt(i);
             if (p.Start < start) _pendingFlushes.Add(p with { End = start });
-            if (p.End > end) _pendingFlushes.Add(p with { Start = end });
+            if (p.End - 1 > end - 1) _pendingFlushes.Add(p with { Start = end });
         }
     }
 

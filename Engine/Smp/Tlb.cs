@@ -55,13 +55,14 @@ public sealed class Tlb(int capacity, IReadOnlyList<ulong> leafSizes)
         foreach (var f in live) _fifo.Enqueue(f);
     }
 
-    /// <summary>Drops every entry that overlaps [start, end). Returns how many were dropped.</summary>
+    /// <summary>Drops every entry that overlaps [start, end) (an end of 0 is the top of the
+    /// address space). Returns how many were dropped.</summary>
     public int FlushRange(ulong start, ulong end)
     {
         if (_entries.Count == 0) return 0;
         List<ulong>? drop = null;
         foreach (var (entry, _) in _entries.Values)
-            if (entry.Va < end && start < entry.Va + entry.Size) (drop ??= new()).Add(entry.Va);
+            if (Mm.VaRange.Overlaps(entry.Va, entry.Va + entry.Size, start, end)) (drop ??= new()).Add(entry.Va);
         if (drop is null) return 0;
         foreach (ulong va in drop) _entries.Remove(va);
         if (_entries.Count == 0) _fifo.Clear();
