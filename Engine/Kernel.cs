@@ -15,8 +15,9 @@
 // - The kernel image is a fixed 16 MiB at PFN 0; memblock allocates bottom-up after it, and the
 //   remainder of the last MAX_PAGE_ORDER block it touched stays reserved (so free memory starts
 //   as whole max-order blocks and the lowest-address-first buddy hands out pages in order).
-// - The linear map uses block mappings for all memory (as with rodata=off, or BBML2 on arm64);
-//   it is not split for permission changes in this mechanism set.
+// - The linear map uses block mappings for all memory (as with rodata=off, or BBML2 on arm64),
+//   with the arm64 contiguous bit on whole aligned CONT_PTE/CONT_PMD runs; it is not split for
+//   permission changes in this mechanism set.
 // - Struct pages of frames that boot never wrote read as memmap_init leaves them: PG_reserved and
 //   refcount 1 below the end of boot reservations, all zero (free) above. They are materialised
 //   per vmemmap frame on first write, so a 64 TiB machine costs what is written.
@@ -185,10 +186,14 @@ public sealed partial class Kernel : IPteObserver
         MapBoot(PfnToVirt(0), 0, presentPfns, writable: true);
     }
 
-    /// <summary>Maps [pfn, pfn+count) at va with the largest leaves that alignment allows.</summary>
+    /// <summary>Maps [pfn, pfn+count) at va with the largest leaves that alignment allows. On
+    /// arm64 a leaf whose whole contiguous run (CONT_PTE_SIZE / CONT_PMD_SIZE, aligned) lies in
+    /// the range gets the contiguous bit, as alloc_init_cont_pte / alloc_init_cont_pmd do when
+    /// NO_CONT_MAPPINGS is not requested.</summary>
     private void MapBoot(ulong va, long pfn, long count, bool writable)
     {
         long end = pfn + count;
+        ulong vaStart = va, vaEnd = va + ((ulong)count << Arch.PageShift);
         while (pfn < end)
         {
             PtLevel level = PtLevel.Pte;
@@ -200,7 +205,11 @@ public sealed partial class Kernel : IPteObserver
             }
             var t = InitMm.WalkAlloc(va, level, MemblockTable, out var err)
                 ?? throw new ModelBugException($"boot map of {va:x} failed: {err}");
-            InitMm.Set(t, InitMm.Index(va, level), Pte.MkLeaf(pfn, writable));
+            ulong contSize = (ulong)Arch.ContSize(level);
+            ulong group = contSize == 0 ? 0 : va & ~(contSize - 1);
+            bool cont = contSize != 0 && group >= vaStart && group + contSize <= vaEnd
+                && ((ulong)pfn << Arch.PageShift) % contSize == va % contSize;
+            InitMm.Set(t, InitMm.Index(va, level), Pte.MkLeaf(pfn, writable, cont));
             long step = Arch.LevelSize(level) >> Arch.PageShift;
             pfn += step;
             va += (ulong)Arch.LevelSize(level);
@@ -452,17 +461,17 @@ public sealed partial class Kernel : IPteObserver
     }
 
     /// <summary>flush_tlb_kernel_range: drops every CPU's translations of [start, end) and marks
-    /// the pending changes inside it as flushed.</summary>
+    /// the pending changes inside it as flushed. An end of 0 means the top of the address space.</summary>
     public void FlushTlbKernelRange(ulong start, ulong end)
     {
         foreach (var cpu in Cpus) cpu.Tlb.FlushRange(start, end);
         for (int i = _pendingFlushes.Count - 1; i >= 0; i--)
         {
             var p = _pendingFlushes[i];
-            if (p.End <= start || p.Start >= end) continue;
+            if (!VaRange.Overlaps(p.Start, p.End, start, end)) continue;
             _pendingFlushes.RemoveAt(i);
             if (p.Start < start) _pendingFlushes.Add(p with { End = start });
-            if (p.End > end) _pendingFlushes.Add(p with { Start = end });
+            if (p.End - 1 > end - 1) _pendingFlushes.Add(p with { Start = end });
         }
     }
 

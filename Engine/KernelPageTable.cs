@@ -41,7 +41,7 @@ public sealed partial class Kernel
         foreach (var w in InitMm.Leaves(start, end).ToList())
         {
             ulong va = InitMm.EntryVa(w.Table, w.Index), size = InitMm.EntrySize(w.Table);
-            if (va < start || va + size > end)
+            if (!VaRange.Contains(start, end, va, va + size))
             {
                 RecordFault(FaultKind.KernelBug, Current, va, $"unmap [{start:x}, {end:x}) splits a {w.Level} leaf at {va:x}");
                 continue;
@@ -107,7 +107,7 @@ public sealed partial class Kernel
         for (int i = 0; i < t.Entries.Length; i++)
         {
             ulong va = InitMm.EntryVa(t, i);
-            if (va >= end || va + size <= start || va < t.BaseVa) continue;
+            if (!VaRange.Overlaps(va, va + size, start, end)) continue;
             Pte e = t.Entries[i];
             if (!e.IsTable || t.Level == PtLevel.Pte || !InitMm.TryGetTable(e.Pfn, out var child)) continue;
             FreeEmptyTablesBelow(child, start, end, floor, ceiling, ref freed);

@@ -4,11 +4,24 @@
 // arch/arm64/include/asm/pgtable-hwdef.h, arch/arm64/include/asm/sparsemem.h,
 // Documentation/arch/arm64/hugetlbpage.rst, Documentation/mm/vmemmap_dedup.rst.
 //
+// Virtual layout (non-KASLR defaults, kernel v6.x):
+// - x86-64: arch/x86/include/asm/page_64_types.h and pgtable_64_types.h: __PAGE_OFFSET_BASE_L4/L5,
+//   __VMALLOC_BASE and VMALLOC_SIZE_TB (32 TiB / 12800 TiB), __VMEMMAP_BASE; the direct map and
+//   vmemmap sizes are those of Documentation/arch/x86/x86_64/mm.rst (64 TiB / 1 TiB with 4 levels,
+//   32 PiB / 0.5 PiB with 5).
+// - arm64: arch/arm64/include/asm/memory.h and pgtable.h: PAGE_OFFSET = -(1 << VA_BITS), the
+//   linear map is the lower half of the kernel VA space up to PAGE_END = -(1 << (VA_BITS - 1)),
+//   MODULES_VADDR = PAGE_END with MODULES_VSIZE = 2 GiB, VMALLOC_START = MODULES_END,
+//   VMEMMAP_END = -1 GiB, VMEMMAP_START = VMEMMAP_END - VMEMMAP_SIZE where VMEMMAP_SIZE covers the
+//   linear map with struct pages, VMALLOC_END = VMEMMAP_START - 8 MiB (since b730b0f2b1fc moved
+//   the fixmap above vmemmap; Documentation/arch/arm64/memory.rst, 4K/48-bit table).
+//
 // Departures from the kernel, on purpose:
-// - Virtual layout constants (PAGE_OFFSET, VMEMMAP_START, VMALLOC_START) follow the kernel's
-//   formulas for the default (non-KASLR) layout; on arm64 the regions are placed with the
-//   v6.x formulas (linear map at the bottom, vmemmap ending 1 GiB below the top). Only their
-//   alignment matters to the model, and each is at least PUD_SIZE aligned.
+// - VmallocEnd is the last byte of the vmalloc area (x86's VMALLOC_END convention) on both
+//   architectures; arm64's VMALLOC_END is exclusive, so the model stores it minus one.
+// - KASAN shadow, the kernel image, fixmap and PCI I/O are not modelled; the regions the model
+//   maps (linear map, vmemmap, vmalloc) sit where the kernel puts them.
+// - 52-bit VA (arm64 LPA2) is not modelled.
 // - One node, one zone: NUMA placement is not modelled.
 namespace PropertySuite.Engine.Config;
 
@@ -80,6 +93,14 @@ public sealed class ArchConfig
     public int ContPmds => Arch != Arch.Arm64 ? 0 : PageShift switch { 12 => 16, 14 => 32, _ => 32 };
     public long ContPteSize => (long)ContPtes << PageShift;
     public long ContPmdSize => (long)ContPmds << PmdShift;
+    /// <summary>The span of a contiguous run of leaves at <paramref name="level"/> (CONT_PTE_SIZE,
+    /// CONT_PMD_SIZE), or 0 where the arch has no contiguous bit.</summary>
+    public long ContSize(PtLevel level) => level switch
+    {
+        PtLevel.Pte => ContPteSize,
+        PtLevel.Pmd => ContPmdSize,
+        _ => 0,
+    };
 
     /// <summary>MAX_PAGE_ORDER of the buddy allocator (arch default: 10 on 4K; on arm64 16K/64K
     /// the largest order that does not exceed the PMD size, as in arch/arm64/Kconfig).</summary>
@@ -87,10 +108,15 @@ public sealed class ArchConfig
 
     /// <summary>First virtual address of the linear (direct) map.</summary>
     public ulong PageOffset { get; }
+    /// <summary>Bytes of physical memory the linear map can cover: [PAGE_OFFSET, PAGE_END) on
+    /// arm64, the direct-map region of mm.rst on x86-64. No machine may be larger.</summary>
+    public long LinearMapSize { get; }
     /// <summary>VMEMMAP_START: the struct page of PFN p lives at VMEMMAP_START + p * 64.</summary>
     public ulong VmemmapStart { get; }
     public ulong VmemmapEnd { get; }
+    /// <summary>VMALLOC_START.</summary>
     public ulong VmallocStart { get; }
+    /// <summary>The last byte of the vmalloc area (inclusive; see the file header).</summary>
     public ulong VmallocEnd { get; }
 
     /// <summary>HugeTLB page sizes the arch supports, ascending (hugetlbpage.rst, vmemmap_dedup.rst).</summary>
@@ -108,26 +134,29 @@ public sealed class ArchConfig
         SectionSizeBits = arch == Arch.Arm64 && pageShift == 16 ? 29 : 27;
         if (arch == Arch.X86_64)
         {
-            // arch/x86/include/asm/page_64_types.h / pgtable_64_types.h, non-KASLR defaults.
+            // __PAGE_OFFSET_BASE_L4/L5, __VMALLOC_BASE, __VMEMMAP_BASE (pgtable_64_types.h).
             PageOffset = levels == 5 ? 0xff11000000000000UL : 0xffff888000000000UL;
+            LinearMapSize = levels == 5 ? 1L << 55 : 1L << 46;       // 32 PiB / 64 TiB (mm.rst)
             VmemmapStart = levels == 5 ? 0xffd4000000000000UL : 0xffffea0000000000UL;
+            VmemmapEnd = VmemmapStart + (levels == 5 ? 1UL << 49 : 1UL << 40); // 0.5 PiB / 1 TiB (mm.rst)
             VmallocStart = levels == 5 ? 0xffa0000000000000UL : 0xffffc90000000000UL;
-            VmallocEnd = VmallocStart + (levels == 5 ? 1UL << 52 : 1UL << 45) - 1;
-            VmemmapEnd = VmemmapStart + (levels == 5 ? 1UL << 52 : 1UL << 40);
+            ulong vmallocSizeTb = levels == 5 ? 12800UL : 32UL;       // VMALLOC_SIZE_TB
+            VmallocEnd = VmallocStart + (vmallocSizeTb << 40) - 1;    // VMALLOC_END (inclusive)
             HugetlbSizes = [PmdSize, PudSize];
         }
         else
         {
-            // arch/arm64/include/asm/memory.h (v6.x): PAGE_OFFSET = -(1 << VA_BITS); the linear
-            // map takes the lower half of the kernel VA space; VMEMMAP_END = -1 GiB; VMEMMAP_SIZE
-            // = linear map size >> (PAGE_SHIFT - STRUCT_PAGE_MAX_SHIFT).
+            // memory.h: PAGE_OFFSET = _PAGE_OFFSET(VA_BITS); PAGE_END = _PAGE_END(VA_BITS);
+            // VMEMMAP_SIZE = (VMEMMAP_RANGE >> PAGE_SHIFT) * sizeof(struct page).
             PageOffset = unchecked(0UL - (1UL << vaBits));
-            ulong linearSize = 1UL << (vaBits - 1);
-            ulong vmemmapSize = linearSize >> (pageShift - 6);
-            VmemmapEnd = unchecked(0UL - (1UL << 30));
+            ulong pageEnd = unchecked(0UL - (1UL << (vaBits - 1)));
+            LinearMapSize = (long)(pageEnd - PageOffset);
+            ulong vmemmapSize = ((ulong)LinearMapSize >> pageShift) * StructPageSize;
+            VmemmapEnd = unchecked(0UL - (1UL << 30));                // -SZ_1G
             VmemmapStart = VmemmapEnd - vmemmapSize;
-            VmallocStart = PageOffset + linearSize + (1UL << 28); // after the 256 MiB modules area
-            VmallocEnd = VmemmapStart - (1UL << 30) - 1;
+            const ulong modulesVsize = 2UL << 30;                     // MODULES_VSIZE = SZ_2G
+            VmallocStart = pageEnd + modulesVsize;                    // MODULES_END
+            VmallocEnd = VmemmapStart - (8UL << 20) - 1;              // VMALLOC_END - 1
             var sizes = new List<long>();
             if (ContPtes > 0) sizes.Add(ContPteSize);
             sizes.Add(PmdSize);
@@ -160,7 +189,7 @@ public sealed class ArchConfig
             {
                 4 => 48,
                 5 => 57,
-                _ => throw new ConfigException($"x86_64 with {levels} levels: x86-64 uses 4 or 5 page-table levels"),
+                _ => throw new ConfigException($"x86_64 with {levels} levels: x86-64 long mode uses 4 or 5 page-table levels (48/57-bit VA)"),
             };
         }
         else
@@ -176,7 +205,7 @@ public sealed class ArchConfig
                 (16, 2) => 42,
                 (16, 3) => 48,
                 _ => throw new ConfigException(
-                    $"arm64 {pageSizeKiB}K with {levels} levels: supported are 4K/3-4, 16K/2-4, 64K/2-3 levels"),
+                    $"arm64 {pageSizeKiB}K with {levels} levels: arch/arm64/Kconfig PGTABLE_LEVELS pairs 4K with 3 or 4 levels (39/48-bit VA), 16K with 2, 3 or 4 (36/47/48-bit), 64K with 2 or 3 (42/48-bit); 52-bit LPA2 is not modelled"),
             };
         }
         return new ArchConfig(arch, pageShift, levels, vaBits);
@@ -244,9 +273,12 @@ public sealed class ArchConfig
     /// <summary>The order of a HugeTLB size (huge_page_order).</summary>
     public int HugePageOrder(long hugeSize) => System.Numerics.BitOperations.Log2((ulong)PagesPerHugePage(hugeSize));
 
+    /// <summary>A size in the largest binary unit that divides it exactly: 4K, 2M, 768M, 1G;
+    /// negative sizes (bad input being reported) keep their sign.</summary>
     public static string FormatSize(long bytes)
     {
-        string[] units = ["", "K", "M", "G", "T", "P"];
+        if (bytes < 0) return bytes == long.MinValue ? "-8E" : "-" + FormatSize(-bytes);
+        string[] units = ["", "K", "M", "G", "T", "P", "E"];
         int u = 0;
         while (u < units.Length - 1 && bytes >= 1024 && bytes % 1024 == 0) { bytes /= 1024; u++; }
         return bytes.ToString(System.Globalization.CultureInfo.InvariantCulture) + units[u];

@@ -21,6 +21,8 @@ public sealed record MachineConfig(long MemoryBytes, int Cpus, long HotplugBytes
             throw new ConfigException($"hotplug {ArchConfig.FormatSize(HotplugBytes)}: must be a non-negative multiple of the {ArchConfig.FormatSize(arch.SectionSize)} memory section on {arch.Name}");
         if (MemoryBytes + HotplugBytes > MaxMemoryBytes)
             throw new ConfigException($"memory {ArchConfig.FormatSize(MemoryBytes + HotplugBytes)}: the model holds at most {ArchConfig.FormatSize(MaxMemoryBytes)}");
+        if (MemoryBytes + HotplugBytes > arch.LinearMapSize)
+            throw new ConfigException($"memory {ArchConfig.FormatSize(MemoryBytes + HotplugBytes)}: the linear map of {arch.Name} covers at most {ArchConfig.FormatSize(arch.LinearMapSize)} ({arch.VaBits}-bit VA)");
         if (Cpus < 1 || Cpus > MaxCpus)
             throw new ConfigException($"cpus {Cpus}: must be between 1 and {MaxCpus}");
         if (MemoryBytes < 2 * arch.SectionSize && MemoryBytes < (256L << 20))

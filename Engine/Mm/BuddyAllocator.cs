@@ -103,15 +103,26 @@ public sealed class BuddyAllocator
         return -1;
     }
 
-    /// <summary>alloc_contig_pages for sizes above MAX_PAGE_ORDER: the lowest run of free
-    /// MAX_PAGE_ORDER blocks of <paramref name="nrPages"/> pages aligned to <paramref name="align"/>
-    /// pages, or -1. Migrating in-use pages out of the way is not modelled.</summary>
+    /// <summary>alloc_contig_pages: <paramref name="nrPages"/> free pages starting at a multiple
+    /// of <paramref name="align"/> (a power of two), or -1. A power-of-two size up to
+    /// MAX_PAGE_ORDER is an ordinary buddy allocation (naturally aligned, which satisfies any
+    /// smaller alignment). Larger requests take the lowest aligned run of free MAX_PAGE_ORDER
+    /// blocks; a tail that does not fill a whole block goes back to the free lists as naturally
+    /// aligned blocks, so every free block stays naturally aligned. Migrating in-use pages out
+    /// of the way is not modelled.</summary>
     public long AllocContig(long nrPages, long align)
     {
-        long pfn = _maxOrderBlocks.FindAlignedFit(nrPages, align);
+        if (nrPages <= 0 || align <= 0 || !long.IsPow2(align))
+            throw new ModelBugException($"alloc_contig_pages of {nrPages} pages aligned to {align}: need a positive count and a power-of-two alignment");
+        long top = 1L << _maxOrder;
+        if (long.IsPow2(nrPages) && nrPages <= top && align <= nrPages)
+            return AllocPages(System.Numerics.BitOperations.Log2((ulong)nrPages));
+        long whole = (nrPages + top - 1) & ~(top - 1);
+        long pfn = _maxOrderBlocks.FindAlignedFit(whole, Math.Max(align, top));
         if (pfn < 0) return -1;
-        _maxOrderBlocks.Remove(pfn, nrPages);
-        NrFreePages -= nrPages;
+        _maxOrderBlocks.Remove(pfn, whole);
+        NrFreePages -= whole;
+        if (whole > nrPages) FreeRange(pfn + nrPages, whole - nrPages);
         return pfn;
     }
 
@@ -162,6 +173,10 @@ public sealed class RangeSet
     public void Add(long start, long count)
     {
         long end = start + count;
+        if (count <= 0) throw new ModelBugException($"RangeSet.Add [{start:x}, {end:x}): empty or inverted range");
+        // A range that starts inside [start, end) overlaps, whatever the merging below finds.
+        if (Floor(end - 1, out long inner) && inner >= start)
+            throw new ModelBugException($"RangeSet.Add [{start:x}, {end:x}) overlaps range at {inner:x}");
         if (Floor(start, out long ps) && _byStart[ps] >= start)
         {
             if (_byStart[ps] > start) throw new ModelBugException($"RangeSet.Add [{start:x}, {end:x}) overlaps [{ps:x}, {_byStart[ps]:x})");
@@ -172,10 +187,6 @@ public sealed class RangeSet
         {
             Remove(end);
             end = nextEnd;
-        }
-        else if (Floor(end - 1, out long ns) && ns >= start && ns != start)
-        {
-            throw new ModelBugException($"RangeSet.Add [{start:x}, {end:x}) overlaps range at {ns:x}");
         }
         _byStart[start] = end;
         _starts.Add(start);
@@ -191,6 +202,7 @@ public sealed class RangeSet
     public void Remove(long start, long count)
     {
         long end = start + count;
+        if (count <= 0) throw new ModelBugException($"RangeSet.Remove [{start:x}, {end:x}): empty or inverted range");
         if (!Floor(start, out long rs) || _byStart[rs] < end)
             throw new ModelBugException($"RangeSet.Remove [{start:x}, {end:x}) is not inside one free range");
         long re = _byStart[rs];

@@ -141,26 +141,28 @@ public sealed class PageTable
         return t;
     }
 
-    /// <summary>Visits every leaf intersecting [start, end) in address order (no allocation).</summary>
+    /// <summary>Every leaf intersecting [start, end) in address order (an end of 0 is the top
+    /// of the address space, as in the kernel's walkers).</summary>
     public IEnumerable<PtWalk> Leaves(ulong start, ulong end)
     {
         var found = new List<PtWalk>();
-        Collect(Root, start, end, found);
+        if (end == 0 || start < end) Collect(Root, start, end - 1, found);
         return found;
     }
 
-    private void Collect(PtTable t, ulong start, ulong end, List<PtWalk> acc)
+    private void Collect(PtTable t, ulong start, ulong last, List<PtWalk> acc)
     {
         ulong size = EntrySize(t);
-        int first = start <= t.BaseVa ? 0 : (int)((start - t.BaseVa) / size);
-        for (int i = first; i < t.Entries.Length; i++)
+        ulong firstIndex = start <= t.BaseVa ? 0 : (start - t.BaseVa) / size;
+        if (firstIndex >= (ulong)t.Entries.Length) return;
+        for (int i = (int)firstIndex; i < t.Entries.Length; i++)
         {
             ulong va = EntryVa(t, i);
-            if (va >= end || va < t.BaseVa) break;
+            if (va > last) break;
             Pte e = t.Entries[i];
             if (e.IsLeaf) acc.Add(new PtWalk(t, i, e));
             else if (e.IsTable && t.Level > PtLevel.Pte && _tables.TryGetValue(e.Pfn, out var child))
-                Collect(child, start, end, acc);
+                Collect(child, start, last, acc);
         }
     }
 

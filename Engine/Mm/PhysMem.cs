@@ -90,6 +90,14 @@ public sealed class PhysMem
     /// <summary>Whether every frame of [pfn, pfn+count) has <paramref name="owner"/>.</summary>
     public bool AllOwnedBy(long pfn, long count, FrameOwner owner)
     {
+        if (count < 0) return false;
+        if (pfn < 0 || pfn > MaxPfn - count)
+        {
+            // Frames outside [0, MaxPfn) are Absent, as OwnerOf reports them.
+            if (owner != FrameOwner.Absent) return false;
+            long lo = Math.Clamp(pfn, 0, MaxPfn), hi = Math.Clamp(pfn + count, 0, MaxPfn);
+            return lo >= hi || AllOwnedBy(lo, hi - lo, owner);
+        }
         long end = pfn + count;
         while (pfn < end)
         {
@@ -195,7 +203,8 @@ public sealed class PhysMem
     }
 
     /// <summary>alloc_pages(order): 2^order naturally aligned frames now owned by
-    /// <paramref name="owner"/>, or -1 for ENOMEM (out of memory or an injected failure).</summary>
+    /// <paramref name="owner"/>, or -1 for ENOMEM (out of memory, an order above MAX_PAGE_ORDER,
+    /// or an injected failure).</summary>
     public long AllocPages(int order, FrameOwner owner)
     {
         if (ShouldFail()) return -1;
@@ -205,11 +214,14 @@ public sealed class PhysMem
         return pfn;
     }
 
-    /// <summary>alloc_contig_pages: <paramref name="nrPages"/> frames aligned to their size, or -1.</summary>
+    /// <summary>alloc_contig_pages: <paramref name="nrPages"/> frames starting at a multiple of
+    /// the largest power of two that divides <paramref name="nrPages"/> (a gigantic folio's
+    /// natural alignment), or -1.</summary>
     public long AllocContigPages(long nrPages, FrameOwner owner)
     {
         if (ShouldFail()) return -1;
-        long pfn = Buddy.AllocContig(nrPages, nrPages);
+        if (nrPages <= 0) throw new ModelBugException($"alloc_contig_pages of {nrPages} pages");
+        long pfn = Buddy.AllocContig(nrPages, nrPages & -nrPages);
         if (pfn < 0) { AllocationsFailed++; return -1; }
         SetOwner(pfn, nrPages, owner);
         return pfn;
@@ -221,6 +233,11 @@ public sealed class PhysMem
     public void FreePages(long pfn, int order, FrameOwner expectedOwner, string who)
     {
         long n = 1L << order;
+        if (pfn < 0 || order < 0 || order > 62 || pfn > MaxPfn - n)
+        {
+            BadFrees.Add($"{who}: free of pfn {pfn:x} order {order}: outside the machine's frames [0, {MaxPfn:x})");
+            return;
+        }
         if (!AllOwnedBy(pfn, n, expectedOwner))
         {
             BadFrees.Add($"{who}: free of pfn {pfn:x} order {order} owned {OwnerOf(pfn)}, expected {expectedOwner}");
@@ -233,6 +250,11 @@ public sealed class PhysMem
     /// <summary>Frees a range of order-0-compatible frames (e.g. a gigantic folio).</summary>
     public void FreeContigPages(long pfn, long nrPages, FrameOwner expectedOwner, string who)
     {
+        if (pfn < 0 || nrPages <= 0 || pfn > MaxPfn - nrPages)
+        {
+            BadFrees.Add($"{who}: free of pfn range {pfn:x}+{nrPages}: outside the machine's frames [0, {MaxPfn:x})");
+            return;
+        }
         if (!AllOwnedBy(pfn, nrPages, expectedOwner))
         {
             BadFrees.Add($"{who}: free of pfn range {pfn:x}+{nrPages} not wholly owned by {expectedOwner}");

@@ -1,0 +1,131 @@
+// CPU TLBs: filled by accesses, used even when stale, removed only by flushes (or by capacity
+// eviction, oldest first), and the flush-range arithmetic.
+using PropertySuite.Engine;
+using PropertySuite.Engine.Mm;
+using PropertySuite.Engine.Smp;
+
+namespace PropertySuite.Properties.EngineCore;
+
+public class TlbTests
+{
+    private static readonly ulong[] Sizes4K = [1UL << 12, 1UL << 21, 1UL << 30];
+
+    [Fact]
+    public void AnAccessFillsTheTlbOfItsCpuOnly()
+    {
+        var k = Machines.Boot();
+        var (area, _) = k.Vmalloc.VmallocArea(2 * (ulong)k.Arch.PageSize);
+        var ctx = PageTableTests.StartIdleTask(k, 1);
+        Assert.Equal(0, k.Cpus[1].Tlb.Count);
+        Assert.True(k.Translate(ctx, area!.Addr + 5, write: false, out long frame, out _));
+        Assert.Equal(area.Pages[0], frame);
+        var e = Assert.Single(k.Cpus[1].Tlb.Entries);
+        Assert.Equal(new TlbEntry(area.Addr, (ulong)k.Arch.PageSize, area.Pages[0], true), e);
+        Assert.Equal(0, k.Cpus[0].Tlb.Count);
+        // A block leaf is cached as one entry covering the whole block.
+        Assert.True(k.Translate(ctx, k.PfnToVirt(3), write: false, out frame, out _));
+        Assert.Equal(3, frame);
+        Assert.Contains(k.Cpus[1].Tlb.Entries, x => x.Va == k.PfnToVirt(0) && x.Size == (ulong)k.Arch.PmdSize);
+    }
+
+    [Fact]
+    public void AStaleEntryIsUsedUntilAFlushCoversIt()
+    {
+        var k = Machines.Boot();
+        var (area, _) = k.Vmalloc.VmallocArea((ulong)k.Arch.PageSize);
+        var ctx = PageTableTests.StartIdleTask(k, 0);
+        k.Translate(ctx, area!.Addr, false, out _, out _);
+        long other = k.Mem.AllocPages(0, FrameOwner.Vmalloc);
+        var w = k.InitMm.Walk(area.Addr);
+        k.InitMm.Set(w.Table, w.Index, Pte.MkLeaf(other, writable: true)); // remapped, not flushed
+
+        Assert.True(k.Translate(ctx, area.Addr, false, out long seen, out _));
+        Assert.Equal(area.Pages[0], seen);                                   // old translation
+        Assert.Contains(k.PendingFlushes, p => p.Start == area.Addr);
+
+        k.FlushTlbKernelRange(area.Addr + (ulong)k.Arch.PageSize, area.Addr + 2 * (ulong)k.Arch.PageSize);
+        Assert.True(k.Translate(ctx, area.Addr, false, out seen, out _));
+        Assert.Equal(area.Pages[0], seen);                                   // a flush beside it does not help
+
+        k.FlushTlbKernelRange(area.Addr, area.Addr + (ulong)k.Arch.PageSize);
+        Assert.True(k.Translate(ctx, area.Addr, false, out seen, out _));
+        Assert.Equal(other, seen);
+        Assert.Empty(k.PendingFlushes);
+    }
+
+    [Fact]
+    public void CapacityEvictsTheOldestLiveEntry()
+    {
+        var tlb = new Tlb(4, Sizes4K);
+        for (ulong i = 0; i < 4; i++) tlb.Fill(new TlbEntry(i << 12, 1UL << 12, (long)i, true));
+        tlb.Fill(new TlbEntry(4UL << 12, 1UL << 12, 4, true));
+        Assert.Equal([1UL << 12, 2UL << 12, 3UL << 12, 4UL << 12], tlb.Entries.Select(e => e.Va));
+
+        // Flush the oldest, refill it: it is now the youngest, and 2 is the oldest.
+        tlb.FlushRange(1UL << 12, 2UL << 12);
+        tlb.Fill(new TlbEntry(1UL << 12, 1UL << 12, 11, true));
+        tlb.Fill(new TlbEntry(5UL << 12, 1UL << 12, 5, true));
+        Assert.Equal([1UL << 12, 3UL << 12, 4UL << 12, 5UL << 12], tlb.Entries.Select(e => e.Va));
+        Assert.True(tlb.TryLookup(1UL << 12, out var e1));
+        Assert.Equal(11, e1.Pfn);
+    }
+
+    [Fact]
+    public void ManyFlushesAndRefillsKeepEvictionOrderAndBoundedBookkeeping()
+    {
+        var tlb = new Tlb(8, Sizes4K);
+        for (ulong i = 0; i < 8; i++) tlb.Fill(new TlbEntry(i << 12, 1UL << 12, (long)i, true));
+        for (int round = 0; round < 10_000; round++)
+        {
+            ulong va = (ulong)(round % 8) << 12;
+            tlb.FlushRange(va, va + 4096);
+            tlb.Fill(new TlbEntry(va, 1UL << 12, round, true));
+        }
+        Assert.Equal(8, tlb.Count);
+        // Refills happened in the order 0..7 (last round touched 7 last): a new entry evicts 0.
+        tlb.Fill(new TlbEntry(100UL << 12, 1UL << 12, 100, true));
+        Assert.False(tlb.TryLookup(0, out _));
+        Assert.True(tlb.TryLookup(1UL << 12, out _));
+    }
+
+    [Theory]
+    [InlineData(0x200000UL, 0x201000UL, 1)]  // inside the 2M entry
+    [InlineData(0x1ff000UL, 0x200001UL, 2)]  // one byte into the 2M entry plus the 4K entry
+    [InlineData(0x400000UL, 0x500000UL, 0)]  // starts where the 2M entry ends: half-open
+    [InlineData(0x1ff000UL, 0x200000UL, 1)]  // ends where the 2M entry begins
+    [InlineData(0UL, 0UL, 3)]                // end 0 is the top of the address space
+    public void FlushRangeDropsExactlyTheOverlappingEntries(ulong start, ulong end, int dropped)
+    {
+        var tlb = new Tlb(8, Sizes4K);
+        tlb.Fill(new TlbEntry(0x1ff000, 0x1000, 1, true));
+        tlb.Fill(new TlbEntry(0x200000, 0x200000, 512, true));
+        tlb.Fill(new TlbEntry(0xfffffffffffff000, 0x1000, 7, true));
+        Assert.Equal(dropped, tlb.FlushRange(start, end));
+        Assert.Equal(3 - dropped, tlb.Count);
+    }
+
+    [Fact]
+    public void LookupFindsAnEntryOfAnySupportedSize()
+    {
+        var tlb = new Tlb(8, Sizes4K);
+        tlb.Fill(new TlbEntry(0x40000000, 0x40000000, 0x40000, false));
+        Assert.True(tlb.TryLookup(0x7fffffff, out var e));
+        Assert.Equal(0x40000 + (0x3ffff000L >> 12), e.PfnFor(0x7ffff123, 12));
+        Assert.False(e.Writable);
+        Assert.False(tlb.TryLookup(0x80000000, out _));
+    }
+
+    [Fact]
+    public void PartialFlushesLeaveThePendingRemainder()
+    {
+        var k = Machines.Boot();
+        var (area, _) = k.Vmalloc.VmallocArea(4 * (ulong)k.Arch.PageSize);
+        ulong p = (ulong)k.Arch.PageSize;
+        k.ProtectKernelRange(area!.Addr, area.Addr + 4 * p, writable: false);
+        Assert.Equal(4, k.PendingFlushes.Count);
+        k.FlushTlbKernelRange(area.Addr + p, area.Addr + 3 * p);
+        Assert.Equal([area.Addr, area.Addr + 3 * p], k.PendingFlushes.Select(x => x.Start).Order());
+        k.FlushTlbAll();
+        Assert.Empty(k.PendingFlushes);
+    }
+}
