@@ -20,6 +20,21 @@ public interface IOpFamily
 
     /// <summary>The next operation, or null if there is nothing to propose.</summary>
     Op? Next(GenState s, Prng rng);
+
+    /// <summary>Operation kinds (verbs) this family can propose. The generator enables a random
+    /// subset of them per scenario (swarm testing, Groce et al. 2012); a family asks
+    /// <see cref="GenState.Enabled"/> before proposing a kind. Empty: no kind-level swarm.</summary>
+    IReadOnlyList<string> Kinds => [];
+
+    /// <summary>An operation worth starting as a task (`cpuN: start op`) whose steps the schedule
+    /// then interleaves with other CPUs: prefer multi-step paths (those that take locks, wait
+    /// for grace periods or change page tables in several steps). Default: <see cref="Next"/>.</summary>
+    Op? NextTask(GenState s, Prng rng) => Next(s, rng);
+
+    /// <summary>An operation that may run as an interrupt handler (`irq cpuN op`): plain (no
+    /// cpu, start or handle) and legal in IRQ context (no sleeping, no lock taken without
+    /// disabling interrupts in the kernel). Null: this family has none.</summary>
+    Op? NextIrqHandler(GenState s, Prng rng) => null;
 }
 
 /// <summary>What generation knows about the scenario built so far. It is symbolic: it tracks
@@ -36,6 +51,21 @@ public sealed class GenState(ArchConfig arch, MachineConfig machine, NamedVarian
     public List<Op> Ops { get; } = new();
     /// <summary>CPUs that have a started task (`start ...`) whose steps are still to be scheduled.</summary>
     public HashSet<int> BusyCpus { get; } = new();
+
+    /// <summary>The operation kinds enabled in this scenario (swarm testing), as "family/kind";
+    /// null: every kind of every family is enabled.</summary>
+    public IReadOnlySet<string>? EnabledKinds { get; set; }
+
+    /// <summary>Whether <paramref name="family"/> may propose <paramref name="kind"/> in this scenario.</summary>
+    public bool Enabled(IOpFamily family, string kind) => EnabledKinds is null || EnabledKinds.Contains(family.Name + "/" + kind);
+
+    /// <summary>Draws a plain operation from the scenario's other enabled families, for the
+    /// schedule family to start as a task (set by the scenario builder; null outside it).</summary>
+    public Func<Prng, Op?>? DrawTaskOp { get; set; }
+
+    /// <summary>Draws an interrupt handler from the scenario's other enabled families (see
+    /// <see cref="IOpFamily.NextIrqHandler"/>); set by the scenario builder.</summary>
+    public Func<Prng, Op?>? DrawIrqHandler { get; set; }
 
     /// <summary>A fresh handle name of the given kind (v1, v2, ...).</summary>
     public string FreshHandle(char kind)

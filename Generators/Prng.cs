@@ -23,4 +23,21 @@ public sealed class Prng(ulong seed)
     public bool Chance(int percent) => Next(100) < percent;
 
     public T Pick<T>(IReadOnlyList<T> xs) => xs[Next(xs.Count)];
+
+    /// <summary>An index drawn with probability proportional to its weight (weights are &gt;= 0);
+    /// -1 when every weight is 0.</summary>
+    public int PickIndex(IReadOnlyList<int> weights)
+    {
+        long total = 0;
+        foreach (int w in weights) total += Math.Max(0, w);
+        if (total == 0) return -1;
+        long r = (long)(NextU64() % (ulong)total);
+        for (int i = 0; i < weights.Count; i++)
+        {
+            int w = Math.Max(0, weights[i]);
+            if (r < w) return i;
+            r -= w;
+        }
+        return -1;
+    }
 }

@@ -36,16 +36,20 @@ public sealed record VfreeOp(string Area) : Op
     public override string Args() => Area;
     public override IEnumerable<string> Uses => [Area];
 
-    public override KernelTask? CreateTask(RunContext rc)
-    {
-        if (!rc.TryGet<VmArea>(Area, out var area)) return null;
-        return new LambdaTask(ToString(), (k, ctx) => Body(rc, k, area));
-    }
+    public override KernelTask? CreateTask(RunContext rc) =>
+        rc.TryGet<VmArea>(Area, out _) ? new LambdaTask(ToString(), (k, ctx) => Body(rc, k)) : null;
 
-    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k, VmArea area)
+    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k)
     {
-        rc.Unbind(Area);
-        k.Vmalloc.Vfree(area);
+        // The handle is resolved when the free executes, not when the task was started: if
+        // another CPU freed the area in between, this would be a double vfree by the caller (a
+        // caller bug the kernel only WARNs about), so like any operation whose handle is gone
+        // it does nothing.
+        if (rc.TryGet<VmArea>(Area, out var area))
+        {
+            rc.Unbind(Area);
+            k.Vmalloc.Vfree(area);
+        }
         yield return StepStatus.Progress;
     }
 }
@@ -57,16 +61,19 @@ public sealed record ReadOp(string Area, long Offset) : Op
     public override string Args() => $"{Area} {ArchConfig.FormatSize(Offset)}";
     public override IEnumerable<string> Uses => [Area];
 
-    public override KernelTask? CreateTask(RunContext rc)
-    {
-        if (!rc.TryGet<VmArea>(Area, out var area)) return null;
-        return new LambdaTask(ToString(), (k, ctx) => Body(k, ctx, area));
-    }
+    public override KernelTask? CreateTask(RunContext rc) =>
+        rc.TryGet<VmArea>(Area, out _) ? new LambdaTask(ToString(), (k, ctx) => Body(rc, k, ctx)) : null;
 
-    private IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx, VmArea area)
+    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k, ExecContext ctx)
     {
-        ulong off = (ulong)Offset % area.Size;
-        k.Translate(ctx, area.Addr + off, write: false, out _, out _);
+        // Resolved when the load executes: a started (or interrupt-handler) read of an area that
+        // another CPU has vfree'd meanwhile would be the caller's use-after-free, not a kernel
+        // bug, so it is a no-op like any operation whose handle is gone.
+        if (rc.TryGet<VmArea>(Area, out var area))
+        {
+            ulong off = (ulong)Offset % area.Size;
+            k.Translate(ctx, area.Addr + off, write: false, out _, out _);
+        }
         yield return StepStatus.Progress;
     }
 
@@ -163,5 +170,6 @@ public sealed record ReadStructPageOp(long Pfn) : Op
     public override IEnumerable<Op> ShrinkArgs()
     {
         if (Pfn != 0) yield return this with { Pfn = 0 };
+        if (Pfn > 1) yield return this with { Pfn = Pfn / 2 };
     }
 }

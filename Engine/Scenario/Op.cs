@@ -37,7 +37,8 @@ public abstract record Op
     public sealed override string ToString()
     {
         var sb = new System.Text.StringBuilder();
-        if (Cpu != 0) sb.Append("cpu").Append(Cpu).Append(": ");
+        // `step` and `irq` name their CPU as an argument; a prefix would say it twice.
+        if (Cpu != 0 && this is not StepOp and not IrqOp) sb.Append("cpu").Append(Cpu).Append(": ");
         if (Start) sb.Append("start ");
         if (Bind is not null) sb.Append(Bind).Append(" = ");
         sb.Append(Verb);

@@ -35,13 +35,17 @@ public static class OpCatalog
     {
         int cpu = 0;
         string? first = r.Peek();
+        bool prefixed = false;
         if (first is not null && first.EndsWith(':') && LineReader.TryCpu(first[..^1], out _))
         {
+            prefixed = true;
             int col = r.Column;
             r.Word("cpu prefix");
             LineReader.TryCpu(first[..^1], out cpu);
             if (cpu >= cpus) throw new ReproParseException(r.LineNo, col, $"{first[..^1]}: the machine has {cpus} CPUs");
         }
+        if (prefixed && r.Peek() is "step" or "irq")
+            throw r.Error($"'{r.Peek()}' names its CPU as an argument (step cpuN, irq cpuN op); it takes no cpuN: prefix");
         if (r.Peek() == "step")
         {
             r.Word("step");

@@ -69,6 +69,23 @@ public sealed class PropertyFailedException : Exception
         : base(report, cause)
     {
     }
+
+    /// <summary>The invariant the shrunk scenario violates (scenario properties).</summary>
+    public string? Invariant { get; init; }
+    /// <summary>The 1-based step at which it is violated (0: at boot).</summary>
+    public int? Step { get; init; }
+    /// <summary>The invariant's evidence for the shrunk scenario.</summary>
+    public string? Evidence { get; init; }
+    /// <summary>The shrunk scenario as a repro file, with its `expect` line.</summary>
+    public string? ReproText { get; init; }
+    /// <summary>Where the repro file was written, if it was.</summary>
+    public string? ReproPath { get; init; }
+    /// <summary><c>seed,gamma,size</c> of the failing case (PS_REPLAY).</summary>
+    public string? StepReplay { get; init; }
+    /// <summary><c>seed,gamma</c> of the whole failing run (PS_REPLAY, with the same PS_TESTS).</summary>
+    public string? RunReplay { get; init; }
+    /// <summary>Shell commands that replay the failure, most direct first.</summary>
+    public IReadOnlyList<string> ReplayCommands { get; init; } = [];
 }
 
 public static class PbtRunner

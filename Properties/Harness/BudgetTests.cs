@@ -20,7 +20,7 @@ public class BudgetTests
         Assert.Null(budget.Seed);
         Assert.Null(budget.Replay);
         Assert.Equal(Shard.Single, budget.Shard);
-        Assert.Equal(60, budget.MaxSteps);
+        Assert.Equal(Budget.DefaultMaxSteps, budget.MaxSteps);
         Assert.Equal("repros", Path.GetFileName(budget.ReproDir));
     }
 

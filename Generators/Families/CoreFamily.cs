@@ -1,0 +1,136 @@
+// Generation of the core operations (Engine/Scenario/CoreOps.cs): vmalloc and vfree, kernel
+// reads through a vmalloc area, free_empty_tables, allocation-failure injection, RCU readers and
+// grace periods, and struct-page reads through vmemmap.
+//
+// The weights follow the places the core invariants can break, drawn from the symbolic state
+// (live vmalloc handles), never by filtering:
+// - vfree and read need a live area, and reads come before frees often enough that a CPU's TLB
+//   holds a translation when the area goes away (TLB coherence, the vunmap flush);
+// - free_empty_tables is likelier once every area has been freed, because only then are the
+//   vmalloc PTE tables empty and the table-freeing path runs at all (tree well-formedness);
+// - rcu_reader is multi-step, so that a `start`ed reader can sit inside its read-side section
+//   while synchronize_rcu runs on another CPU (grace periods);
+// - sizes are mostly a few pages (cheap, and the last-PTE/last-page paths are as likely as in
+//   big areas), sometimes not page-aligned (the op rounds up), sometimes past a PMD (a second
+//   PTE table).
+using PropertySuite.Engine.Config;
+using PropertySuite.Engine.Scenario;
+
+namespace PropertySuite.Generators.Families;
+
+public sealed class CoreFamily : IOpFamily
+{
+    public const string FamilyName = "core";
+
+    public string Name => FamilyName;
+
+    public IReadOnlyList<string> Kinds { get; } =
+        ["vmalloc", "vfree", "read", "free_empty_tables", "fail_alloc", "rcu_reader", "synchronize_rcu", "read_page"];
+
+    /// <summary>The core operations exist on every configuration and variant.</summary>
+    public bool AppliesTo(ArchConfig arch, NamedVariant variant) => true;
+
+    public int Weight(GenState s) => 10;
+
+    public Op? Next(GenState s, Prng rng)
+    {
+        int cpu = s.IdleCpu(rng);
+        if (cpu < 0) return null;
+        var op = Draw(s, rng);
+        return op is null ? null : op with { Cpu = cpu };
+    }
+
+    /// <summary>As a task: the multi-step paths (an RCU reader that stays inside its read-side
+    /// section while other CPUs run, a grace period that waits) most of the time, else any
+    /// operation (a one-step task still moves where in the schedule it happens).</summary>
+    public Op? NextTask(GenState s, Prng rng)
+    {
+        var weights = new[]
+        {
+            s.Enabled(this, "rcu_reader") ? 5 : 0,
+            s.Enabled(this, "synchronize_rcu") ? 2 : 0,
+            4,
+        };
+        return rng.PickIndex(weights) switch
+        {
+            0 => new RcuReaderOp((int)rng.Range(1, 6)),
+            1 => new SynchronizeRcuOp(),
+            _ => Draw(s, rng),
+        };
+    }
+
+    public Op? NextIrqHandler(GenState s, Prng rng)
+    {
+        // Legal in IRQ context: loads, and short RCU read-side sections (never synchronize_rcu,
+        // vmalloc or vfree, which may sleep).
+        var live = s.Live('v');
+        var choices = new List<(int W, Func<Op?> Make)>();
+        if (live.Count > 0 && s.Enabled(this, "read")) choices.Add((4, () => MakeRead(s, rng)));
+        if (s.Enabled(this, "read_page")) choices.Add((3, () => MakeReadPage(s, rng)));
+        if (s.Enabled(this, "rcu_reader")) choices.Add((1, () => new RcuReaderOp(rng.Next(3))));
+        return Pick(choices, rng);
+    }
+
+    private Op? Draw(GenState s, Prng rng)
+    {
+        var live = s.Live('v');
+        var choices = new List<(int W, Func<Op?> Make)>();
+        void Add(string kind, int weight, Func<Op?> make)
+        {
+            if (weight > 0 && s.Enabled(this, kind)) choices.Add((weight, make));
+        }
+
+        Add("vmalloc", live.Count < 4 ? 20 : live.Count < 8 ? 8 : 2, () => MakeVmalloc(s, rng));
+        Add("vfree", live.Count > 0 ? 14 : 0, () =>
+        {
+            string h = rng.Pick(live);
+            s.RemoveLive(h);
+            return new VfreeOp(h);
+        });
+        Add("read", live.Count > 0 ? 20 : 0, () => MakeRead(s, rng));
+        Add("free_empty_tables", live.Count == 0 && s.Ops.Any(o => o is VmallocOp) ? 14 : 4, () => new FreeEmptyTablesOp());
+        Add("fail_alloc", 3, () => new FailAllocOp(rng.Chance(50) ? 0 : (int)rng.Range(1, 16), rng.Chance(70) ? 1 : (int)rng.Range(2, 8)));
+        Add("rcu_reader", 6, () => new RcuReaderOp(rng.Chance(20) ? 0 : (int)rng.Range(1, 6)));
+        // A grace period matters when a reader may be inside: some CPU runs a started task.
+        Add("synchronize_rcu", s.BusyCpus.Count > 0 ? 14 : 4, () => new SynchronizeRcuOp());
+        Add("read_page", 5, () => MakeReadPage(s, rng));
+        return Pick(choices, rng);
+    }
+
+    private static Op MakeVmalloc(GenState s, Prng rng)
+    {
+        long page = s.Arch.PageSize;
+        long pmdPages = s.Arch.PmdSize / page;
+        int roll = rng.Next(100);
+        long size = roll switch
+        {
+            < 60 => rng.Range(1, 4) * page,
+            < 75 => rng.Range(5, 64) * page,
+            < 85 => rng.Range(1, 4 * page - 1),                                  // not page-aligned
+            _ => Math.Min(rng.Range(pmdPages - 2, pmdPages + 2), 1024) * page,     // around a PMD
+        };
+        string h = s.FreshHandle('v');
+        s.AddLive(h);
+        return new VmallocOp(size) { Bind = h };
+    }
+
+    private static Op MakeRead(GenState s, Prng rng)
+    {
+        // ReadOp takes the offset modulo the area's size, so any offset is valid.
+        long page = s.Arch.PageSize;
+        long offset = rng.Chance(40) ? 0 : rng.Chance(80) ? rng.Range(1, 8) * page : rng.Range(1, 16 * page);
+        return new ReadOp(rng.Pick(s.Live('v')), offset);
+    }
+
+    private static Op MakeReadPage(GenState s, Prng rng)
+    {
+        long pfns = s.Machine.MemoryBytes >> s.Arch.PageShift;
+        return new ReadStructPageOp(rng.Range(0, pfns - 1));
+    }
+
+    private static Op? Pick(List<(int W, Func<Op?> Make)> choices, Prng rng)
+    {
+        int i = rng.PickIndex(choices.Select(c => c.W).ToList());
+        return i < 0 ? null : choices[i].Make();
+    }
+}

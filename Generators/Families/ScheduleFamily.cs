@@ -1,0 +1,71 @@
+// The CPU schedule: which CPU advances when. It starts an operation from another enabled family
+// as a task on an idle CPU (`cpuN: start ...`), advances started tasks one kernel-visible step
+// at a time (`step cpuN [n]`), and raises interrupts whose handlers come from the other families
+// (`irq cpuN op`). Because the schedule is part of the scenario, FsCheck explores
+// interleavings and the shrinker simplifies them (fewer steps, fewer CPUs, no `start`).
+//
+// Generation is symbolic: it does not know when a started task finishes, so a CPU counts as
+// busy from its `start` until a `step` of it is drawn and a coin says the task is probably done
+// (a later operation on a CPU that is in fact still busy is a no-op, which stays valid).
+using PropertySuite.Engine.Config;
+using PropertySuite.Engine.Scenario;
+
+namespace PropertySuite.Generators.Families;
+
+public sealed class ScheduleFamily : IOpFamily
+{
+    public const string FamilyName = "sched";
+
+    public string Name => FamilyName;
+
+    public IReadOnlyList<string> Kinds { get; } = ["start", "step", "irq"];
+
+    public bool AppliesTo(ArchConfig arch, NamedVariant variant) => true;
+
+    /// <summary>Busy CPUs need steps to make progress, so the schedule is drawn more often then.</summary>
+    public int Weight(GenState s) => s.BusyCpus.Count > 0 ? 12 : 5;
+
+    public Op? Next(GenState s, Prng rng)
+    {
+        var busy = s.BusyCpus.Order().ToList();
+        int idle = s.IdleCpu(rng);
+        var weights = new[]
+        {
+            s.Enabled(this, "start") && idle >= 0 && s.DrawTaskOp is not null ? 4 : 0,
+            s.Enabled(this, "step") ? (busy.Count > 0 ? 8 : 1) : 0,
+            s.Enabled(this, "irq") && s.DrawIrqHandler is not null ? 2 : 0,
+        };
+        return rng.PickIndex(weights) switch
+        {
+            0 => Start(s, rng, idle),
+            1 => Step(s, rng, busy),
+            2 => Irq(s, rng),
+            _ => null,
+        };
+    }
+
+    private static Op? Start(GenState s, Prng rng, int cpu)
+    {
+        var op = s.DrawTaskOp!(rng);
+        if (op is null || op is StepOp or IrqOp) return null;
+        s.BusyCpus.Add(cpu);
+        return op with { Cpu = cpu, Start = true };
+    }
+
+    private static Op Step(GenState s, Prng rng, List<int> busy)
+    {
+        // Mostly a busy CPU; sometimes any CPU, which also unblocks a plain operation that
+        // blocked (synchronize_rcu waiting for a reader) where generation could not see it.
+        int cpu = busy.Count > 0 && !rng.Chance(15) ? rng.Pick(busy) : rng.Next(s.Machine.Cpus);
+        int count = rng.Chance(70) ? 1 : (int)rng.Range(2, 4);
+        if (rng.Chance(25)) s.BusyCpus.Remove(cpu);
+        return new StepOp(count) { Cpu = cpu };
+    }
+
+    private static Op? Irq(GenState s, Prng rng)
+    {
+        var handler = s.DrawIrqHandler!(rng);
+        if (handler is null || handler is StepOp or IrqOp || handler.Start || handler.Bind is not null) return null;
+        return new IrqOp(handler with { Cpu = 0 }) { Cpu = rng.Next(s.Machine.Cpus) };
+    }
+}

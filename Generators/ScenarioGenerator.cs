@@ -1,0 +1,197 @@
+// Scenario generation: FsCheck chooses a seed and a size; a deterministic builder turns them
+// into a scenario. FsCheck thus drives the run (sizes grow, seeds replay), while what a seed
+// means is ours alone (Prng, SplitMix64): the same (seed, size, options) gives the same
+// scenario on every machine and .NET version, which is what `fuzz --seed` and PS_REPLAY rely on.
+//
+// The builder, in order (each draw from the one Prng stream):
+//   1. variant: fixed by the options, else one of the correct variants;
+//   2. configuration: fixed, else one the variant allows (NamedVariant.Arch);
+//   3. machine: small on purpose, 256M-1G and 1-4 CPUs: bugs in this model do not need big
+//      machines, and small ones boot and check fast;
+//   4. swarm (Groce et al., "Swarm testing", ISSTA 2012): a random subset of the applicable
+//      families, at least one that is not the schedule, and within each family either every
+//      operation kind or a random non-empty subset of them. Leaving kinds out changes the mix
+//      far more than weights can (a scenario without vfree piles up areas; one without vmalloc
+//      exercises the rest alone);
+//   5. length: uniform in [1, MaxSteps * size / 100] so that FsCheck's size ramp (1..100 over
+//      a run) starts with short scenarios and ends with MaxSteps-long ones;
+//   6. operations: each from an enabled family drawn by weight, the family proposing from the
+//      symbolic state (GenState); a slot where no family proposes anything ends the scenario.
+using System.Collections.Immutable;
+using FsCheck.Fluent;
+using PropertySuite.Engine.Config;
+using PropertySuite.Engine.Scenario;
+using PropertySuite.Generators.Families;
+using PropertySuite.Generators.Harness;
+using FsGen = FsCheck.Fluent.Gen;
+
+namespace PropertySuite.Generators;
+
+/// <summary>What to generate. Null fields are drawn per scenario.</summary>
+public sealed record ScenarioOptions
+{
+    /// <summary>Variant name; null draws one of the correct variants per scenario.</summary>
+    public string? Variant { get; init; }
+    /// <summary>ArchConfig name; null draws one the variant allows per scenario.</summary>
+    public string? Config { get; init; }
+    /// <summary>Longest scenario (operation lines), reached at FsCheck size 100.</summary>
+    public int MaxSteps { get; init; } = Budget.DefaultMaxSteps;
+    /// <summary>Families to draw from (default: every registered family).</summary>
+    public IReadOnlyList<IOpFamily> Families { get; init; } = Generators.Families.Families.All;
+    /// <summary>Boot memory sizes to choose from; those invalid for a configuration are skipped.</summary>
+    public IReadOnlyList<long> MemorySizes { get; init; } = [256L << 20, 512L << 20, 1L << 30];
+    /// <summary>Most CPUs a generated machine has.</summary>
+    public int MaxCpus { get; init; } = 4;
+
+    /// <summary>The options for one variant with the given budget's scenario length.</summary>
+    public static ScenarioOptions For(string? variant, Budget budget, string? config = null) =>
+        new() { Variant = variant, Config = config, MaxSteps = budget.MaxSteps };
+
+    /// <summary>Checks names and combinations.</summary>
+    /// <exception cref="ConfigException">An unknown variant or configuration, a configuration
+    /// the variant does not allow, or an empty choice; the message names the value.</exception>
+    public void Validate()
+    {
+        if (MaxSteps < 1) throw new ConfigException($"max steps {MaxSteps}: must be at least 1");
+        if (MaxCpus < 1 || MaxCpus > MachineConfig.MaxCpus) throw new ConfigException($"max cpus {MaxCpus}: must be between 1 and {MachineConfig.MaxCpus}");
+        if (Families.Count == 0) throw new ConfigException("no operation families to draw from");
+        var variants = Variant is null ? KernelVariants.All.Where(v => v.Correct).ToList() : [KernelVariants.ByName(Variant)];
+        if (Config is not null)
+        {
+            var arch = ArchConfig.ByName(Config);
+            foreach (var v in variants)
+                if (!ScenarioGenerator.Allows(v, arch))
+                    throw new ConfigException($"config '{Config}': variant '{v.Name}' needs {v.Arch}");
+        }
+    }
+}
+
+public static class ScenarioGenerator
+{
+    /// <summary>FsCheck size at which scenarios reach MaxSteps (FsCheck's default EndSize).</summary>
+    public const int FullSize = 100;
+
+    /// <summary>The FsCheck generator: a seed and the current size, handed to <see cref="Build"/>.</summary>
+    public static FsCheck.Gen<Scenario> Gen(ScenarioOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        // Two 31-bit halves: Gen.Choose works on int, and 62 bits of seed are plenty.
+        var seed = from hi in FsGen.Choose(0, int.MaxValue)
+                   from lo in FsGen.Choose(0, int.MaxValue)
+                   select ((ulong)(uint)hi << 31) | (uint)lo;
+        return FsGen.Sized(size => seed.Select(s => Build(s, size, options)));
+    }
+
+    /// <summary>Whether <paramref name="variant"/> may run on <paramref name="arch"/>:
+    /// NamedVariant.Arch is null (any), a configuration name, or an architecture prefix such
+    /// as "arm64".</summary>
+    public static bool Allows(NamedVariant variant, ArchConfig arch) =>
+        variant.Arch is null || arch.Name == variant.Arch || arch.Name.StartsWith(variant.Arch + "-", StringComparison.Ordinal);
+
+    /// <summary>The configurations a variant may run on, in ArchConfig.All order.</summary>
+    public static IReadOnlyList<ArchConfig> ConfigsFor(NamedVariant variant)
+    {
+        var list = ArchConfig.All.Where(a => Allows(variant, a)).ToList();
+        return list.Count > 0 ? list
+            : throw new ConfigException($"variant '{variant.Name}' asks for config '{variant.Arch}', which matches none of {string.Join(", ", ArchConfig.All.Select(a => a.Name))}");
+    }
+
+    /// <summary>The smallest boot memory MachineConfig accepts on <paramref name="arch"/>.</summary>
+    public static long MinMemory(ArchConfig arch)
+    {
+        for (long m = arch.SectionSize; ; m += arch.SectionSize)
+            if (IsValid(arch, new MachineConfig(m, 1))) return m;
+    }
+
+    public static bool IsValid(ArchConfig arch, MachineConfig machine)
+    {
+        try
+        {
+            machine.Validate(arch);
+            return true;
+        }
+        catch (ConfigException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Longest scenario at FsCheck size <paramref name="size"/>.</summary>
+    public static int MaxLength(int size, int maxSteps) =>
+        Math.Max(1, (int)((long)maxSteps * Math.Clamp(size, 0, FullSize) / FullSize));
+
+    /// <summary>Builds the scenario of (<paramref name="seed"/>, <paramref name="size"/>).</summary>
+    public static Scenario Build(ulong seed, int size, ScenarioOptions options) => BuildWithSwarm(seed, size, options).Scenario;
+
+    /// <summary><see cref="Build"/>, also returning the families and kinds the swarm enabled.</summary>
+    public static (Scenario Scenario, IReadOnlyList<string> Swarm) BuildWithSwarm(ulong seed, int size, ScenarioOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var rng = new Prng(seed);
+
+        var variant = options.Variant is { } vn ? KernelVariants.ByName(vn) : rng.Pick(KernelVariants.All.Where(v => v.Correct).ToList());
+        var arch = options.Config is { } cn ? ArchConfig.ByName(cn) : rng.Pick(ConfigsFor(variant));
+        var memories = options.MemorySizes.Where(m => IsValid(arch, new MachineConfig(m, 1))).ToList();
+        long memory = memories.Count > 0 ? rng.Pick(memories) : MinMemory(arch);
+        int cpus = DrawCpus(rng, options.MaxCpus);
+        var machine = new MachineConfig(memory, cpus);
+
+        var applicable = options.Families.Where(f => f.AppliesTo(arch, variant)).ToList();
+        var enabled = applicable.Where(_ => rng.Chance(50)).ToList();
+        if (!enabled.Any(f => f is not ScheduleFamily))
+        {
+            var content = applicable.Where(f => f is not ScheduleFamily).ToList();
+            if (content.Count > 0) enabled.Add(rng.Pick(content));
+            enabled = applicable.Where(enabled.Contains).ToList(); // keep the registry order
+        }
+        var kinds = new SortedSet<string>(StringComparer.Ordinal);
+        foreach (var f in enabled)
+        {
+            if (f.Kinds.Count == 0) continue;
+            bool all = rng.Chance(50);
+            var chosen = f.Kinds.Where(_ => all || rng.Chance(50)).ToList();
+            if (chosen.Count == 0) chosen.Add(rng.Pick(f.Kinds));
+            foreach (var k in chosen) kinds.Add(f.Name + "/" + k);
+        }
+
+        var s = new GenState(arch, machine, variant) { EnabledKinds = kinds };
+        var content2 = enabled.Where(f => f is not ScheduleFamily).ToList();
+        s.DrawTaskOp = r => DrawFrom(content2, s, r, (f, st, rr) => f.NextTask(st, rr));
+        s.DrawIrqHandler = r => DrawFrom(content2, s, r, (f, st, rr) => f.NextIrqHandler(st, rr));
+
+        int length = (int)rng.Range(1, MaxLength(size, options.MaxSteps));
+        while (s.Ops.Count < length)
+        {
+            var op = DrawFrom(enabled, s, rng, (f, st, rr) => f.Next(st, rr));
+            if (op is null) break;
+            s.Ops.Add(op);
+        }
+        var swarm = enabled.Select(f => f.Name).Concat(kinds).ToList();
+        return (new Scenario(arch, machine, variant.Name, [.. s.Ops]), swarm);
+    }
+
+    /// <summary>1-4 CPUs, two most often: two is the least that interleaves, more spreads the
+    /// same number of operations thinner.</summary>
+    private static int DrawCpus(Prng rng, int maxCpus)
+    {
+        int[] weights = [2, 4, 2, 2];
+        int i = rng.PickIndex(weights.Take(Math.Min(maxCpus, weights.Length)).ToList());
+        return i + 1;
+    }
+
+    /// <summary>Up to a few tries: a family drawn by weight may have nothing to propose.</summary>
+    private static Op? DrawFrom(IReadOnlyList<IOpFamily> families, GenState s, Prng rng, Func<IOpFamily, GenState, Prng, Op?> next)
+    {
+        const int Tries = 4;
+        for (int t = 0; t < Tries; t++)
+        {
+            var weights = families.Select(f => f.Weight(s)).ToList();
+            int i = rng.PickIndex(weights);
+            if (i < 0) return null;
+            var op = next(families[i], s, rng);
+            if (op is not null) return op;
+        }
+        return null;
+    }
+}
