@@ -13,6 +13,7 @@ public static class Families
     [
         new CoreFamily(),
         new ScheduleFamily(),
+        new PageCacheFamily(),
     ];
 
     /// <summary>Looks a family up by name.</summary>
