@@ -1,1 +1,32 @@
-Console.WriteLine("bench: not yet");
+// The benchmark front end: `dotnet run --project Bench -c Release -- <command> [args]`.
+//
+// Commands are plain words dispatched through the table below (no reflection, no packages).
+// Each prints aligned plain-text tables. Nothing here is a test: numbers vary by machine.
+using PropertySuite.Bench;
+
+var commands = new SortedDictionary<string, (string Help, Func<string[], int> Run)>(StringComparer.Ordinal)
+{
+    ["boot"] = ("construction time, peak RSS, page-table pages and vmemmap frames of 4G, 1T and 64T x86_64-4k-l4 machines, each in a fresh child process",
+        BootBench.Run),
+    [BootBench.ChildCommand] = ("(internal) boot one machine in this process and report: boot-one CONFIG SIZE",
+        BootBench.RunChild),
+    ["throughput"] = ("struct-page reads/s, map/unmap of 4K and 2M ranges/s, scenario steps/s with all invariants vs none",
+        ThroughputBench.Run),
+    ["invariants"] = ("cost of each registered invariant per check after ~50 vmalloc/vfree steps, on machines of growing size",
+        InvariantCostBench.Run),
+    ["shrink"] = ("SequenceShrinker on long planted-bug sequences",
+        _ => { PropertySuite.Generators.Harness.ShrinkBenchmark.Run(Console.Out); return 0; }),
+    // ---- HOOK for the lead: the HVO helper's Bench/HvoBench.cs provides a static method.
+    // Uncomment (adjusting the method name if it differs) once that file is merged:
+    // ["hvo"] = ("HVO optimize/restore throughput and savings", args => { HvoBench.Run(args, Console.Out); return 0; }),
+};
+
+if (args.Length == 0 || !commands.TryGetValue(args[0], out var command))
+{
+    Console.Error.WriteLine(args.Length == 0 ? "usage: propertysuite-bench <command> [args]" : $"unknown command '{args[0]}'");
+    Console.Error.WriteLine("commands:");
+    foreach (var (name, (help, _)) in commands)
+        if (name != BootBench.ChildCommand) Console.Error.WriteLine($"  {name,-12} {help}");
+    return 2;
+}
+return command.Run(args[1..]);

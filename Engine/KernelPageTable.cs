@@ -109,7 +109,7 @@ public sealed partial class Kernel
             ulong va = InitMm.EntryVa(t, i);
             if (!VaRange.Overlaps(va, va + size, start, end)) continue;
             Pte e = t.Entries[i];
-            if (!e.IsTable || t.Level == PtLevel.Pte || !InitMm.TryGetTable(e.Pfn, out var child)) continue;
+            if (!InitMm.TryGetChild(t, e, out var child)) continue;
             FreeEmptyTablesBelow(child, start, end, floor, ceiling, ref freed);
             if (child.Used != 0) continue;
             if (!PgtableRangeAligned(va, va + size, floor, ceiling, ~(size - 1))) continue;

@@ -20,9 +20,30 @@ public sealed class PtTable(long pfn, PtLevel level, ulong baseVa, int entries)
     public PtLevel Level { get; } = level;
     /// <summary>First virtual address translated by entry 0.</summary>
     public ulong BaseVa { get; } = baseVa;
-    public Pte[] Entries { get; } = new Pte[entries];
+    /// <summary>The entries, read-only: every store goes through <see cref="PageTable.Set"/>.</summary>
+    public PtEntries Entries { get; } = new(entries);
     /// <summary>Number of entries that are not none.</summary>
     public int Used { get; internal set; }
+
+    /// <summary>Indices of the entries that point at lower tables (above PTE level), ascending;
+    /// kept by <see cref="PageTable.Set"/> so that walks over the tree's structure need not read
+    /// every leaf.</summary>
+    public IReadOnlyCollection<int> TableEntryIndices => (IReadOnlyCollection<int>?)_tableEntries ?? [];
+    internal SortedSet<int>? _tableEntries;
+}
+
+/// <summary>The entries of one table page. Read-only to everyone but <see cref="PageTable"/>.</summary>
+public sealed class PtEntries : IReadOnlyList<Pte>
+{
+    internal readonly Pte[] Items;
+
+    internal PtEntries(int count) => Items = new Pte[count];
+
+    public Pte this[int index] => Items[index];
+    public int Length => Items.Length;
+    public int Count => Items.Length;
+    public IEnumerator<Pte> GetEnumerator() => ((IEnumerable<Pte>)Items).GetEnumerator();
+    System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => Items.GetEnumerator();
 }
 
 /// <summary>Receives every entry change, in order.</summary>
@@ -43,6 +64,10 @@ public sealed class PageTable
 {
     private readonly ArchConfig _arch;
     private readonly Dictionary<long, PtTable> _tables = new();
+    // Every table entry (above PTE level), reachable or not, by the frame it points at: the
+    // tables holding such an entry, once per entry. Lets a change below propagate upwards.
+    private readonly Dictionary<long, List<PtTable>> _parentsOf = new();
+    private readonly Dictionary<(ulong, ulong), LeafFrameIndex> _leafIndexes = new();
 
     public string Name { get; }
     public PtTable Root { get; }
@@ -67,6 +92,7 @@ public sealed class PageTable
     {
         var t = new PtTable(pfn, level, baseVa, _arch.PtrsPerLevel(level));
         if (!_tables.TryAdd(pfn, t)) throw new ModelBugException($"{Name}: table page {pfn:x} registered twice");
+        InvalidateParentsOf(pfn); // a stale entry pointing at this frame now leads somewhere
         return t;
     }
 
@@ -74,9 +100,43 @@ public sealed class PageTable
     public void ForgetTable(PtTable t)
     {
         if (!_tables.Remove(t.Pfn)) throw new ModelBugException($"{Name}: table page {t.Pfn:x} forgotten twice");
+        foreach (var index in _leafIndexes.Values) index.Forget(t);
+        InvalidateParentsOf(t.Pfn);
+    }
+
+    /// <summary>The tables holding an entry that points at frame <paramref name="pfn"/> as a
+    /// lower table (one item per such entry; reachable from the root or not).</summary>
+    public IReadOnlyList<PtTable> ParentsOf(long pfn) => _parentsOf.TryGetValue(pfn, out var l) ? l : [];
+
+    private void InvalidateParentsOf(long pfn)
+    {
+        if (_leafIndexes.Count == 0 || !_parentsOf.TryGetValue(pfn, out var parents)) return;
+        foreach (var index in _leafIndexes.Values)
+            foreach (var p in parents) index.Invalidate(p);
+    }
+
+    /// <summary>The frames mapped by leaves intersecting [start, end), kept up to date
+    /// incrementally (one index per range, created on first use). It always equals what a walk of
+    /// <see cref="Leaves"/> over the same range would find.</summary>
+    public LeafFrameIndex LeafFrames(ulong start, ulong end)
+    {
+        if (!_leafIndexes.TryGetValue((start, end), out var index))
+            _leafIndexes[(start, end)] = index = new LeafFrameIndex(this, start, end);
+        return index;
     }
 
     public bool TryGetTable(long pfn, out PtTable table) => _tables.TryGetValue(pfn, out table!);
+
+    /// <summary>The lower table entry <paramref name="e"/> of <paramref name="t"/> leads to: a
+    /// table entry above PTE level pointing at a registered table one level down. Every walker
+    /// descends only through this, so a dangling entry or a table of the wrong level ends a walk
+    /// (PageTableTreeWellFormed reports both) and no corruption can make a walk loop.</summary>
+    public bool TryGetChild(PtTable t, Pte e, out PtTable child)
+    {
+        if (e.IsTable && t.Level > PtLevel.Pte && _tables.TryGetValue(e.Pfn, out child!) && child.Level == t.Level - 1) return true;
+        child = null!;
+        return false;
+    }
 
     public int Index(ulong va, PtLevel level) =>
         (int)((va >> _arch.LevelShift(level)) & (ulong)(_arch.PtrsPerLevel(level) - 1));
@@ -89,11 +149,28 @@ public sealed class PageTable
     /// <summary>The single mutation point: stores an entry and tells the observer.</summary>
     public void Set(PtTable t, int index, Pte value)
     {
-        Pte old = t.Entries[index];
+        Pte old = t.Entries.Items[index];
         if (old == value) return;
-        t.Entries[index] = value;
+        t.Entries.Items[index] = value;
         if (old.IsNone) t.Used++;
         else if (value.IsNone) t.Used--;
+        if (t.Level > PtLevel.Pte && (old.IsTable || value.IsTable))
+        {
+            if (old.IsTable)
+            {
+                t._tableEntries!.Remove(index);
+                var l = _parentsOf[old.Pfn];
+                l.Remove(t);
+                if (l.Count == 0) _parentsOf.Remove(old.Pfn);
+            }
+            if (value.IsTable)
+            {
+                (t._tableEntries ??= new()).Add(index);
+                if (!_parentsOf.TryGetValue(value.Pfn, out var l)) _parentsOf[value.Pfn] = l = new(1);
+                l.Add(t);
+            }
+        }
+        foreach (var leafIndex in _leafIndexes.Values) leafIndex.Invalidate(t);
         Observer?.OnPteChange(this, t, index, old, value);
     }
 
@@ -107,7 +184,7 @@ public sealed class PageTable
             int i = Index(va, t.Level);
             Pte e = t.Entries[i];
             if (!e.IsTable || t.Level == PtLevel.Pte) return new PtWalk(t, i, e);
-            if (!_tables.TryGetValue(e.Pfn, out var next))
+            if (!TryGetChild(t, e, out var next))
                 return new PtWalk(t, i, e); // dangling: callers and invariants see a table entry to nowhere
             t = next;
         }
@@ -134,8 +211,8 @@ public sealed class PageTable
                 t = child;
                 continue;
             }
-            if (!_tables.TryGetValue(e.Pfn, out var next))
-                throw new ModelBugException($"{Name}: entry {i} of table {t.Pfn:x} points at {e.Pfn:x}, not a table of this tree");
+            if (!TryGetChild(t, e, out var next))
+                throw new ModelBugException($"{Name}: entry {i} of table {t.Pfn:x} points at {e.Pfn:x}, not a {t.Level - 1} table of this tree");
             t = next;
         }
         return t;
@@ -161,8 +238,24 @@ public sealed class PageTable
             if (va > last) break;
             Pte e = t.Entries[i];
             if (e.IsLeaf) acc.Add(new PtWalk(t, i, e));
-            else if (e.IsTable && t.Level > PtLevel.Pte && _tables.TryGetValue(e.Pfn, out var child))
+            else if (TryGetChild(t, e, out var child))
                 Collect(child, start, last, acc);
+        }
+    }
+
+    /// <summary>Every table entry (above PTE level) of every table reachable from the root,
+    /// depth-first in address order: the same visits, in the same order, as
+    /// <see cref="ForEachEntry"/> restricted to table entries, without reading the leaves.</summary>
+    public void ForEachTableEntry(Action<PtTable, int, Pte> visit) => VisitTables(Root, visit);
+
+    private void VisitTables(PtTable t, Action<PtTable, int, Pte> visit)
+    {
+        if (t._tableEntries is null) return;
+        foreach (int i in t._tableEntries)
+        {
+            Pte e = t.Entries[i];
+            visit(t, i, e);
+            if (TryGetChild(t, e, out var child)) VisitTables(child, visit);
         }
     }
 
@@ -176,7 +269,7 @@ public sealed class PageTable
             Pte e = t.Entries[i];
             if (e.IsNone) continue;
             visit(t, i, e);
-            if (e.IsTable && t.Level > PtLevel.Pte && _tables.TryGetValue(e.Pfn, out var child)) Visit(child, visit);
+            if (TryGetChild(t, e, out var child)) Visit(child, visit);
         }
     }
 }

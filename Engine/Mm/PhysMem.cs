@@ -104,7 +104,12 @@ public sealed class PhysMem
             long s = pfn / PagesPerSection, sEnd = Math.Min(end, (s + 1) * PagesPerSection);
             var arr = _sectionOwners[s];
             if (arr is null) { if (_sectionUniform[s] != owner) return false; }
-            else for (long p = pfn; p < sEnd; p++) if (arr[p % PagesPerSection] != owner) return false;
+            else
+            {
+                var span = System.Runtime.InteropServices.MemoryMarshal.AsBytes(
+                    arr.AsSpan((int)(pfn - s * PagesPerSection), (int)(sEnd - pfn)));
+                if (span.IndexOfAnyExcept((byte)owner) >= 0) return false;
+            }
             pfn = sEnd;
         }
         return true;

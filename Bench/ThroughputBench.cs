@@ -1,0 +1,94 @@
+// Engine throughput: struct-page reads through vmemmap, kernel map/unmap of 4K and 2M ranges,
+// and whole scenario steps with every invariant checked after each step vs none.
+using System.Diagnostics;
+using PropertySuite.Engine;
+using PropertySuite.Engine.Config;
+using PropertySuite.Engine.Mm;
+using PropertySuite.Engine.Smp;
+using PropertySuite.Invariants;
+
+namespace PropertySuite.Bench;
+
+public static class ThroughputBench
+{
+    public static int Run(string[] args)
+    {
+        var t = new TextTable("operation", "machine", "count", "seconds", "per second");
+        StructPageReads(t, "x86_64-4k-l4", "4G");
+        StructPageReads(t, "arm64-16k-l3", "4G");
+        MapUnmap(t, "x86_64-4k-l4", PtLevel.Pte);
+        MapUnmap(t, "x86_64-4k-l4", PtLevel.Pmd);
+        foreach (var (config, memory) in new[] { ("x86_64-4k-l4", "1G"), ("arm64-16k-l3", "1G"), ("x86_64-4k-l4", "1T") })
+        {
+            var s = Workload.Scenario(config, memory, 2, 4000, seed: 1);
+            ScenarioSteps(t, s, InvariantRegistry.All, "all invariants");
+            ScenarioSteps(t, s, [], "no invariants");
+        }
+        Console.WriteLine("Throughput (Release build; wall clock, single thread):");
+        t.Write(Console.Out);
+        return 0;
+    }
+
+    private static Kernel Boot(string config, string memory)
+    {
+        ArchConfig.TryParseSize(memory, out long bytes);
+        return Kernel.Boot(ArchConfig.ByName(config), new MachineConfig(bytes, 2));
+    }
+
+    private static void StructPageReads(TextTable t, string config, string memory)
+    {
+        var k = Boot(config, memory);
+        var task = new LambdaTask("reader", (_, _) => Idle());
+        k.StartTask(0, task);
+        var ctx = k.Cpus[0].Top!;
+        var rng = new Random(5);
+        const int n = 2_000_000;
+        long[] pfns = Enumerable.Range(0, 4096).Select(_ => rng.NextInt64(k.Mem.MaxPfn)).ToArray();
+        foreach (var (label, c) in new[] { ("read_page via TLB", ctx), ("read_page via walk (no TLB)", (ExecContext?)null) })
+        {
+            long sink = 0;
+            var clock = Stopwatch.StartNew();
+            for (int i = 0; i < n; i++)
+            {
+                k.ReadStructPage(c, k.PfnToPage(pfns[i & 4095]), out var sp);
+                sink += sp.Refcount;
+            }
+            clock.Stop();
+            t.Add(label, $"{config} {memory}", n, clock.Elapsed.TotalSeconds, n / clock.Elapsed.TotalSeconds);
+            GC.KeepAlive(sink);
+        }
+    }
+
+    private static IEnumerable<StepStatus> Idle() { yield return StepStatus.Progress; }
+
+    private static void MapUnmap(TextTable t, string config, PtLevel level)
+    {
+        var k = Boot(config, "4G");
+        var a = k.Arch;
+        long pages = a.LevelSize(level) >> a.PageShift;
+        long pfn = k.Mem.AllocContigPages(pages, FrameOwner.Vmalloc);
+        ulong size = (ulong)a.LevelSize(level);
+        ulong va = (a.VmallocStart + size - 1) & ~(size - 1);
+        const int n = 200_000;
+        var clock = Stopwatch.StartNew();
+        for (int i = 0; i < n; i++)
+        {
+            ulong at = va + (ulong)(i % 64) * size;
+            k.MapKernelRange(at, pfn, pages, level, writable: true);
+            k.UnmapKernelRange(at, at + size);
+            k.FlushTlbKernelRange(at, at + size);
+        }
+        clock.Stop();
+        t.Add($"map+unmap+flush {ArchConfig.FormatSize((long)size)} ({level})", $"{config} 4G", n, clock.Elapsed.TotalSeconds, n / clock.Elapsed.TotalSeconds);
+    }
+
+    private static void ScenarioSteps(TextTable t, Engine.Scenario.Scenario s, IReadOnlyList<IInvariant> invariants, string label)
+    {
+        ScenarioRunner.Run(s with { Ops = s.Ops[..200] }, invariants); // warm-up (JIT)
+        var clock = Stopwatch.StartNew();
+        var r = ScenarioRunner.Run(s, invariants);
+        clock.Stop();
+        if (r.Failed) throw new InvalidOperationException($"benchmark scenario failed: {r}");
+        t.Add($"scenario steps, {label}", $"{s.Arch.Name} {ArchConfig.FormatSize(s.Machine.MemoryBytes)}", r.StepsRun, clock.Elapsed.TotalSeconds, r.StepsRun / clock.Elapsed.TotalSeconds);
+    }
+}
