@@ -16,7 +16,9 @@
 //   5. length: uniform in [1, MaxSteps * size / 100] so that FsCheck's size ramp (1..100 over
 //      a run) starts with short scenarios and ends with MaxSteps-long ones;
 //   6. operations: each from an enabled family drawn by weight, the family proposing from the
-//      symbolic state (GenState); a slot where no family proposes anything ends the scenario.
+//      symbolic state (GenState). A slot where no enabled kind has anything to propose (read
+//      and vfree without vmalloc) may use every kind of the enabled families; only if that
+//      proposes nothing either does the scenario end early.
 using System.Collections.Immutable;
 using FsCheck.Fluent;
 using PropertySuite.Engine.Config;
@@ -164,6 +166,14 @@ public static class ScenarioGenerator
         while (s.Ops.Count < length)
         {
             var op = DrawFrom(enabled, s, rng, (f, st, rr) => f.Next(st, rr));
+            if (op is null)
+            {
+                // A dead end of the swarm (say read and vfree without vmalloc): this slot may use
+                // every kind of the enabled families.
+                s.EnabledKinds = null;
+                op = DrawFrom(enabled, s, rng, (f, st, rr) => f.Next(st, rr));
+                s.EnabledKinds = kinds;
+            }
             if (op is null) break;
             s.Ops.Add(op);
         }

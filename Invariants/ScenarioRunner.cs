@@ -37,12 +37,15 @@ public sealed record RunResult(
 public static class ScenarioRunner
 {
     /// <summary>Runs <paramref name="s"/>. <paramref name="trace"/>, if given, is called after
-    /// every step with the step number, the operation and the kernel (for replay --trace).</summary>
-    public static RunResult Run(Scenario s, IReadOnlyList<IInvariant>? invariants = null, Action<int, Op, Kernel>? trace = null)
+    /// every step with the step number, the operation and the kernel (for replay --trace);
+    /// <paramref name="booted"/> right after boot, before anything is checked or applied (a
+    /// tracer takes its first snapshot there). Both must only observe.</summary>
+    public static RunResult Run(Scenario s, IReadOnlyList<IInvariant>? invariants = null, Action<int, Op, Kernel>? trace = null, Action<Kernel>? booted = null)
     {
         invariants ??= InvariantRegistry.All;
         var applied = new SortedDictionary<string, int>(StringComparer.Ordinal);
         Kernel k = s.Boot();
+        booted?.Invoke(k);
         var rc = new RunContext(k);
         var v = CheckAll(k, invariants);
         if (v is not null) return new RunResult(0, v, 0, null, applied, new SortedDictionary<string, long>(k.Reached));

@@ -159,11 +159,12 @@ public static class Repro
 
         var first = Next();
         if (first.LineNo != 1 || first.Peek() != Scenario.Magic)
-            throw new ReproParseException(first.LineNo, 1, $"the first line must be '{Scenario.Magic} {Scenario.LanguageVersion}'");
+            throw new ReproParseException(1, 1, $"the first line must be '{Scenario.Magic} {Scenario.LanguageVersion}'");
         first.Word("magic");
+        int versionCol = first.Column;
         long version = first.Int("version", 0, int.MaxValue);
         if (version != Scenario.LanguageVersion)
-            throw new ReproParseException(1, first.Column, $"repro language version {version} is not supported (this build reads {Scenario.LanguageVersion})");
+            throw new ReproParseException(1, versionCol, $"repro language version {version} is not supported (this build reads {Scenario.LanguageVersion})");
         first.End();
 
         var h = Next();

@@ -1,0 +1,207 @@
+// `fuzz`: time-boxed random search. Fresh scenarios from one base seed (printed, and taken
+// from --seed to repeat a run), every invariant checked after every step, the first violation
+// of each invariant shrunk and written atomically into --out. Exit 0 nothing found, 1 a
+// violation (its invariant printed), 2 bad input (nothing is written then).
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using PropertySuite.Engine.Config;
+using PropertySuite.Generators;
+using PropertySuite.Generators.Harness;
+using Spectre.Console;
+using Spectre.Console.Rendering;
+
+namespace PropertySuite.Cli;
+
+public static class FuzzCommand
+{
+    public static readonly TimeSpan DefaultTime = TimeSpan.FromSeconds(60);
+
+    public static Command Create(CliContext cx)
+    {
+        var time = new Option<string?>("--time") { Description = "stop after this long (500ms, 90s, 10m, 2h); default 60s unless --count is given" };
+        var count = new Option<string?>("--count") { Description = "stop after this many scenarios (with --seed: a fully deterministic run)" };
+        var seed = new Option<string?>("--seed") { Description = "base seed (default: a random one, printed)" };
+        var variant = new Option<string?>("--variant") { Description = "kernel variant to fuzz (default: every correct variant, one drawn per scenario); see 'variants'" };
+        var config = new Option<string?>("--config") { Description = "configuration (default: drawn per scenario among those the variant allows); see 'configs'" };
+        var output = new Option<string?>("--out") { Description = "directory for shrunk repro files (default: PS_REPRO_DIR, else <repository>/repros)" };
+        var maxSteps = new Option<string?>("--max-steps") { Description = "longest scenario (default: PS_MAX_STEPS, else 100)" };
+        var cmd = new Command("fuzz", "Search for invariant violations with random scenarios; shrink and save what is found.")
+        {
+            time, count, seed, variant, config, output, maxSteps,
+        };
+        cmd.SetAction((p, ct) =>
+        {
+            try
+            {
+                var args = Validate(cx, p.GetValue(time), p.GetValue(count), p.GetValue(seed), p.GetValue(variant), p.GetValue(config), p.GetValue(output), p.GetValue(maxSteps));
+                return Task.FromResult(Run(cx, args, ct));
+            }
+            catch (BadInputException e)
+            {
+                cx.Err.WriteLine($"error: {e.Message}");
+                return Task.FromResult(ExitCodes.BadInput);
+            }
+        });
+        return cmd;
+    }
+
+    /// <summary>Validated arguments of one fuzz run.</summary>
+    public sealed record FuzzArgs(ScenarioOptions Options, ulong Seed, bool SeedGiven, TimeSpan? Time, long? Count, string OutDir, Shard Shard)
+    {
+        /// <summary>The command that repeats this run (up to where time stops it).</summary>
+        public string Command()
+        {
+            var sb = new System.Text.StringBuilder();
+            if (Shard.Count > 1) sb.Append(CultureInfo.InvariantCulture, $"{Budget.ShardVariable}={Shard} ");
+            sb.Append(CultureInfo.InvariantCulture, $"propertysuite fuzz --seed {Seed}");
+            if (Options.Variant is { } v) sb.Append(" --variant ").Append(v);
+            if (Options.Config is { } c) sb.Append(" --config ").Append(c);
+            sb.Append(CultureInfo.InvariantCulture, $" --max-steps {Options.MaxSteps}");
+            return sb.ToString();
+        }
+    }
+
+    public static FuzzArgs Validate(CliContext cx, string? time, string? countText, string? seedText, string? variant, string? config, string? output, string? maxStepsText)
+    {
+        TimeSpan? limit = null;
+        if (time is not null)
+            limit = Budget.TryParseDuration(time, out var rule) ?? throw new BadInputException($"--time {time}: {rule}");
+        long? count = countText is null ? null
+            : long.TryParse(countText, NumberStyles.None, CultureInfo.InvariantCulture, out long c) && c >= 1 ? c
+            : throw new BadInputException($"--count {countText}: must be a whole number of scenarios, at least 1");
+        ulong? seed = seedText is null ? null
+            : ulong.TryParse(seedText, NumberStyles.None, CultureInfo.InvariantCulture, out ulong sd) ? sd
+            : throw new BadInputException($"--seed {seedText}: must be a decimal integer from 0 to {ulong.MaxValue}");
+        int? maxSteps = maxStepsText is null ? null
+            : int.TryParse(maxStepsText, NumberStyles.None, CultureInfo.InvariantCulture, out int m) && m >= 1 ? m
+            : throw new BadInputException($"--max-steps {maxStepsText}: must be a positive integer");
+        if (limit is null && count is null) limit = DefaultTime;
+
+        Budget env;
+        try
+        {
+            env = cx.Budget();
+        }
+        catch (BudgetException e)
+        {
+            throw new BadInputException(e.Message);
+        }
+        var options = new ScenarioOptions { Variant = variant, Config = config, MaxSteps = maxSteps ?? env.MaxSteps };
+        try
+        {
+            options.Validate();
+        }
+        catch (ConfigException e)
+        {
+            throw new BadInputException(e.Message);
+        }
+
+        string dir = output is null ? env.ReproDir : Path.GetFullPath(output);
+        if (File.Exists(dir)) throw new BadInputException($"--out {output}: is a file, not a directory");
+        ulong s = seed ?? (ulong)Random.Shared.NextInt64(long.MaxValue);
+        return new FuzzArgs(options, s, seed is not null, limit, count, dir, env.Shard);
+    }
+
+    public static int Run(CliContext cx, FuzzArgs a, CancellationToken ct)
+    {
+        var fuzzer = new Fuzzer(a.Options, a.Seed, a.Shard);
+        var ci = CultureInfo.InvariantCulture;
+        cx.Out.WriteLine($"fuzz: seed {a.Seed}{(a.SeedGiven ? "" : " (random; pass --seed to repeat)")}{(a.Shard.Count > 1 ? $", shard {a.Shard}" : "")}, variant {a.Options.Variant ?? "any correct"}, config {a.Options.Config ?? "any"}, max steps {a.Options.MaxSteps}, "
+            + $"stop after {string.Join(" or ", new[] { a.Time is { } t ? FormatTime(t) : null, a.Count is { } c ? string.Create(ci, $"{c} scenarios") : null }.Where(x => x is not null))}");
+
+        var clock = Stopwatch.StartNew();
+        var written = new List<(FuzzFinding Finding, string Path)>();
+        bool More() => !ct.IsCancellationRequested && (a.Count is null || fuzzer.ScenariosRun < a.Count) && (a.Time is null || clock.Elapsed < a.Time);
+        void One()
+        {
+            if (fuzzer.Next() is { } f)
+                written.Add((f, PbtRunner.WriteReproAtomically(a.OutDir, ScenarioProperty.ReproFileName(f.Shrunk), fuzzer.ReproText(f, a.Command()))));
+        }
+
+        if (cx.Interactive)
+        {
+            cx.Console.Progress()
+                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+                .Start(ctx =>
+                {
+                    var task = ctx.AddTask("fuzzing", maxValue: 1000);
+                    while (More())
+                    {
+                        One();
+                        double byTime = a.Time is { } t ? clock.Elapsed / t : 0;
+                        double byCount = a.Count is { } n ? (double)fuzzer.ScenariosRun / n : 0;
+                        task.Value = 1000 * Math.Min(1, Math.Max(byTime, byCount));
+                        task.Description = string.Create(ci, $"{fuzzer.ScenariosRun} scenarios, {fuzzer.Findings.Count} violation(s)");
+                    }
+                    task.Value = task.MaxValue;
+                });
+        }
+        else
+        {
+            while (More()) One();
+        }
+        clock.Stop();
+
+        var stats = fuzzer.Statistics;
+        cx.Out.WriteLine(string.Create(ci, $"ran {stats.Scenarios} scenarios, {stats.Steps} steps"));
+        cx.Out.WriteLine(string.Create(ci, $"time {clock.Elapsed.TotalSeconds:F1} s, {stats.Steps / Math.Max(clock.Elapsed.TotalSeconds, 1e-9):F0} steps/s"));
+        cx.Console.Write(OperationsTable(stats));
+        cx.Console.Write(StatesTable(stats));
+        if (stats.Violations.Count > 0) cx.Console.Write(ViolationsTable(stats, written));
+        foreach (var (f, path) in written)
+        {
+            cx.Out.WriteLine(string.Create(ci, $"VIOLATION {f.Invariant} at step {f.Run.Step} (scenario {f.ScenarioIndex}, seed {f.ScenarioSeed}, size {f.Size}): {f.Run.Violation!.Evidence}"));
+            cx.Out.WriteLine(string.Create(ci, $"  repro: {path} ({f.Shrunk.Ops.Length} operation(s), shrunk from {f.Original.Ops.Length} in {f.Shrinks} shrink(s))"));
+            cx.Out.WriteLine(string.Create(ci, $"  replay: propertysuite replay {path}"));
+            cx.Out.WriteLine(string.Create(ci, $"  time to shrink {f.ShrinkTime.TotalMilliseconds:F0} ms"));
+        }
+        if (written.Count == 0) cx.Out.WriteLine("no violation found");
+        return written.Count > 0 ? ExitCodes.Violation : ExitCodes.Ok;
+    }
+
+    private static string FormatTime(TimeSpan t) =>
+        t.TotalHours >= 1 && t.TotalHours == Math.Floor(t.TotalHours) ? $"{t.TotalHours}h"
+        : t.TotalMinutes >= 1 && t.TotalMinutes == Math.Floor(t.TotalMinutes) ? $"{t.TotalMinutes}m"
+        : t.TotalSeconds >= 1 && t.TotalSeconds == Math.Floor(t.TotalSeconds) ? $"{t.TotalSeconds}s"
+        : $"{t.TotalMilliseconds}ms";
+
+    private static Table OperationsTable(RunStatistics stats)
+    {
+        var table = NewTable("operation", "generated", "applied");
+        foreach (var kind in stats.Generated.Keys.Union(stats.Applied.Keys).Order(StringComparer.Ordinal))
+        {
+            bool pseudo = kind == "start" || kind.StartsWith("irq/", StringComparison.Ordinal);
+            table.AddRow(Cells(kind, N(stats.Generated.GetValueOrDefault(kind)), pseudo ? "" : N(stats.Applied.GetValueOrDefault(kind))));
+        }
+        return table;
+    }
+
+    private static Table StatesTable(RunStatistics stats)
+    {
+        var table = NewTable("state reached", "scenarios", "times");
+        foreach (var (state, n) in stats.ReachedScenarios) table.AddRow(Cells(state, N(n), N(stats.ReachedTimes.GetValueOrDefault(state))));
+        if (stats.ReachedScenarios.Count == 0) table.AddRow(Cells("(none noted)", "", ""));
+        return table;
+    }
+
+    private static Table ViolationsTable(RunStatistics stats, List<(FuzzFinding Finding, string Path)> written)
+    {
+        var table = NewTable("violated invariant", "scenarios", "first in scenario");
+        foreach (var (inv, n) in stats.Violations)
+            table.AddRow(Cells(inv, N(n), written.FirstOrDefault(w => w.Finding.Invariant == inv).Finding is { } f ? N(f.ScenarioIndex) : ""));
+        return table;
+    }
+
+    private static Table NewTable(params string[] header)
+    {
+        var table = new Table().Border(TableBorder.Simple);
+        table.AddColumn(new TableColumn(new Text(header[0])));
+        foreach (var h in header.Skip(1)) table.AddColumn(new TableColumn(new Text(h)).RightAligned());
+        return table;
+    }
+
+    private static IRenderable[] Cells(params string[] cells) => cells.Select(c => (IRenderable)new Text(c)).ToArray();
+
+    private static string N(long n) => n.ToString(CultureInfo.InvariantCulture);
+}

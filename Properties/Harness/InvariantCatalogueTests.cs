@@ -1,0 +1,75 @@
+using System.Text;
+using PropertySuite.Engine.Config;
+using PropertySuite.Invariants;
+using PropertySuite.Properties.Infra;
+
+namespace PropertySuite.Properties.Harness;
+
+/// <summary>
+/// The invariant catalogue: approved as a snapshot (name, claim, source, the variants that
+/// declare they break it), so changing an invariant shows up for review; the registry lists
+/// every invariant type of the Invariants assembly; every invariant has a buggy variant that
+/// breaks it, except those explicitly pending.
+/// </summary>
+public class InvariantCatalogueTests
+{
+    /// <summary>Invariants no catalogued variant breaks yet: their mechanisms' variants are
+    /// being written. Remove a name when its variant lands (the test below insists).</summary>
+    private static readonly string[] PendingTeeth =
+    [
+        "NoWriteThroughReadOnlyVmemmap", "NoKernelOops", "NoDeadlock", "BreakBeforeMake",
+    ];
+
+    public static string Render()
+    {
+        var sb = new StringBuilder();
+        sb.Append("# Invariant catalogue: every invariant the runner checks after every step, in registry\n");
+        sb.Append("# order, and the buggy variants that declare they break it (KernelVariants, Breaks).\n");
+        foreach (var inv in InvariantRegistry.All)
+        {
+            sb.Append('\n').Append(inv.Name).Append('\n');
+            sb.Append("  claim:  ").Append(inv.Claim).Append('\n');
+            sb.Append("  source: ").Append(inv.Source).Append('\n');
+            var breakers = KernelVariants.All.Where(v => v.Breaks.Contains(inv.Name)).Select(v => v.Name).ToList();
+            sb.Append("  broken by: ").Append(breakers.Count == 0 ? "(no variant yet)" : string.Join(", ", breakers)).Append('\n');
+        }
+        return sb.ToString();
+    }
+
+    [Fact]
+    public void CatalogueMatchesTheApprovedSnapshot() => Snapshot.Verify("invariants", Render());
+
+    [Fact]
+    public void RegistryListsEveryInvariantTypeOnce()
+    {
+        var types = typeof(IInvariant).Assembly.GetTypes()
+            .Where(t => t.IsClass && !t.IsAbstract && typeof(IInvariant).IsAssignableFrom(t))
+            .Select(t => t.FullName!).Order(StringComparer.Ordinal).ToList();
+        var registered = InvariantRegistry.All.Select(i => i.GetType().FullName!).Order(StringComparer.Ordinal).ToList();
+        Assert.Equal(types, registered);
+        Assert.All(InvariantRegistry.All, i => Assert.Equal(i.GetType().Name, i.Name));
+        Assert.Equal(InvariantRegistry.All.Count, InvariantRegistry.All.Select(i => i.Name).Distinct().Count());
+        Assert.All(InvariantRegistry.All, i => Assert.False(string.IsNullOrWhiteSpace(i.Claim) || string.IsNullOrWhiteSpace(i.Source), i.Name));
+    }
+
+    [Fact]
+    public void VariantsBreakOnlyRegisteredInvariants()
+    {
+        var names = InvariantRegistry.All.Select(i => i.Name).ToHashSet();
+        foreach (var v in KernelVariants.All)
+        {
+            Assert.True(v.Correct == (v.Breaks.Count == 0), $"{v.Name}: a correct variant breaks nothing, a buggy one breaks something");
+            Assert.All(v.Breaks, b => Assert.True(names.Contains(b), $"{v.Name} breaks {b}, which is not in InvariantRegistry"));
+            Assert.True(v.MaxReproOps >= 1, v.Name);
+        }
+        Assert.Equal(KernelVariants.All.Count, KernelVariants.All.Select(v => v.Name).Distinct().Count());
+    }
+
+    [Fact]
+    public void EveryInvariantHasABuggyVariantThatBreaksItOrIsPending()
+    {
+        var broken = KernelVariants.All.SelectMany(v => v.Breaks).ToHashSet();
+        var toothless = InvariantRegistry.All.Select(i => i.Name).Where(n => !broken.Contains(n)).Order(StringComparer.Ordinal).ToList();
+        Assert.Equal(PendingTeeth.Order(StringComparer.Ordinal), toothless);
+    }
+}

@@ -1,0 +1,76 @@
+using PropertySuite.Engine.Config;
+using PropertySuite.Generators;
+using PropertySuite.Generators.Harness;
+using Xunit.Abstractions;
+
+namespace PropertySuite.Properties.Harness;
+
+/// <summary>
+/// The invariants have teeth: for every buggy variant of the catalogue, random generation at the
+/// default budget finds a violation of an invariant the variant declares it breaks, and the
+/// shrunk repro has at most the variant's MaxReproOps operation lines. Every correct variant
+/// passes the same property. Both are theories over KernelVariants.All, so a new variant is
+/// covered as soon as it is catalogued; one whose operations no family generates yet fails here
+/// (with what was generated), it is never skipped.
+/// </summary>
+public class MetaTests(ITestOutputHelper output)
+{
+    public static TheoryData<string> BuggyVariants() => Names(v => !v.Correct);
+
+    public static TheoryData<string> CorrectVariants() => Names(v => v.Correct);
+
+    private static TheoryData<string> Names(Func<NamedVariant, bool> which)
+    {
+        var data = new TheoryData<string>();
+        foreach (var v in KernelVariants.All.Where(which)) data.Add(v.Name);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(BuggyVariants))]
+    public void BuggyVariantIsFoundAndShrunk(string variant)
+    {
+        var v = KernelVariants.ByName(variant);
+        var budget = Budget.FromEnvironment();
+        string name = $"{nameof(MetaTests)}.{nameof(BuggyVariantIsFoundAndShrunk)}/{variant}";
+
+        var result = ScenarioProperty.Check(name, ScenarioOptions.For(variant, budget), budget);
+
+        output.WriteLine($"{variant}: {result.Pbt.TestsRun} test(s), find {result.TimeToFind.TotalMilliseconds:F0} ms, shrink {result.TimeToShrink.TotalMilliseconds:F0} ms");
+        output.WriteLine(result.Statistics.Render());
+        Assert.True(result.Failure is not null,
+            $"random generation found no violation of {string.Join(" or ", v.Breaks)} for the buggy variant {variant} in {result.Pbt.TestsRun} tests. "
+            + "Does a family in Generators/Families generate the operations this bug needs (and enough of them)? What was generated:\n"
+            + result.Statistics.Render());
+        var f = result.Failure!;
+        output.WriteLine(ScenarioProperty.ReproText(name, f));
+        Assert.True(v.Breaks.Contains(f.Invariant),
+            $"{variant} declares it breaks {string.Join(", ", v.Breaks)}, but generation found {f.Run}:\n{f.Shrunk}");
+        Assert.True(f.ReproOps <= v.MaxReproOps,
+            $"{variant}: the shrunk repro has {f.ReproOps} operations, more than the variant's bound {v.MaxReproOps}:\n{f.Shrunk}");
+    }
+
+    [Theory]
+    [MemberData(nameof(CorrectVariants))]
+    public void CorrectVariantHoldsEveryInvariant(string variant)
+    {
+        var budget = Budget.FromEnvironment();
+        string name = $"{nameof(MetaTests)}.{nameof(CorrectVariantHoldsEveryInvariant)}/{variant}";
+
+        var result = ScenarioProperty.Assert(name, ScenarioOptions.For(variant, budget), budget);
+
+        output.WriteLine($"{variant}: {result.Pbt.TestsRun} tests in {result.TimeToFind.TotalMilliseconds:F0} ms");
+        output.WriteLine(result.Statistics.Render());
+    }
+
+    /// <summary>The correct variants also pass when configurations and variants are drawn
+    /// per scenario, the way `fuzz` runs without --variant.</summary>
+    [Fact]
+    public void AnyCorrectVariantOnAnyConfigurationHoldsEveryInvariant()
+    {
+        var budget = Budget.FromEnvironment();
+        var result = ScenarioProperty.Assert($"{nameof(MetaTests)}.{nameof(AnyCorrectVariantOnAnyConfigurationHoldsEveryInvariant)}",
+            new ScenarioOptions { MaxSteps = budget.MaxSteps }, budget);
+        output.WriteLine(result.Statistics.Render());
+    }
+}

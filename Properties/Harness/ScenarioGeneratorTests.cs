@@ -1,0 +1,129 @@
+using PropertySuite.Engine.Config;
+using PropertySuite.Engine.Scenario;
+using PropertySuite.Generators;
+using PropertySuite.Generators.Families;
+
+namespace PropertySuite.Properties.Harness;
+
+/// <summary>
+/// The scenario generator: deterministic per (seed, size, options), lengths that grow with
+/// FsCheck's size up to MaxSteps, small machines, swarm subsets, options honoured, and every
+/// operation verb of the repro language reachable by generation.
+/// </summary>
+public class ScenarioGeneratorTests
+{
+    private static readonly ScenarioOptions AnyCorrect = new();
+
+    private static IEnumerable<(Scenario S, IReadOnlyList<string> Swarm)> Sample(ScenarioOptions o, int count, int size = 100) =>
+        Enumerable.Range(0, count).Select(i => ScenarioGenerator.BuildWithSwarm((ulong)i * 0x9e3779b9UL + 17, size, o));
+
+    [Fact]
+    public void SameSeedSizeAndOptionsGiveTheSameScenario()
+    {
+        for (ulong seed = 0; seed < 50; seed++)
+            Assert.Equal(ScenarioGenerator.Build(seed, 60, AnyCorrect).ToString(), ScenarioGenerator.Build(seed, 60, AnyCorrect).ToString());
+        Assert.NotEqual(ScenarioGenerator.Build(1, 100, AnyCorrect).ToString(), ScenarioGenerator.Build(2, 100, AnyCorrect).ToString());
+    }
+
+    [Fact]
+    public void LengthGrowsWithSizeUpToMaxSteps()
+    {
+        var o = new ScenarioOptions { MaxSteps = 40 };
+        Assert.All(Sample(o, 50, size: 0), x => Assert.Single(x.S.Ops));
+        var full = Sample(o, 300).Select(x => x.S.Ops.Length).ToList();
+        Assert.All(full, n => Assert.InRange(n, 1, 40));
+        Assert.True(full.Max() >= 38, $"longest scenario at full size has {full.Max()} operations");
+        Assert.True(Sample(o, 300, size: 10).Max(x => x.S.Ops.Length) <= 4);
+        Assert.Equal(1, ScenarioGenerator.MaxLength(0, 40));
+        Assert.Equal(20, ScenarioGenerator.MaxLength(50, 40));
+        Assert.Equal(40, ScenarioGenerator.MaxLength(1000, 40));
+    }
+
+    [Fact]
+    public void MachinesAreSmallAndOperationsStayOnTheirCpus()
+    {
+        foreach (var (s, _) in Sample(AnyCorrect, 300))
+        {
+            Assert.InRange(s.Machine.MemoryBytes, 256L << 20, 1L << 30);
+            Assert.InRange(s.Machine.Cpus, 1, 4);
+            Assert.Equal(0, s.Machine.HotplugBytes);
+            Assert.All(s.Ops, op => Assert.InRange(op.Cpu, 0, s.Machine.Cpus - 1));
+            Assert.True(KernelVariants.ByName(s.VariantName).Correct);
+        }
+    }
+
+    [Fact]
+    public void OptionsFixTheVariantAndTheConfiguration()
+    {
+        var o = new ScenarioOptions { Variant = "broken-vfree-leaks-page", Config = "arm64-64k-l3" };
+        foreach (var (s, _) in Sample(o, 50))
+        {
+            Assert.Equal("broken-vfree-leaks-page", s.VariantName);
+            Assert.Equal("arm64-64k-l3", s.Arch.Name);
+            Assert.True(s.Machine.MemoryBytes % s.Arch.SectionSize == 0);
+        }
+        Assert.Equal(ArchConfig.All.Count, Sample(AnyCorrect, 400).Select(x => x.S.Arch.Name).Distinct().Count());
+    }
+
+    [Fact]
+    public void BadOptionsAreRefusedNamingTheValue()
+    {
+        Assert.Contains("unknown variant 'nosuch'", Assert.Throws<ConfigException>(() => new ScenarioOptions { Variant = "nosuch" }.Validate()).Message, StringComparison.Ordinal);
+        Assert.Contains("unknown config 'vax'", Assert.Throws<ConfigException>(() => new ScenarioOptions { Config = "vax" }.Validate()).Message, StringComparison.Ordinal);
+        Assert.Throws<ConfigException>(() => new ScenarioOptions { MaxSteps = 0 }.Validate());
+    }
+
+    [Fact]
+    public void VariantArchRestrictsTheConfigurations()
+    {
+        var anyArch = new NamedVariant("t", true, [], "test", new KernelVariant());
+        var arm64 = anyArch with { Arch = "arm64" };
+        var exact = anyArch with { Arch = "arm64-16k-l3" };
+        Assert.Equal(ArchConfig.All, ScenarioGenerator.ConfigsFor(anyArch));
+        Assert.All(ScenarioGenerator.ConfigsFor(arm64), a => Assert.Equal(Arch.Arm64, a.Arch));
+        Assert.Equal(ArchConfig.All.Count(a => a.Arch == Arch.Arm64), ScenarioGenerator.ConfigsFor(arm64).Count);
+        Assert.Equal([ArchConfig.Arm64_16K_L3], ScenarioGenerator.ConfigsFor(exact));
+        Assert.Throws<ConfigException>(() => ScenarioGenerator.ConfigsFor(anyArch with { Arch = "arm6" }));
+    }
+
+    [Fact]
+    public void SwarmEnablesDifferentSubsetsOfFamiliesAndKinds()
+    {
+        var swarms = Sample(AnyCorrect, 400).Select(x => x.Swarm).ToList();
+        Assert.All(swarms, w => Assert.Contains(w, f => Families.All.Any(fam => fam.Name == f && fam is not ScheduleFamily)));
+        Assert.Contains(swarms, w => w.Contains(ScheduleFamily.FamilyName));
+        Assert.Contains(swarms, w => !w.Contains(ScheduleFamily.FamilyName));
+        foreach (var f in Families.All)
+            foreach (var kind in f.Kinds)
+            {
+                Assert.Contains(swarms, w => w.Contains($"{f.Name}/{kind}"));
+                Assert.Contains(swarms, w => w.Contains(f.Name) && !w.Contains($"{f.Name}/{kind}"));
+            }
+        Assert.True(swarms.Select(w => string.Join(",", w)).Distinct().Count() > 50);
+    }
+
+    /// <summary>A verb the parser knows but no family generates would never be tested by
+    /// random generation: every verb of the repro language must come out of some family for
+    /// some variant.</summary>
+    [Fact]
+    public void EveryVerbOfTheReproLanguageIsGenerated()
+    {
+        var seen = new SortedSet<string>(StringComparer.Ordinal);
+        foreach (var v in KernelVariants.All)
+            foreach (var (s, _) in Sample(new ScenarioOptions { Variant = v.Name }, 150))
+                foreach (var op in s.Ops)
+                {
+                    seen.Add(op.Verb);
+                    if (op is IrqOp irq) seen.Add(irq.Handler.Verb);
+                }
+        var missing = OpCatalog.KnownVerbs.Append("step").Append("irq").Where(v => !seen.Contains(v)).ToList();
+        Assert.True(missing.Count == 0, $"no family in Generators/Families generates: {string.Join(", ", missing)}");
+    }
+
+    [Fact]
+    public void GeneratedScenariosAreValidRepros()
+    {
+        foreach (var (s, _) in Sample(AnyCorrect, 200))
+            Assert.Equal(s.ToString(), Repro.Parse(s.ToString()).ToString());
+    }
+}
