@@ -16,6 +16,12 @@ public static class InvariantRegistry
         new NoDeadlock(),
         new BreakBeforeMake(),
         new RcuGracePeriodWaitsForReaders(),
+        new NoSharedLeafEntries(),
+        new HvoShape(),
+        new HvoFrameConservation(),
+        new CompoundHeadResolvesRealHead(),
+        new OptimizedImpliesHugetlb(),
+        new HugetlbPoolAccounting(),
     ];
 
     public static IInvariant ByName(string name) =>
