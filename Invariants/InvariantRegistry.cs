@@ -10,6 +10,9 @@ public static class InvariantRegistry
         new PageTableTreeWellFormed(),
         new FrameConservation(),
         new NoLeafMapsFreeFrame(),
+        new NoSharedLeafEntries(),
+        new HvoShape(),
+        new HvoFrameConservation(),
         new TlbCoherentAfterFlush(),
         new NoWriteThroughReadOnlyVmemmap(),
         new NoKernelOops(),
@@ -17,6 +20,9 @@ public static class InvariantRegistry
         new BreakBeforeMake(),
         new RcuGracePeriodWaitsForReaders(),
         new NoTailRefcountGain(),
+        new CompoundHeadResolvesRealHead(),
+        new OptimizedImpliesHugetlb(),
+        new HugetlbPoolAccounting(),
     ];
 
     public static IInvariant ByName(string name) =>

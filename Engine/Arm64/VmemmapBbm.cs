@@ -52,13 +52,15 @@ public sealed partial class Kernel
                 break;
 
             case VmemmapUpdate.BbmFaultHandler:
-                foreach (var s in SpinLock(ctx, PageTableLock)) yield return s;
+                bool locked = PageTableLock.Holder == ctx; // vmemmap_split_pmd already holds it
+                if (!locked)
+                    foreach (var s in SpinLock(ctx, PageTableLock)) yield return s;
                 InitMm.Set(t, index, Pte.None);           // pte_clear: the break
                 yield return StepStatus.Progress;
                 FlushTlbKernelRange(va, end);             // flush_tlb_kernel_range
                 yield return StepStatus.Progress;
                 InitMm.Set(t, index, newPte);             // set_pte_at: the make
-                SpinUnlock(ctx, PageTableLock);
+                if (!locked) SpinUnlock(ctx, PageTableLock);
                 yield return StepStatus.Progress;
                 break;
 

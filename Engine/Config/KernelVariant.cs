@@ -85,6 +85,14 @@ public sealed record KernelVariant
     public bool BrokenVunmapSkipsFlush { get; init; }
     /// <summary>synchronize_rcu returns without waiting for pre-existing readers.</summary>
     public bool BrokenSynchronizeRcuNoWait { get; init; }
+    /// <summary>HVO's walk ends one vmemmap page early: the last tail page keeps its own frame.</summary>
+    public bool BrokenHvoSkipsLastPte { get; init; }
+    /// <summary>alloc_vmemmap_page_list does not free the pages it got when a later one fails.</summary>
+    public bool BrokenRestoreLeaksOnPartialAlloc { get; init; }
+    /// <summary>vmemmap_restore_pte copies the head page but skips reset_struct_pages.</summary>
+    public bool BrokenRestoreSkipsReset { get; init; }
+    /// <summary>add_hugetlb_folio re-adds the folio without counting it in nr_huge_pages.</summary>
+    public bool BrokenAddHugetlbFolioSkipsCount { get; init; }
 
     public override string ToString() => Name;
 }

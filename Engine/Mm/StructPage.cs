@@ -84,6 +84,9 @@ public sealed class VmemmapFrameContent
 
     public VmemmapFrameContent(StructPage fill) => _fill = fill;
 
+    /// <summary>Whether every slot holds the same record (the fill value).</summary>
+    public bool IsUniform => _overrides is null || _overrides.Count == 0;
+
     public StructPage Read(int slot) =>
         _overrides is not null && _overrides.TryGetValue(slot, out var p) ? p : _fill;
 

@@ -26,6 +26,13 @@ public static class OpCatalog
         ["spec_lookup"] = ((r, _) => new SpecLookupOp(r.Handle('p'), r.Int("index", 0, 1 << 20)), null),
         ["pfn_walk"] = ((r, _) => new PfnWalkOp(r.Handle('p'), r.Int("index", 0, 1 << 20)), null),
         ["read_page"] = ((r, _) => new ReadStructPageOp(r.Int("pfn", 0, long.MaxValue >> 16)), null),
+        ["hugetlb_pool"] = ((r, _) => new HugetlbPoolOp(r.Size("hugetlb size", 1, MaxOpSize), r.Int("nr_hugepages", 0, HugetlbOpText.MaxPoolCount)), null),
+        ["hugetlb_alloc"] = ((r, _) => new HugetlbAllocOp(r.Size("hugetlb size", 1, MaxOpSize)), 'f'),
+        ["hugetlb_free"] = ((r, _) => new HugetlbFreeOp(r.Handle('f')), null),
+        ["dissolve"] = ((r, _) => new DissolveOp(r.Handle('f')), null),
+        ["memory_failure"] = ((r, _) => new MemoryFailureOp(r.Handle('f'), r.Int("subpage", 0, 1L << 32)), null),
+        ["flush_dcache_page"] = ((r, _) => new FlushDcachePageOp(r.Handle('f'), r.Int("subpage", 0, 1L << 32)), null),
+        ["hvo_knob"] = ((r, _) => new HvoKnobOp(HugetlbOpText.OnOff(r)), null),
     };
 
     public static IEnumerable<string> KnownVerbs => Verbs.Keys.Order(StringComparer.Ordinal);

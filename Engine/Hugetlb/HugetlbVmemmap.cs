@@ -1,0 +1,518 @@
+// mm/hugetlb_vmemmap.c, pinned to v6.10-v6.12 (the walk_page_range_novma walker, the fresh head
+// copy of 2022, VMEMMAP_SYNCHRONIZE_RCU of bd225530a4c7 / c2a967f6ab0e, NR_RESET_STRUCT_PAGE = 3),
+// with the v5.14 two-page layout (f41f2ed43ca5) as the TwoPagesKept scheme.
+//
+// One walker serves optimize and restore, as in the kernel: a VmemmapRemapWalk record carries
+// the walk state (NrWalked, ReusePage, ReuseAddr, VmemmapPages, Flags) and its RemapPte mode
+// selects the leaf action (vmemmap_remap_pte or vmemmap_restore_pte). The walk visits the PMD
+// covering each part of [reuse, end) — splitting a PMD block into a PTE table when it finds one
+// (vmemmap_split_pmd) — and then every PTE. Each kernel-visible action is one task step: a lock
+// taken, the PMD read, the PTE table filled, installed, flushed, each PTE rewritten, the final
+// flush, the free of the collected pages.
+//
+// Layout after optimize (V vmemmap pages per folio, R kept: 1 since v5.18, 2 in v5.14):
+//   PTE 0 .. R-1  : own pages, RW (R = 1: PTE 0 maps a fresh copy H of the head page, or the old
+//                   page if that allocation failed)
+//   PTE R .. V-1  : the reuse page (PTE R-1's frame), PAGE_KERNEL_RO ("to catch illegal write
+//                   operation to the tail pages"); RW under the TailVmemmapWritable variant.
+// The old frames are collected on the walk's page list and freed only after the TLB flush.
+// Frames on a page list (collected for freeing, or allocated and not yet installed) are counted
+// in Kernel.VmemmapFramesInFlight while they are there.
+//
+// Every change of a live vmemmap entry goes through Kernel.VmemmapUpdateEntry
+// (Engine/Arm64/VmemmapBbm.cs): in place (set_pte_at / pmd_populate_kernel), which is what x86
+// does and what arm64 did in v6.1-v6.2, or one of the arm64 break-before-make strategies of S001,
+// each with its own steps and window.
+//
+// Departures from the kernel:
+// - mmap_read_lock(&init_mm) is not modelled; init_mm.page_table_lock is.
+// - split_page() of a buddy-allocated vmemmap block is not needed: the model's frames are freed
+//   individually either way. Boot (PageReserved) vmemmap pages are freed to the buddy like any
+//   other (free_bootmem_page's accounting is not modelled).
+// - A folio that is not naturally aligned (the HugetlbFolioMisaligned variant) would trip
+//   VM_BUG_ON(!PAGE_ALIGNED(start | end)) with CONFIG_DEBUG_VM; without it the PTE walk covers
+//   the page-aligned range below, which is what the model does.
+// - HvoRemapsPmdWithoutSplit: when the walk meets a PMD block it applies the leaf action to the
+//   block itself. A block maps contiguous frames, so the remap onto the reuse page cannot be
+//   expressed; what is expressed is the tail protection: the whole block — the struct pages of
+//   its whole section — becomes read-only because of one folio, and nothing is freed.
+// - The batch forms (hugetlb_vmemmap_optimize_folios / _restore_folios, vmemmap_remap_split,
+//   VMEMMAP_SPLIT_NO_TLB_FLUSH / VMEMMAP_REMAP_NO_TLB_FLUSH) are not modelled; the flags exist.
+// - Pre-HVO of boot-time gigantic folios (hugetlb_vmemmap_init_early) is not modelled.
+using PropertySuite.Engine.Config;
+using PropertySuite.Engine.Hugetlb;
+using PropertySuite.Engine.Mm;
+using PropertySuite.Engine.Smp;
+
+namespace PropertySuite.Engine.Hugetlb
+{
+    /// <summary>Which leaf action a walk performs (vmemmap_remap_walk.remap_pte).</summary>
+    public enum RemapPteMode
+    {
+        /// <summary>vmemmap_remap_pte: map the entry onto the reuse page, collect the old page.</summary>
+        Remap,
+        /// <summary>vmemmap_restore_pte: map the entry onto a page from the list, a copy of the reuse page.</summary>
+        Restore,
+    }
+
+    /// <summary>VMEMMAP_* walk flags.</summary>
+    [Flags]
+    public enum VmemmapRemapFlags
+    {
+        None = 0,
+        /// <summary>VMEMMAP_SPLIT_NO_TLB_FLUSH.</summary>
+        SplitNoTlbFlush = 1,
+        /// <summary>VMEMMAP_REMAP_NO_TLB_FLUSH.</summary>
+        RemapNoTlbFlush = 2,
+        /// <summary>VMEMMAP_SYNCHRONIZE_RCU.</summary>
+        SynchronizeRcu = 4,
+    }
+
+    /// <summary>struct vmemmap_remap_walk.</summary>
+    public sealed class VmemmapRemapWalk
+    {
+        public RemapPteMode RemapPte { get; init; }
+        /// <summary>Entries walked so far (the reuse entry included).</summary>
+        public long NrWalked { get; set; }
+        /// <summary>The PFN every remapped entry points at, or -1 until found.</summary>
+        public long ReusePage { get; set; } = -1;
+        /// <summary>The vmemmap address whose page is reused.</summary>
+        public ulong ReuseAddr { get; init; }
+        /// <summary>The page list: collected old pages (optimize) or fresh pages (restore). The list
+        /// head (list_first_entry, list_add) is the END of this list.</summary>
+        public List<long> VmemmapPages { get; init; } = new();
+        public VmemmapRemapFlags Flags { get; init; }
+        /// <summary>walk->action = ACTION_CONTINUE: do not descend below the current PMD.</summary>
+        internal bool ActionContinue { get; set; }
+    }
+}
+
+namespace PropertySuite.Engine
+{
+    public sealed partial class Kernel
+    {
+        /// <summary>NR_RESET_STRUCT_PAGE in v6.10-v6.12 (raised to 4 in 2025).</summary>
+        public const int NrResetStructPage = 3;
+
+        // ---- the page list (list_add / list_first_entry / list_del), with the in-flight count ----
+
+        private void VmemmapListAdd(VmemmapRemapWalk walk, long pfn)
+        {
+            walk.VmemmapPages.Add(pfn);
+            VmemmapFramesInFlight++;
+        }
+
+        private long VmemmapListTakeFirst(VmemmapRemapWalk walk)
+        {
+            var l = walk.VmemmapPages;
+            if (l.Count == 0) throw new ModelBugException("vmemmap page list empty: more entries to restore than pages");
+            long pfn = l[^1];
+            l.RemoveAt(l.Count - 1);
+            VmemmapFramesInFlight--;
+            return pfn;
+        }
+
+        private void VmemmapListDel(VmemmapRemapWalk walk, long pfn)
+        {
+            int i = walk.VmemmapPages.LastIndexOf(pfn);
+            if (i < 0) throw new ModelBugException($"list_del of page {pfn:x} that is not on the vmemmap page list");
+            walk.VmemmapPages.RemoveAt(i);
+            VmemmapFramesInFlight--;
+        }
+
+        /// <summary>free_vmemmap_page_list: every page on the list back to the buddy.</summary>
+        [Kernel("mm/hugetlb_vmemmap.c", "free_vmemmap_page_list")]
+        public void FreeVmemmapPageList(List<long> pages)
+        {
+            for (int i = pages.Count - 1; i >= 0; i--)
+            {
+                long pfn = pages[i];
+                DropFrameContent(pfn);
+                Mem.FreePages(pfn, 0, FrameOwner.Vmemmap, "free_vmemmap_page_list");
+                VmemmapFramesInFlight--;
+            }
+            pages.Clear();
+        }
+
+        /// <summary>The table at <paramref name="level"/> covering <paramref name="va"/> and the index in
+        /// it, or false if a leaf or a hole lies above that level.</summary>
+        private bool TryGetTableAt(ulong va, PtLevel level, out PtTable table, out int index)
+        {
+            var t = InitMm.Root;
+            while (t.Level > level)
+            {
+                Pte e = t.Entries[InitMm.Index(va, t.Level)];
+                if (!e.IsTable || !InitMm.TryGetTable(e.Pfn, out var next)) { table = null!; index = -1; return false; }
+                t = next;
+            }
+            table = t;
+            index = InitMm.Index(va, level);
+            return true;
+        }
+
+        /// <summary>The page-aligned start of a folio's vmemmap (&amp;folio->page; rounded down only
+        /// for the misaligned variant, see the header).</summary>
+        private ulong FolioVmemmapStart(HugetlbFolio f) => FolioPage(f) & ~(ulong)(Arch.PageSize - 1);
+
+        /// <summary>vmemmap_should_optimize_folio.</summary>
+        [Kernel("mm/hugetlb_vmemmap.c", "vmemmap_should_optimize_folio")]
+        public bool VmemmapShouldOptimizeFolio(in VmemmapView v, Hstate h, HugetlbFolio f)
+        {
+            if (FolioTestHugetlbVmemmapOptimized(v, FolioPage(f))) return false;
+            if (!Hugetlb.VmemmapOptimizeEnabled) return false;
+            if (!h.Optimizable) return false;
+            return true;
+        }
+
+        /// <summary>hugetlb_vmemmap_optimize_folio: optimize one folio and free its old vmemmap pages.</summary>
+        [Kernel("mm/hugetlb_vmemmap.c", "hugetlb_vmemmap_optimize_folio")]
+        public IEnumerable<StepStatus> HugetlbVmemmapOptimizeFolio(ExecContext ctx, Hstate h, HugetlbFolio f)
+        {
+            var pages = new List<long>();
+            var ret = new Ret<Errno>();
+            foreach (var s in HugetlbVmemmapOptimizeFolioPages(ctx, h, f, pages, VmemmapRemapFlags.SynchronizeRcu, ret)) yield return s;
+            if (pages.Count > 0)
+            {
+                FreeVmemmapPageList(pages);
+                yield return StepStatus.Progress;
+            }
+        }
+
+        /// <summary>__hugetlb_vmemmap_optimize_folio: the old pages end up on <paramref name="pages"/>
+        /// for the caller to free after the flush.</summary>
+        [Kernel("mm/hugetlb_vmemmap.c", "__hugetlb_vmemmap_optimize_folio")]
+        public IEnumerable<StepStatus> HugetlbVmemmapOptimizeFolioPages(ExecContext ctx, Hstate h, HugetlbFolio f,
+            List<long> pages, VmemmapRemapFlags flags, Ret<Errno> ret)
+        {
+            var v = View(ctx);
+            ulong head = FolioPage(f);
+            ret.Value = Errno.Ok;
+            // VM_WARN_ON_ONCE_FOLIO(!folio_test_hugetlb) / (folio_ref_count): added with d8f5f7e445f0.
+            if (!Variant.HvoBeforeHugetlbFlag)
+            {
+                if (!FolioTestHugetlb(v, head))
+                    RecordFault(FaultKind.KernelBug, ctx, head, $"hugetlb_vmemmap_optimize_folio: VM_WARN_ON_ONCE(!folio_test_hugetlb) on {f}");
+                if (FolioRefCount(v, head) != 0)
+                    RecordFault(FaultKind.KernelBug, ctx, head, $"hugetlb_vmemmap_optimize_folio: VM_WARN_ON_ONCE(folio_ref_count) on {f}");
+            }
+            if (!VmemmapShouldOptimizeFolio(v, h, f)) yield break;
+
+            f.VmemmapBusy = true;
+            HugetlbOptimizeVmemmapKey++; // static_branch_inc
+            if ((flags & VmemmapRemapFlags.SynchronizeRcu) != 0 && Variant.HvoSynchronizeRcu)
+                foreach (var s in SynchronizeRcu(ctx)) yield return s;
+            // "Very Subtle": set the flag before remapping so the old and new head copies agree.
+            ModifyPageFlags(ctx, head, PageFlags.VmemmapOptimized, PageFlags.None, "folio_set_hugetlb_vmemmap_optimized");
+            yield return StepStatus.Progress;
+
+            int r = Hugetlb.ReservePages;
+            ulong start = FolioVmemmapStart(f);
+            ulong end = start + (ulong)h.VmemmapSizeBytes;
+            if (Variant.BrokenHvoSkipsLastPte) end -= (ulong)Arch.PageSize;
+            ulong reuse = start + (ulong)((r - 1) * Arch.PageSize);
+            start = reuse + (ulong)Arch.PageSize;
+            foreach (var s in VmemmapRemapFree(ctx, start, end, reuse, pages, flags, ret)) yield return s;
+            if (ret.Value != Errno.Ok)
+            {
+                HugetlbOptimizeVmemmapKey--; // static_branch_dec
+                ModifyPageFlags(ctx, head, PageFlags.None, PageFlags.VmemmapOptimized, "folio_clear_hugetlb_vmemmap_optimized");
+                Note("hvo.optimize_failed");
+                yield return StepStatus.Progress;
+            }
+            else Note("hvo.optimized");
+            f.VmemmapBusy = false;
+        }
+
+        /// <summary>vmemmap_remap_free: remap [start, end) onto the page at <paramref name="reuse"/>
+        /// (or a fresh copy of it), collecting the old pages on <paramref name="pages"/>; on an error
+        /// after some entries were remapped, walk them again with vmemmap_restore_pte.</summary>
+        [Kernel("mm/hugetlb_vmemmap.c", "vmemmap_remap_free")]
+        public IEnumerable<StepStatus> VmemmapRemapFree(ExecContext ctx, ulong start, ulong end, ulong reuse,
+            List<long> pages, VmemmapRemapFlags flags, Ret<Errno> ret)
+        {
+            var walk = new VmemmapRemapWalk { RemapPte = RemapPteMode.Remap, ReuseAddr = reuse, VmemmapPages = pages, Flags = flags };
+            if (Variant.HvoAllocatesHeadCopy && Hugetlb.Scheme == HvoScheme.OnePageKept)
+            {
+                // GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN: failure falls back to the current head page.
+                long page = Mem.AllocPages(0, FrameOwner.Vmemmap);
+                if (page >= 0)
+                {
+                    if (Translate(ctx, reuse, write: false, out long reuseFrame, out _))
+                        CopyFrameContent(page, reuseFrame); // copy_page(page_to_virt(new), reuse)
+                    walk.ReusePage = page;
+                    VmemmapListAdd(walk, page);
+                }
+                else Note("hvo.head_copy_enomem");
+                yield return StepStatus.Progress;
+            }
+            if (start - reuse != (ulong)Arch.PageSize)
+                throw new ModelBugException($"vmemmap_remap_free: BUG_ON(start - reuse != PAGE_SIZE): start {start:x} reuse {reuse:x}");
+            foreach (var s in VmemmapRemapRange(ctx, reuse, end, walk, ret)) yield return s;
+            if (ret.Value != Errno.Ok && walk.NrWalked > 0)
+            {
+                Note("hvo.rollback");
+                ulong rollbackEnd = reuse + (ulong)(walk.NrWalked * Arch.PageSize);
+                // The pages on the list are those removed from the vmemmap by the failed walk; they
+                // are put back by this one.
+                var undo = new VmemmapRemapWalk { RemapPte = RemapPteMode.Restore, ReuseAddr = reuse, VmemmapPages = pages, Flags = VmemmapRemapFlags.None };
+                var ignored = new Ret<Errno>();
+                foreach (var s in VmemmapRemapRange(ctx, reuse, rollbackEnd, undo, ignored)) yield return s;
+            }
+        }
+
+        /// <summary>vmemmap_remap_alloc: allocate the pages to restore [start, end) (all or nothing)
+        /// and remap each entry onto a copy of the reuse page.</summary>
+        [Kernel("mm/hugetlb_vmemmap.c", "vmemmap_remap_alloc")]
+        public IEnumerable<StepStatus> VmemmapRemapAlloc(ExecContext ctx, ulong start, ulong end, ulong reuse,
+            VmemmapRemapFlags flags, Ret<Errno> ret)
+        {
+            var walk = new VmemmapRemapWalk { RemapPte = RemapPteMode.Restore, ReuseAddr = reuse, Flags = flags };
+            if (start - reuse != (ulong)Arch.PageSize)
+                throw new ModelBugException($"vmemmap_remap_alloc: BUG_ON(start - reuse != PAGE_SIZE): start {start:x} reuse {reuse:x}");
+            ret.Value = AllocVmemmapPageList(start, end, walk);
+            yield return StepStatus.Progress;
+            if (ret.Value != Errno.Ok) yield break;
+            foreach (var s in VmemmapRemapRange(ctx, reuse, end, walk, ret)) yield return s;
+            if (walk.VmemmapPages.Count > 0)
+            {
+                // Only reachable when the walk could not install every page (a PMD block under
+                // HvoRemapsPmdWithoutSplit): the kernel would have hit BUG_ON; the model frees them.
+                FreeVmemmapPageList(walk.VmemmapPages);
+                yield return StepStatus.Progress;
+            }
+        }
+
+        /// <summary>alloc_vmemmap_page_list: one page per entry of [start, end), all or nothing
+        /// (GFP_KERNEL | __GFP_RETRY_MAYFAIL).</summary>
+        [Kernel("mm/hugetlb_vmemmap.c", "alloc_vmemmap_page_list")]
+        private Errno AllocVmemmapPageList(ulong start, ulong end, VmemmapRemapWalk walk)
+        {
+            long nr = (long)((end - start) >> Arch.PageShift);
+            for (long i = 0; i < nr; i++)
+            {
+                long page = Mem.AllocPages(0, FrameOwner.Vmemmap);
+                if (page < 0)
+                {
+                    Note("hvo.restore_enomem");
+                    if (!Variant.BrokenRestoreLeaksOnPartialAlloc)
+                        FreeVmemmapPageList(walk.VmemmapPages);
+                    return Errno.ENOMEM;
+                }
+                VmemmapListAdd(walk, page);
+            }
+            return Errno.Ok;
+        }
+
+        /// <summary>hugetlb_vmemmap_restore_folio: give an optimized folio its vmemmap back.
+        /// Returns ENOMEM (and leaves the folio optimized) if the pages cannot be allocated.</summary>
+        [Kernel("mm/hugetlb_vmemmap.c", "hugetlb_vmemmap_restore_folio")]
+        public IEnumerable<StepStatus> HugetlbVmemmapRestoreFolio(ExecContext ctx, Hstate h, HugetlbFolio f, Ret<Errno> ret)
+        {
+            var v = View(ctx);
+            ulong head = FolioPage(f);
+            ret.Value = Errno.Ok;
+            if (!Variant.HvoBeforeHugetlbFlag)
+            {
+                if (!FolioTestHugetlb(v, head))
+                    RecordFault(FaultKind.KernelBug, ctx, head, $"hugetlb_vmemmap_restore_folio: VM_WARN_ON_ONCE(!folio_test_hugetlb) on {f}");
+                if (FolioRefCount(v, head) != 0)
+                    RecordFault(FaultKind.KernelBug, ctx, head, $"hugetlb_vmemmap_restore_folio: VM_WARN_ON_ONCE(folio_ref_count) on {f}");
+            }
+            bool optimized = FolioTestHugetlbVmemmapOptimized(v, head);
+            yield return StepStatus.Progress;
+            if (!optimized) yield break;
+
+            f.VmemmapBusy = true;
+            if (Variant.HvoSynchronizeRcu)
+                foreach (var s in SynchronizeRcu(ctx)) yield return s;
+            int r = Hugetlb.ReservePages;
+            ulong start = FolioVmemmapStart(f);
+            ulong end = start + (ulong)h.VmemmapSizeBytes;
+            ulong reuse = start + (ulong)((r - 1) * Arch.PageSize);
+            start = reuse + (ulong)Arch.PageSize;
+            foreach (var s in VmemmapRemapAlloc(ctx, start, end, reuse, VmemmapRemapFlags.SynchronizeRcu, ret)) yield return s;
+            if (ret.Value == Errno.Ok)
+            {
+                ModifyPageFlags(ctx, head, PageFlags.None, PageFlags.VmemmapOptimized, "folio_clear_hugetlb_vmemmap_optimized");
+                HugetlbOptimizeVmemmapKey--; // static_branch_dec
+                Note("hvo.restored");
+                yield return StepStatus.Progress;
+            }
+            f.VmemmapBusy = false;
+        }
+
+        /// <summary>vmemmap_remap_range: walk [start, end) with the walk's leaf action, then flush the
+        /// TLB for the range (unless VMEMMAP_REMAP_NO_TLB_FLUSH).</summary>
+        [Kernel("mm/hugetlb_vmemmap.c", "vmemmap_remap_range")]
+        public IEnumerable<StepStatus> VmemmapRemapRange(ExecContext ctx, ulong start, ulong end, VmemmapRemapWalk walk, Ret<Errno> ret)
+        {
+            ret.Value = Errno.Ok;
+            ulong pmdSize = (ulong)Arch.PmdSize;
+            ulong addr = start;
+            while (addr < end)
+            {
+                ulong next = Math.Min((addr + pmdSize) & ~(pmdSize - 1), end);
+                if (!TryGetTableAt(addr, PtLevel.Pmd, out var pmdTable, out int pmdIdx)) { addr = next; continue; }
+                walk.ActionContinue = false;
+                foreach (var s in VmemmapPmdEntry(ctx, pmdTable, pmdIdx, addr, next, walk, ret)) yield return s;
+                if (ret.Value != Errno.Ok) yield break;
+                Pte pmd = pmdTable.Entries[pmdIdx];
+                if (walk.ActionContinue || !pmd.IsTable || !InitMm.TryGetTable(pmd.Pfn, out var pteTable)) { addr = next; continue; }
+                for (ulong a = addr; a < next; a += (ulong)Arch.PageSize)
+                    foreach (var s in VmemmapPteEntry(ctx, pteTable, InitMm.Index(a, PtLevel.Pte), a, walk)) yield return s;
+                addr = next;
+            }
+            if ((walk.Flags & VmemmapRemapFlags.RemapNoTlbFlush) == 0)
+            {
+                FlushTlbKernelRange(start, end);
+                yield return StepStatus.Progress;
+            }
+        }
+
+        /// <summary>vmemmap_pmd_entry: under init_mm.page_table_lock, note whether the PMD is a block
+        /// and, for the first entry, refuse self-hosted vmemmap (memmap_on_memory: -ENOTSUPP); split a
+        /// block into a PTE table.</summary>
+        [Kernel("mm/hugetlb_vmemmap.c", "vmemmap_pmd_entry")]
+        private IEnumerable<StepStatus> VmemmapPmdEntry(ExecContext ctx, PtTable pmdTable, int pmdIdx, ulong addr, ulong next,
+            VmemmapRemapWalk walk, Ret<Errno> ret)
+        {
+            foreach (var s in SpinLock(ctx, PageTableLock)) yield return s;
+            Pte pmd = pmdTable.Entries[pmdIdx];
+            long head = pmd.IsLeaf ? pmd.Pfn : -1;
+            if (walk.NrWalked == 0)
+            {
+                int pteIndex = InitMm.Index(addr, PtLevel.Pte);
+                long page = head >= 0 ? head + pteIndex : -1;
+                if (head < 0 && pmd.IsTable && InitMm.TryGetTable(pmd.Pfn, out var pt) && pt.Entries[pteIndex].IsLeaf)
+                    page = pt.Entries[pteIndex].Pfn;
+                if (page >= 0 && ReadStructPage(ctx, PfnToPage(page), out var sp) && (sp.Flags & PageFlags.VmemmapSelfHosted) != 0)
+                {
+                    ret.Value = Errno.ENOTSUPP;
+                    Note("hvo.self_hosted");
+                }
+            }
+            SpinUnlock(ctx, PageTableLock);
+            yield return StepStatus.Progress;
+            if (head < 0 || ret.Value != Errno.Ok) yield break;
+            if (Variant.HvoRemapsPmdWithoutSplit)
+            {
+                foreach (var s in VmemmapRemapPmdBlock(ctx, pmdTable, pmdIdx, addr, next, walk)) yield return s;
+                yield break;
+            }
+            ulong pmdMask = ~(ulong)(Arch.PmdSize - 1);
+            foreach (var s in VmemmapSplitPmd(ctx, pmdTable, pmdIdx, head, addr & pmdMask, walk, ret)) yield return s;
+        }
+
+        /// <summary>The HvoRemapsPmdWithoutSplit variant's leaf action on a PMD block (see the header).</summary>
+        private IEnumerable<StepStatus> VmemmapRemapPmdBlock(ExecContext ctx, PtTable pmdTable, int pmdIdx, ulong addr, ulong next, VmemmapRemapWalk walk)
+        {
+            Pte block = pmdTable.Entries[pmdIdx];
+            if (walk.ReusePage < 0) walk.ReusePage = block.Pfn + InitMm.Index(walk.ReuseAddr, PtLevel.Pte);
+            bool writable = walk.RemapPte == RemapPteMode.Restore || Variant.TailVmemmapWritable;
+            walk.NrWalked += (long)((next - addr) >> Arch.PageShift);
+            walk.ActionContinue = true;
+            Note("hvo.pmd_block_remapped_unsplit");
+            foreach (var s in VmemmapUpdateEntry(ctx, pmdTable, pmdIdx, Pte.MkLeaf(block.Pfn, writable, block.Cont))) yield return s;
+        }
+
+        /// <summary>vmemmap_split_pmd: a PTE table mapping the block's frames PAGE_KERNEL, installed
+        /// under init_mm.page_table_lock if the PMD is still a block (else freed), then the 2 MiB
+        /// flush unless VMEMMAP_SPLIT_NO_TLB_FLUSH.</summary>
+        [Kernel("mm/hugetlb_vmemmap.c", "vmemmap_split_pmd")]
+        public IEnumerable<StepStatus> VmemmapSplitPmd(ExecContext ctx, PtTable pmdTable, int pmdIdx, long head, ulong start,
+            VmemmapRemapWalk walk, Ret<Errno> ret)
+        {
+            long pgtable = AllocPageTablePage(); // pte_alloc_one_kernel
+            if (pgtable < 0)
+            {
+                ret.Value = Errno.ENOMEM;
+                Note("hvo.split_enomem");
+                yield return StepStatus.Progress;
+                yield break;
+            }
+            var table = InitMm.NewTable(pgtable, PtLevel.Pte, start);
+            for (int i = 0; i < table.Entries.Length; i++)
+                InitMm.Set(table, i, Pte.MkLeaf(head + i, writable: true)); // a table nobody walks yet
+            yield return StepStatus.Progress;
+            foreach (var s in SpinLock(ctx, PageTableLock)) yield return s;
+            if (pmdTable.Entries[pmdIdx].IsLeaf)
+            {
+                Note("hvo.split_pmd");
+                foreach (var s in VmemmapUpdateEntry(ctx, pmdTable, pmdIdx, Pte.MkTable(pgtable))) yield return s; // pmd_populate_kernel
+                if ((walk.Flags & VmemmapRemapFlags.SplitNoTlbFlush) == 0)
+                    FlushTlbKernelRange(start, start + (ulong)Arch.PmdSize);
+            }
+            else
+            {
+                // Someone else split it meanwhile: pte_free_kernel.
+                InitMm.ForgetTable(table);
+                Mem.FreePages(pgtable, 0, FrameOwner.PageTable, "pte_free_kernel");
+                Note("hvo.split_raced");
+            }
+            SpinUnlock(ctx, PageTableLock);
+            yield return StepStatus.Progress;
+        }
+
+        /// <summary>vmemmap_pte_entry: the first entry walked yields the reuse page (unless a fresh
+        /// head copy already is); every other gets the walk's leaf action.</summary>
+        [Kernel("mm/hugetlb_vmemmap.c", "vmemmap_pte_entry")]
+        private IEnumerable<StepStatus> VmemmapPteEntry(ExecContext ctx, PtTable pteTable, int idx, ulong addr, VmemmapRemapWalk walk)
+        {
+            walk.NrWalked++;
+            if (walk.ReusePage < 0)
+            {
+                walk.ReusePage = pteTable.Entries[idx].Pfn;
+                yield return StepStatus.Progress;
+            }
+            else if (walk.RemapPte == RemapPteMode.Remap)
+                foreach (var s in VmemmapRemapPte(ctx, pteTable, idx, addr, walk)) yield return s;
+            else
+                foreach (var s in VmemmapRestorePte(ctx, pteTable, idx, addr, walk)) yield return s;
+        }
+
+        /// <summary>vmemmap_remap_pte: the reuse address maps the reuse page RW, every other entry
+        /// maps it PAGE_KERNEL_RO; the old page goes on the list.</summary>
+        [Kernel("mm/hugetlb_vmemmap.c", "vmemmap_remap_pte")]
+        public IEnumerable<StepStatus> VmemmapRemapPte(ExecContext ctx, PtTable pteTable, int idx, ulong addr, VmemmapRemapWalk walk)
+        {
+            bool writable = Variant.TailVmemmapWritable;
+            long old = pteTable.Entries[idx].Pfn;
+            if (addr == walk.ReuseAddr)
+            {
+                writable = true;
+                VmemmapListDel(walk, walk.ReusePage);
+            }
+            VmemmapListAdd(walk, old);
+            foreach (var s in VmemmapUpdateEntry(ctx, pteTable, idx, Pte.MkLeaf(walk.ReusePage, writable))) yield return s;
+        }
+
+        /// <summary>vmemmap_restore_pte: a page from the list becomes a copy of the reuse page with
+        /// its first NR_RESET_STRUCT_PAGE struct pages reset to plain tails, mapped RW.</summary>
+        [Kernel("mm/hugetlb_vmemmap.c", "vmemmap_restore_pte")]
+        public IEnumerable<StepStatus> VmemmapRestorePte(ExecContext ctx, PtTable pteTable, int idx, ulong addr, VmemmapRemapWalk walk)
+        {
+            if (pteTable.Entries[idx].Pfn != walk.ReusePage)
+            {
+                RecordFault(FaultKind.KernelBug, ctx, addr,
+                    $"vmemmap_restore_pte: BUG_ON(pte_page != reuse_page): entry {pteTable.Entries[idx]}, reuse page {walk.ReusePage:x}");
+                yield return StepStatus.Progress;
+                yield break;
+            }
+            long page = VmemmapListTakeFirst(walk);
+            // copy_page(to, (void *)walk->reuse_addr): reads the reuse page through the vmemmap.
+            if (Translate(ctx, walk.ReuseAddr, write: false, out long reuseFrame, out _))
+                CopyFrameContent(page, reuseFrame);
+            if (!Variant.BrokenRestoreSkipsReset) ResetStructPages(page);
+            foreach (var s in VmemmapUpdateEntry(ctx, pteTable, idx, Pte.MkLeaf(page, writable: true))) yield return s;
+        }
+
+        /// <summary>reset_struct_pages: memcpy(start, start + N, N struct pages), N = NR_RESET_STRUCT_PAGE,
+        /// so the copied head metadata does not reach the restored tails.</summary>
+        [Kernel("mm/hugetlb_vmemmap.c", "reset_struct_pages")]
+        private void ResetStructPages(long frame)
+        {
+            var c = FrameContent(frame);
+            for (int i = 0; i < NrResetStructPage; i++) c.Write(i, c.Read(NrResetStructPage + i));
+        }
+    }
+}

@@ -1,0 +1,46 @@
+using PropertySuite.Engine;
+using PropertySuite.Engine.Mm;
+
+namespace PropertySuite.Invariants;
+
+/// <summary>
+/// HVO frees exactly what it claims. Whenever no task is running, the number of vmemmap frames
+/// equals what vmemmap population gave the present sections (PAGES_PER_SECTION × 64 / PAGE_SIZE
+/// each) minus V − R for every folio whose head says it is optimized, and nothing else: each
+/// optimize freed exactly V − R frames net (V − R + 1 freed and one head copy allocated, or V − R
+/// freed when the copy could not be allocated), each restore allocated exactly V − R back, and no
+/// frame stayed behind after a rollback, a failed restore or the surplus path. It is computed from
+/// the kernel's own records — section states, the hstates' folios and their heads' optimized flag
+/// — not from the in-flight count the HVO code keeps. Source: Documentation/mm/vmemmap_dedup.rst;
+/// mm/hugetlb_vmemmap.h hugetlb_vmemmap_optimizable_size; mm/hugetlb_vmemmap.c vmemmap_remap_free,
+/// alloc_vmemmap_page_list (all or nothing); KERNEL-MODEL.md §1.4, INV-12.
+/// </summary>
+public sealed class HvoFrameConservation : IInvariant
+{
+    public string Name => nameof(HvoFrameConservation);
+    public string Claim => "with no task running, vmemmap frames = the sections' memmap frames − (V − R) per optimized folio";
+    public string Source => "vmemmap_dedup.rst; mm/hugetlb_vmemmap.h hugetlb_vmemmap_optimizable_size; mm/hugetlb_vmemmap.c; KERNEL-MODEL.md §1.4, INV-12";
+
+    public Violation? Check(Kernel k)
+    {
+        if (k.LiveTasks.Count > 0) return null;
+        long framesPerSection = k.Arch.SectionVmemmapBytes >> k.Arch.PageShift;
+        long sections = 0;
+        for (long s = 0; s < k.Mem.NrSections; s++)
+            if (k.Mem.SectionStateOf(s) is SectionState.Online or SectionState.Offline or SectionState.Present) sections++;
+        long expected = sections * framesPerSection;
+        var v = k.PeekView;
+        int r = k.Hugetlb.ReservePages;
+        long optimized = 0;
+        foreach (var h in k.Hugetlb.Hstates)
+            foreach (var f in h.Folios)
+                if (h.VmemmapPages > r && k.FolioTestHugetlbVmemmapOptimized(v, k.FolioPage(f)))
+                {
+                    expected -= h.VmemmapPages - r;
+                    optimized++;
+                }
+        long actual = k.Mem.Count(FrameOwner.Vmemmap);
+        if (actual == expected) return null;
+        return new(Name, $"{actual} vmemmap frames, expected {expected} ({sections} sections × {framesPerSection} − (V − {r}) for each of {optimized} optimized folios): {(actual > expected ? "leaked" : "freed")} {Math.Abs(actual - expected)} more");
+    }
+}
