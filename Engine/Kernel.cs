@@ -131,23 +131,33 @@ public sealed partial class Kernel : IPteObserver
     /// (aliases, such as HVO's remapped tails, count once), from the incrementally maintained
     /// <see cref="PageTable.LeafFrames"/> index: cost grows with what changed since the last
     /// call, not with the size of vmemmap.</summary>
-    public long CountVmemmapFrames() => InitMm.LeafFrames(Arch.VmemmapStart, Arch.VmemmapEnd).DistinctFrames;
-
-    /// <summary>The full-scan oracle of <see cref="CountVmemmapFrames"/>: walks every vmemmap
-    /// leaf. For tests that check the incremental count.</summary>
-    public long CountVmemmapFramesFullScan()
+    public long CountVmemmapFrames()
     {
-        var runs = new List<(long Pfn, long Count)>();
-        foreach (var w in InitMm.Leaves(Arch.VmemmapStart, Arch.VmemmapEnd))
-            runs.Add((w.Entry.Pfn, (long)(InitMm.EntrySize(w.Table) >> Arch.PageShift)));
-        runs.Sort();
+        var index = InitMm.LeafFrames(Arch.VmemmapStart, Arch.VmemmapEnd);
+        if (BbmWindowFrames.Count == 0) return index.DistinctFrames;
+        return CountDistinct(index.Runs.Concat(BbmWindowFrames));
+    }
+
+    /// <summary>The number of distinct frames in a collection of (pfn, count) runs.</summary>
+    public static long CountDistinct(IEnumerable<(long Pfn, long Count)> runs)
+    {
         long total = 0, coveredTo = long.MinValue;
-        foreach (var (pfn, n) in runs)
+        foreach (var (pfn, n) in runs.OrderBy(r => r.Pfn))
         {
             long start = Math.Max(pfn, coveredTo), end = pfn + n;
             if (end > start) { total += end - start; coveredTo = end; }
         }
         return total;
+    }
+
+    /// <summary>The full-scan oracle of <see cref="CountVmemmapFrames"/>: walks every vmemmap
+    /// leaf. For tests that check the incremental count.</summary>
+    public long CountVmemmapFramesFullScan()
+    {
+        var runs = new List<(long Pfn, long Count)>(BbmWindowFrames);
+        foreach (var w in InitMm.Leaves(Arch.VmemmapStart, Arch.VmemmapEnd))
+            runs.Add((w.Entry.Pfn, (long)(InitMm.EntrySize(w.Table) >> Arch.PageShift)));
+        return CountDistinct(runs);
     }
 
     /// <summary>Boots a machine: linear map, vmemmap, buddy allocator.</summary>

@@ -18,6 +18,12 @@ namespace PropertySuite.Engine;
 
 public sealed partial class Kernel
 {
+    private readonly List<(long Pfn, long Count)> _bbmWindowFrames = new();
+
+    /// <summary>Vmemmap frames held by open break-before-make windows: unmapped between the
+    /// clear and the set, about to be mapped again. Conservation counts them with the leaves.</summary>
+    public IReadOnlyList<(long Pfn, long Count)> BbmWindowFrames => _bbmWindowFrames;
+
     /// <summary>stop_machine() calls made for vmemmap updates so far.</summary>
     public long StopMachineCalls { get; private set; }
 
@@ -55,11 +61,18 @@ public sealed partial class Kernel
                 bool locked = PageTableLock.Holder == ctx; // vmemmap_split_pmd already holds it
                 if (!locked)
                     foreach (var s in SpinLock(ctx, PageTableLock)) yield return s;
+                // During the window the frames the entry is about to map (for a split: the block's
+                // frames, which the new table maps) belong to no leaf; the updater holds them.
+                var held = newPte.IsLeaf
+                    ? (newPte.Pfn, (long)(InitMm.EntrySize(t) >> Arch.PageShift))
+                    : (old.Pfn, old.IsLeaf ? (long)(InitMm.EntrySize(t) >> Arch.PageShift) : 0L);
+                _bbmWindowFrames.Add(held);
                 InitMm.Set(t, index, Pte.None);           // pte_clear: the break
                 yield return StepStatus.Progress;
                 FlushTlbKernelRange(va, end);             // flush_tlb_kernel_range
                 yield return StepStatus.Progress;
                 InitMm.Set(t, index, newPte);             // set_pte_at: the make
+                _bbmWindowFrames.Remove(held);
                 if (!locked) SpinUnlock(ctx, PageTableLock);
                 yield return StepStatus.Progress;
                 break;

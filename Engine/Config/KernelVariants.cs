@@ -18,8 +18,8 @@ public static class KernelVariants
     private static NamedVariant Correct(string name, string description, KernelVariant v, string? arch = null) =>
         new(name, true, [], description, v with { Name = name }, arch);
 
-    private static NamedVariant Buggy(string name, string[] breaks, string description, KernelVariant v, string? arch = null) =>
-        new(name, false, breaks, description, v with { Name = name }, arch);
+    private static NamedVariant Buggy(string name, string[] breaks, string description, KernelVariant v, string? arch = null, int MaxReproOps = 8) =>
+        new(name, false, breaks, description, v with { Name = name }, arch, MaxReproOps);
 
     private static readonly KernelVariant D = new();
 
@@ -59,6 +59,26 @@ public static class KernelVariants
         Buggy("broken-add-hugetlb-folio-skips-count", ["HugetlbPoolAccounting"],
             "meta-test only: a folio whose restore failed goes back on the free list without being counted in nr_huge_pages",
             D with { BrokenAddHugetlbFolioSkipsCount = true }) with { MaxReproOps = 4 },
+        Correct("arm64-hvo-bbml2", "arm64 with HVO and FEAT_BBM level 2 (BBML2_NOABORT): PMD splits written in place, PTE remaps by break-before-make under stop_machine",
+            D with { Arm64Hvo = true, VmemmapUpdate = VmemmapUpdate.Bbml2 }, "arm64-4k-l4"),
+        Buggy("spec-get-pre-fix", ["NoWriteThroughReadOnlyVmemmap"],
+            "before bd225530a4c7: page_ref_add_unless without the fake-head check and no synchronize_rcu around HVO; a speculative get through a stale pointer writes the head's refcount through a read-only fake-head alias (S001, Matthew Wilcox / Yu Zhao)",
+            D with { SpeculativeGet = SpeculativeGet.PreFix, HvoSynchronizeRcu = false }, MaxReproOps: 8),
+        Buggy("spec-get-writable-tails", ["NoTailRefcountGain"],
+            "the pre-fix primitive with tail vmemmap mapped RW (S001 option 1): the add through a fake head succeeds on the real head's refcount and is dropped again, correct only by coincidence",
+            D with { SpeculativeGet = SpeculativeGet.PreFix, HvoSynchronizeRcu = false, TailVmemmapWritable = true }, MaxReproOps: 8),
+        Buggy("muchun-drop-on-mismatch", ["NoTailRefcountGain"],
+            "Muchun Song's proposal (S001): synchronize_rcu, RW tails, and get_page_unless_zero dropping the reference when the genuine head differs: the transient gain through a fake head remains",
+            D with { SpeculativeGet = SpeculativeGet.DropOnMismatch, TailVmemmapWritable = true }, MaxReproOps: 8),
+        Buggy("bd225530-without-synchronize-rcu", ["NoWriteThroughReadOnlyVmemmap"],
+            "bd225530a4c7's primitive without its synchronize_rcu before remapping: HVO can remap between the check and the atomic add, which then writes through a read-only alias",
+            D with { HvoSynchronizeRcu = false }, MaxReproOps: 10),
+        Buggy("arm64-hvo-in-place", ["BreakBeforeMake"],
+            "arm64 HVO as enabled by 1e63ac088f20 (v6.1) and disabled by 060a2c92d1b6: vmemmap PMD split and PTE remaps written over live entries",
+            D with { Arm64Hvo = true, VmemmapUpdate = VmemmapUpdate.InPlace }, "arm64-4k-l4", MaxReproOps: 4),
+        Buggy("arm64-hvo-fault-handler", ["NoDeadlock"],
+            "Nanyong Sun v3 (S001): break-before-make under init_mm.page_table_lock and a vmemmap fault handler waiting on that lock; an interrupt on the updating CPU that touches a struct page in the window deadlocks",
+            D with { Arm64Hvo = true, VmemmapUpdate = VmemmapUpdate.BbmFaultHandler }, "arm64-4k-l4", MaxReproOps: 10),
         Buggy("broken-free-table-keeps-parent", ["PageTableTreeWellFormed"],
             "meta-test only: free_empty_tables frees a table page but leaves the parent entry pointing at it",
             D with { BrokenFreeTableKeepsParentEntry = true }),

@@ -127,3 +127,32 @@ public sealed record PfnWalkOp(string File, long Index) : Op
         if (Index != 0) yield return this with { Index = 0 };
     }
 }
+
+/// <summary>`read_folio_page f1 64`: a kernel read of the struct page of subpage N of a HugeTLB
+/// folio (page_count / PageHuge from any context, e.g. an interrupt handler), through the CPU's
+/// TLB; waits like any access if a fault handler makes it wait.</summary>
+public sealed record ReadFolioPageOp(string Folio, long Subpage) : Op
+{
+    public override string Verb => "read_folio_page";
+    public override string Args() => $"{Folio} {Subpage.ToString(CultureInfo.InvariantCulture)}";
+    public override IEnumerable<string> Uses => [Folio];
+
+    public override KernelTask? CreateTask(RunContext rc)
+    {
+        if (!rc.TryGet<Hugetlb.HugetlbFolio>(Folio, out var f)) return null;
+        return new LambdaTask(ToString(), (k, ctx) => Body(k, ctx, f));
+    }
+
+    private IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx, Hugetlb.HugetlbFolio f)
+    {
+        long pages = k.Arch.PagesPerHugePage(f.Hstate.Size);
+        ulong page = k.PfnToPage(f.HeadPfn + Subpage % pages);
+        while (!k.ReadStructPage(ctx, page, out _) && ctx.TakeRetry()) yield return StepStatus.Blocked;
+        yield return StepStatus.Progress;
+    }
+
+    public override IEnumerable<Op> ShrinkArgs()
+    {
+        if (Subpage != 0) yield return this with { Subpage = 0 };
+    }
+}
