@@ -27,6 +27,14 @@ public sealed class PageCacheFamily : IOpFamily
             s.AddLive(h);
             return new FilemapAddOp(pages) { Bind = h };
         }
+        var folios = s.Live('f');
+        if (folios.Count > 0 && rng.Chance(20))
+        {
+            // A struct-page read of a HugeTLB subpage, from a task or an interrupt handler
+            // (the schedule family raises interrupts with operations like this one).
+            long sub = rng.Chance(70) ? perVmemmapPage * rng.Range(0, 7) : rng.Range(0, 8 * perVmemmapPage);
+            return new ReadFolioPageOp(rng.Pick(folios), sub);
+        }
         string file = rng.Pick(files);
         int choice = rng.Next(10);
         if (choice < 6)
