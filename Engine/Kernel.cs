@@ -276,6 +276,15 @@ public sealed partial class Kernel : IPteObserver
     /// <summary>Whether a frame's struct-page contents have been materialised (for tests).</summary>
     public bool HasFrameContent(long frame) => _structPages.ContainsKey(frame);
 
+    /// <summary>A struct page as stored in <paramref name="frame"/>, slot <paramref name="slot"/>,
+    /// without materialising the frame's contents: reads cost nothing to keep.</summary>
+    private StructPage ReadSlot(long frame, int slot)
+    {
+        if (_structPages.TryGetValue(frame, out var c)) return c.Read(slot);
+        long firstPfn = BootDescribedPfn(frame);
+        return firstPfn >= 0 && firstPfn + slot < Mem.BootReservedEnd ? StructPage.BootReserved : default;
+    }
+
     private VmemmapFrameContent PristineContent(long frame)
     {
         int slots = Arch.StructPagesPerVmemmapPage;
@@ -324,7 +333,7 @@ public sealed partial class Kernel : IPteObserver
             value = default;
             return false;
         }
-        value = FrameContent(frame).Read(StructPageSlot(page));
+        value = ReadSlot(frame, StructPageSlot(page));
         return true;
     }
 
@@ -351,7 +360,7 @@ public sealed partial class Kernel : IPteObserver
         var w = InitMm.Walk(page);
         if (!w.IsLeaf) { value = default; return false; }
         long frame = w.Entry.Pfn + (long)((page - InitMm.EntryVa(w.Table, w.Index)) >> Arch.PageShift);
-        value = _structPages.TryGetValue(frame, out var c) ? c.Read(StructPageSlot(page)) : PristineContent(frame).Read(StructPageSlot(page));
+        value = ReadSlot(frame, StructPageSlot(page));
         return true;
     }
 
