@@ -29,7 +29,7 @@ public sealed class PageTableTreeWellFormed : IInvariant
     private Violation? CheckWith(Kernel k, Action<Action<PtTable, int, Pte>> forEach)
     {
         var mm = k.InitMm;
-        var parents = new Dictionary<long, (PtTable Table, int Index)>();
+        var parents = new Dictionary<long, (PtTable Table, int Index)>(mm.Tables.Count);
         Violation? found = null;
         string Where(PtTable t, int i) => $"{t.Level} entry {i} of table {t.Pfn:x} (va {mm.EntryVa(t, i):x})";
         forEach((t, i, e) =>
