@@ -187,6 +187,8 @@ public sealed partial class Kernel : IPteObserver
         MapBoot(PfnToVirt(0), 0, presentPfns, writable: true);
     }
 
+    private static readonly PtLevel[] BlockLevelsLargestFirst = [PtLevel.Pud, PtLevel.Pmd];
+
     /// <summary>Maps [pfn, pfn+count) at va with the largest leaves that alignment allows. On
     /// arm64 a leaf whose whole contiguous run (CONT_PTE_SIZE / CONT_PMD_SIZE, aligned) lies in
     /// the range gets the contiguous bit, as alloc_init_cont_pte / alloc_init_cont_pmd do when
@@ -198,7 +200,7 @@ public sealed partial class Kernel : IPteObserver
         while (pfn < end)
         {
             PtLevel level = PtLevel.Pte;
-            foreach (var l in new[] { PtLevel.Pud, PtLevel.Pmd })
+            foreach (var l in BlockLevelsLargestFirst)
             {
                 if ((int)l >= Arch.Levels || !Arch.LeafAllowed(l)) continue;
                 long pages = Arch.LevelSize(l) >> Arch.PageShift;

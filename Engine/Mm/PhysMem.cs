@@ -120,7 +120,9 @@ public sealed class PhysMem
     {
         if (pfn < 0 || count < 0 || pfn + count > MaxPfn)
             throw new ModelBugException($"SetOwner pfn {pfn:x} count {count} outside [0, {MaxPfn:x})");
-        Changed.Add((pfn, count));
+        // Coalesce with the previous record when adjacent (boot sets owners section by section).
+        if (Changed.Count > 0 && Changed[^1].Pfn + Changed[^1].Count == pfn) Changed[^1] = (Changed[^1].Pfn, Changed[^1].Count + count);
+        else Changed.Add((pfn, count));
         long end = pfn + count;
         while (pfn < end)
         {
