@@ -44,7 +44,7 @@ public static class ThroughputBench
         var rng = new Random(5);
         const int n = 2_000_000;
         long[] pfns = Enumerable.Range(0, 4096).Select(_ => rng.NextInt64(k.Mem.MaxPfn)).ToArray();
-        foreach (var (label, c) in new[] { ("read_page via TLB", ctx), ("read_page via walk (no TLB)", (ExecContext?)null) })
+        foreach (var (label, c) in new[] { ("read_page, random pfn, via cpu0 TLB", ctx), ("read_page, random pfn, walk only", (ExecContext?)null) })
         {
             long sink = 0;
             var clock = Stopwatch.StartNew();

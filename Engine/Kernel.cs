@@ -202,6 +202,8 @@ public sealed partial class Kernel : IPteObserver
         MapBoot(PfnToVirt(0), 0, presentPfns, writable: true);
     }
 
+    private static readonly PtLevel[] BlockLevelsLargestFirst = [PtLevel.Pud, PtLevel.Pmd];
+
     /// <summary>Maps [pfn, pfn+count) at va with the largest leaves that alignment allows. On
     /// arm64 a leaf whose whole contiguous run (CONT_PTE_SIZE / CONT_PMD_SIZE, aligned) lies in
     /// the range gets the contiguous bit, as alloc_init_cont_pte / alloc_init_cont_pmd do when
@@ -213,7 +215,7 @@ public sealed partial class Kernel : IPteObserver
         while (pfn < end)
         {
             PtLevel level = PtLevel.Pte;
-            foreach (var l in new[] { PtLevel.Pud, PtLevel.Pmd })
+            foreach (var l in BlockLevelsLargestFirst)
             {
                 if ((int)l >= Arch.Levels || !Arch.LeafAllowed(l)) continue;
                 long pages = Arch.LevelSize(l) >> Arch.PageShift;
@@ -291,6 +293,15 @@ public sealed partial class Kernel : IPteObserver
     /// <summary>Whether a frame's struct-page contents have been materialised (for tests).</summary>
     public bool HasFrameContent(long frame) => _structPages.ContainsKey(frame);
 
+    /// <summary>A struct page as stored in <paramref name="frame"/>, slot <paramref name="slot"/>,
+    /// without materialising the frame's contents: reads cost nothing to keep.</summary>
+    private StructPage ReadSlot(long frame, int slot)
+    {
+        if (_structPages.TryGetValue(frame, out var c)) return c.Read(slot);
+        long firstPfn = BootDescribedPfn(frame);
+        return firstPfn >= 0 && firstPfn + slot < Mem.BootReservedEnd ? StructPage.BootReserved : default;
+    }
+
     private VmemmapFrameContent PristineContent(long frame)
     {
         int slots = Arch.StructPagesPerVmemmapPage;
@@ -339,7 +350,7 @@ public sealed partial class Kernel : IPteObserver
             value = default;
             return false;
         }
-        value = FrameContent(frame).Read(StructPageSlot(page));
+        value = ReadSlot(frame, StructPageSlot(page));
         return true;
     }
 
@@ -366,7 +377,7 @@ public sealed partial class Kernel : IPteObserver
         var w = InitMm.Walk(page);
         if (!w.IsLeaf) { value = default; return false; }
         long frame = w.Entry.Pfn + (long)((page - InitMm.EntryVa(w.Table, w.Index)) >> Arch.PageShift);
-        value = _structPages.TryGetValue(frame, out var c) ? c.Read(StructPageSlot(page)) : PristineContent(frame).Read(StructPageSlot(page));
+        value = ReadSlot(frame, StructPageSlot(page));
         return true;
     }
 

@@ -15,9 +15,6 @@ namespace PropertySuite.Invariants;
 /// </summary>
 public sealed class FrameConservation : IInvariant
 {
-    /// <summary>Frames cross-checked against the buddy per step (the rest are covered by counts).</summary>
-    public const int MaxFramesCheckedPerStep = 1 << 16;
-
     public string Name => nameof(FrameConservation);
     public string Claim => "every frame has one owner, each owner's frame count matches its mechanism's own record, and nothing is freed twice";
     public string Source => "KERNEL-MODEL.md INV-12, INV-13; mm/page_alloc.c";
@@ -40,14 +37,35 @@ public sealed class FrameConservation : IInvariant
         foreach (var (owner, (count, who)) in expected.OrderBy(kv => kv.Key))
             if (k.Mem.Count(owner) != count)
                 return new(Name, $"{k.Mem.Count(owner)} frames are owned {owner} but the records account for {count} ({string.Join(", ", who)}): {(k.Mem.Count(owner) > count ? "leaked" : "lost")} {Math.Abs(k.Mem.Count(owner) - count)}");
-        int budget = MaxFramesCheckedPerStep;
+        // Every frame whose owner changed this step is on the buddy free lists exactly when it is
+        // owned Free. Per changed range: the free blocks inside it must be wholly owned Free, and
+        // they must account for every frame owned Free there. Only on a mismatch is the range
+        // walked frame by frame, to name the first offending frame (as CheckChangedFramesOneByOne).
         foreach (var (pfn, n) in k.Mem.Changed)
-            for (long p = pfn; p < pfn + n && budget > 0; p++, budget--)
+        {
+            long inBuddy = 0;
+            bool foreignInBuddy = false;
+            foreach (var (start, count) in k.Mem.Buddy.FreeBlocksIn(pfn, pfn + n))
             {
-                bool owned = k.Mem.OwnerOf(p) == FrameOwner.Free, inBuddy = k.Mem.Buddy.IsFree(p);
-                if (owned != inBuddy)
-                    return new(Name, $"frame {p:x} is owned {k.Mem.OwnerOf(p)} but is {(inBuddy ? "" : "not ")}on the buddy free lists");
+                inBuddy += count;
+                if (!k.Mem.AllOwnedBy(start, count, FrameOwner.Free)) { foreignInBuddy = true; break; }
             }
+            if (foreignInBuddy || inBuddy != k.Mem.CountOwned(pfn, n, FrameOwner.Free))
+                return CheckChangedFramesOneByOne(k, pfn, n)
+                    ?? throw new Engine.Mm.ModelBugException($"{Name}: frames {pfn:x}+{n} disagree with the buddy in total but not one by one");
+        }
+        return null;
+    }
+
+    /// <summary>The frame-by-frame oracle of the buddy cross-check over one changed range.</summary>
+    public Violation? CheckChangedFramesOneByOne(Kernel k, long pfn, long n)
+    {
+        for (long p = pfn; p < pfn + n; p++)
+        {
+            bool owned = k.Mem.OwnerOf(p) == FrameOwner.Free, inBuddy = k.Mem.Buddy.IsFree(p);
+            if (owned != inBuddy)
+                return new(Name, $"frame {p:x} is owned {k.Mem.OwnerOf(p)} but is {(inBuddy ? "" : "not ")}on the buddy free lists");
+        }
         return null;
     }
 }

@@ -29,27 +29,31 @@ public sealed class PageTableTreeWellFormed : IInvariant
     private Violation? CheckWith(Kernel k, Action<Action<PtTable, int, Pte>> forEach)
     {
         var mm = k.InitMm;
-        var parents = new Dictionary<long, string>();
+        var parents = new Dictionary<long, (PtTable Table, int Index)>(mm.Tables.Count);
         Violation? found = null;
+        string Where(PtTable t, int i) => $"{t.Level} entry {i} of table {t.Pfn:x} (va {mm.EntryVa(t, i):x})";
         forEach((t, i, e) =>
         {
             if (found is not null || !e.IsTable || t.Level == Engine.Config.PtLevel.Pte) return;
-            string where = $"{t.Level} entry {i} of table {t.Pfn:x} (va {mm.EntryVa(t, i):x})";
             var owner = k.Mem.OwnerOf(e.Pfn);
             if (owner != FrameOwner.PageTable)
-                found = new(Name, $"{where} points at frame {e.Pfn:x} owned {owner}, not a page table");
+                found = new(Name, $"{Where(t, i)} points at frame {e.Pfn:x} owned {owner}, not a page table");
             else if (!mm.TryGetTable(e.Pfn, out var child))
-                found = new(Name, $"{where} points at frame {e.Pfn:x}, which is not a table of {mm.Name}");
+                found = new(Name, $"{Where(t, i)} points at frame {e.Pfn:x}, which is not a table of {mm.Name}");
             else if (child.Level != t.Level - 1)
-                found = new(Name, $"{where} points at a {child.Level} table; expected {t.Level - 1}");
-            else if (!parents.TryAdd(e.Pfn, where))
-                found = new(Name, $"table {e.Pfn:x} has two parents: {parents[e.Pfn]} and {where}");
+                found = new(Name, $"{Where(t, i)} points at a {child.Level} table; expected {t.Level - 1}");
+            else if (!parents.TryAdd(e.Pfn, (t, i)))
+                found = new(Name, $"table {e.Pfn:x} has two parents: {Where(parents[e.Pfn].Table, parents[e.Pfn].Index)} and {Where(t, i)}");
         });
         if (found is not null) return found;
         if (k.LiveTasks.Count == 0)
+        {
+            PtTable? orphan = null; // the lowest-numbered one, so the evidence is deterministic
             foreach (var t in mm.Tables.Values)
-                if (t != mm.Root && !parents.ContainsKey(t.Pfn))
-                    return new(Name, $"{t.Level} table {t.Pfn:x} (va {t.BaseVa:x}) is registered but no entry points at it and no task holds it");
+                if (t != mm.Root && !parents.ContainsKey(t.Pfn) && (orphan is null || t.Pfn < orphan.Pfn)) orphan = t;
+            if (orphan is not null)
+                return new(Name, $"{orphan.Level} table {orphan.Pfn:x} (va {orphan.BaseVa:x}) is registered but no entry points at it and no task holds it");
+        }
         return null;
     }
 }

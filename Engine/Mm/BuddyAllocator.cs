@@ -135,6 +135,32 @@ public sealed class BuddyAllocator
         return false;
     }
 
+    /// <summary>The free pages inside [start, end), as the parts of free blocks that fall in it
+    /// (max-order runs first, then each lower order in address order). Costs what the free
+    /// blocks overlapping the range cost, not the length of the range.</summary>
+    public IEnumerable<(long Pfn, long Pages)> FreeBlocksIn(long start, long end)
+    {
+        if (end <= start) yield break;
+        foreach (var (s, n) in _maxOrderBlocks.Overlapping(start, end))
+        {
+            long a = Math.Max(s, start), b = Math.Min(s + n, end);
+            yield return (a, b - a);
+        }
+        for (int order = _maxOrder - 1; order >= 0; order--)
+        {
+            long size = 1L << order;
+            var set = _freeArea[order];
+            if (set.Count == 0) continue;
+            long lo = Math.Max(set.Min, start - size + 1), hi = end - 1;
+            if (lo > hi) continue;
+            foreach (long b in set.GetViewBetween(lo, hi))
+            {
+                long a = Math.Max(b, start), e = Math.Min(b + size, end);
+                yield return (a, e - a);
+            }
+        }
+    }
+
     /// <summary>Every free block as (pfn, pages), in address order within each order; for checks.</summary>
     public IEnumerable<(long Pfn, long Pages)> FreeBlocks()
     {
@@ -209,6 +235,15 @@ public sealed class RangeSet
         Remove(rs);
         if (rs < start) { _byStart[rs] = start; _starts.Add(rs); }
         if (end < re) { _byStart[end] = re; _starts.Add(end); }
+    }
+
+    /// <summary>The ranges that share at least one element with [start, end), in order.</summary>
+    public IEnumerable<(long Start, long Count)> Overlapping(long start, long end)
+    {
+        if (end <= start || _starts.Count == 0) yield break;
+        if (Floor(start, out long first) && _byStart[first] > start) yield return (first, _byStart[first] - first);
+        if (start + 1 > end - 1 || _starts.Max < start + 1) yield break;
+        foreach (long s in _starts.GetViewBetween(start + 1, end - 1)) yield return (s, _byStart[s] - s);
     }
 
     /// <summary>The lowest x with [x, x+count) inside one range and x % align == 0, or -1.</summary>

@@ -115,12 +115,32 @@ public sealed class PhysMem
         return true;
     }
 
+    /// <summary>How many frames of [pfn, pfn+count) have <paramref name="owner"/> (frames
+    /// outside the machine count as Absent).</summary>
+    public long CountOwned(long pfn, long count, FrameOwner owner)
+    {
+        long lo = Math.Clamp(pfn, 0, MaxPfn), hi = Math.Clamp(pfn + count, 0, MaxPfn);
+        long n = owner == FrameOwner.Absent ? count - (hi - lo) : 0;
+        while (lo < hi)
+        {
+            long s = lo / PagesPerSection, sEnd = Math.Min(hi, (s + 1) * PagesPerSection);
+            var arr = _sectionOwners[s];
+            if (arr is null) { if (_sectionUniform[s] == owner) n += sEnd - lo; }
+            else n += System.Runtime.InteropServices.MemoryMarshal.AsBytes(
+                arr.AsSpan((int)(lo - s * PagesPerSection), (int)(sEnd - lo))).Count((byte)owner);
+            lo = sEnd;
+        }
+        return n;
+    }
+
     /// <summary>Sets the owner of [pfn, pfn+count), keeping the per-owner counts.</summary>
     public void SetOwner(long pfn, long count, FrameOwner owner)
     {
         if (pfn < 0 || count < 0 || pfn + count > MaxPfn)
             throw new ModelBugException($"SetOwner pfn {pfn:x} count {count} outside [0, {MaxPfn:x})");
-        Changed.Add((pfn, count));
+        // Coalesce with the previous record when adjacent (boot sets owners section by section).
+        if (Changed.Count > 0 && Changed[^1].Pfn + Changed[^1].Count == pfn) Changed[^1] = (Changed[^1].Pfn, Changed[^1].Count + count);
+        else Changed.Add((pfn, count));
         long end = pfn + count;
         while (pfn < end)
         {

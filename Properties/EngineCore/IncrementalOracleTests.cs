@@ -155,3 +155,72 @@ public class IncrementalOracleTests
         Assert.True(checkedSteps >= 2, $"only {checkedSteps} steps compared");
     }
 }
+
+/// <summary>The range queries behind FrameConservation's exact buddy cross-check agree with
+/// frame-by-frame oracles, and the cross-check catches owners that disagree with the free lists
+/// even when every count still adds up.</summary>
+public class BuddyCrossCheckTests
+{
+    [Fact]
+    public void FreeBlocksInAndCountOwnedAgreeWithFrameByFrameScans()
+    {
+        var k = Machines.Boot("x86_64-4k-l4", "512M");
+        var mem = k.Mem;
+        var rng = new Random(99);
+        var held = new List<(long Pfn, int Order)>();
+        for (int i = 0; i < 400; i++)
+        {
+            if (held.Count == 0 || rng.Next(3) > 0)
+            {
+                int order = rng.Next(0, 11);
+                long pfn = mem.AllocPages(order, FrameOwner.Vmalloc);
+                if (pfn >= 0) held.Add((pfn, order));
+            }
+            else
+            {
+                int j = rng.Next(held.Count);
+                mem.FreePages(held[j].Pfn, held[j].Order, FrameOwner.Vmalloc, "test");
+                held.RemoveAt(j);
+            }
+            if (i % 40 != 0) continue;
+            for (int q = 0; q < 20; q++)
+            {
+                long start = rng.NextInt64(mem.MaxPfn), len = rng.NextInt64(1, 5000);
+                long oracleFree = 0, oracleOwned = 0;
+                for (long p = start; p < start + len; p++)
+                {
+                    if (p < mem.MaxPfn && mem.Buddy.IsFree(p)) oracleFree++;
+                    if (mem.OwnerOf(p) == FrameOwner.Free) oracleOwned++;
+                }
+                var blocks = mem.Buddy.FreeBlocksIn(start, start + len).ToList();
+                Assert.Equal(oracleFree, blocks.Sum(b => b.Pages));
+                Assert.All(blocks, b => Assert.True(b.Pfn >= start && b.Pfn + b.Pages <= start + len));
+                Assert.Equal(oracleOwned, mem.CountOwned(start, len, FrameOwner.Free));
+                Assert.Equal(Enumerable.Range(0, (int)len).LongCount(d => mem.OwnerOf(start + d) == FrameOwner.Absent),
+                    mem.CountOwned(start, len, FrameOwner.Absent));
+            }
+        }
+    }
+
+    [Fact]
+    public void OwnersSwappedBehindTheBuddysBackAreCaughtThoughCountsBalance()
+    {
+        var k = Machines.Boot();
+        var (area, _) = k.Vmalloc.VmallocArea((ulong)k.Arch.PageSize);
+        long allocated = area!.Pages[0];
+        long free = k.Mem.Buddy.FreeBlocks().First().Pfn;
+        k.Mem.ClearChanged();
+        k.Mem.SetOwner(free, 1, FrameOwner.Vmalloc);
+        k.Mem.SetOwner(allocated, 1, FrameOwner.Free);
+
+        var v = new FrameConservation().Check(k);
+
+        Assert.NotNull(v);
+        Assert.Equal($"frame {free:x} is owned Vmalloc but is on the buddy free lists", v!.Evidence);
+        // Only the frame owned Free while not on the free lists changed this step.
+        k.Mem.ClearChanged();
+        k.Mem.SetOwner(allocated, 1, FrameOwner.Vmalloc);
+        k.Mem.SetOwner(allocated, 1, FrameOwner.Free);
+        Assert.Equal($"frame {allocated:x} is owned Free but is not on the buddy free lists", new FrameConservation().Check(k)!.Evidence);
+    }
+}
