@@ -43,17 +43,24 @@ public sealed class NoSharedLeafEntries : IInvariant
             maps.Add(new Mapping(w.Entry.Pfn, (long)(size >> k.Arch.PageShift), va, size, owner, w.Entry.Writable));
         }
         maps.Sort((a, b) => a.Frame.CompareTo(b.Frame));
-        // Overlapping frame ranges are aliases: every pair must be single-owner leaves of one folio.
+        // Sweep the frame ranges in order: a range that starts before the end of the current group
+        // of overlapping ranges aliases a frame of that group, and every member of a group with an
+        // alias must be a single-owner leaf of one and the same folio.
+        int group = -1;
+        long groupEnd = long.MinValue;
         for (int i = 0; i < maps.Count; i++)
         {
-            var a = maps[i];
-            for (int j = i + 1; j < maps.Count && maps[j].Frame < a.Frame + a.Frames; j++)
+            var m = maps[i];
+            if (m.Frame < groupEnd)
             {
-                var b = maps[j];
-                bool ok = a.Owner == b.Owner && a.Owner >= 0;
-                if (!ok)
-                    return new(Name, $"frame {Math.Max(a.Frame, b.Frame):x} is mapped by vmemmap leaves at {a.Va:x} ({Describe(k, folios, a.Owner)}) and {b.Va:x} ({Describe(k, folios, b.Owner)})");
+                var g = maps[group];
+                if (!(m.Owner == g.Owner && g.Owner >= 0))
+                    return new(Name, $"frame {m.Frame:x} is mapped by vmemmap leaves at {g.Va:x} ({Describe(k, folios, g.Owner)}) and {m.Va:x} ({Describe(k, folios, m.Owner)})");
+                groupEnd = Math.Max(groupEnd, m.Frame + m.Frames);
+                continue;
             }
+            group = i;
+            groupEnd = m.Frame + m.Frames;
         }
         return null;
     }

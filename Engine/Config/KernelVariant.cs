@@ -63,6 +63,10 @@ public sealed record KernelVariant
     public bool HugetlbFolioMisaligned { get; init; }
     /// <summary>HVO remaps inside a vmemmap PMD block without splitting it (Muchun's condition 3).</summary>
     public bool HvoRemapsPmdWithoutSplit { get; init; }
+    /// <summary>6.10-6.12 as released: dissolve_free_hugetlb_folio removes a free surplus folio
+    /// without adjusting surplus_huge_pages (fixed in 2025 by "mm/hugetlb: fix surplus pages in
+    /// dissolve_free_huge_page()").</summary>
+    public bool DissolveIgnoresSurplus { get; init; }
     /// <summary>S000 hazard: flush_dcache_page clears PG_dcache_clean on the tail, not the head.</summary>
     public bool FlushDcachePageOnTail { get; init; }
 
@@ -91,8 +95,6 @@ public sealed record KernelVariant
     public bool BrokenRestoreLeaksOnPartialAlloc { get; init; }
     /// <summary>vmemmap_restore_pte copies the head page but skips reset_struct_pages.</summary>
     public bool BrokenRestoreSkipsReset { get; init; }
-    /// <summary>add_hugetlb_folio re-adds the folio without counting it in nr_huge_pages.</summary>
-    public bool BrokenAddHugetlbFolioSkipsCount { get; init; }
 
     public override string ToString() => Name;
 }

@@ -149,6 +149,10 @@ public sealed class HugetlbFolio
     /// first and last step); invariants about the finished shape skip the folio meanwhile.</summary>
     public bool VmemmapBusy { get; internal set; }
 
+    /// <summary>The reference alloc_hugetlb_folio handed to the faulting user is still held (the
+    /// model's side of the handle: `hugetlb_free` drops it, once).</summary>
+    public bool UserReference { get; set; }
+
     public long NrPages => Hstate.PagesPerHugePage;
 
     public override string ToString() => $"folio {Hstate.Name} at pfn {HeadPfn:x} ({State})";

@@ -256,11 +256,8 @@ public sealed partial class Kernel
         ulong head = FolioPage(f);
         if (!FolioTestHugetlbVmemmapOptimized(v, head))
             RecordFault(FaultKind.KernelBug, ctx, head, $"add_hugetlb_folio: VM_BUG_ON_FOLIO(!folio_test_hugetlb_vmemmap_optimized) on {f}");
-        if (!Variant.BrokenAddHugetlbFolioSkipsCount)
-        {
-            h.NrHugePages++;
-            if (adjustSurplus) h.SurplusHugePages++;
-        }
+        h.NrHugePages++;
+        if (adjustSurplus) h.SurplusHugePages++;
         // __folio_set_hugetlb; folio_change_private(folio, NULL) clears the HPG flags and the
         // optimized flag is set again; arch_clear_hugetlb_flags (arm64: PG_dcache_clean).
         FolioModifyFlags(ctx, f, PageFlags.Hugetlb | PageFlags.VmemmapOptimized,
@@ -350,6 +347,7 @@ public sealed partial class Kernel
             SyncIcacheDcache(ctx, f);
             yield return StepStatus.Progress;
         }
+        f.UserReference = true; // the fault has returned: the user holds the folio
     }
 
     /// <summary>alloc_surplus_hugetlb_folio.</summary>
@@ -498,6 +496,7 @@ public sealed partial class Kernel
         ulong head = FolioPage(f);
         var h = f.Hstate;
         rc.Value = Errno.EBUSY;
+        bool adjustSurplus = false;
         while (true)
         {
             if (!FolioTestHugetlb(v, head)) { rc.Value = Errno.Ok; yield return StepStatus.Progress; yield break; }
@@ -517,14 +516,20 @@ public sealed partial class Kernel
             }
             if (!ReadStructPage(ctx, head, out var sp) || (sp.Flags & PageFlags.HugetlbFreed) == 0)
             {
-                // Not yet on the free list (being enqueued): retry.
+                // Not yet on the free list (being enqueued by another context): cond_resched()
+                // and retry — the model waits (Blocked) until something else has run.
                 SpinUnlock(ctx, HugetlbLock);
-                yield return StepStatus.Progress;
+                Note("hugetlb.dissolve_retry");
+                yield return StepStatus.Blocked;
                 continue;
             }
             break;
         }
-        RemoveHugetlbFolio(ctx, h, f, adjustSurplus: false);
+        // A free folio may be a surplus one (put back by a failed restore): since the 2025 fix
+        // "mm/hugetlb: fix surplus pages in dissolve_free_huge_page()" dissolving it takes it off
+        // surplus_huge_pages too; 6.10-6.12 as released did not (DissolveIgnoresSurplus).
+        adjustSurplus = !Variant.DissolveIgnoresSurplus && h.SurplusHugePages > 0;
+        RemoveHugetlbFolio(ctx, h, f, adjustSurplus);
         h.MaxHugePages--;
         SpinUnlock(ctx, HugetlbLock);
         yield return StepStatus.Progress;
@@ -537,7 +542,7 @@ public sealed partial class Kernel
             if (ret.Value != Errno.Ok)
             {
                 foreach (var s in SpinLock(ctx, HugetlbLock)) yield return s;
-                AddHugetlbFolio(ctx, h, f, adjustSurplus: false);
+                AddHugetlbFolio(ctx, h, f, adjustSurplus);
                 h.MaxHugePages++;
                 SpinUnlock(ctx, HugetlbLock);
                 rc.Value = ret.Value;

@@ -93,7 +93,8 @@ public sealed record HugetlbAllocOp(long Size) : Op
     }
 }
 
-/// <summary>`hugetlb_free f1`: the folio's last reference goes (folio_put → free_huge_folio).</summary>
+/// <summary>`hugetlb_free f1`: the user drops the reference the fault gave it, the last one
+/// (folio_put → free_huge_folio). A no-op before the fault has returned or after the drop.</summary>
 public sealed record HugetlbFreeOp(string Folio) : Op
 {
     public override string Verb => "hugetlb_free";
@@ -102,7 +103,8 @@ public sealed record HugetlbFreeOp(string Folio) : Op
 
     public override KernelTask? CreateTask(RunContext rc)
     {
-        if (!HugetlbOpText.TryFolio(rc, Folio, out var f) || f.State != FolioState.Active) return null;
+        if (!HugetlbOpText.TryFolio(rc, Folio, out var f) || f.State != FolioState.Active || !f.UserReference) return null;
+        f.UserReference = false; // one put per reference, even while the put is still running
         return new LambdaTask(ToString(), (k, ctx) => k.FreeHugeFolio(ctx, f));
     }
 }

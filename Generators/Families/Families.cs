@@ -14,6 +14,7 @@ public static class Families
         new CoreFamily(),
         new ScheduleFamily(),
         new PageCacheFamily(),
+        new HugetlbFamily(),
     ];
 
     /// <summary>Looks a family up by name.</summary>

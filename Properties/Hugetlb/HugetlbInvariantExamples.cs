@@ -36,7 +36,7 @@ public class HugetlbInvariantExamples
     [InlineData("broken-restore-leaks-partial-alloc", "default", "x86_64-4k-l4", "f1 = hugetlb_alloc 2M\nfail_alloc 1 1\nhugetlb_free f1\n", "HvoFrameConservation", 3)]
     [InlineData("broken-restore-skips-reset", "default", "x86_64-4k-l4", AfterRestore, "CompoundHeadResolvesRealHead", 3)]
     [InlineData("broken-restore-skips-reset", "default", "x86_64-4k-l4", "f1 = hugetlb_alloc 2M\nhugetlb_free f1\n", "NoKernelOops", 2)]
-    [InlineData("broken-add-hugetlb-folio-skips-count", "default", "x86_64-4k-l4", "f1 = hugetlb_alloc 2M\nfail_alloc 0 1\nhugetlb_free f1\n", "HugetlbPoolAccounting", 3)]
+    [InlineData("dissolve-ignores-surplus", "default", "x86_64-4k-l4", "f1 = hugetlb_alloc 2M\nfail_alloc 0 1\nhugetlb_free f1\ndissolve f1\n", "HugetlbPoolAccounting", 4)]
     public void BuggyVariantIsCaughtAndTheCorrectKernelIsNot(string variant, string correct, string config, string body, string invariant, int step)
     {
         var r = ScenarioRunner.Run(Repro.Parse(Header(variant, config) + body));
