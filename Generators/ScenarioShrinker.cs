@@ -8,11 +8,13 @@
 //   1. cut everything after the failing step: the runner stops there, so the rest is dead;
 //   2. remove chunks of operations, halves first, down to single operations
 //      (SequenceShrinker; delta debugging's complement step). A removed `v1 = vmalloc` leaves
-//      the later `read v1` a no-op, so every candidate stays runnable;
+//      the later `read v1` a no-op, so every candidate stays runnable. A chunk removal that
+//      leaves a prefix ending before the failing step is skipped: that run is known to pass;
 //   3. simplify the configuration: fewer CPUs (idle CPUs removed and the rest renumbered;
 //      operations on removed CPUs dropped, or moved onto the remaining ones), less memory, no hot-plug range, a simpler configuration
 //      the variant allows (4K pages first);
-//   4. simplify single operations: an interrupt handler run as a plain operation, then
+//   4. run a started task as a plain operation where its CPU is first stepped (one line fewer);
+//      simplify single operations: an interrupt handler run as a plain operation, then
 //      Op.ShrinkCommon (cpu0, no `start`), an unused handle dropped, Op.ShrinkArgs (smaller
 //      sizes, shorter readers, fewer steps);
 //   5. rename handles to v1, v2, ... in binding order (only when that changes something).
@@ -40,10 +42,20 @@ public static class ScenarioShrinker
             yield return bare with { Ops = ops[..step] };
 
         foreach (var shorter in SequenceShrinker.Candidates(ops, NoSimplification))
+        {
+            // A prefix that ends before the failing step is the same run stopped earlier: it
+            // passed every check then, so running it again would only cost time. (Removing the
+            // last chunk gives such a prefix at every chunk size.)
+            if (failingStep is int f && shorter.Length < f && IsPrefix(shorter, ops)) continue;
             yield return bare with { Ops = [.. shorter] };
+        }
 
         foreach (var c in ConfigurationCandidates(bare))
             yield return c;
+
+        for (int i = 0; i < ops.Length; i++)
+            if (RunAtFirstStep(ops, i) is { } merged)
+                yield return bare with { Ops = merged };
 
         for (int i = 0; i < ops.Length; i++)
             foreach (var simpler in SimplerOps(ops, i))
@@ -89,6 +101,13 @@ public static class ScenarioShrinker
     }
 
     private static IEnumerable<Op> NoSimplification(Op op) => [];
+
+    private static bool IsPrefix(Op[] shorter, ImmutableArray<Op> ops)
+    {
+        for (int i = 0; i < shorter.Length; i++)
+            if (!ReferenceEquals(shorter[i], ops[i])) return false;
+        return true;
+    }
 
     /// <summary>Fewer CPUs, less memory, no hot-plug, simpler configuration.</summary>
     public static IEnumerable<Scenario> ConfigurationCandidates(Scenario s)
@@ -144,6 +163,20 @@ public static class ScenarioShrinker
             index++;
         }
         return (int)(arch.PageShift * 100) + index;
+    }
+
+    /// <summary>A started task run as a plain operation where its CPU was first stepped:
+    /// `cpu1: start X ... step cpu1 [n]` becomes `... cpu1: X`, one line shorter. Where the task
+    /// was only started and stepped, running it at once at that point is often the same
+    /// interleaving. Null when ops[i] is not started or its CPU is never stepped after it.</summary>
+    private static ImmutableArray<Op>? RunAtFirstStep(ImmutableArray<Op> ops, int i)
+    {
+        var op = ops[i];
+        if (!op.Start || op is StepOp or IrqOp) return null;
+        for (int j = i + 1; j < ops.Length; j++)
+            if (ops[j] is StepOp step && step.Cpu == op.Cpu)
+                return ops.SetItem(j, op with { Start = false }).RemoveAt(i);
+        return null;
     }
 
     /// <summary>Simpler versions of ops[i].</summary>
