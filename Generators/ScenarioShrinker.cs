@@ -9,7 +9,8 @@
 //   2. remove chunks of operations, halves first, down to single operations
 //      (SequenceShrinker; delta debugging's complement step). A removed `v1 = vmalloc` leaves
 //      the later `read v1` a no-op, so every candidate stays runnable. A chunk removal that
-//      leaves a prefix ending before the failing step is skipped: that run is known to pass;
+//      leaves a prefix ending before the failing step is skipped: that run is known to pass.
+//      In short scenarios also every adjacent pair (halving never tries pairs off its grid);
 //   3. simplify the configuration: fewer CPUs (idle CPUs removed and the rest renumbered;
 //      operations on removed CPUs dropped, or moved onto the remaining ones), less memory, no hot-plug range, a simpler configuration
 //      the variant allows (4K pages first);
@@ -30,12 +31,31 @@ namespace PropertySuite.Generators;
 
 public static class ScenarioShrinker
 {
+    /// <summary>Longest scenario for which every adjacent pair is tried for removal (n - 1
+    /// extra candidates, cheap because such scenarios run fast).</summary>
+    public const int MaxOpsForPairs = 16;
+
     /// <summary>Smaller or simpler scenarios than <paramref name="s"/>, most aggressive first.</summary>
     /// <param name="failingStep">The 1-based step at which <paramref name="s"/> fails (0: at
     /// boot), when known; enables the cut after it.</param>
-    public static IEnumerable<Scenario> Candidates(Scenario s, int? failingStep = null)
+    public static IEnumerable<Scenario> Candidates(Scenario s, int? failingStep = null) => Candidates(s, () => failingStep);
+
+    /// <summary>
+    /// <see cref="Candidates(Scenario, int?)"/> with the failing step looked up only when the
+    /// enumeration starts. FsCheck calls a shrinker on every candidate as it builds its shrink
+    /// tree, before it runs the property on that candidate, and enumerates the result only
+    /// if the candidate failed; by then the run that knows the failing step has happened.
+    /// </summary>
+    public static IEnumerable<Scenario> Candidates(Scenario s, Func<int?> failingStep)
     {
         ArgumentNullException.ThrowIfNull(s);
+        ArgumentNullException.ThrowIfNull(failingStep);
+        return Enumerate(s, failingStep);
+    }
+
+    private static IEnumerable<Scenario> Enumerate(Scenario s, Func<int?> lookUpFailingStep)
+    {
+        int? failingStep = lookUpFailingStep();
         var ops = s.Ops;
         var bare = s with { Expect = null };
         if (failingStep is int step && step >= 0 && step < ops.Length)
@@ -49,6 +69,14 @@ public static class ScenarioShrinker
             if (failingStep is int f && shorter.Length < f && IsPrefix(shorter, ops)) continue;
             yield return bare with { Ops = [.. shorter] };
         }
+
+        // Adjacent pairs at every offset, in short scenarios: halving goes from chunks of 3 to
+        // single operations, so two operations that only matter together (an interrupt that
+        // delays a task, and the step that delivers it) and do not sit on a chunk boundary
+        // would otherwise stay.
+        if (ops.Length <= MaxOpsForPairs)
+            for (int i = 0; i + 2 <= ops.Length; i++)
+                yield return bare with { Ops = ops.RemoveRange(i, 2) };
 
         foreach (var c in ConfigurationCandidates(bare))
             yield return c;
