@@ -85,14 +85,15 @@ public static class ScenarioShrinkBenchmark
     /// <param name="warmUp">Shrink one 1,000-step scenario first, unreported, so that the first
     /// row is not charged for JIT compilation (tiered compilation needs a few hundred
     /// milliseconds of hot code before it optimizes).</param>
-    public static IReadOnlyList<ScenarioShrinkRow> Run(TextWriter output, int trialsPerSize = TrialsPerSize, bool warmUp = true)
+    /// <param name="sizes">Benign step counts (default <see cref="Sizes"/>).</param>
+    public static IReadOnlyList<ScenarioShrinkRow> Run(TextWriter output, int trialsPerSize = TrialsPerSize, bool warmUp = true, IReadOnlyList<int>? sizes = null)
     {
         ArgumentNullException.ThrowIfNull(output);
         var rows = new List<ScenarioShrinkRow>();
         if (warmUp) Shrink(1_000, 1);
         output.WriteLine($"ScenarioShrinker: {Variant}'s 3 steps planted among N benign steps (all invariants checked)");
         output.WriteLine($"{"N",6} {"seed",5} {"ops",6} {"fails at",8} {"shrunk",6} {"runs",6} {"shrinks",7} {"steps run",9} {"wall ms",9} {"cpu ms",9}  result");
-        foreach (int n in Sizes)
+        foreach (int n in sizes ?? Sizes)
             for (int trial = 0; trial < trialsPerSize; trial++)
             {
                 var row = Shrink(n, (ulong)(n * 10 + trial));
