@@ -158,9 +158,9 @@ public static class ScenarioGenerator
         }
 
         var s = new GenState(arch, machine, variant) { EnabledKinds = kinds };
-        var content2 = enabled.Where(f => f is not ScheduleFamily).ToList();
-        s.DrawTaskOp = r => DrawFrom(content2, s, r, (f, st, rr) => f.NextTask(st, rr));
-        s.DrawIrqHandler = r => DrawFrom(content2, s, r, (f, st, rr) => f.NextIrqHandler(st, rr));
+        var contentFamilies = enabled.Where(f => f is not ScheduleFamily).ToList();
+        s.DrawTaskOp = r => DrawFrom(contentFamilies, s, r, (f, st, rr) => f.NextTask(st, rr));
+        s.DrawIrqHandler = r => DrawFrom(contentFamilies, s, r, (f, st, rr) => f.NextIrqHandler(st, rr));
 
         int length = (int)rng.Range(1, MaxLength(size, options.MaxSteps));
         while (s.Ops.Count < length)
@@ -190,17 +190,19 @@ public static class ScenarioGenerator
         return i + 1;
     }
 
-    /// <summary>Up to a few tries: a family drawn by weight may have nothing to propose.</summary>
+    /// <summary>A family drawn by weight may have nothing to propose (every CPU busy, say): it
+    /// is then left out and another is drawn, a few times at most.</summary>
     private static Op? DrawFrom(IReadOnlyList<IOpFamily> families, GenState s, Prng rng, Func<IOpFamily, GenState, Prng, Op?> next)
     {
         const int Tries = 4;
+        var weights = families.Select(f => f.Weight(s)).ToList();
         for (int t = 0; t < Tries; t++)
         {
-            var weights = families.Select(f => f.Weight(s)).ToList();
             int i = rng.PickIndex(weights);
             if (i < 0) return null;
             var op = next(families[i], s, rng);
             if (op is not null) return op;
+            weights[i] = 0;
         }
         return null;
     }

@@ -70,7 +70,16 @@ public static class ScenarioProperty
     /// <param name="name">Seeds derive from it (PbtRunner): give each property its own.</param>
     public static ScenarioPropertyResult Check(string name, ScenarioOptions options, Budget budget)
     {
+        ArgumentNullException.ThrowIfNull(options);
+        return Check(name, ScenarioGenerator.Gen(options), options, budget);
+    }
+
+    /// <summary><see cref="Check(string, ScenarioOptions, Budget)"/> over scenarios from any
+    /// generator (hand-built ones, say), shrunk and reported the same way.</summary>
+    public static ScenarioPropertyResult Check(string name, FsCheck.Gen<Scenario> gen, ScenarioOptions options, Budget budget)
+    {
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        ArgumentNullException.ThrowIfNull(gen);
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(budget);
 
@@ -95,10 +104,12 @@ public static class ScenarioProperty
             return r.Failed && Signature(r) == target ? r.ToString() : null;
         }
 
+        // The failing step is looked up when FsCheck enumerates the candidates, which it does
+        // after running the property on s (see ScenarioShrinker.Candidates).
         IEnumerable<Scenario> Shrink(Scenario s) =>
-            ScenarioShrinker.Candidates(s, runs.TryGetValue(s, out var r) && r.Failed ? r.Step : null);
+            ScenarioShrinker.Candidates(s, () => runs.TryGetValue(s, out var r) && r.Failed ? r.Step : null);
 
-        var pbt = PbtRunner.Run(name, ScenarioGenerator.Gen(options), Shrink, Check, budget);
+        var pbt = PbtRunner.Run(name, gen, Shrink, Check, budget);
         var total = clock.Elapsed;
         if (pbt.Failure is not { } f)
             return new ScenarioPropertyResult(name, options, pbt, stats, null, total, TimeSpan.Zero);

@@ -8,11 +8,14 @@
 //   1. cut everything after the failing step: the runner stops there, so the rest is dead;
 //   2. remove chunks of operations, halves first, down to single operations
 //      (SequenceShrinker; delta debugging's complement step). A removed `v1 = vmalloc` leaves
-//      the later `read v1` a no-op, so every candidate stays runnable;
+//      the later `read v1` a no-op, so every candidate stays runnable. A chunk removal that
+//      leaves a prefix ending before the failing step is skipped: that run is known to pass.
+//      In short scenarios also every adjacent pair (halving never tries pairs off its grid);
 //   3. simplify the configuration: fewer CPUs (idle CPUs removed and the rest renumbered;
 //      operations on removed CPUs dropped, or moved onto the remaining ones), less memory, no hot-plug range, a simpler configuration
 //      the variant allows (4K pages first);
-//   4. simplify single operations: an interrupt handler run as a plain operation, then
+//   4. run a started task as a plain operation where its CPU is first stepped (one line fewer);
+//      simplify single operations: an interrupt handler run as a plain operation, then
 //      Op.ShrinkCommon (cpu0, no `start`), an unused handle dropped, Op.ShrinkArgs (smaller
 //      sizes, shorter readers, fewer steps);
 //   5. rename handles to v1, v2, ... in binding order (only when that changes something).
@@ -28,22 +31,59 @@ namespace PropertySuite.Generators;
 
 public static class ScenarioShrinker
 {
+    /// <summary>Longest scenario for which every adjacent pair is tried for removal (n - 1
+    /// extra candidates, cheap because such scenarios run fast).</summary>
+    public const int MaxOpsForPairs = 16;
+
     /// <summary>Smaller or simpler scenarios than <paramref name="s"/>, most aggressive first.</summary>
     /// <param name="failingStep">The 1-based step at which <paramref name="s"/> fails (0: at
     /// boot), when known; enables the cut after it.</param>
-    public static IEnumerable<Scenario> Candidates(Scenario s, int? failingStep = null)
+    public static IEnumerable<Scenario> Candidates(Scenario s, int? failingStep = null) => Candidates(s, () => failingStep);
+
+    /// <summary>
+    /// <see cref="Candidates(Scenario, int?)"/> with the failing step looked up only when the
+    /// enumeration starts. FsCheck calls a shrinker on every candidate as it builds its shrink
+    /// tree, before it runs the property on that candidate, and enumerates the result only
+    /// if the candidate failed; by then the run that knows the failing step has happened.
+    /// </summary>
+    public static IEnumerable<Scenario> Candidates(Scenario s, Func<int?> failingStep)
     {
         ArgumentNullException.ThrowIfNull(s);
+        ArgumentNullException.ThrowIfNull(failingStep);
+        return Enumerate(s, failingStep);
+    }
+
+    private static IEnumerable<Scenario> Enumerate(Scenario s, Func<int?> lookUpFailingStep)
+    {
+        int? failingStep = lookUpFailingStep();
         var ops = s.Ops;
         var bare = s with { Expect = null };
         if (failingStep is int step && step >= 0 && step < ops.Length)
             yield return bare with { Ops = ops[..step] };
 
         foreach (var shorter in SequenceShrinker.Candidates(ops, NoSimplification))
+        {
+            // A prefix that ends before the failing step is the same run stopped earlier: it
+            // passed every check then, so running it again would only cost time. (Removing the
+            // last chunk gives such a prefix at every chunk size.)
+            if (failingStep is int f && shorter.Length < f && IsPrefix(shorter, ops)) continue;
             yield return bare with { Ops = [.. shorter] };
+        }
+
+        // Adjacent pairs at every offset, in short scenarios: halving goes from chunks of 3 to
+        // single operations, so two operations that only matter together (an interrupt that
+        // delays a task, and the step that delivers it) and do not sit on a chunk boundary
+        // would otherwise stay.
+        if (ops.Length <= MaxOpsForPairs)
+            for (int i = 0; i + 2 <= ops.Length; i++)
+                yield return bare with { Ops = ops.RemoveRange(i, 2) };
 
         foreach (var c in ConfigurationCandidates(bare))
             yield return c;
+
+        for (int i = 0; i < ops.Length; i++)
+            if (RunAtFirstStep(ops, i) is { } merged)
+                yield return bare with { Ops = merged };
 
         for (int i = 0; i < ops.Length; i++)
             foreach (var simpler in SimplerOps(ops, i))
@@ -89,6 +129,13 @@ public static class ScenarioShrinker
     }
 
     private static IEnumerable<Op> NoSimplification(Op op) => [];
+
+    private static bool IsPrefix(Op[] shorter, ImmutableArray<Op> ops)
+    {
+        for (int i = 0; i < shorter.Length; i++)
+            if (!ReferenceEquals(shorter[i], ops[i])) return false;
+        return true;
+    }
 
     /// <summary>Fewer CPUs, less memory, no hot-plug, simpler configuration.</summary>
     public static IEnumerable<Scenario> ConfigurationCandidates(Scenario s)
@@ -144,6 +191,20 @@ public static class ScenarioShrinker
             index++;
         }
         return (int)(arch.PageShift * 100) + index;
+    }
+
+    /// <summary>A started task run as a plain operation where its CPU was first stepped:
+    /// `cpu1: start X ... step cpu1 [n]` becomes `... cpu1: X`, one line shorter. Where the task
+    /// was only started and stepped, running it at once at that point is often the same
+    /// interleaving. Null when ops[i] is not started or its CPU is never stepped after it.</summary>
+    private static ImmutableArray<Op>? RunAtFirstStep(ImmutableArray<Op> ops, int i)
+    {
+        var op = ops[i];
+        if (!op.Start || op is StepOp or IrqOp) return null;
+        for (int j = i + 1; j < ops.Length; j++)
+            if (ops[j] is StepOp step && step.Cpu == op.Cpu)
+                return ops.SetItem(j, op with { Start = false }).RemoveAt(i);
+        return null;
     }
 
     /// <summary>Simpler versions of ops[i].</summary>
