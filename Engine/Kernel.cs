@@ -82,7 +82,19 @@ public sealed partial class Kernel : IPteObserver
 
     /// <summary>Vmemmap frames a running task holds off the page table (collected for freeing,
     /// or allocated and not yet installed).</summary>
-    public long VmemmapFramesInFlight { get; set; }
+    public long VmemmapFramesInFlight => _vmemmapInFlight.Values.Sum();
+
+    private readonly SortedDictionary<long, int> _vmemmapInFlight = new();
+
+    /// <summary>A vmemmap frame goes on (or comes off) a task's page list.</summary>
+    public void VmemmapInFlightAdd(long pfn) => _vmemmapInFlight[pfn] = _vmemmapInFlight.GetValueOrDefault(pfn) + 1;
+
+    public void VmemmapInFlightRemove(long pfn)
+    {
+        int n = _vmemmapInFlight.GetValueOrDefault(pfn);
+        if (n == 0) throw new ModelBugException($"vmemmap frame {pfn:x} leaves a page list it is not on");
+        if (n == 1) _vmemmapInFlight.Remove(pfn); else _vmemmapInFlight[pfn] = n - 1;
+    }
 
     /// <summary>init_mm.page_table_lock.</summary>
     public KernelLock PageTableLock { get; } = new("init_mm.page_table_lock");
@@ -123,7 +135,7 @@ public sealed partial class Kernel : IPteObserver
         Vmalloc = new Vmalloc(this);
         FrameAccountants.Add((FrameOwner.Vmalloc, "vmalloc areas", () => Vmalloc.PagesInUse));
         FrameAccountants.Add((FrameOwner.PageTable, "init_mm tables", () => InitMm.Tables.Count));
-        FrameAccountants.Add((FrameOwner.Vmemmap, "frames mapped by vmemmap leaves + in flight", () => CountVmemmapFrames() + VmemmapFramesInFlight));
+        FrameAccountants.Add((FrameOwner.Vmemmap, "frames mapped by vmemmap leaves, held by break-before-make windows or on a task's page list", CountVmemmapFrames));
         FrameAccountants.Add((FrameOwner.Free, "buddy free lists", () => Mem.Buddy.NrFreePages));
     }
 
@@ -134,8 +146,10 @@ public sealed partial class Kernel : IPteObserver
     public long CountVmemmapFrames()
     {
         var index = InitMm.LeafFrames(Arch.VmemmapStart, Arch.VmemmapEnd);
-        if (BbmWindowFrames.Count == 0) return index.DistinctFrames;
-        return CountDistinct(index.Runs.Concat(BbmWindowFrames));
+        if (BbmWindows.Count == 0 && _vmemmapInFlight.Count == 0) return index.DistinctFrames;
+        // A page on a list may still be mapped (vmemmap_remap_pte adds it before it rewrites the
+        // entry): count every frame once.
+        return CountDistinct(index.Runs.Concat(BbmWindowFrames).Concat(_vmemmapInFlight.Keys.Select(p => (p, 1L))));
     }
 
     /// <summary>The number of distinct frames in a collection of (pfn, count) runs.</summary>
@@ -155,6 +169,7 @@ public sealed partial class Kernel : IPteObserver
     public long CountVmemmapFramesFullScan()
     {
         var runs = new List<(long Pfn, long Count)>(BbmWindowFrames);
+        runs.AddRange(_vmemmapInFlight.Keys.Select(p => (p, 1L)));
         foreach (var w in InitMm.Leaves(Arch.VmemmapStart, Arch.VmemmapEnd))
             runs.Add((w.Entry.Pfn, (long)(InitMm.EntrySize(w.Table) >> Arch.PageShift)));
         return CountDistinct(runs);
@@ -372,21 +387,24 @@ public sealed partial class Kernel : IPteObserver
 
     /// <summary>Reads a struct page through init_mm only: no TLB, no fault recorded. For
     /// invariants and rendering, which observe and never act.</summary>
+    /// <remarks>Inside an open break-before-make window the struct page reads as the entry
+    /// being installed will show it: the window is a transition the updater owns, and
+    /// BreakBeforeMake / NoDeadlock judge the window itself.</remarks>
     public bool PeekStructPage(ulong page, out StructPage value)
     {
-        var w = InitMm.Walk(page);
-        if (!w.IsLeaf) { value = default; return false; }
-        long frame = w.Entry.Pfn + (long)((page - InitMm.EntryVa(w.Table, w.Index)) >> Arch.PageShift);
+        long frame = WalkToFrame(page, out _);
+        if (frame < 0) { value = default; return false; }
         value = ReadSlot(frame, StructPageSlot(page));
         return true;
     }
 
-    /// <summary>The frame that maps kernel VA <paramref name="va"/> according to init_mm, or -1.</summary>
+    /// <summary>The frame that maps kernel VA <paramref name="va"/> according to init_mm (through
+    /// the pending entry of an open break-before-make window), or -1.</summary>
     public long WalkToFrame(ulong va, out bool writable)
     {
         var w = InitMm.Walk(va);
         writable = w.IsLeaf && w.Entry.Writable;
-        if (!w.IsLeaf) return -1;
+        if (!w.IsLeaf) return BbmWindowAt(va) is { } window ? ResolveThroughWindow(window, va, out writable) : -1;
         return w.Entry.Pfn + (long)((va - InitMm.EntryVa(w.Table, w.Index)) >> Arch.PageShift);
     }
 
@@ -406,23 +424,25 @@ public sealed partial class Kernel : IPteObserver
         {
             frame = -1;
             writable = false;
-            if (ctx is not null && IsVmemmapAddr(va) && Variant.VmemmapUpdate == VmemmapUpdate.BbmFaultHandler
-                && PageTableLock.Holder is { } holder)
+            if (ctx is not null && Variant.VmemmapUpdate == VmemmapUpdate.BbmFaultHandler && BbmWindowAt(va) is { } window)
             {
-                // Nanyong Sun v3: the arm64 fault handler waits for the vmemmap update by taking
-                // init_mm.page_table_lock. If the holder is this CPU's interrupted context, it
-                // never releases it: the CPU hangs.
-                ctx.WaitingFor = PageTableLock;
+                // Nanyong Sun v3: the arm64 vmemmap fault handler waits for the update by taking
+                // init_mm.page_table_lock. If the updater is this CPU's interrupted context (or
+                // this context), it never releases it: the CPU hangs.
+                var holder = window.Updater;
                 if (holder.CpuId == ctx.CpuId && holder.Depth <= ctx.Depth)
                 {
                     if (!ctx.Hung)
                         RecordFault(FaultKind.Deadlock, ctx, va, $"vmemmap translation fault in {ctx} spins on {PageTableLock.Name}, held by {holder} — interrupted on the same CPU{(ctx.InIrq ? " (IRQ context)" : "")}");
+                    ctx.WaitingFor = PageTableLock;
                     ctx.Hung = true;
                     return false;
                 }
-                ctx.MustRetry = true;
-                Note("vmemmap_fault.wait");
-                return false;
+                // Another CPU holds the lock: the handler waits until the entry is made again and
+                // the access retries. The access therefore sees the entry the update installs.
+                frame = ResolveThroughWindow(window, va, out writable);
+                Note("vmemmap_fault.waited");
+                if (frame >= 0) return true;
             }
             RecordFault(FaultKind.TranslationFault, ctx, va, $"{(write ? "write" : "read")} of unmapped kernel address (walk ended at level {w.Level} entry {w.Entry})");
             return false;
@@ -594,7 +614,12 @@ public sealed partial class Kernel : IPteObserver
     /// <summary>spin_lock: one step to take the lock; blocks while it is held. A wait that can
     /// never end (the holder is below us on the same CPU, or a waits-for cycle) is a deadlock,
     /// recorded once.</summary>
-    public IEnumerable<StepStatus> SpinLock(ExecContext ctx, KernelLock l)
+    public IEnumerable<StepStatus> SpinLock(ExecContext ctx, KernelLock l) => SpinLock(ctx, l, stepWhenTaken: true);
+
+    /// <summary>spin_lock; with <paramref name="stepWhenTaken"/> false, taking a free lock is
+    /// part of the caller's next action (one step: lock and store), which keeps a lock and the
+    /// entry change it guards indivisible for the other CPUs' observers.</summary>
+    public IEnumerable<StepStatus> SpinLock(ExecContext ctx, KernelLock l, bool stepWhenTaken)
     {
         bool reported = false;
         while (l.Holder is not null)
@@ -610,7 +635,7 @@ public sealed partial class Kernel : IPteObserver
         ctx.WaitingFor = null;
         l.Holder = ctx;
         ctx.Held.Add(l);
-        yield return StepStatus.Progress;
+        if (stepWhenTaken) yield return StepStatus.Progress;
     }
 
     /// <summary>Takes a lock without a step boundary (for one-shot operations); false if held.</summary>

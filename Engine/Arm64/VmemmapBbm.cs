@@ -18,11 +18,43 @@ namespace PropertySuite.Engine;
 
 public sealed partial class Kernel
 {
-    private readonly List<(long Pfn, long Count)> _bbmWindowFrames = new();
+    /// <summary>An open break-before-make window: the entry is none until the updater writes
+    /// <see cref="NewPte"/>; <see cref="Held"/> are the frames it will map (for a split, the
+    /// block's frames, which the new table maps), owned by the updater meanwhile.</summary>
+    public sealed record BbmWindow(PtTable Table, int Index, ulong Start, ulong End, Pte NewPte, (long Pfn, long Count) Held, ExecContext Updater);
+
+    private readonly List<BbmWindow> _bbmWindows = new();
+
+    public IReadOnlyList<BbmWindow> BbmWindows => _bbmWindows;
 
     /// <summary>Vmemmap frames held by open break-before-make windows: unmapped between the
     /// clear and the set, about to be mapped again. Conservation counts them with the leaves.</summary>
-    public IReadOnlyList<(long Pfn, long Count)> BbmWindowFrames => _bbmWindowFrames;
+    public IEnumerable<(long Pfn, long Count)> BbmWindowFrames => _bbmWindows.Select(w => w.Held);
+
+    /// <summary>The open window covering <paramref name="va"/>, if any.</summary>
+    public BbmWindow? BbmWindowAt(ulong va)
+    {
+        foreach (var w in _bbmWindows) if (va >= w.Start && va < w.End) return w;
+        return null;
+    }
+
+    /// <summary>What <paramref name="va"/> will translate to once window <paramref name="w"/>
+    /// closes: the frame of its pending entry (through the new table for a split), or -1.</summary>
+    public long ResolveThroughWindow(BbmWindow w, ulong va, out bool writable)
+    {
+        writable = false;
+        Pte e = w.NewPte;
+        ulong entryVa = w.Start;
+        if (e.IsTable && InitMm.TryGetTable(e.Pfn, out var child))
+        {
+            int i = InitMm.Index(va, child.Level);
+            e = child.Entries[i];
+            entryVa = InitMm.EntryVa(child, i);
+        }
+        if (!e.IsLeaf) return -1;
+        writable = e.Writable;
+        return e.Pfn + (long)((va - entryVa) >> Arch.PageShift);
+    }
 
     /// <summary>stop_machine() calls made for vmemmap updates so far.</summary>
     public long StopMachineCalls { get; private set; }
@@ -60,19 +92,20 @@ public sealed partial class Kernel
             case VmemmapUpdate.BbmFaultHandler:
                 bool locked = PageTableLock.Holder == ctx; // vmemmap_split_pmd already holds it
                 if (!locked)
-                    foreach (var s in SpinLock(ctx, PageTableLock)) yield return s;
+                    foreach (var s in SpinLock(ctx, PageTableLock, stepWhenTaken: false)) yield return s;
                 // During the window the frames the entry is about to map (for a split: the block's
                 // frames, which the new table maps) belong to no leaf; the updater holds them.
                 var held = newPte.IsLeaf
                     ? (newPte.Pfn, (long)(InitMm.EntrySize(t) >> Arch.PageShift))
                     : (old.Pfn, old.IsLeaf ? (long)(InitMm.EntrySize(t) >> Arch.PageShift) : 0L);
-                _bbmWindowFrames.Add(held);
+                var window = new BbmWindow(t, index, va, end, newPte, held, ctx);
+                _bbmWindows.Add(window);
                 InitMm.Set(t, index, Pte.None);           // pte_clear: the break
                 yield return StepStatus.Progress;
                 FlushTlbKernelRange(va, end);             // flush_tlb_kernel_range
                 yield return StepStatus.Progress;
                 InitMm.Set(t, index, newPte);             // set_pte_at: the make
-                _bbmWindowFrames.Remove(held);
+                _bbmWindows.Remove(window);
                 if (!locked) SpinUnlock(ctx, PageTableLock);
                 yield return StepStatus.Progress;
                 break;

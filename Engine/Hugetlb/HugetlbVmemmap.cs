@@ -17,7 +17,7 @@
 //                   operation to the tail pages"); RW under the TailVmemmapWritable variant.
 // The old frames are collected on the walk's page list and freed only after the TLB flush.
 // Frames on a page list (collected for freeing, or allocated and not yet installed) are counted
-// in Kernel.VmemmapFramesInFlight while they are there.
+// in Kernel's in-flight set (VmemmapInFlightAdd/Remove) while they are there.
 //
 // Every change of a live vmemmap entry goes through Kernel.VmemmapUpdateEntry
 // (Engine/Arm64/VmemmapBbm.cs): in place (set_pte_at / pmd_populate_kernel), which is what x86
@@ -99,7 +99,7 @@ namespace PropertySuite.Engine
         private void VmemmapListAdd(VmemmapRemapWalk walk, long pfn)
         {
             walk.VmemmapPages.Add(pfn);
-            VmemmapFramesInFlight++;
+            VmemmapInFlightAdd(pfn);
         }
 
         private long VmemmapListTakeFirst(VmemmapRemapWalk walk)
@@ -108,7 +108,7 @@ namespace PropertySuite.Engine
             if (l.Count == 0) throw new ModelBugException("vmemmap page list empty: more entries to restore than pages");
             long pfn = l[^1];
             l.RemoveAt(l.Count - 1);
-            VmemmapFramesInFlight--;
+            VmemmapInFlightRemove(pfn);
             return pfn;
         }
 
@@ -117,7 +117,7 @@ namespace PropertySuite.Engine
             int i = walk.VmemmapPages.LastIndexOf(pfn);
             if (i < 0) throw new ModelBugException($"list_del of page {pfn:x} that is not on the vmemmap page list");
             walk.VmemmapPages.RemoveAt(i);
-            VmemmapFramesInFlight--;
+            VmemmapInFlightRemove(pfn);
         }
 
         /// <summary>free_vmemmap_page_list: every page on the list back to the buddy.</summary>
@@ -128,8 +128,8 @@ namespace PropertySuite.Engine
             {
                 long pfn = pages[i];
                 DropFrameContent(pfn);
+                VmemmapInFlightRemove(pfn);
                 Mem.FreePages(pfn, 0, FrameOwner.Vmemmap, "free_vmemmap_page_list");
-                VmemmapFramesInFlight--;
             }
             pages.Clear();
         }

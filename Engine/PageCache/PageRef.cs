@@ -33,20 +33,14 @@ public static class PageRef
         if (fixedFlavour) k.RcuReadLock(ctx);
 
         // Step 1: the read (and, fixed: !page_is_fake_head(page) && page_ref_count(page) != u).
-        bool proceed;
-        StructPage sp;
-        while (!(proceed = k.ReadStructPage(ctx, page, out sp)) && ctx.TakeRetry()) yield return StepStatus.Blocked;
+        bool proceed = k.ReadStructPage(ctx, page, out var sp);
         if (proceed && fixedFlavour)
             proceed = !PageIsFakeHead(k, ctx, page, sp) && sp.Refcount != u;
         yield return StepStatus.Progress;
 
         // Step 2: atomic_add_unless(&page->_refcount, nr, u).
         if (proceed)
-        {
-            bool? got;
-            while ((got = AtomicAddUnless(k, ctx, page, nr, u, who)) is null) yield return StepStatus.Blocked;
-            result.Got = got.Value;
-        }
+            result.Got = AtomicAddUnless(k, ctx, page, nr, u, who);
         if (fixedFlavour) k.RcuReadUnlock(ctx);
         if (result.Got)
         {
@@ -65,12 +59,10 @@ public static class PageRef
     }
 
     /// <summary>The atomic itself, one instruction: see the file header for x86 vs arm64.</summary>
-    /// <returns>Whether the add happened; null when the access must be retried (a fault
-    /// handler is waiting for a vmemmap update).</returns>
-    private static bool? AtomicAddUnless(Kernel k, ExecContext ctx, ulong page, int nr, int u, string who)
+    private static bool AtomicAddUnless(Kernel k, ExecContext ctx, ulong page, int nr, int u, string who)
     {
         bool casNeedsWrite = k.Arch.Arch == Arch.Arm64;
-        if (!k.Translate(ctx, page, write: true, out long frame, out bool writable)) return ctx.TakeRetry() ? null : false;
+        if (!k.Translate(ctx, page, write: true, out long frame, out bool writable)) return false;
         var content = k.FrameContent(frame);
         int slot = k.StructPageSlot(page);
         var sp = content.Read(slot);

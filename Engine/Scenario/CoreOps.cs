@@ -163,7 +163,7 @@ public sealed record ReadStructPageOp(long Pfn) : Op
 
     private IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx)
     {
-        while (!k.ReadStructPage(ctx, k.PfnToPage(Pfn), out _) && ctx.TakeRetry()) yield return StepStatus.Blocked;
+        k.ReadStructPage(ctx, k.PfnToPage(Pfn), out _);
         yield return StepStatus.Progress;
     }
 

@@ -25,6 +25,7 @@ public static class OpCatalog
         ["truncate"] = ((r, _) => new TruncateOp(r.Handle('p')), null),
         ["spec_lookup"] = ((r, _) => new SpecLookupOp(r.Handle('p'), r.Int("index", 0, 1 << 20)), null),
         ["pfn_walk"] = ((r, _) => new PfnWalkOp(r.Handle('p'), r.Int("index", 0, 1 << 20)), null),
+        ["compact_pfn"] = ((r, _) => new CompactPfnOp(r.Int("pfn", 0, long.MaxValue >> 16)), null),
         ["read_folio_page"] = ((r, _) => new ReadFolioPageOp(r.Handle('f'), r.Int("subpage", 0, 1L << 32)), null),
         ["read_page"] = ((r, _) => new ReadStructPageOp(r.Int("pfn", 0, long.MaxValue >> 16)), null),
         ["hugetlb_pool"] = ((r, _) => new HugetlbPoolOp(r.Size("hugetlb size", 1, MaxOpSize), r.Int("nr_hugepages", 0, HugetlbOpText.MaxPoolCount)), null),

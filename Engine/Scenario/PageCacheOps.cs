@@ -106,12 +106,9 @@ public sealed record PfnWalkOp(string File, long Index) : Op
         return page == 0 ? null : new LambdaTask(ToString(), (k, ctx) => Body(k, ctx, page));
     }
 
-    private static IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx, ulong page)
+    internal static IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx, ulong page)
     {
-        bool ok;
-        Mm.StructPage sp;
-        while (!(ok = k.ReadStructPage(ctx, page, out sp)) && ctx.TakeRetry()) yield return StepStatus.Blocked;
-        bool lru = ok && (sp.Flags & Mm.PageFlags.Lru) != 0;
+        bool lru = k.ReadStructPage(ctx, page, out var sp) && (sp.Flags & Mm.PageFlags.Lru) != 0;
         yield return StepStatus.Progress;
         if (!lru) yield break;
         var got = new RefResult();
@@ -130,7 +127,7 @@ public sealed record PfnWalkOp(string File, long Index) : Op
 
 /// <summary>`read_folio_page f1 64`: a kernel read of the struct page of subpage N of a HugeTLB
 /// folio (page_count / PageHuge from any context, e.g. an interrupt handler), through the CPU's
-/// TLB; waits like any access if a fault handler makes it wait.</summary>
+/// TLB (an access in a break-before-make window waits in the fault handler, if there is one).</summary>
 public sealed record ReadFolioPageOp(string Folio, long Subpage) : Op
 {
     public override string Verb => "read_folio_page";
@@ -147,12 +144,29 @@ public sealed record ReadFolioPageOp(string Folio, long Subpage) : Op
     {
         long pages = k.Arch.PagesPerHugePage(f.Hstate.Size);
         ulong page = k.PfnToPage(f.HeadPfn + Subpage % pages);
-        while (!k.ReadStructPage(ctx, page, out _) && ctx.TakeRetry()) yield return StepStatus.Blocked;
+        k.ReadStructPage(ctx, page, out _);
         yield return StepStatus.Progress;
     }
 
     public override IEnumerable<Op> ShrinkArgs()
     {
         if (Subpage != 0) yield return this with { Subpage = 0 };
+    }
+}
+
+/// <summary>`compact_pfn 0x2240`: the same compaction-style walker at an absolute PFN, as
+/// isolate_migratepages_block visits the PFNs of a pageblock: pfn_to_page(pfn), PG_lru,
+/// get_page_unless_zero, put.</summary>
+public sealed record CompactPfnOp(long Pfn) : Op
+{
+    public override string Verb => "compact_pfn";
+    public override string Args() => $"0x{Pfn:x}";
+
+    public override KernelTask? CreateTask(RunContext rc) =>
+        Pfn >= rc.Kernel.Mem.MaxPfn ? null : new LambdaTask(ToString(), (k, ctx) => PfnWalkOp.Body(k, ctx, k.PfnToPage(Pfn)));
+
+    public override IEnumerable<Op> ShrinkArgs()
+    {
+        if (Pfn != 0) yield return this with { Pfn = 0 };
     }
 }

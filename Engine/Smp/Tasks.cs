@@ -41,20 +41,9 @@ public sealed class ExecContext
     public long RcuReaderSince { get; internal set; } = -1;
     public List<KernelLock> Held { get; } = new();
     public KernelLock? WaitingFor { get; internal set; }
-    /// <summary>Set when an access could not complete because a fault handler must wait (the
-    /// arm64 vmemmap fault handler waiting for init_mm.page_table_lock). Task code that loops
-    /// on the access yields Blocked and retries; <see cref="TakeRetry"/> clears it.</summary>
-    public bool MustRetry { get; internal set; }
     /// <summary>Deadlocked: this context can never run again (its CPU is hung).</summary>
     public bool Hung { get; internal set; }
 
-    /// <summary>Whether the last access asked to be retried; clears the request.</summary>
-    public bool TakeRetry()
-    {
-        bool r = MustRetry;
-        MustRetry = false;
-        return r;
-    }
     public bool IrqsDisabled { get; internal set; }
 
     internal ExecContext(KernelTask task, int cpu, bool inIrq, int depth)

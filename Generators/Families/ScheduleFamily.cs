@@ -66,6 +66,9 @@ public sealed class ScheduleFamily : IOpFamily
     {
         var handler = s.DrawIrqHandler!(rng);
         if (handler is null || handler is StepOp or IrqOp || handler.Start || handler.Bind is not null) return null;
-        return new IrqOp(handler with { Cpu = 0 }) { Cpu = rng.Next(s.Machine.Cpus) };
+        // Interrupting a CPU that runs a task is what exposes IRQ-context hazards; prefer it.
+        var busy = s.BusyCpus.Order().ToList();
+        int cpu = busy.Count > 0 && rng.Chance(70) ? rng.Pick(busy) : rng.Next(s.Machine.Cpus);
+        return new IrqOp(handler with { Cpu = 0 }) { Cpu = cpu };
     }
 }
