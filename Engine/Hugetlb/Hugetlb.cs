@@ -289,12 +289,9 @@ public sealed partial class Kernel
         {
             SpinUnlock(ctx, HugetlbLock);
             var got = new Ret<HugetlbFolio?>();
-            foreach (var s in AllocFreshHugetlbFolio(ctx, h, got, null)) yield return s;
+            foreach (var s in AllocPoolHugeFolio(ctx, h, got)) yield return s;
             foreach (var s in SpinLock(ctx, HugetlbLock)) yield return s;
-            if (got.Value is not { } f) break;
-            // prep_and_add_allocated_folios
-            PrepAccountNewHugePage(h);
-            EnqueueHugetlbFolio(ctx, h, f);
+            if (got.Value is null) break;
         }
         // Decrease the pool: free surplus-free pages first, then in-use pages become surplus.
         long minCount = Math.Max(count, h.NrHugePages - h.FreeHugePages);
@@ -315,6 +312,20 @@ public sealed partial class Kernel
         while (count < h.PersistentHugePages)
             if (!AdjustPoolSurplus(h, 1)) break;
         h.MaxHugePages = h.PersistentHugePages;
+        SpinUnlock(ctx, HugetlbLock);
+        yield return StepStatus.Progress;
+    }
+
+    /// <summary>One folio for the persistent pool: alloc_pool_huge_folio, then (per folio, see the
+    /// header) prep_and_add_allocated_folios: optimize, account and enqueue under hugetlb_lock.</summary>
+    [Kernel("mm/hugetlb.c", "alloc_pool_huge_folio")]
+    public IEnumerable<StepStatus> AllocPoolHugeFolio(ExecContext ctx, Hstate h, Ret<HugetlbFolio?> result)
+    {
+        foreach (var s in AllocFreshHugetlbFolio(ctx, h, result, null)) yield return s;
+        if (result.Value is not { } f) yield break;
+        foreach (var s in SpinLock(ctx, HugetlbLock)) yield return s;
+        PrepAccountNewHugePage(h);
+        EnqueueHugetlbFolio(ctx, h, f);
         SpinUnlock(ctx, HugetlbLock);
         yield return StepStatus.Progress;
     }

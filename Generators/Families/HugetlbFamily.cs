@@ -72,6 +72,12 @@ public sealed class HugetlbFamily : IOpFamily
 
     private static Op AfterFailure(GenState s, Prng rng, IReadOnlyList<string> folios)
     {
+        // Allocations of a gigantic pool folio: 1 the folio, 2 the head copy, 3 the first PMD's
+        // PTE table, 4 the second's — failing from the 4th on makes the walk roll back.
+        var gigantic = s.Arch.HugetlbSizes.Where(z => s.Arch.HugePageOrder(z) > s.Arch.MaxPageOrder && 2 * z <= s.Machine.MemoryBytes
+            && s.Arch.VmemmapPagesPerFolio(z) * s.Arch.PageSize > s.Arch.PmdSize).ToList();
+        if (s.Ops[^1] is FailAllocOp { After: 3 } && gigantic.Count > 0 && rng.Chance(60))
+            return new HugetlbPoolOp(rng.Pick(gigantic), 1);
         int pick = rng.Next(folios.Count > 0 ? 5 : 2);
         return pick switch
         {
