@@ -18,12 +18,12 @@
 // vmemmap page (WriteStructPageRange), so a write to a tail that HVO mapped read-only faults.
 //
 // Departures from the kernel:
-// - Batching is not modelled: the pool grows and shrinks one folio at a time
-//   (hugetlb_vmemmap_optimize_folio / _restore_folio instead of the _folios batch forms of
-//   prep_and_add_allocated_folios and update_and_free_pages_bulk). Shrinking still collects the
-//   folios to free under one hold of hugetlb_lock first, as the kernel does, and a folio whose
-//   restore fails is re-added as surplus, which is the per-folio outcome of
-//   bulk_vmemmap_restore_error.
+// - Growing the pool is batched as in the kernel (alloc_pool_huge_folio for every folio, then
+//   prep_and_add_allocated_folios → hugetlb_vmemmap_optimize_folios); shrinking is not: the
+//   folios to free are collected under one hold of hugetlb_lock, as the kernel does, but each is
+//   then restored and freed on its own (hugetlb_vmemmap_restore_folio instead of
+//   update_and_free_pages_bulk → hugetlb_vmemmap_restore_folios). A folio whose restore fails is
+//   re-added as surplus, which is the per-folio outcome of bulk_vmemmap_restore_error.
 // - Freeing an optimized folio from atomic context is not deferred to the free_hpage_work
 //   workqueue: every free path here runs in process context.
 // - Memory failure: the raw hwpoisoned page is not taken off the buddy after a dissolve
@@ -219,6 +219,7 @@ public sealed partial class Kernel
         foreach (var f in h.Freelist)
         {
             if (ReadStructPage(ctx, FolioPage(f), out var sp) && (sp.Flags & PageFlags.HwPoison) != 0) continue;
+            // (returning right after the removal keeps the enumeration valid)
             h.FreelistRemove(f);
             f.State = FolioState.Active;
             FolioSetRefcount(ctx, f, 1, "folio_ref_unfreeze");
@@ -285,13 +286,22 @@ public sealed partial class Kernel
         // Increase the pool: first convert surplus pages to persistent ones.
         while (h.SurplusHugePages > 0 && count > h.PersistentHugePages)
             if (!AdjustPoolSurplus(h, -1)) break;
-        while (count > h.PersistentHugePages)
+        var pageList = new List<HugetlbFolio>();
+        while (count > h.PersistentHugePages + pageList.Count)
         {
             SpinUnlock(ctx, HugetlbLock);
+            // alloc_pool_huge_folio → only_alloc_fresh_hugetlb_folio
             var got = new Ret<HugetlbFolio?>();
-            foreach (var s in AllocPoolHugeFolio(ctx, h, got)) yield return s;
+            foreach (var s in OnlyAllocFreshHugetlbFolio(ctx, h, got, null)) yield return s;
             foreach (var s in SpinLock(ctx, HugetlbLock)) yield return s;
-            if (got.Value is null) break;
+            if (got.Value is not { } f) break;
+            pageList.Add(f);
+        }
+        if (pageList.Count > 0)
+        {
+            SpinUnlock(ctx, HugetlbLock);
+            foreach (var s in PrepAndAddAllocatedFolios(ctx, h, pageList)) yield return s;
+            foreach (var s in SpinLock(ctx, HugetlbLock)) yield return s;
         }
         // Decrease the pool: free surplus-free pages first, then in-use pages become surplus.
         long minCount = Math.Max(count, h.NrHugePages - h.FreeHugePages);
@@ -299,8 +309,7 @@ public sealed partial class Kernel
         while (minCount < h.PersistentHugePages)
         {
             // remove_pool_hugetlb_folio(h, nodes_allowed, 0)
-            if (h.Freelist.Count == 0) break;
-            var f = h.Freelist[0];
+            if (h.FreelistFirst is not { } f) break;
             RemoveHugetlbFolio(ctx, h, f, adjustSurplus: false);
             toFree.Add(f);
         }
@@ -316,16 +325,26 @@ public sealed partial class Kernel
         yield return StepStatus.Progress;
     }
 
-    /// <summary>One folio for the persistent pool: alloc_pool_huge_folio, then (per folio, see the
-    /// header) prep_and_add_allocated_folios: optimize, account and enqueue under hugetlb_lock.</summary>
-    [Kernel("mm/hugetlb.c", "alloc_pool_huge_folio")]
-    public IEnumerable<StepStatus> AllocPoolHugeFolio(ExecContext ctx, Hstate h, Ret<HugetlbFolio?> result)
+    /// <summary>prep_and_add_allocated_folios: optimize the batch (one grace period, one flush for
+    /// all), then account and enqueue every folio under one hold of hugetlb_lock.</summary>
+    [Kernel("mm/hugetlb.c", "prep_and_add_allocated_folios")]
+    public IEnumerable<StepStatus> PrepAndAddAllocatedFolios(ExecContext ctx, Hstate h, List<HugetlbFolio> folios)
     {
-        foreach (var s in AllocFreshHugetlbFolio(ctx, h, result, null)) yield return s;
-        if (result.Value is not { } f) yield break;
+        foreach (var s in HugetlbVmemmapOptimizeFolios(ctx, h, folios)) yield return s;
+        if (Variant.HvoBeforeHugetlbFlag)
+        {
+            foreach (var f in folios)
+            {
+                InitNewHugetlbFolio(ctx, f);
+                yield return StepStatus.Progress;
+            }
+        }
         foreach (var s in SpinLock(ctx, HugetlbLock)) yield return s;
-        PrepAccountNewHugePage(h);
-        EnqueueHugetlbFolio(ctx, h, f);
+        foreach (var f in folios)
+        {
+            PrepAccountNewHugePage(h);
+            EnqueueHugetlbFolio(ctx, h, f);
+        }
         SpinUnlock(ctx, HugetlbLock);
         yield return StepStatus.Progress;
     }

@@ -61,6 +61,9 @@ public sealed record SavingsRow(string Config, HvoScheme Scheme, long HugePageBy
 
 public static class Savings
 {
+    /// <summary>Folios per write to nr_hugepages while growing the pool.</summary>
+    public const long Batch = 4096;
+
     /// <summary>Runs the measurement. <paramref name="progress"/>, if given, is told each row.</summary>
     public static List<SavingsRow> Compute(SavingsOptions options, Action<SavingsRow>? progress = null)
     {
@@ -97,24 +100,26 @@ public static class Savings
         var k = Kernel.Boot(arch, new MachineConfig(machineBytes, 1), variant);
         var h = k.Hugetlb.SizeToHstate(size) ?? throw new Mm.ModelBugException($"{arch.Name} has no {ArchConfig.FormatSize(size)} hstate");
         long before = k.Mem.Count(Mm.FrameOwner.Vmemmap);
-        HugetlbFolio? first = null;
-        for (long i = 0; i < folios; i++)
+        // Grow the pool in writes of at most Batch folios to nr_hugepages (each write is one
+        // set_max_huge_pages: one batch of allocations, one hugetlb_vmemmap_optimize_folios).
+        for (long done = 0; done < folios;)
         {
-            var got = new Ret<HugetlbFolio?>();
-            var task = new LambdaTask("alloc_pool_huge_folio", (kk, ctx) => kk.AllocPoolHugeFolio(ctx, h, got));
-            if (!k.StartTask(0, task) || !k.RunToCompletionOrBlock(0, task))
-                throw new Mm.ModelBugException($"savings: allocation task of folio {i} did not run to completion");
-            if (got.Value is null)
-                throw new Mm.ModelBugException($"savings: {arch.Name} {machineBytes >> 20} MiB could not allocate folio {i} of {folios} ({ArchConfig.FormatSize(size)})");
-            first ??= got.Value;
+            long target = Math.Min(folios, done + Batch);
+            var task = new LambdaTask("set_max_huge_pages", (kk, ctx) => kk.SetMaxHugePages(ctx, h, target));
+            if (!k.StartTask(0, task) || !k.RunToCompletionOrBlock(0, task, int.MaxValue))
+                throw new Mm.ModelBugException($"savings: set_max_huge_pages({target}) did not run to completion");
+            if (h.NrHugePages != target)
+                throw new Mm.ModelBugException($"savings: {arch.Name} {machineBytes >> 20} MiB holds {h.NrHugePages} of {target} {ArchConfig.FormatSize(size)} folios");
+            done = target;
             k.Mem.ClearChanged();
         }
+        var first = h.FoliosByPfn()[0];
         long after = k.Mem.Count(Mm.FrameOwner.Vmemmap);
         long freed = before - after;
         if (freed % folios != 0)
             throw new Mm.ModelBugException($"savings: {freed} frames freed by {folios} folios is not the same for each");
 
-        ulong end = k.PfnToPage(first!.HeadPfn + first.NrPages);
+        ulong end = k.PfnToPage(first.HeadPfn + first.NrPages);
         long vmemmapBytes = (long)(end - k.PfnToPage(first.HeadPfn));
         long kept = 0;
         if (vmemmapBytes >= arch.PageSize)

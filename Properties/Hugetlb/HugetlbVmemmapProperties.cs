@@ -68,11 +68,14 @@ public class HugetlbVmemmapProperties
     [Fact]
     public void SplitFailingMidWalkRollsBackAndLeavesTheFolioUnoptimized()
     {
-        // A 1G folio's vmemmap spans 8 PMD blocks. Allocations: 1 the folio, 2 the head copy, 3 the
-        // first PMD's PTE table; the 4th (the second PMD's table) fails after 512 entries were
-        // remapped, so vmemmap_remap_free walks them back with vmemmap_restore_pte.
+        // A 1G folio's vmemmap spans 8 PMD blocks. The pool grows in a batch
+        // (hugetlb_vmemmap_optimize_folios): allocation 1 is the folio, 2-3 the PTE tables of the
+        // first two PMDs in the split pass; from the 4th on everything fails, so the split pass
+        // stops at the third PMD, the head copy is not allocated, and the remap walk remaps the
+        // 1024 entries of the two split PMDs before it cannot split the third: vmemmap_remap_free
+        // walks them back with vmemmap_restore_pte.
         long before = 0;
-        var r = RunClean(Header(memory: "4G") + "fail_alloc 3 1\nhugetlb_pool 1G 1\n", (i, k) =>
+        var r = RunClean(Header(memory: "4G") + "fail_alloc 3 16\nhugetlb_pool 1G 1\n", (i, k) =>
         {
             if (i == 1) before = k.Mem.Count(FrameOwner.Vmemmap);
             if (i == 2)
