@@ -39,6 +39,10 @@ public sealed class HugetlbFamily : IOpFamily
         // Right after injected failures, take a path that allocates.
         if (s.Ops.Count > 0 && s.Ops[^1] is FailAllocOp && rng.Chance(80))
             return AfterFailure(s, rng, folios);
+        // A folio just freed may be back in the pool (possibly as a surplus page, after a failed
+        // restore): dissolve it, directly or through memory failure.
+        if (s.Ops.Count > 0 && s.Ops[^1] is HugetlbFreeOp { Start: false } freed && rng.Chance(35))
+            return rng.Chance(50) ? new DissolveOp(freed.Folio) : new MemoryFailureOp(freed.Folio, Index(s, rng));
         // A started task: let it run some steps, or act on its folio from another CPU.
         if (s.BusyCpus.Count > 0 && rng.Chance(60))
         {

@@ -31,7 +31,7 @@ public class HugetlbGenerationTests
     private static bool IsHugetlbVariant(NamedVariant v) => v.Name is "flush-dcache-page-on-tail" or "restore-after-hugetlb-flag-cleared";
 
     private static (ArchConfig, MachineConfig) Machine(NamedVariant v) =>
-        (v.Arch is { } a ? ArchConfig.ByName(a) : ArchConfig.X86_64_4K, new MachineConfig(4L << 30, 2));
+        (v.Arch is { } a ? ArchConfig.ByName(a) : ArchConfig.X86_64_4K, new MachineConfig(2L << 30, 2));
 
     private static Scenario Generate(NamedVariant v, ulong seed)
     {
