@@ -191,7 +191,7 @@ namespace PropertySuite.Engine
         {
             var pages = new List<long>();
             var ret = new Ret<Errno>();
-            foreach (var s in HugetlbVmemmapOptimizeFolioPages(ctx, h, f, pages, VmemmapRemapFlags.SynchronizeRcu, ret)) yield return s;
+            foreach (var s in HugetlbVmemmapOptimizeFolio(ctx, h, f, pages, VmemmapRemapFlags.SynchronizeRcu, ret)) yield return s;
             if (pages.Count > 0)
             {
                 FreeVmemmapPageList(pages);
@@ -202,7 +202,7 @@ namespace PropertySuite.Engine
         /// <summary>__hugetlb_vmemmap_optimize_folio: the old pages end up on <paramref name="pages"/>
         /// for the caller to free after the flush.</summary>
         [Kernel("mm/hugetlb_vmemmap.c", "__hugetlb_vmemmap_optimize_folio")]
-        public IEnumerable<StepStatus> HugetlbVmemmapOptimizeFolioPages(ExecContext ctx, Hstate h, HugetlbFolio f,
+        public IEnumerable<StepStatus> HugetlbVmemmapOptimizeFolio(ExecContext ctx, Hstate h, HugetlbFolio f,
             List<long> pages, VmemmapRemapFlags flags, Ret<Errno> ret)
         {
             var v = View(ctx);
@@ -263,7 +263,7 @@ namespace PropertySuite.Engine
             var flags = VmemmapRemapFlags.RemapNoTlbFlush | VmemmapRemapFlags.SynchronizeRcu;
             foreach (var f in folios)
             {
-                foreach (var s in HugetlbVmemmapOptimizeFolioPages(ctx, h, f, pages, flags, ret)) yield return s;
+                foreach (var s in HugetlbVmemmapOptimizeFolio(ctx, h, f, pages, flags, ret)) yield return s;
                 flags &= ~VmemmapRemapFlags.SynchronizeRcu; // one grace period per batch
                 if (ret.Value == Errno.ENOMEM && pages.Count > 0)
                 {
@@ -271,7 +271,7 @@ namespace PropertySuite.Engine
                     FreeVmemmapPageList(pages);
                     Note("hvo.batch_retry");
                     yield return StepStatus.Progress;
-                    foreach (var s in HugetlbVmemmapOptimizeFolioPages(ctx, h, f, pages, flags, ret)) yield return s;
+                    foreach (var s in HugetlbVmemmapOptimizeFolio(ctx, h, f, pages, flags, ret)) yield return s;
                 }
             }
             FlushTlbAll();

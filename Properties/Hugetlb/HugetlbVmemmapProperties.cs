@@ -150,6 +150,29 @@ public class HugetlbVmemmapProperties
     }
 
     [Fact]
+    public void SelfHostedVmemmapIsNotOptimized()
+    {
+        // memmap_on_memory: the vmemmap page that describes the folio lives in the memory it
+        // describes (PageVmemmapSelfHosted on the vmemmap page's own struct page) → -ENOTSUPP.
+        var r = RunClean(Header() + "hvo_knob on\nf1 = hugetlb_alloc 2M\n", (i, k) =>
+        {
+            if (i == 1)
+            {
+                long first = k.WalkToFrame(k.PfnToPage(0), out _);
+                for (long frame = first; frame < first + (k.Arch.PmdSize >> k.Arch.PageShift); frame++)
+                {
+                    k.PeekStructPage(k.PfnToPage(frame), out var sp);
+                    sp.Flags |= PageFlags.VmemmapSelfHosted;
+                    k.WriteStructPage(null, k.PfnToPage(frame), sp, "test: memmap_on_memory");
+                }
+            }
+            if (i == 2) Assert.False(k.FolioTestHugetlbVmemmapOptimized(k.PeekView, k.FolioPage(OnlyFolio(k))));
+        });
+        Assert.Equal(1, r.Reached.GetValueOrDefault("hvo.self_hosted"));
+        Assert.Equal(1, r.Reached.GetValueOrDefault("hvo.optimize_failed"));
+    }
+
+    [Fact]
     public void TheKnobAffectsOnlyLaterAllocations()
     {
         RunClean(Header() + "hvo_knob off\nf1 = hugetlb_alloc 2M\nhvo_knob on\nf2 = hugetlb_alloc 2M\nhvo_knob off\n", (i, k) =>
