@@ -14,6 +14,13 @@
 // Variants put back the historical orders: HvoBeforeHugetlbFlag (before d8f5f7e445f0, §8 #6)
 // and RestoreAfterHugetlbFlagCleared (before 30a89adf872d, §8 #7).
 //
+// One later fix is in the default model although the pinned releases lack it: dissolving a free
+// folio that is accounted as surplus (one a failed restore put back) also decrements
+// surplus_huge_pages ("mm/hugetlb: fix surplus pages in dissolve_free_huge_page()", 2025; read in
+// the newer mm/hugetlb.c, whose dissolve_free_hugetlb_folio passes adjust_surplus). Without it
+// (DissolveIgnoresSurplus, 6.10-6.12 as released) HugePages_Surp can exceed HugePages_Total;
+// random generation found this in the model before the fix was looked up.
+//
 // Struct pages are written through vmemmap with the running CPU's view, one translation per
 // vmemmap page (WriteStructPageRange), so a write to a tail that HVO mapped read-only faults.
 //
