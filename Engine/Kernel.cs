@@ -48,8 +48,12 @@ public sealed record KernelFault(FaultKind Kind, long Step, int Cpu, ulong Va, s
     public override string ToString() => $"{Kind} at step {Step} on cpu{Cpu} va {Va:x}: {Detail}";
 }
 
-/// <summary>A page-table change that no TLB flush has covered yet.</summary>
-public sealed record PendingFlush(ulong Start, ulong End, int TaskId, string What);
+/// <summary>A page-table change that no TLB flush has covered yet. The description is formatted
+/// only when asked for (a change is recorded on every entry store, a hot path).</summary>
+public sealed record PendingFlush(ulong Start, ulong End, int TaskId, string Mm, PtLevel Level, ulong EntryVa, Pte Old, Pte New)
+{
+    public string What => $"{Mm} {Level} entry at {EntryVa:x}: {Old} -> {New}";
+}
 
 /// <summary>The modelled machine and kernel. Build with <see cref="Boot"/>.</summary>
 public sealed partial class Kernel : IPteObserver
@@ -478,8 +482,7 @@ public sealed partial class Kernel : IPteObserver
         if (oldPte.IsNone) return; // nothing could have been cached
         ulong va = mm.EntryVa(table, index);
         ulong size = mm.EntrySize(table);
-        _pendingFlushes.Add(new PendingFlush(va, va + size, Current?.Task.Id ?? 0,
-            $"{mm.Name} {table.Level} entry at {va:x}: {oldPte} -> {newPte}"));
+        _pendingFlushes.Add(new PendingFlush(va, va + size, Current?.Task.Id ?? 0, mm.Name, table.Level, va, oldPte, newPte));
         if (Arch.Arch == Config.Arch.Arm64 && !newPte.IsNone && BreaksBbm(table.Level, oldPte, newPte, out string why))
             RecordFault(FaultKind.BreakBeforeMake, Current, va, $"{table.Level} entry changed in place: {oldPte} -> {newPte} ({why})");
     }

@@ -21,13 +21,12 @@ public sealed class OptimizedImpliesHugetlb : IInvariant
     public Violation? Check(Kernel k)
     {
         var v = k.PeekView;
-        foreach (var h in k.Hugetlb.Hstates)
-            foreach (var f in h.Folios)
-            {
-                ulong head = k.FolioPage(f);
-                if (k.FolioTestHugetlbVmemmapOptimized(v, head) && !k.FolioTestHugetlb(v, head))
-                    return new(Name, $"{f}: vmemmap optimized but the hugetlb flag is clear (head struct page {v.Read(head)})");
-            }
+        foreach (var f in k.Hugetlb.AllFoliosByPfn())
+        {
+            ulong head = k.FolioPage(f);
+            if (k.FolioTestHugetlbVmemmapOptimized(v, head) && !k.FolioTestHugetlb(v, head))
+                return new(Name, $"{f}: vmemmap optimized but the hugetlb flag is clear (head struct page {v.Read(head)})");
+        }
         return null;
     }
 }

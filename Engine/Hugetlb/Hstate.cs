@@ -39,8 +39,9 @@ public enum FolioState
 public sealed class Hstate
 {
     private readonly Dictionary<long, HugetlbFolio> _folios = new();
-    // hugepage_freelists[nid]: enqueue adds at the head, dequeue takes the first (LIFO).
-    private readonly List<HugetlbFolio> _freelist = new();
+    // hugepage_freelists[nid]: enqueue adds at the head, dequeue takes the first (LIFO); a folio
+    // knows its node, so list_del is O(1) as in the kernel.
+    private readonly LinkedList<HugetlbFolio> _freelist = new();
 
     internal Hstate(ArchConfig arch, long size, int reservePages)
     {
@@ -97,7 +98,9 @@ public sealed class Hstate
     public IReadOnlyCollection<HugetlbFolio> Folios => _folios.Values;
     public int FolioCount => _folios.Count;
     /// <summary>The free list, first = next to be dequeued.</summary>
-    public IReadOnlyList<HugetlbFolio> Freelist => _freelist;
+    public IReadOnlyCollection<HugetlbFolio> Freelist => _freelist;
+    /// <summary>The first folio of the free list, or null.</summary>
+    public HugetlbFolio? FreelistFirst => _freelist.First?.Value;
 
     /// <summary>The folios sorted by head PFN (for invariants and rendering).</summary>
     public List<HugetlbFolio> FoliosByPfn()
@@ -120,8 +123,19 @@ public sealed class Hstate
         if (!_folios.Remove(f.HeadPfn)) throw new Mm.ModelBugException($"hstate {Name}: folio at pfn {f.HeadPfn:x} not tracked");
     }
 
-    internal void FreelistPush(HugetlbFolio f) => _freelist.Insert(0, f);
-    internal bool FreelistRemove(HugetlbFolio f) => _freelist.Remove(f);
+    internal void FreelistPush(HugetlbFolio f)
+    {
+        if (f.FreelistNode is not null) throw new Mm.ModelBugException($"{f} enqueued twice");
+        f.FreelistNode = _freelist.AddFirst(f);
+    }
+
+    internal bool FreelistRemove(HugetlbFolio f)
+    {
+        if (f.FreelistNode is not { } node) return false;
+        _freelist.Remove(node);
+        f.FreelistNode = null;
+        return true;
+    }
 
     public override string ToString() =>
         $"hstate {Name}: nr {NrHugePages} free {FreeHugePages} surplus {SurplusHugePages} max {MaxHugePages}";
@@ -154,6 +168,8 @@ public sealed class HugetlbFolio
     public bool UserReference { get; set; }
 
     public long NrPages => Hstate.PagesPerHugePage;
+
+    internal LinkedListNode<HugetlbFolio>? FreelistNode { get; set; }
 
     public override string ToString() => $"folio {Hstate.Name} at pfn {HeadPfn:x} ({State})";
 }

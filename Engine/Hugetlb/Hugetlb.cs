@@ -14,16 +14,23 @@
 // Variants put back the historical orders: HvoBeforeHugetlbFlag (before d8f5f7e445f0, §8 #6)
 // and RestoreAfterHugetlbFlagCleared (before 30a89adf872d, §8 #7).
 //
+// One later fix is in the default model although the pinned releases lack it: dissolving a free
+// folio that is accounted as surplus (one a failed restore put back) also decrements
+// surplus_huge_pages ("mm/hugetlb: fix surplus pages in dissolve_free_huge_page()", 2025; read in
+// the newer mm/hugetlb.c, whose dissolve_free_hugetlb_folio passes adjust_surplus). Without it
+// (DissolveIgnoresSurplus, 6.10-6.12 as released) HugePages_Surp can exceed HugePages_Total;
+// random generation found this in the model before the fix was looked up.
+//
 // Struct pages are written through vmemmap with the running CPU's view, one translation per
 // vmemmap page (WriteStructPageRange), so a write to a tail that HVO mapped read-only faults.
 //
 // Departures from the kernel:
-// - Batching is not modelled: the pool grows and shrinks one folio at a time
-//   (hugetlb_vmemmap_optimize_folio / _restore_folio instead of the _folios batch forms of
-//   prep_and_add_allocated_folios and update_and_free_pages_bulk). Shrinking still collects the
-//   folios to free under one hold of hugetlb_lock first, as the kernel does, and a folio whose
-//   restore fails is re-added as surplus, which is the per-folio outcome of
-//   bulk_vmemmap_restore_error.
+// - Growing the pool is batched as in the kernel (alloc_pool_huge_folio for every folio, then
+//   prep_and_add_allocated_folios → hugetlb_vmemmap_optimize_folios); shrinking is not: the
+//   folios to free are collected under one hold of hugetlb_lock, as the kernel does, but each is
+//   then restored and freed on its own (hugetlb_vmemmap_restore_folio instead of
+//   update_and_free_pages_bulk → hugetlb_vmemmap_restore_folios). A folio whose restore fails is
+//   re-added as surplus, which is the per-folio outcome of bulk_vmemmap_restore_error.
 // - Freeing an optimized folio from atomic context is not deferred to the free_hpage_work
 //   workqueue: every free path here runs in process context.
 // - Memory failure: the raw hwpoisoned page is not taken off the buddy after a dissolve
@@ -219,6 +226,7 @@ public sealed partial class Kernel
         foreach (var f in h.Freelist)
         {
             if (ReadStructPage(ctx, FolioPage(f), out var sp) && (sp.Flags & PageFlags.HwPoison) != 0) continue;
+            // (returning right after the removal keeps the enumeration valid)
             h.FreelistRemove(f);
             f.State = FolioState.Active;
             FolioSetRefcount(ctx, f, 1, "folio_ref_unfreeze");
@@ -285,16 +293,22 @@ public sealed partial class Kernel
         // Increase the pool: first convert surplus pages to persistent ones.
         while (h.SurplusHugePages > 0 && count > h.PersistentHugePages)
             if (!AdjustPoolSurplus(h, -1)) break;
-        while (count > h.PersistentHugePages)
+        var pageList = new List<HugetlbFolio>();
+        while (count > h.PersistentHugePages + pageList.Count)
         {
             SpinUnlock(ctx, HugetlbLock);
+            // alloc_pool_huge_folio → only_alloc_fresh_hugetlb_folio
             var got = new Ret<HugetlbFolio?>();
-            foreach (var s in AllocFreshHugetlbFolio(ctx, h, got, null)) yield return s;
+            foreach (var s in OnlyAllocFreshHugetlbFolio(ctx, h, got, null)) yield return s;
             foreach (var s in SpinLock(ctx, HugetlbLock)) yield return s;
             if (got.Value is not { } f) break;
-            // prep_and_add_allocated_folios
-            PrepAccountNewHugePage(h);
-            EnqueueHugetlbFolio(ctx, h, f);
+            pageList.Add(f);
+        }
+        if (pageList.Count > 0)
+        {
+            SpinUnlock(ctx, HugetlbLock);
+            foreach (var s in PrepAndAddAllocatedFolios(ctx, h, pageList)) yield return s;
+            foreach (var s in SpinLock(ctx, HugetlbLock)) yield return s;
         }
         // Decrease the pool: free surplus-free pages first, then in-use pages become surplus.
         long minCount = Math.Max(count, h.NrHugePages - h.FreeHugePages);
@@ -302,8 +316,7 @@ public sealed partial class Kernel
         while (minCount < h.PersistentHugePages)
         {
             // remove_pool_hugetlb_folio(h, nodes_allowed, 0)
-            if (h.Freelist.Count == 0) break;
-            var f = h.Freelist[0];
+            if (h.FreelistFirst is not { } f) break;
             RemoveHugetlbFolio(ctx, h, f, adjustSurplus: false);
             toFree.Add(f);
         }
@@ -315,6 +328,30 @@ public sealed partial class Kernel
         while (count < h.PersistentHugePages)
             if (!AdjustPoolSurplus(h, 1)) break;
         h.MaxHugePages = h.PersistentHugePages;
+        SpinUnlock(ctx, HugetlbLock);
+        yield return StepStatus.Progress;
+    }
+
+    /// <summary>prep_and_add_allocated_folios: optimize the batch (one grace period, one flush for
+    /// all), then account and enqueue every folio under one hold of hugetlb_lock.</summary>
+    [Kernel("mm/hugetlb.c", "prep_and_add_allocated_folios")]
+    public IEnumerable<StepStatus> PrepAndAddAllocatedFolios(ExecContext ctx, Hstate h, List<HugetlbFolio> folios)
+    {
+        foreach (var s in HugetlbVmemmapOptimizeFolios(ctx, h, folios)) yield return s;
+        if (Variant.HvoBeforeHugetlbFlag)
+        {
+            foreach (var f in folios)
+            {
+                InitNewHugetlbFolio(ctx, f);
+                yield return StepStatus.Progress;
+            }
+        }
+        foreach (var s in SpinLock(ctx, HugetlbLock)) yield return s;
+        foreach (var f in folios)
+        {
+            PrepAccountNewHugePage(h);
+            EnqueueHugetlbFolio(ctx, h, f);
+        }
         SpinUnlock(ctx, HugetlbLock);
         yield return StepStatus.Progress;
     }

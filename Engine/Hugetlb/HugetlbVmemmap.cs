@@ -36,8 +36,8 @@
 //   block itself. A block maps contiguous frames, so the remap onto the reuse page cannot be
 //   expressed; what is expressed is the tail protection: the whole block — the struct pages of
 //   its whole section — becomes read-only because of one folio, and nothing is freed.
-// - The batch forms (hugetlb_vmemmap_optimize_folios / _restore_folios, vmemmap_remap_split,
-//   VMEMMAP_SPLIT_NO_TLB_FLUSH / VMEMMAP_REMAP_NO_TLB_FLUSH) are not modelled; the flags exist.
+// - Of the batch forms, hugetlb_vmemmap_optimize_folios (with vmemmap_remap_split and the
+//   NO_TLB_FLUSH flags) is modelled; hugetlb_vmemmap_restore_folios is not (restore is per folio).
 // - Pre-HVO of boot-time gigantic folios (hugetlb_vmemmap_init_early) is not modelled.
 using PropertySuite.Engine.Config;
 using PropertySuite.Engine.Hugetlb;
@@ -49,6 +49,8 @@ namespace PropertySuite.Engine.Hugetlb
     /// <summary>Which leaf action a walk performs (vmemmap_remap_walk.remap_pte).</summary>
     public enum RemapPteMode
     {
+        /// <summary>remap_pte == NULL (vmemmap_remap_split): only split PMD blocks.</summary>
+        None,
         /// <summary>vmemmap_remap_pte: map the entry onto the reuse page, collect the old page.</summary>
         Remap,
         /// <summary>vmemmap_restore_pte: map the entry onto a page from the list, a copy of the reuse page.</summary>
@@ -170,7 +172,7 @@ namespace PropertySuite.Engine
         {
             var pages = new List<long>();
             var ret = new Ret<Errno>();
-            foreach (var s in HugetlbVmemmapOptimizeFolioPages(ctx, h, f, pages, VmemmapRemapFlags.SynchronizeRcu, ret)) yield return s;
+            foreach (var s in HugetlbVmemmapOptimizeFolio(ctx, h, f, pages, VmemmapRemapFlags.SynchronizeRcu, ret)) yield return s;
             if (pages.Count > 0)
             {
                 FreeVmemmapPageList(pages);
@@ -181,7 +183,7 @@ namespace PropertySuite.Engine
         /// <summary>__hugetlb_vmemmap_optimize_folio: the old pages end up on <paramref name="pages"/>
         /// for the caller to free after the flush.</summary>
         [Kernel("mm/hugetlb_vmemmap.c", "__hugetlb_vmemmap_optimize_folio")]
-        public IEnumerable<StepStatus> HugetlbVmemmapOptimizeFolioPages(ExecContext ctx, Hstate h, HugetlbFolio f,
+        public IEnumerable<StepStatus> HugetlbVmemmapOptimizeFolio(ExecContext ctx, Hstate h, HugetlbFolio f,
             List<long> pages, VmemmapRemapFlags flags, Ret<Errno> ret)
         {
             var v = View(ctx);
@@ -221,6 +223,64 @@ namespace PropertySuite.Engine
             }
             else Note("hvo.optimized");
             f.VmemmapBusy = false;
+        }
+
+        /// <summary>hugetlb_vmemmap_optimize_folios: split every folio's PMDs first (stopping at the first
+        /// ENOMEM), flush_tlb_all, then optimize each folio without a per-folio flush and with one
+        /// synchronize_rcu for the batch; on ENOMEM with pages pending, flush, free them and retry the
+        /// folio once; finally flush_tlb_all and free every collected page.</summary>
+        [Kernel("mm/hugetlb_vmemmap.c", "hugetlb_vmemmap_optimize_folios")]
+        public IEnumerable<StepStatus> HugetlbVmemmapOptimizeFolios(ExecContext ctx, Hstate h, List<HugetlbFolio> folios)
+        {
+            var pages = new List<long>();
+            var ret = new Ret<Errno>();
+            foreach (var f in folios)
+            {
+                foreach (var s in HugetlbVmemmapSplitFolio(ctx, h, f, ret)) yield return s;
+                if (ret.Value == Errno.ENOMEM) break;
+            }
+            FlushTlbAll();
+            yield return StepStatus.Progress;
+            var flags = VmemmapRemapFlags.RemapNoTlbFlush | VmemmapRemapFlags.SynchronizeRcu;
+            foreach (var f in folios)
+            {
+                foreach (var s in HugetlbVmemmapOptimizeFolio(ctx, h, f, pages, flags, ret)) yield return s;
+                flags &= ~VmemmapRemapFlags.SynchronizeRcu; // one grace period per batch
+                if (ret.Value == Errno.ENOMEM && pages.Count > 0)
+                {
+                    FlushTlbAll();
+                    FreeVmemmapPageList(pages);
+                    Note("hvo.batch_retry");
+                    yield return StepStatus.Progress;
+                    foreach (var s in HugetlbVmemmapOptimizeFolio(ctx, h, f, pages, flags, ret)) yield return s;
+                }
+            }
+            FlushTlbAll();
+            FreeVmemmapPageList(pages);
+            yield return StepStatus.Progress;
+        }
+
+        /// <summary>hugetlb_vmemmap_split_folio: split the PMD blocks under an optimizable folio's vmemmap.</summary>
+        [Kernel("mm/hugetlb_vmemmap.c", "hugetlb_vmemmap_split_folio")]
+        public IEnumerable<StepStatus> HugetlbVmemmapSplitFolio(ExecContext ctx, Hstate h, HugetlbFolio f, Ret<Errno> ret)
+        {
+            ret.Value = Errno.Ok;
+            if (!VmemmapShouldOptimizeFolio(View(ctx), h, f)) yield break;
+            int r = Hugetlb.ReservePages;
+            ulong start = FolioVmemmapStart(f);
+            ulong end = start + (ulong)h.VmemmapSizeBytes;
+            ulong reuse = start + (ulong)((r - 1) * Arch.PageSize);
+            foreach (var s in VmemmapRemapSplit(ctx, reuse + (ulong)Arch.PageSize, end, reuse, ret)) yield return s;
+        }
+
+        /// <summary>vmemmap_remap_split: a walk that only splits (remap_pte == NULL), without flushing.</summary>
+        [Kernel("mm/hugetlb_vmemmap.c", "vmemmap_remap_split")]
+        public IEnumerable<StepStatus> VmemmapRemapSplit(ExecContext ctx, ulong start, ulong end, ulong reuse, Ret<Errno> ret)
+        {
+            var walk = new VmemmapRemapWalk { RemapPte = RemapPteMode.None, ReuseAddr = reuse, Flags = VmemmapRemapFlags.SplitNoTlbFlush };
+            if (start - reuse != (ulong)Arch.PageSize)
+                throw new ModelBugException($"vmemmap_remap_split: BUG_ON(start - reuse != PAGE_SIZE): start {start:x} reuse {reuse:x}");
+            foreach (var s in VmemmapRemapRange(ctx, reuse, end, walk, ret)) yield return s;
         }
 
         /// <summary>vmemmap_remap_free: remap [start, end) onto the page at <paramref name="reuse"/>
@@ -362,7 +422,7 @@ namespace PropertySuite.Engine
                     foreach (var s in VmemmapPteEntry(ctx, pteTable, InitMm.Index(a, PtLevel.Pte), a, walk)) yield return s;
                 addr = next;
             }
-            if ((walk.Flags & VmemmapRemapFlags.RemapNoTlbFlush) == 0)
+            if (walk.RemapPte != RemapPteMode.None && (walk.Flags & VmemmapRemapFlags.RemapNoTlbFlush) == 0)
             {
                 FlushTlbKernelRange(start, end);
                 yield return StepStatus.Progress;
@@ -376,6 +436,8 @@ namespace PropertySuite.Engine
         private IEnumerable<StepStatus> VmemmapPmdEntry(ExecContext ctx, PtTable pmdTable, int pmdIdx, ulong addr, ulong next,
             VmemmapRemapWalk walk, Ret<Errno> ret)
         {
+            // Only splitting, not remapping the vmemmap pages.
+            if (walk.RemapPte == RemapPteMode.None) walk.ActionContinue = true;
             foreach (var s in SpinLock(ctx, PageTableLock)) yield return s;
             Pte pmd = pmdTable.Entries[pmdIdx];
             long head = pmd.IsLeaf ? pmd.Pfn : -1;
@@ -396,6 +458,7 @@ namespace PropertySuite.Engine
             if (head < 0 || ret.Value != Errno.Ok) yield break;
             if (Variant.HvoRemapsPmdWithoutSplit)
             {
+                if (walk.RemapPte == RemapPteMode.None) yield break;
                 foreach (var s in VmemmapRemapPmdBlock(ctx, pmdTable, pmdIdx, addr, next, walk)) yield return s;
                 yield break;
             }

@@ -2,8 +2,9 @@
 // HVO's bugs live:
 // - allocation failure injected right before a path that restores vmemmap (free of a surplus
 //   folio, dissolve, pool shrink) reaches the restore-failure → surplus path (§8 #8), and right
-//   before a pool grow reaches the head-copy fallback and, for a gigantic folio whose vmemmap
-//   spans several PMDs, the split failure that rolls a half-done walk back;
+//   before a pool grow reaches the head-copy fallback and, with a burst of failures before a
+//   gigantic folio whose vmemmap spans several PMDs, the split failure that rolls a half-done
+//   walk back;
 // - `start` of an allocation or free on one CPU, with `step`s and memory_failure /
 //   flush_dcache_page on the same folio from another CPU, reaches the windows between the
 //   hugetlb flag and the remap (§8 #6);
@@ -38,6 +39,10 @@ public sealed class HugetlbFamily : IOpFamily
         // Right after injected failures, take a path that allocates.
         if (s.Ops.Count > 0 && s.Ops[^1] is FailAllocOp && rng.Chance(80))
             return AfterFailure(s, rng, folios);
+        // A folio just freed may be back in the pool (possibly as a surplus page, after a failed
+        // restore): dissolve it, directly or through memory failure.
+        if (s.Ops.Count > 0 && s.Ops[^1] is HugetlbFreeOp { Start: false } freed && rng.Chance(35))
+            return rng.Chance(50) ? new DissolveOp(freed.Folio) : new MemoryFailureOp(freed.Folio, Index(s, rng));
         // A started task: let it run some steps, or act on its folio from another CPU.
         if (s.BusyCpus.Count > 0 && rng.Chance(60))
         {
@@ -60,7 +65,7 @@ public sealed class HugetlbFamily : IOpFamily
         if (roll < 58 && folios.Count > 0) return new MemoryFailureOp(rng.Pick(folios), Index(s, rng));
         if (roll < 64 && folios.Count > 0) return new FlushDcachePageOp(rng.Pick(folios), Index(s, rng));
         if (roll < 68) return new HvoKnobOp(rng.Chance(40));
-        if (roll < 78) return new FailAllocOp(rng.Next(4), 1 + rng.Next(2));
+        if (roll < 78) return rng.Chance(15) ? new FailAllocOp(3, 16) : new FailAllocOp(rng.Next(4), 1 + rng.Next(2));
         int cpu = s.IdleCpu(rng);
         if (cpu < 0) return new StepOp(1 + rng.Next(32)) { Cpu = s.BusyCpus.Min() };
         if (roll < 92 || folios.Count == 0) return Alloc(s, rng, cpu, start: true);
@@ -72,6 +77,13 @@ public sealed class HugetlbFamily : IOpFamily
 
     private static Op AfterFailure(GenState s, Prng rng, IReadOnlyList<string> folios)
     {
+        // Allocations of a gigantic pool folio: 1 the folio, then the PTE tables of its PMDs in
+        // the batch's split pass; a burst of failures from the 4th on stops that pass early, and
+        // the remap walk then fails to split in the middle of the folio and rolls back.
+        var gigantic = s.Arch.HugetlbSizes.Where(z => s.Arch.HugePageOrder(z) > s.Arch.MaxPageOrder && 2 * z <= s.Machine.MemoryBytes
+            && s.Arch.VmemmapPagesPerFolio(z) * s.Arch.PageSize > s.Arch.PmdSize).ToList();
+        if (s.Ops[^1] is FailAllocOp { After: 3 } && gigantic.Count > 0 && rng.Chance(60))
+            return new HugetlbPoolOp(rng.Pick(gigantic), 1);
         int pick = rng.Next(folios.Count > 0 ? 5 : 2);
         return pick switch
         {

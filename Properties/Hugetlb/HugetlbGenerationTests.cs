@@ -19,19 +19,19 @@ public class HugetlbGenerationTests
     private const int OpsPerScenario = 40;
     private const int MaxScenarios = 300;
 
+    /// <summary>The buggy variants of the HugeTLB/HVO mechanism (other mechanisms' variants need
+    /// their own families and are tested with them).</summary>
     public static TheoryData<string> BuggyVariants => new(
-        KernelVariants.All.Where(v => !v.Correct && v.Breaks.Any(IsHugetlbInvariant) || IsHugetlbVariant(v)).Where(v => !v.Correct).Select(v => v.Name));
+        "hugetlb-folio-misaligned", "hvo-remaps-pmd-without-split", "flush-dcache-page-on-tail", "hvo-before-hugetlb-flag",
+        "restore-after-hugetlb-flag-cleared", "dissolve-ignores-surplus", "broken-hvo-skips-last-pte",
+        "broken-restore-leaks-partial-alloc", "broken-restore-skips-reset");
 
+    /// <summary>Every correct variant: the HugeTLB family must not break any of them.</summary>
     public static TheoryData<string> CorrectVariants => new(
         KernelVariants.All.Where(v => v.Correct).Select(v => v.Name));
 
-    private static bool IsHugetlbInvariant(string name) => name is "NoSharedLeafEntries" or "HvoShape" or "HvoFrameConservation"
-        or "CompoundHeadResolvesRealHead" or "OptimizedImpliesHugetlb" or "HugetlbPoolAccounting";
-
-    private static bool IsHugetlbVariant(NamedVariant v) => v.Name is "flush-dcache-page-on-tail" or "restore-after-hugetlb-flag-cleared";
-
     private static (ArchConfig, MachineConfig) Machine(NamedVariant v) =>
-        (v.Arch is { } a ? ArchConfig.ByName(a) : ArchConfig.X86_64_4K, new MachineConfig(4L << 30, 2));
+        (v.Arch is { } a ? ArchConfig.ByName(a) : ArchConfig.X86_64_4K, new MachineConfig(2L << 30, 2));
 
     private static Scenario Generate(NamedVariant v, ulong seed)
     {

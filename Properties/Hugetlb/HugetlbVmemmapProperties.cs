@@ -68,11 +68,14 @@ public class HugetlbVmemmapProperties
     [Fact]
     public void SplitFailingMidWalkRollsBackAndLeavesTheFolioUnoptimized()
     {
-        // A 1G folio's vmemmap spans 8 PMD blocks. Allocations: 1 the folio, 2 the head copy, 3 the
-        // first PMD's PTE table; the 4th (the second PMD's table) fails after 512 entries were
-        // remapped, so vmemmap_remap_free walks them back with vmemmap_restore_pte.
+        // A 1G folio's vmemmap spans 8 PMD blocks. The pool grows in a batch
+        // (hugetlb_vmemmap_optimize_folios): allocation 1 is the folio, 2-3 the PTE tables of the
+        // first two PMDs in the split pass; from the 4th on everything fails, so the split pass
+        // stops at the third PMD, the head copy is not allocated, and the remap walk remaps the
+        // 1024 entries of the two split PMDs before it cannot split the third: vmemmap_remap_free
+        // walks them back with vmemmap_restore_pte.
         long before = 0;
-        var r = RunClean(Header(memory: "4G") + "fail_alloc 3 1\nhugetlb_pool 1G 1\n", (i, k) =>
+        var r = RunClean(Header(memory: "4G") + "fail_alloc 3 16\nhugetlb_pool 1G 1\n", (i, k) =>
         {
             if (i == 1) before = k.Mem.Count(FrameOwner.Vmemmap);
             if (i == 2)
@@ -144,6 +147,29 @@ public class HugetlbVmemmapProperties
             Assert.False(k.FolioTestHugetlbVmemmapOptimized(k.PeekView, k.FolioPage(OnlyFolio(k))));
             Assert.Equal(0, k.HugetlbOptimizeVmemmapKey);
         });
+    }
+
+    [Fact]
+    public void SelfHostedVmemmapIsNotOptimized()
+    {
+        // memmap_on_memory: the vmemmap page that describes the folio lives in the memory it
+        // describes (PageVmemmapSelfHosted on the vmemmap page's own struct page) → -ENOTSUPP.
+        var r = RunClean(Header() + "hvo_knob on\nf1 = hugetlb_alloc 2M\n", (i, k) =>
+        {
+            if (i == 1)
+            {
+                long first = k.WalkToFrame(k.PfnToPage(0), out _);
+                for (long frame = first; frame < first + (k.Arch.PmdSize >> k.Arch.PageShift); frame++)
+                {
+                    k.PeekStructPage(k.PfnToPage(frame), out var sp);
+                    sp.Flags |= PageFlags.VmemmapSelfHosted;
+                    k.WriteStructPage(null, k.PfnToPage(frame), sp, "test: memmap_on_memory");
+                }
+            }
+            if (i == 2) Assert.False(k.FolioTestHugetlbVmemmapOptimized(k.PeekView, k.FolioPage(OnlyFolio(k))));
+        });
+        Assert.Equal(1, r.Reached.GetValueOrDefault("hvo.self_hosted"));
+        Assert.Equal(1, r.Reached.GetValueOrDefault("hvo.optimize_failed"));
     }
 
     [Fact]
