@@ -2,6 +2,7 @@
 // from the generation state (live handles, busy CPUs), so that generated steps are mostly
 // meaningful; whatever it proposes must still be total (a no-op when invalid at run time).
 using PropertySuite.Engine.Config;
+using PropertySuite.Engine;
 using PropertySuite.Engine.Scenario;
 
 namespace PropertySuite.Generators;
@@ -66,6 +67,39 @@ public sealed class GenState(ArchConfig arch, MachineConfig machine, NamedVarian
     /// <summary>Draws an interrupt handler from the scenario's other enabled families (see
     /// <see cref="IOpFamily.NextIrqHandler"/>); set by the scenario builder.</summary>
     public Func<Prng, Op?>? DrawIrqHandler { get; set; }
+
+    /// <summary>The engine the scenario built so far runs on, step by step as it is generated
+    /// (model-based generation: a family may look at real state, e.g. the PFN a handle's page
+    /// has, to aim where bugs live). Null if the engine threw (the scenario is then failing
+    /// anyway) or generation runs without it.</summary>
+    public Engine.Kernel? Engine { get; private set; }
+
+    /// <summary>The handles bound so far in <see cref="Engine"/>.</summary>
+    public RunContext? Handles { get; private set; }
+
+    /// <summary>Boots the engine for generation.</summary>
+    public void AttachEngine()
+    {
+        Engine = Kernel.Boot(Arch, Machine, Variant.Variant);
+        Handles = new RunContext(Engine);
+    }
+
+    /// <summary>Applies a generated operation to the generation engine. An engine exception
+    /// detaches the engine (the runner reports it when the scenario is run).</summary>
+    public void ApplyToEngine(Op op)
+    {
+        if (Engine is null || Handles is null) return;
+        try
+        {
+            Engine.StepCount = Ops.Count;
+            Invariants.ScenarioRunner.Apply(Engine, Handles, op);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            Engine = null;
+            Handles = null;
+        }
+    }
 
     /// <summary>A fresh handle name of the given kind (v1, v2, ...).</summary>
     public string FreshHandle(char kind)

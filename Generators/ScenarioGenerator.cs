@@ -140,7 +140,10 @@ public static class ScenarioGenerator
         var machine = new MachineConfig(memory, cpus);
 
         var applicable = options.Families.Where(f => f.AppliesTo(arch, variant)).ToList();
-        var enabled = applicable.Where(_ => rng.Chance(50)).ToList();
+        // The families the variant's mechanism lives in are always on, with every kind (a
+        // fixed variant only: a drawn correct variant gets a plain swarm).
+        var focus = options.Variant is null ? [] : variant.Focus;
+        var enabled = applicable.Where(f => focus.Contains(f.Name) | rng.Chance(50)).ToList();
         if (!enabled.Any(f => f is not ScheduleFamily))
         {
             var content = applicable.Where(f => f is not ScheduleFamily).ToList();
@@ -151,13 +154,14 @@ public static class ScenarioGenerator
         foreach (var f in enabled)
         {
             if (f.Kinds.Count == 0) continue;
-            bool all = rng.Chance(50);
+            bool all = rng.Chance(50) | focus.Contains(f.Name);
             var chosen = f.Kinds.Where(_ => all || rng.Chance(50)).ToList();
             if (chosen.Count == 0) chosen.Add(rng.Pick(f.Kinds));
             foreach (var k in chosen) kinds.Add(f.Name + "/" + k);
         }
 
         var s = new GenState(arch, machine, variant) { EnabledKinds = kinds };
+        s.AttachEngine();
         var contentFamilies = enabled.Where(f => f is not ScheduleFamily).ToList();
         s.DrawTaskOp = r => DrawFrom(contentFamilies, s, r, (f, st, rr) => f.NextTask(st, rr));
         s.DrawIrqHandler = r => DrawFrom(contentFamilies, s, r, (f, st, rr) => f.NextIrqHandler(st, rr));
@@ -176,6 +180,7 @@ public static class ScenarioGenerator
             }
             if (op is null) break;
             s.Ops.Add(op);
+            s.ApplyToEngine(op);
         }
         var swarm = enabled.Select(f => f.Name).Concat(kinds).ToList();
         return (new Scenario(arch, machine, variant.Name, [.. s.Ops]), swarm);

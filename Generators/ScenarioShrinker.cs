@@ -35,6 +35,9 @@ public static class ScenarioShrinker
     /// extra candidates, cheap because such scenarios run fast).</summary>
     public const int MaxOpsForPairs = 16;
 
+    /// <summary>Largest step count a merge produces (the parser's limit for `step cpuN K`).</summary>
+    public const int MaxMergedSteps = 10_000;
+
     /// <summary>Smaller or simpler scenarios than <paramref name="s"/>, most aggressive first.</summary>
     /// <param name="failingStep">The 1-based step at which <paramref name="s"/> fails (0: at
     /// boot), when known; enables the cut after it.</param>
@@ -77,6 +80,12 @@ public static class ScenarioShrinker
         if (ops.Length <= MaxOpsForPairs)
             for (int i = 0; i + 2 <= ops.Length; i++)
                 yield return bare with { Ops = ops.RemoveRange(i, 2) };
+
+        // Adjacent steps of one CPU become one `step cpuN K` line: the same schedule, one line
+        // fewer (the order of the CPU's steps relative to the others is unchanged).
+        for (int i = 0; i + 1 < ops.Length; i++)
+            if (ops[i] is StepOp a && ops[i + 1] is StepOp b && a.Cpu == b.Cpu && a.Count + b.Count <= MaxMergedSteps)
+                yield return bare with { Ops = ops.RemoveAt(i + 1).SetItem(i, a with { Count = a.Count + b.Count }) };
 
         foreach (var c in ConfigurationCandidates(bare))
             yield return c;

@@ -90,16 +90,18 @@ public sealed partial class Kernel
                 break;
 
             case VmemmapUpdate.BbmFaultHandler:
-                bool locked = PageTableLock.Holder == ctx; // vmemmap_split_pmd already holds it
-                if (!locked)
-                    foreach (var s in SpinLock(ctx, PageTableLock, stepWhenTaken: false)) yield return s;
-                // During the window the frames the entry is about to map (for a split: the block's
-                // frames, which the new table maps) belong to no leaf; the updater holds them.
+            {
+                // The frames the entry is about to map (for a split: the block's frames, which
+                // the new table maps) are the updater's from now until the make, including while
+                // it waits for the lock: they may be off every list and not yet mapped.
                 var held = newPte.IsLeaf
                     ? (newPte.Pfn, (long)(InitMm.EntrySize(t) >> Arch.PageShift))
                     : (old.Pfn, old.IsLeaf ? (long)(InitMm.EntrySize(t) >> Arch.PageShift) : 0L);
                 var window = new BbmWindow(t, index, va, end, newPte, held, ctx);
                 _bbmWindows.Add(window);
+                bool locked = PageTableLock.Holder == ctx; // vmemmap_split_pmd already holds it
+                if (!locked)
+                    foreach (var s in SpinLock(ctx, PageTableLock, stepWhenTaken: false)) yield return s;
                 InitMm.Set(t, index, Pte.None);           // pte_clear: the break
                 yield return StepStatus.Progress;
                 FlushTlbKernelRange(va, end);             // flush_tlb_kernel_range
@@ -109,6 +111,7 @@ public sealed partial class Kernel
                 if (!locked) SpinUnlock(ctx, PageTableLock);
                 yield return StepStatus.Progress;
                 break;
+            }
 
             default:
                 throw new ModelBugException($"vmemmap update strategy {strategy} not modelled");

@@ -11,7 +11,18 @@ namespace PropertySuite.Engine.Config;
 /// <param name="Arch">A configuration the variant needs (null: any), e.g. arm64 for BBM.</param>
 /// <param name="MaxReproOps">For a buggy variant: the most operation lines its shrunk repro may
 /// have (the meta-tests' bound on "short").</param>
-public sealed record NamedVariant(string Name, bool Correct, IReadOnlyList<string> Breaks, string Description, KernelVariant Variant, string? Arch = null, int MaxReproOps = 8);
+public sealed record NamedVariant(string Name, bool Correct, IReadOnlyList<string> Breaks, string Description, KernelVariant Variant, string? Arch = null, int MaxReproOps = 8)
+{
+    /// <summary>Operation families (generator names) that exercise the mechanism this variant
+    /// changes. When a run targets the variant, the swarm always enables them with every kind;
+    /// the other families stay random. Empty: no focus.</summary>
+    public IReadOnlyList<string> Focus { get; init; } = [];
+
+    /// <summary>For a buggy variant whose bug needs a rare interleaving: the least number of
+    /// generated scenarios its meta-test searches (0: the budget's). Set from measured find
+    /// rates, so that the search fails to find the bug with probability below 1%.</summary>
+    public int SearchTests { get; init; }
+}
 
 public static class KernelVariants
 {
@@ -52,7 +63,7 @@ public static class KernelVariants
             D with { BrokenHvoSkipsLastPte = true }) with { MaxReproOps = 2 },
         Buggy("broken-restore-leaks-partial-alloc", ["HvoFrameConservation"],
             "meta-test only: when restore cannot allocate all V-1 pages it keeps (leaks) those it got",
-            D with { BrokenRestoreLeaksOnPartialAlloc = true }) with { MaxReproOps = 5 },
+            D with { BrokenRestoreLeaksOnPartialAlloc = true }) with { SearchTests = 400, Focus = ["hugetlb"], MaxReproOps = 5 },
         Buggy("broken-restore-skips-reset", ["CompoundHeadResolvesRealHead", "NoKernelOops"],
             "meta-test only: vmemmap_restore_pte copies the head page without reset_struct_pages, so restored pages begin with a head struct page",
             D with { BrokenRestoreSkipsReset = true }) with { MaxReproOps = 4 },
@@ -60,25 +71,25 @@ public static class KernelVariants
             D with { Arm64Hvo = true, VmemmapUpdate = VmemmapUpdate.Bbml2 }, "arm64-4k-l4"),
         Buggy("spec-get-pre-fix", ["NoWriteThroughReadOnlyVmemmap"],
             "before bd225530a4c7: page_ref_add_unless without the fake-head check and no synchronize_rcu around HVO; a speculative get through a stale pointer writes the head's refcount through a read-only fake-head alias (S001, Matthew Wilcox / Yu Zhao)",
-            D with { SpeculativeGet = SpeculativeGet.PreFix, HvoSynchronizeRcu = false }, "x86_64-4k-l4", MaxReproOps: 8),
+            D with { SpeculativeGet = SpeculativeGet.PreFix, HvoSynchronizeRcu = false }, "x86_64-4k-l4", MaxReproOps: 8) with { SearchTests = 2000, Focus = ["pagecache", "schedule"] },
         Buggy("spec-get-writable-tails", ["NoTailRefcountGain"],
             "the pre-fix primitive with tail vmemmap mapped RW (S001 option 1): the add through a fake head succeeds on the real head's refcount and is dropped again, correct only by coincidence",
-            D with { SpeculativeGet = SpeculativeGet.PreFix, HvoSynchronizeRcu = false, TailVmemmapWritable = true }, "x86_64-4k-l4", MaxReproOps: 8),
+            D with { SpeculativeGet = SpeculativeGet.PreFix, HvoSynchronizeRcu = false, TailVmemmapWritable = true }, "x86_64-4k-l4", MaxReproOps: 8) with { SearchTests = 2000, Focus = ["pagecache", "schedule"] },
         Buggy("muchun-drop-on-mismatch", ["NoTailRefcountGain"],
             "Muchun Song's proposal (S001): synchronize_rcu, RW tails, and get_page_unless_zero dropping the reference when the genuine head differs: the transient gain through a fake head remains",
-            D with { SpeculativeGet = SpeculativeGet.DropOnMismatch, TailVmemmapWritable = true }, "x86_64-4k-l4", MaxReproOps: 8),
+            D with { SpeculativeGet = SpeculativeGet.DropOnMismatch, TailVmemmapWritable = true }, "x86_64-4k-l4", MaxReproOps: 8) with { SearchTests = 2500, Focus = ["pagecache", "schedule"] },
         Buggy("bd225530-without-synchronize-rcu", ["NoWriteThroughReadOnlyVmemmap"],
             "bd225530a4c7's primitive without its synchronize_rcu before remapping: HVO can remap between the check and the atomic add, which then writes through a read-only alias",
-            D with { HvoSynchronizeRcu = false }, "x86_64-4k-l4", MaxReproOps: 10),
+            D with { HvoSynchronizeRcu = false }, "x86_64-4k-l4", MaxReproOps: 10) with { SearchTests = 3000, Focus = ["pagecache", "schedule"] },
         Buggy("arm64-hvo-in-place", ["BreakBeforeMake"],
             "arm64 HVO as enabled by 1e63ac088f20 (v6.1) and disabled by 060a2c92d1b6: vmemmap PMD split and PTE remaps written over live entries",
             D with { Arm64Hvo = true, VmemmapUpdate = VmemmapUpdate.InPlace }, "arm64-4k-l4", MaxReproOps: 4),
         Buggy("arm64-hvo-fault-handler", ["NoDeadlock"],
             "Nanyong Sun v3 (S001): break-before-make under init_mm.page_table_lock and a vmemmap fault handler waiting on that lock; an interrupt on the updating CPU that touches a struct page in the window deadlocks",
-            D with { Arm64Hvo = true, VmemmapUpdate = VmemmapUpdate.BbmFaultHandler }, "arm64-4k-l4", MaxReproOps: 10),
+            D with { Arm64Hvo = true, VmemmapUpdate = VmemmapUpdate.BbmFaultHandler }, "arm64-4k-l4", MaxReproOps: 10) with { Focus = ["hugetlb", "pagecache", "schedule"] },
         Buggy("dissolve-ignores-surplus", ["HugetlbPoolAccounting"],
             "6.10-6.12 as released: dissolving a free surplus folio (one a failed restore put back) leaves surplus_huge_pages counting it; fixed in 2025 (mm/hugetlb: fix surplus pages in dissolve_free_huge_page())",
-            D with { DissolveIgnoresSurplus = true }),
+            D with { DissolveIgnoresSurplus = true }) with { SearchTests = 3000, Focus = ["hugetlb"] },
         Buggy("broken-free-table-keeps-parent", ["PageTableTreeWellFormed"],
             "meta-test only: free_empty_tables frees a table page but leaves the parent entry pointing at it",
             D with { BrokenFreeTableKeepsParentEntry = true }),

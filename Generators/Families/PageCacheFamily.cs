@@ -75,8 +75,19 @@ public sealed class PageCacheFamily : IOpFamily
         return files.Count == 0 ? null : Reader(s, rng, rng.Pick(files));
     }
 
-    public Op? NextIrqHandler(GenState s, Prng rng) =>
-        s.Live('f').Count > 0 && s.Enabled(this, "read_folio_page") ? ReadFolioPage(s, rng) : null;
+    public Op? NextIrqHandler(GenState s, Prng rng)
+    {
+        // Aim at struct pages whose vmemmap entry is being changed right now, if the generation
+        // engine shows an open break-before-make window: any context may touch any struct page.
+        if (s.Engine is { BbmWindows.Count: > 0 } k && rng.Chance(70))
+        {
+            var w = k.BbmWindows[rng.Next(k.BbmWindows.Count)];
+            long first = k.PageToPfn(w.Start);
+            long count = Math.Max(1, (long)(w.End - w.Start) / Engine.Config.ArchConfig.StructPageSize);
+            return new ReadStructPageOp(first + rng.Range(0, Math.Min(count, 4096) - 1));
+        }
+        return s.Live('f').Count > 0 && s.Enabled(this, "read_folio_page") ? ReadFolioPage(s, rng) : null;
+    }
 
     /// <summary>The lowest idle CPU (operations on a busy CPU would be no-ops), or 0.</summary>
     private static int FreeCpu(GenState s) => Enumerable.Range(0, s.Machine.Cpus).FirstOrDefault(c => !s.BusyCpus.Contains(c), 0);
@@ -85,7 +96,9 @@ public sealed class PageCacheFamily : IOpFamily
     {
         int perVmemmapPage = s.Arch.StructPagesPerVmemmapPage;
         // Enough pages to reach into the second vmemmap page of a folio, sometimes more.
-        int pages = rng.Pick(new[] { 1, perVmemmapPage + 1, 2 * perVmemmapPage + 1, 4 * perVmemmapPage });
+        // Or a PMD's worth and more, so that whole pageblocks hold only this file's pages.
+        int pmdPages = (int)(s.Arch.PmdSize >> s.Arch.PageShift);
+        int pages = rng.Pick(new[] { 1, perVmemmapPage + 1, 2 * perVmemmapPage + 1, 4 * perVmemmapPage, pmdPages, 2 * pmdPages });
         string h = s.FreshHandle('p');
         s.AddLive(h);
         return new FilemapAddOp(pages) { Bind = h, Cpu = FreeCpu(s) };
@@ -98,22 +111,50 @@ public sealed class PageCacheFamily : IOpFamily
         if (s.Enabled(this, "pfn_walk")) choices.Add(1);
         if (s.Enabled(this, "compact_pfn")) choices.Add(2);
         if (choices.Count == 0) return null;
-        long index = Index(s, rng, 4);
+        long index = AimedIndex(s, rng, file) ?? Index(s, rng, 4);
         return rng.Pick(choices) switch
         {
             0 => new SpecLookupOp(file, index),
             1 => new PfnWalkOp(file, index),
-            // One of the first pageblocks the buddy hands out, at a struct-page-page boundary mostly.
-            _ => new CompactPfnOp(Pageblock(s, rng) + Index(s, rng, (int)(s.Arch.PmdSize >> s.Arch.PageShift) / s.Arch.StructPagesPerVmemmapPage)),
+            _ => new CompactPfnOp(AimedPfn(s, rng)),
         };
     }
 
-    /// <summary>The start of one of the first few pageblocks (PMD-sized here) of free memory.</summary>
-    private static long Pageblock(GenState s, Prng rng)
+    /// <summary>Mostly, a file index whose page's struct page is the first of a vmemmap page
+    /// (pfn a multiple of PAGE_SIZE / 64), read from the generation engine: those are the
+    /// struct pages HVO turns into fake heads if the page is freed and reused.</summary>
+    private static long? AimedIndex(GenState s, Prng rng, string file)
     {
+        if (s.Handles is null || !rng.Chance(70) || !s.Handles.TryGet<Engine.PageCache.AddressSpace>(file, out var f)) return null;
+        int per = s.Arch.StructPagesPerVmemmapPage;
+        var aimed = f.IPages.Where(kv => s.Engine!.PageToPfn(kv.Value) % per == 0).Select(kv => kv.Key).ToList();
+        if (aimed.Count == 0) return null;
+        // Better still: one in a pageblock that holds only this file's pages, which a huge page
+        // can reuse whole once the file is gone.
+        long block = s.Arch.PmdSize >> s.Arch.PageShift;
+        var pfns = f.IPages.Values.Select(p => s.Engine!.PageToPfn(p)).ToHashSet();
+        var whole = aimed.Where(i =>
+        {
+            long b = s.Engine!.PageToPfn(f.IPages[i]) / block * block;
+            return pfns.Contains(b) && pfns.Contains(b + block - 1) && Enumerable.Range(0, (int)block).All(j => pfns.Contains(b + j));
+        }).ToList();
+        return whole.Count > 0 && rng.Chance(80) ? rng.Pick(whole) : rng.Pick(aimed);
+    }
+
+    /// <summary>A PFN for a compaction-style walker: mostly a live page-cache page at a vmemmap
+    /// page boundary (as for <see cref="AimedIndex"/>), else one of the first pageblocks the
+    /// buddy hands out.</summary>
+    private static long AimedPfn(GenState s, Prng rng)
+    {
+        int per = s.Arch.StructPagesPerVmemmapPage;
+        if (s.Engine?.FilemapIfUsed is { } fm && rng.Chance(75))
+        {
+            var aimed = fm.LivePfns.Where(p => p % per == 0).ToList();
+            if (aimed.Count > 0) return rng.Pick(aimed);
+        }
         long block = s.Arch.PmdSize >> s.Arch.PageShift;
         long first = (FirstFree(s) + block - 1) / block * block;
-        return first + block * rng.Range(0, 2);
+        return first + block * rng.Range(0, 2) + Index(s, rng, (int)(block / per));
     }
 
     private static Op Truncate(GenState s, string file)

@@ -33,7 +33,7 @@ public sealed class ScheduleFamily : IOpFamily
         {
             s.Enabled(this, "start") && idle >= 0 && s.DrawTaskOp is not null ? 4 : 0,
             s.Enabled(this, "step") ? (busy.Count > 0 ? 8 : 1) : 0,
-            s.Enabled(this, "irq") && s.DrawIrqHandler is not null ? 2 : 0,
+            s.Enabled(this, "irq") && s.DrawIrqHandler is not null ? (LockHolders(s).Count > 0 ? 10 : 2) : 0,
         };
         return rng.PickIndex(weights) switch
         {
@@ -66,9 +66,16 @@ public sealed class ScheduleFamily : IOpFamily
     {
         var handler = s.DrawIrqHandler!(rng);
         if (handler is null || handler is StepOp or IrqOp || handler.Start || handler.Bind is not null) return null;
-        // Interrupting a CPU that runs a task is what exposes IRQ-context hazards; prefer it.
+        // Interrupting a CPU inside a critical section (holding a lock, seen in the generation
+        // engine), or at least one that runs a task, is what exposes IRQ-context hazards.
+        var holders = LockHolders(s);
         var busy = s.BusyCpus.Order().ToList();
-        int cpu = busy.Count > 0 && rng.Chance(70) ? rng.Pick(busy) : rng.Next(s.Machine.Cpus);
+        int cpu = holders.Count > 0 && rng.Chance(80) ? rng.Pick(holders)
+            : busy.Count > 0 && rng.Chance(70) ? rng.Pick(busy) : rng.Next(s.Machine.Cpus);
         return new IrqOp(handler with { Cpu = 0 }) { Cpu = cpu };
     }
+
+    /// <summary>CPUs whose running context holds a lock, according to the generation engine.</summary>
+    private static List<int> LockHolders(GenState s) =>
+        s.Engine is null ? [] : s.Engine.Cpus.Where(c => c.Top is { Held.Count: > 0 }).Select(c => c.Id).ToList();
 }

@@ -32,6 +32,7 @@ public class MetaTests(ITestOutputHelper output)
     {
         var v = KernelVariants.ByName(variant);
         var budget = Budget.FromEnvironment();
+        if (v.SearchTests > budget.Tests && budget.Replay is null) budget = budget with { Tests = v.SearchTests };
         string name = $"{nameof(MetaTests)}.{nameof(BuggyVariantIsFoundAndShrunk)}/{variant}";
 
         var result = ScenarioProperty.Check(name, ScenarioOptions.For(variant, budget), budget);
