@@ -1,6 +1,7 @@
 // The catalogue commands: variants, invariants, configs, and the shrink benchmark.
 using System.CommandLine;
 using PropertySuite.Engine.Config;
+using PropertySuite.Engine.Hugetlb;
 using PropertySuite.Generators;
 using PropertySuite.Invariants;
 using Spectre.Console;
@@ -51,6 +52,37 @@ public static class CatalogueCommands
         cmd.SetAction(_ =>
         {
             foreach (var a in ArchConfig.All) cx.Out.WriteLine(a.Name);
+            return ExitCodes.Ok;
+        });
+        return cmd;
+    }
+
+    /// <summary>`savings [--format tsv] [--scheme NAME] [--memory 1T]`: vmemmap saved by HVO for
+    /// every config and HugeTLB size, measured by allocating folios in the engine and counting
+    /// frames (Engine/Hugetlb/Savings.cs).</summary>
+    public static Command SavingsTable(CliContext cx)
+    {
+        var format = FormatOption();
+        var scheme = new Option<string>("--scheme") { Description = "1-kept (v5.18+), 2-kept (v5.14) or all (default)", DefaultValueFactory = _ => "all" };
+        scheme.AcceptOnlyFromAmong("1-kept", "2-kept", "all");
+        var memory = new Option<string>("--memory") { Description = "HugeTLB memory actually allocated per row (e.g. 4G, 1T); per-TiB figures scale from it", DefaultValueFactory = _ => "4G" };
+        var cmd = new Command("savings", "Vmemmap saved by HugeTLB vmemmap optimization, per config and HugeTLB size, by running the engine.") { format, scheme, memory };
+        cmd.SetAction(p =>
+        {
+            string m = p.GetValue(memory)!;
+            if (!ArchConfig.TryParseSize(m, out long bytes) || bytes <= 0 || bytes > MachineConfig.MaxMemoryBytes / 2)
+            {
+                cx.Err.WriteLine($"error: --memory {m}: not a size between 1 and {ArchConfig.FormatSize(MachineConfig.MaxMemoryBytes / 2)} (e.g. 4G, 1T)");
+                return ExitCodes.BadInput;
+            }
+            IReadOnlyList<HvoScheme>? schemes = p.GetValue(scheme) switch
+            {
+                "1-kept" => [HvoScheme.OnePageKept],
+                "2-kept" => [HvoScheme.TwoPagesKept],
+                _ => null,
+            };
+            var rows = Savings.Compute(new SavingsOptions(bytes, schemes));
+            cx.Out.Write(Savings.Format(rows, p.GetValue(format) == "tsv"));
             return ExitCodes.Ok;
         });
         return cmd;

@@ -50,6 +50,7 @@ public static class CliApp
             CatalogueCommands.Invariants(cx),
             CatalogueCommands.Configs(cx),
             CatalogueCommands.ShrinkBench(cx),
+            CatalogueCommands.SavingsTable(cx),
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

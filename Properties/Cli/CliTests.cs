@@ -46,6 +46,8 @@ public sealed class CliTests : IDisposable
     [InlineData("replay /nonexistent/file.repro", "/nonexistent/file.repro: no such file")]
     [InlineData("replay", "Required argument missing")]
     [InlineData("frobnicate", "Unrecognized command or argument 'frobnicate'")]
+    [InlineData("savings --memory 12Q", "--memory 12Q: not a size")]
+    [InlineData("savings --scheme 3-kept", "Argument '3-kept' not recognized")]
     public void BadInputExitsTwoNamingWhatWasWrong(string args, string message)
     {
         var argv = args.Split(' ').ToList();
@@ -55,6 +57,18 @@ public sealed class CliTests : IDisposable
         Assert.Contains(message, stderr, StringComparison.Ordinal);
         Assert.Equal("", stdout);
         Assert.False(Directory.Exists(_dir), "bad input must not leave output behind");
+    }
+
+    [Fact]
+    public void SavingsCountsFramesAsKernelModelSaysForTheOnePageScheme()
+    {
+        var (exit, stdout, _) = Run("savings", "--format", "tsv", "--scheme", "1-kept", "--memory", "64M");
+        Assert.Equal(ExitCodes.Ok, exit);
+        var rows = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split('\t')).ToList();
+        // KERNEL-MODEL.md §1.4: x86-64 4K 2M folios keep 1 of 8 vmemmap pages; arm64 64K contiguous sizes are not optimizable.
+        var x86 = rows.Single(r => r[0] == "x86_64-4k-l4" && r[2] == "2M");
+        Assert.Equal(["8", "1", "7"], x86[4..7]);
+        Assert.Equal("0", rows.Single(r => r[0] == "arm64-4k-l4" && r[2] == "64K")[6]);
     }
 
     [Fact]
