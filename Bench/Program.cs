@@ -16,6 +16,8 @@ var commands = new SortedDictionary<string, (string Help, Func<string[], int> Ru
         InvariantCostBench.Run),
     ["shrink"] = ("SequenceShrinker on long planted-bug sequences",
         _ => { PropertySuite.Generators.Harness.ShrinkBenchmark.Run(Console.Out); return 0; }),
+    ["find"] = ("time to the first failure and to the shrunk repro for every buggy variant, over N base seeds: find [N=5]",
+        FindBench.Run),
     ["hvo"] = ("a 1 TiB pool of 2M folios with HVO on x86_64-4k-l4 (the savings row for 1 TiB), and per-folio optimize/restore cost",
         _ => { HvoBench.Run(Console.Out); return 0; }),
 };
