@@ -128,25 +128,4 @@ public sealed class Filemap
             _k.Mem.FreePages(pfn, 0, FrameOwner.PageCache, $"{who} (pointer to pfn {pfn:x} is not a page-cache folio)");
         }
     }
-
-    /// <summary>compound_head() as the kernel computes it through vmemmap, including the
-    /// page_fixed_fake_head() correction: a PAGE_SIZE-aligned struct page with PG_head whose
-    /// page[1] carries a tail encoding is a fake head, and its real head is page[1]'s
-    /// compound_head − 1. Reads through init_mm (the computation itself, not an access).</summary>
-    public ulong CompoundHead(ulong page)
-    {
-        if (!_k.PeekStructPage(page, out var sp)) return page;
-        if (sp.IsTail) return sp.CompoundHead - 1;
-        return PageFixedFakeHead(page, sp);
-    }
-
-    /// <summary>page_fixed_fake_head: the real head if <paramref name="page"/> is a fake head.</summary>
-    public ulong PageFixedFakeHead(ulong page, StructPage sp)
-    {
-        if (_k.Variant.Hvo == HvoScheme.Off) return page;              // static key off
-        if ((page & (ulong)(_k.Arch.PageSize - 1)) != 0) return page;  // not PAGE_SIZE aligned
-        if ((sp.Flags & PageFlags.Head) == 0) return page;
-        if (!_k.PeekStructPage(page + ArchConfig.StructPageSize, out var next)) return page;
-        return next.IsTail ? next.CompoundHead - 1 : page;
-    }
 }

@@ -35,7 +35,7 @@ public static class PageRef
         // Step 1: the read (and, fixed: !page_is_fake_head(page) && page_ref_count(page) != u).
         bool proceed = k.ReadStructPage(ctx, page, out var sp);
         if (proceed && fixedFlavour)
-            proceed = !PageIsFakeHead(k, ctx, page, sp) && sp.Refcount != u;
+            proceed = !k.PageIsFakeHead(k.View(ctx), page) && sp.Refcount != u;
         yield return StepStatus.Progress;
 
         // Step 2: atomic_add_unless(&page->_refcount, nr, u).
@@ -44,7 +44,7 @@ public static class PageRef
         if (fixedFlavour) k.RcuReadUnlock(ctx);
         if (result.Got)
         {
-            ulong head = k.Filemap.CompoundHead(page);
+            ulong head = k.CompoundHead(k.PeekView, page); // evidence: what the pointer was at this moment
             k.Filemap.RefAdds.Add(new RefAdd(k.StepCount, ctx.CpuId, page, head, who));
             if (flavour == SpeculativeGet.DropOnMismatch && head != page)
             {
@@ -77,13 +77,5 @@ public static class PageRef
         sp.Refcount += nr;
         content.Write(slot, sp);
         return true;
-    }
-
-    /// <summary>page_is_fake_head as the running CPU computes it (its own reads).</summary>
-    public static bool PageIsFakeHead(Kernel k, ExecContext ctx, ulong page, in StructPage sp)
-    {
-        if (k.Variant.Hvo == HvoScheme.Off) return false;
-        if ((page & (ulong)(k.Arch.PageSize - 1)) != 0 || (sp.Flags & PageFlags.Head) == 0) return false;
-        return k.ReadStructPage(ctx, page + ArchConfig.StructPageSize, out var next) && next.IsTail;
     }
 }
