@@ -54,7 +54,12 @@ public sealed class ExecContext
         Depth = depth;
     }
 
-    public override string ToString() => $"cpu{CpuId}{(InIrq ? " irq" : "")} {Task.Name}";
+    public override string ToString()
+    {
+        // Task names are operation lines, which may start with their own "cpuN: " prefix.
+        string name = Task.Name.StartsWith($"cpu{CpuId}: ", StringComparison.Ordinal) ? Task.Name[(Task.Name.IndexOf(' ') + 1)..] : Task.Name;
+        return $"cpu{CpuId}{(InIrq ? " irq" : "")} {name}";
+    }
 }
 
 /// <summary>A multi-step kernel code path.</summary>
