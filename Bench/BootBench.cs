@@ -62,7 +62,7 @@ public static class BootBench
         long hwm = ReadStatusKiB("VmHWM");
         long managed = k.Mem.Count(FrameOwner.Free) << arch.PageShift;
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"ms={clock.Elapsed.TotalMilliseconds:F1} rss0={rss0} hwm={hwm} pt={k.InitMm.Tables.Count} vmemmap={k.Mem.Count(FrameOwner.Vmemmap)} sections={k.Mem.NrSections} managed={managed}"));
+            $"ms={clock.Elapsed.TotalMilliseconds:F1} rss0={rss0} hwm={hwm} pt={k.SwapperPgDir.Tables.Count} vmemmap={k.Mem.Count(FrameOwner.Vmemmap)} sections={k.Mem.NrSections} managed={managed}"));
         GC.KeepAlive(k);
         return 0;
     }

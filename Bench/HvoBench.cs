@@ -8,7 +8,6 @@ using System.Diagnostics;
 using System.Globalization;
 using PropertySuite.Engine;
 using PropertySuite.Engine.Config;
-using PropertySuite.Engine.Hugetlb;
 using PropertySuite.Engine.Mm;
 using PropertySuite.Engine.Smp;
 
@@ -45,18 +44,18 @@ public static class HvoBench
         var k = Kernel.Boot(ArchConfig.X86_64_4K, new MachineConfig(machine, 1));
         var h = k.Hugetlb.SizeToHstate(2L << 20)!;
         Knob(k, false);
-        Drive(k, (kk, ctx) => kk.SetMaxHugePages(ctx, h, folios));
+        Drive(k, (kk, ctx) => kk.Hugetlb.SetMaxHugePages(ctx, h, folios));
         k.Mem.ClearChanged();
         Knob(k, true);
         var pool = h.FoliosByPfn();
         var sw = Stopwatch.StartNew();
-        foreach (var f in pool) Drive(k, (kk, ctx) => kk.HugetlbVmemmapOptimizeFolio(ctx, h, f));
+        foreach (var f in pool) Drive(k, (kk, ctx) => kk.HugetlbVmemmap.HugetlbVmemmapOptimizeFolio(ctx, h, f));
         double optimize = sw.Elapsed.TotalMilliseconds * 1000 / pool.Count;
         k.Mem.ClearChanged();
         sw.Restart();
-        foreach (var f in pool) Drive(k, (kk, ctx) => kk.HugetlbVmemmapRestoreFolio(ctx, h, f, new Ret<Errno>()));
+        foreach (var f in pool) Drive(k, (kk, ctx) => kk.HugetlbVmemmap.HugetlbVmemmapRestoreFolio(ctx, h, f, new Ret<Errno>()));
         double restore = sw.Elapsed.TotalMilliseconds * 1000 / pool.Count;
-        if (k.HugetlbOptimizeVmemmapKey != 0) throw new ModelBugException($"hvo-bench: {k.HugetlbOptimizeVmemmapKey} folios still optimized after restore");
+        if (k.PageFlags.HugetlbOptimizeVmemmapKey != 0) throw new ModelBugException($"hvo-bench: {k.PageFlags.HugetlbOptimizeVmemmapKey} folios still optimized after restore");
         return (optimize, restore);
     }
 
@@ -64,13 +63,13 @@ public static class HvoBench
     private static void Knob(Kernel k, bool on)
     {
         var t = new Engine.Scenario.HvoKnobOp(on).CreateTask(new Engine.Scenario.RunContext(k))!;
-        if (!k.StartTask(0, t) || !k.RunToCompletionOrBlock(0, t)) throw new ModelBugException("hvo-bench: knob");
+        if (!k.Sched.StartTask(0, t) || !k.Sched.RunToCompletionOrBlock(0, t)) throw new ModelBugException("hvo-bench: knob");
     }
 
     private static void Drive(Kernel k, Func<Kernel, ExecContext, IEnumerable<StepStatus>> body)
     {
         var t = new LambdaTask("hvo-bench", body);
-        if (!k.StartTask(0, t) || !k.RunToCompletionOrBlock(0, t, int.MaxValue))
+        if (!k.Sched.StartTask(0, t) || !k.Sched.RunToCompletionOrBlock(0, t, int.MaxValue))
             throw new ModelBugException("hvo-bench: a task did not run to completion");
     }
 }

@@ -39,7 +39,7 @@ public static class InvariantCostBench
                 var clock = new Stopwatch();
                 for (int n = 0; n < rest.Length; n++)
                 {
-                    k.StepCount++;
+                    k.Log.StepCount++;
                     k.Mem.ClearChanged();
                     ScenarioRunner.Apply(k, rc, rest[n]);
                     for (int i = 0; i < invariants.Count; i++)
@@ -89,7 +89,7 @@ public static class InvariantCostBench
         var rc = new RunContext(k);
         for (int i = 0; i < steps; i++)
         {
-            k.StepCount = i + 1;
+            k.Log.StepCount = i + 1;
             k.Mem.ClearChanged();
             ScenarioRunner.Apply(k, rc, s.Ops[i]);
         }

@@ -39,7 +39,7 @@ public static class ThroughputBench
     {
         var k = Boot(config, memory);
         var task = new LambdaTask("reader", (_, _) => Idle());
-        k.StartTask(0, task);
+        k.Sched.StartTask(0, task);
         var ctx = k.Cpus[0].Top!;
         var rng = new Random(5);
         const int n = 2_000_000;
@@ -50,7 +50,7 @@ public static class ThroughputBench
             var clock = Stopwatch.StartNew();
             for (int i = 0; i < n; i++)
             {
-                k.ReadStructPage(c, k.PfnToPage(pfns[i & 4095]), out var sp);
+                k.Mmu.ReadStructPage(c, k.Arch.PfnToPage(pfns[i & 4095]), out var sp);
                 sink += sp.Refcount;
             }
             clock.Stop();
@@ -74,9 +74,9 @@ public static class ThroughputBench
         for (int i = 0; i < n; i++)
         {
             ulong at = va + (ulong)(i % 64) * size;
-            k.MapKernelRange(at, pfn, pages, level, writable: true);
-            k.UnmapKernelRange(at, at + size);
-            k.FlushTlbKernelRange(at, at + size);
+            k.Pgtable.VmapRangeNoflush(at, pfn, pages, level, writable: true);
+            k.Pgtable.VunmapRangeNoflush(at, at + size);
+            k.Tlb.FlushTlbKernelRange(at, at + size);
         }
         clock.Stop();
         t.Add($"map+unmap+flush {ArchConfig.FormatSize((long)size)} ({level})", $"{config} 4G", n, clock.Elapsed.TotalSeconds, n / clock.Elapsed.TotalSeconds);

@@ -1,7 +1,7 @@
 // The catalogue commands: variants, invariants, configs, and the shrink benchmark.
 using System.CommandLine;
+using PropertySuite.Engine;
 using PropertySuite.Engine.Config;
-using PropertySuite.Engine.Hugetlb;
 using PropertySuite.Generators;
 using PropertySuite.Invariants;
 using Spectre.Console;

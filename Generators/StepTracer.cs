@@ -24,8 +24,8 @@ public sealed class StepTracer : IPteObserver
     public void Attach(Kernel k)
     {
         ArgumentNullException.ThrowIfNull(k);
-        _inner = k.InitMm.Observer;
-        k.InitMm.Observer = this;
+        _inner = k.SwapperPgDir.Observer;
+        k.SwapperPgDir.Observer = this;
         Snapshot(k);
         _faults = k.Faults.Count;
         _gracePeriods = k.Rcu.Completed.Count;

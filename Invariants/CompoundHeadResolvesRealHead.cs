@@ -1,6 +1,5 @@
 using PropertySuite.Engine;
 using PropertySuite.Engine.Config;
-using PropertySuite.Engine.Hugetlb;
 
 namespace PropertySuite.Invariants;
 
@@ -24,13 +23,13 @@ public sealed class CompoundHeadResolvesRealHead : IInvariant
 
     public Violation? Check(Kernel k)
     {
-        var v = k.PeekView;
+        var v = k.PageFlags.PeekView;
         int s = k.Arch.StructPagesPerVmemmapPage;
         foreach (var f in k.Hugetlb.AllFoliosByPfn())
         {
             if (f.State == FolioState.Allocating) continue;
-            ulong head = k.FolioPage(f);
-            if (!k.PageHead(v, head))
+            ulong head = k.Hugetlb.FolioPage(f);
+            if (!k.PageFlags.PageHead(v, head))
                 return new(Name, $"{f}: the head struct page at {head:x} does not read PageHead ({v.Read(head)})");
             // A vmemmap page wholly inside the folio and without the head gives the same answers
             // wherever it is mapped: check each frame once.
@@ -40,15 +39,15 @@ public sealed class CompoundHeadResolvesRealHead : IInvariant
             {
                 long from = Math.Max(pageFirst, f.HeadPfn + 1), to = Math.Min(end, pageFirst + s);
                 if (from >= to) continue;
-                long frame = k.WalkToFrame(k.PfnToPage(pageFirst), out _);
+                long frame = k.Mmu.WalkToFrame(k.Arch.PfnToPage(pageFirst), out _);
                 bool whole = pageFirst > f.HeadPfn && pageFirst + s <= end;
                 if (whole && frame >= 0 && !checkedFrames.Add(frame)) continue;
-                bool uniform = frame >= 0 && k.PeekFrameContent(frame).IsUniform;
+                bool uniform = frame >= 0 && k.StructPages.PeekFrameContent(frame).IsUniform;
                 for (long p = from; p < to; p++)
                 {
                     // In a uniform page every slot but the first reads the same (only slot 0 can be a fake head).
                     if (uniform && p > pageFirst + 1 && p > from) break;
-                    if (Bad(k, v, head, p) is { } why) return new(Name, $"{f}: subpage {p - f.HeadPfn} (pfn {p:x}, struct page {k.PfnToPage(p):x}) {why}");
+                    if (Bad(k, v, head, p) is { } why) return new(Name, $"{f}: subpage {p - f.HeadPfn} (pfn {p:x}, struct page {k.Arch.PfnToPage(p):x}) {why}");
                 }
             }
         }
@@ -57,10 +56,10 @@ public sealed class CompoundHeadResolvesRealHead : IInvariant
 
     private static string? Bad(Kernel k, VmemmapView v, ulong head, long pfn)
     {
-        ulong page = k.PfnToPage(pfn);
-        if (k.PageHead(v, page)) return $"reads PageHead ({v.Read(page)}; hugetlb_optimize_vmemmap_key {k.HugetlbOptimizeVmemmapKey})";
-        if (!k.PageTail(v, page)) return $"is not PageTail ({v.Read(page)})";
-        ulong ch = k.CompoundHead(v, page);
+        ulong page = k.Arch.PfnToPage(pfn);
+        if (k.PageFlags.PageHead(v, page)) return $"reads PageHead ({v.Read(page)}; hugetlb_optimize_vmemmap_key {k.PageFlags.HugetlbOptimizeVmemmapKey})";
+        if (!k.PageFlags.PageTail(v, page)) return $"is not PageTail ({v.Read(page)})";
+        ulong ch = k.PageFlags.CompoundHead(v, page);
         if (ch != head) return $"compound_head is {ch:x}, not the head {head:x}";
         return null;
     }

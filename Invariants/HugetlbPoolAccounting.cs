@@ -1,5 +1,4 @@
 using PropertySuite.Engine;
-using PropertySuite.Engine.Hugetlb;
 
 namespace PropertySuite.Invariants;
 
@@ -20,7 +19,7 @@ public sealed class HugetlbPoolAccounting : IInvariant
 
     public Violation? Check(Kernel k)
     {
-        var v = k.PeekView;
+        var v = k.PageFlags.PeekView;
         foreach (var h in k.Hugetlb.Hstates)
         {
             long inPool = 0, free = 0;
@@ -38,7 +37,7 @@ public sealed class HugetlbPoolAccounting : IInvariant
             foreach (var f in h.Freelist)
             {
                 if (f.State != FolioState.Free) return new(Name, $"hstate {h.Name}: {f} is on the free list");
-                int rc = k.FolioRefCount(v, k.FolioPage(f));
+                int rc = k.PageFlags.FolioRefCount(v, k.Hugetlb.FolioPage(f));
                 if (rc != 0) return new(Name, $"hstate {h.Name}: free {f} has refcount {rc}, not frozen");
             }
         }

@@ -23,18 +23,18 @@ public sealed class HvoFrameConservation : IInvariant
 
     public Violation? Check(Kernel k)
     {
-        if (k.LiveTasks.Count > 0) return null;
+        if (k.Sched.LiveTasks.Count > 0) return null;
         long framesPerSection = k.Arch.SectionVmemmapBytes >> k.Arch.PageShift;
         long sections = 0;
         for (long s = 0; s < k.Mem.NrSections; s++)
             if (k.Mem.SectionStateOf(s) is SectionState.Online or SectionState.Offline or SectionState.Present) sections++;
         long expected = sections * framesPerSection;
-        var v = k.PeekView;
+        var v = k.PageFlags.PeekView;
         int r = k.Hugetlb.ReservePages;
         long optimized = 0;
         foreach (var h in k.Hugetlb.Hstates)
             foreach (var f in h.Folios)
-                if (h.VmemmapPages > r && k.FolioTestHugetlbVmemmapOptimized(v, k.FolioPage(f)))
+                if (h.VmemmapPages > r && k.PageFlags.FolioTestHugetlbVmemmapOptimized(v, k.Hugetlb.FolioPage(f)))
                 {
                     expected -= h.VmemmapPages - r;
                     optimized++;

@@ -1,5 +1,4 @@
 using PropertySuite.Engine;
-using PropertySuite.Engine.Hugetlb;
 
 namespace PropertySuite.Invariants;
 
@@ -21,20 +20,20 @@ public sealed class HvoShape : IInvariant
 
     public Violation? Check(Kernel k)
     {
-        var v = k.PeekView;
+        var v = k.PageFlags.PeekView;
         int r = k.Hugetlb.ReservePages;
         bool tailsRw = k.Variant.TailVmemmapWritable;
         foreach (var f in k.Hugetlb.AllFoliosByPfn())
         {
             long nv = f.Hstate.VmemmapPages;
             if (nv < 1 || f.VmemmapBusy || f.State == FolioState.Allocating) continue;
-            ulong start = k.FolioPage(f) & ~(ulong)(k.Arch.PageSize - 1);
-            bool optimized = k.FolioTestHugetlbVmemmapOptimized(v, k.FolioPage(f));
+            ulong start = k.Hugetlb.FolioPage(f) & ~(ulong)(k.Arch.PageSize - 1);
+            bool optimized = k.PageFlags.FolioTestHugetlbVmemmapOptimized(v, k.Hugetlb.FolioPage(f));
             var frames = new long[nv];
             var rw = new bool[nv];
             for (long i = 0; i < nv; i++)
             {
-                frames[i] = k.WalkToFrame(start + (ulong)(i * k.Arch.PageSize), out rw[i]);
+                frames[i] = k.Mmu.WalkToFrame(start + (ulong)(i * k.Arch.PageSize), out rw[i]);
                 if (frames[i] < 0) return new(Name, $"{f}: vmemmap page {i} at {start + (ulong)(i * k.Arch.PageSize):x} is not mapped");
             }
             if (optimized)

@@ -31,7 +31,7 @@ public sealed class NoLeafMapsFreeFrame : IInvariant
 
     private Violation? CheckRegionRuns(Kernel k, ulong start, ulong end, FrameOwner expected, string region)
     {
-        foreach (var (pfn, count) in k.InitMm.LeafFrames(start, end).Runs)
+        foreach (var (pfn, count) in k.SwapperPgDir.LeafFrames(start, end).Runs)
             if (!k.Mem.AllOwnedBy(pfn, count, expected))
                 return CheckRegion(k, start, end, expected, region)
                     ?? throw new Engine.Mm.ModelBugException($"{Name}: frames {pfn:x}+{count} of {region} leaves are not all {expected}, but no leaf maps one");
@@ -40,15 +40,15 @@ public sealed class NoLeafMapsFreeFrame : IInvariant
 
     private Violation? CheckRegion(Kernel k, ulong start, ulong end, FrameOwner expected, string region)
     {
-        foreach (var w in k.InitMm.Leaves(start, end))
+        foreach (var w in k.SwapperPgDir.Leaves(start, end))
         {
-            long n = (long)(k.InitMm.EntrySize(w.Table) >> k.Arch.PageShift);
+            long n = (long)(k.SwapperPgDir.EntrySize(w.Table) >> k.Arch.PageShift);
             if (k.Mem.AllOwnedBy(w.Entry.Pfn, n, expected)) continue;
             for (long p = w.Entry.Pfn; p < w.Entry.Pfn + n; p++)
             {
                 var owner = k.Mem.OwnerOf(p);
                 if (owner != expected)
-                    return new(Name, $"{region} {w.Level} leaf at {k.InitMm.EntryVa(w.Table, w.Index):x} maps frame {p:x} owned {owner}");
+                    return new(Name, $"{region} {w.Level} leaf at {k.SwapperPgDir.EntryVa(w.Table, w.Index):x} maps frame {p:x} owned {owner}");
             }
         }
         return null;

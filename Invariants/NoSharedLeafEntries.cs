@@ -1,6 +1,5 @@
 using PropertySuite.Engine;
 using PropertySuite.Engine.Config;
-using PropertySuite.Engine.Hugetlb;
 using PropertySuite.Engine.Mm;
 
 namespace PropertySuite.Invariants;
@@ -32,9 +31,9 @@ public sealed class NoSharedLeafEntries : IInvariant
         var heads = folios.Select(f => f.HeadPfn).ToArray();
         var maps = new List<Mapping>();
         long spp = ArchConfig.StructPageSize;
-        foreach (var w in k.InitMm.Leaves(k.Arch.VmemmapStart, k.Arch.VmemmapEnd))
+        foreach (var w in k.SwapperPgDir.Leaves(k.Arch.VmemmapStart, k.Arch.VmemmapEnd))
         {
-            ulong va = k.InitMm.EntryVa(w.Table, w.Index), size = k.InitMm.EntrySize(w.Table);
+            ulong va = k.SwapperPgDir.EntryVa(w.Table, w.Index), size = k.SwapperPgDir.EntrySize(w.Table);
             long first = (long)((va - k.Arch.VmemmapStart) / (ulong)spp);
             long last = first + (long)(size / (ulong)spp); // exclusive
             long owner = OwnerOf(k, folios, heads, first, last, out string owners);

@@ -22,7 +22,7 @@ public sealed class NoTailRefcountGain : IInvariant
         if (k.FilemapIfUsed is not { } filemap) return null;
         foreach (var add in filemap.RefAdds)
             if (!add.ThroughHead)
-                return new(Name, $"{add.Who} on cpu{add.Cpu} at step {add.Step} added a reference through struct page {add.Page:x} (pfn {k.PageToPfn(add.Page):x}), whose compound head is {add.GenuineHead:x} (pfn {k.PageToPfn(add.GenuineHead):x})");
+                return new(Name, $"{add.Who} on cpu{add.Cpu} at step {add.Step} added a reference through struct page {add.Page:x} (pfn {k.Arch.PageToPfn(add.Page):x}), whose compound head is {add.GenuineHead:x} (pfn {k.Arch.PageToPfn(add.GenuineHead):x})");
         return null;
     }
 }

@@ -20,11 +20,11 @@ public sealed class OptimizedImpliesHugetlb : IInvariant
 
     public Violation? Check(Kernel k)
     {
-        var v = k.PeekView;
+        var v = k.PageFlags.PeekView;
         foreach (var f in k.Hugetlb.AllFoliosByPfn())
         {
-            ulong head = k.FolioPage(f);
-            if (k.FolioTestHugetlbVmemmapOptimized(v, head) && !k.FolioTestHugetlb(v, head))
+            ulong head = k.Hugetlb.FolioPage(f);
+            if (k.PageFlags.FolioTestHugetlbVmemmapOptimized(v, head) && !k.PageFlags.FolioTestHugetlb(v, head))
                 return new(Name, $"{f}: vmemmap optimized but the hugetlb flag is clear (head struct page {v.Read(head)})");
         }
         return null;

@@ -21,14 +21,14 @@ public sealed class PageTableTreeWellFormed : IInvariant
     /// <summary>Visits only the table entries (PageTable keeps an index of them), in the order
     /// of <see cref="CheckFullScan"/>, so verdict and evidence are the same at a cost that grows
     /// with the number of tables rather than of entries.</summary>
-    public Violation? Check(Kernel k) => CheckWith(k, k.InitMm.ForEachTableEntry);
+    public Violation? Check(Kernel k) => CheckWith(k, k.SwapperPgDir.ForEachTableEntry);
 
     /// <summary>The full-scan oracle: reads every entry of every reachable table.</summary>
-    public Violation? CheckFullScan(Kernel k) => CheckWith(k, k.InitMm.ForEachEntry);
+    public Violation? CheckFullScan(Kernel k) => CheckWith(k, k.SwapperPgDir.ForEachEntry);
 
     private Violation? CheckWith(Kernel k, Action<Action<PtTable, int, Pte>> forEach)
     {
-        var mm = k.InitMm;
+        var mm = k.SwapperPgDir;
         var parents = new Dictionary<long, (PtTable Table, int Index)>(mm.Tables.Count);
         Violation? found = null;
         string Where(PtTable t, int i) => $"{t.Level} entry {i} of table {t.Pfn:x} (va {mm.EntryVa(t, i):x})";
@@ -46,7 +46,7 @@ public sealed class PageTableTreeWellFormed : IInvariant
                 found = new(Name, $"table {e.Pfn:x} has two parents: {Where(parents[e.Pfn].Table, parents[e.Pfn].Index)} and {Where(t, i)}");
         });
         if (found is not null) return found;
-        if (k.LiveTasks.Count == 0)
+        if (k.Sched.LiveTasks.Count == 0)
         {
             PtTable? orphan = null; // the lowest-numbered one, so the evidence is deterministic
             foreach (var t in mm.Tables.Values)

@@ -48,11 +48,11 @@ public static class ScenarioRunner
         booted?.Invoke(k);
         var rc = new RunContext(k);
         var v = CheckAll(k, invariants);
-        if (v is not null) return new RunResult(0, v, 0, null, applied, new SortedDictionary<string, long>(k.Reached));
+        if (v is not null) return new RunResult(0, v, 0, null, applied, new SortedDictionary<string, long>(k.Log.Reached));
         for (int i = 0; i < s.Ops.Length; i++)
         {
             var op = s.Ops[i];
-            k.StepCount = i + 1;
+            k.Log.StepCount = i + 1;
             k.Mem.ClearChanged();
             try
             {
@@ -63,11 +63,11 @@ public static class ScenarioRunner
             catch (Exception e) when (e is not OutOfMemoryException)
             {
                 v = new Violation(RunResult.EngineExceptionName, $"{e.GetType().Name}: {e.Message}");
-                return new RunResult(i + 1, v, i + 1, e, applied, new SortedDictionary<string, long>(k.Reached));
+                return new RunResult(i + 1, v, i + 1, e, applied, new SortedDictionary<string, long>(k.Log.Reached));
             }
-            if (v is not null) return new RunResult(i + 1, v, i + 1, null, applied, new SortedDictionary<string, long>(k.Reached));
+            if (v is not null) return new RunResult(i + 1, v, i + 1, null, applied, new SortedDictionary<string, long>(k.Log.Reached));
         }
-        return new RunResult(s.Ops.Length, null, -1, null, applied, new SortedDictionary<string, long>(k.Reached));
+        return new RunResult(s.Ops.Length, null, -1, null, applied, new SortedDictionary<string, long>(k.Log.Reached));
     }
 
     private static Violation? CheckAll(Kernel k, IReadOnlyList<IInvariant> invariants)
@@ -87,22 +87,22 @@ public static class ScenarioRunner
         {
             case StepOp step:
                 bool any = false;
-                for (int n = 0; n < step.Count; n++) any |= k.StepCpu(step.Cpu) is not null;
+                for (int n = 0; n < step.Count; n++) any |= k.Sched.StepCpu(step.Cpu) is not null;
                 return any;
             case IrqOp irq:
             {
                 var handler = irq.CreateTask(rc);
                 if (handler is null) return false;
-                k.RaiseIrq(irq.Cpu, handler);
-                if (k.Cpus[irq.Cpu].Idle) k.RunToCompletionOrBlock(irq.Cpu, handler); // nothing to interrupt: runs at once
-                k.Note("irq.raised");
+                k.Sched.RaiseIrq(irq.Cpu, handler);
+                if (k.Cpus[irq.Cpu].Idle) k.Sched.RunToCompletionOrBlock(irq.Cpu, handler); // nothing to interrupt: runs at once
+                k.Log.Note("irq.raised");
                 return true;
             }
             default:
             {
                 var task = op.CreateTask(rc);
-                if (task is null || !k.StartTask(op.Cpu, task)) return false;
-                if (!op.Start) k.RunToCompletionOrBlock(op.Cpu, task);
+                if (task is null || !k.Sched.StartTask(op.Cpu, task)) return false;
+                if (!op.Start) k.Sched.RunToCompletionOrBlock(op.Cpu, task);
                 return true;
             }
         }

@@ -21,12 +21,12 @@ public sealed class TlbCoherentAfterFlush : IInvariant
         foreach (var cpu in k.Cpus)
             foreach (var e in cpu.Tlb.Entries)
             {
-                var w = k.InitMm.Walk(e.Va);
-                bool agrees = w.IsLeaf && k.InitMm.EntryVa(w.Table, w.Index) == e.Va && k.InitMm.EntrySize(w.Table) == e.Size
+                var w = k.SwapperPgDir.Walk(e.Va);
+                bool agrees = w.IsLeaf && k.SwapperPgDir.EntryVa(w.Table, w.Index) == e.Va && k.SwapperPgDir.EntrySize(w.Table) == e.Size
                     && w.Entry.Pfn == e.Pfn && w.Entry.Writable == e.Writable;
                 if (agrees) continue;
-                bool excused = k.PendingFlushes.Any(p => Engine.Mm.VaRange.Overlaps(p.Start, p.End, e.Va, e.Va + e.Size)
-                    && k.LiveTasks.Any(t => t.Id == p.TaskId));
+                bool excused = k.Tlb.PendingFlushes.Any(p => Engine.Mm.VaRange.Overlaps(p.Start, p.End, e.Va, e.Va + e.Size)
+                    && k.Sched.LiveTasks.Any(t => t.Id == p.TaskId));
                 if (excused) continue;
                 return new(Name, $"cpu{cpu.Id} TLB holds {e} but init_mm has {(w.IsLeaf ? w.Entry.ToString() : "no leaf (" + w.Entry + ")")} at {w.Level}; no running task has this change pending a flush");
             }

@@ -17,8 +17,9 @@
 //   the fixmap above vmemmap; Documentation/arch/arm64/memory.rst, 4K/48-bit table).
 //
 // Departures from the kernel, on purpose:
-// - VmallocEnd is the last byte of the vmalloc area (x86's VMALLOC_END convention) on both
-//   architectures; arm64's VMALLOC_END is exclusive, so the model stores it minus one.
+// - Every range is half-open, [start, end): VmallocEnd is the first byte above the vmalloc
+//   area on both architectures. arm64's VMALLOC_END is exclusive already; x86's VMALLOC_END is
+//   the area's last byte, so the model's VmallocEnd is x86's VMALLOC_END + 1.
 // - KASAN shadow, the kernel image, fixmap and PCI I/O are not modelled; the regions the model
 //   maps (linear map, vmemmap, vmalloc) sit where the kernel puts them.
 // - 52-bit VA (arm64 LPA2) is not modelled.
@@ -112,11 +113,18 @@ public sealed class ArchConfig
     /// arm64, the direct-map region of mm.rst on x86-64. No machine may be larger.</summary>
     public long LinearMapSize { get; }
     /// <summary>VMEMMAP_START: the struct page of PFN p lives at VMEMMAP_START + p * 64.</summary>
+    /// <summary>__va(PFN_PHYS(pfn)): the linear-map address of a frame.</summary>
+    public ulong PfnToVirt(long pfn) => PageOffset + ((ulong)pfn << PageShift);
+    /// <summary>pfn_to_page: the vmemmap address of the struct page of <paramref name="pfn"/>.</summary>
+    public ulong PfnToPage(long pfn) => VmemmapStart + (ulong)pfn * StructPageSize;
+    /// <summary>page_to_pfn.</summary>
+    public long PageToPfn(ulong page) => (long)((page - VmemmapStart) / StructPageSize);
+
     public ulong VmemmapStart { get; }
     public ulong VmemmapEnd { get; }
     /// <summary>VMALLOC_START.</summary>
     public ulong VmallocStart { get; }
-    /// <summary>The last byte of the vmalloc area (inclusive; see the file header).</summary>
+    /// <summary>The end of the vmalloc area, exclusive (see the file header).</summary>
     public ulong VmallocEnd { get; }
 
     /// <summary>HugeTLB page sizes the arch supports, ascending (hugetlbpage.rst, vmemmap_dedup.rst).</summary>
@@ -141,7 +149,7 @@ public sealed class ArchConfig
             VmemmapEnd = VmemmapStart + (levels == 5 ? 1UL << 49 : 1UL << 40); // 0.5 PiB / 1 TiB (mm.rst)
             VmallocStart = levels == 5 ? 0xffa0000000000000UL : 0xffffc90000000000UL;
             ulong vmallocSizeTb = levels == 5 ? 12800UL : 32UL;       // VMALLOC_SIZE_TB
-            VmallocEnd = VmallocStart + (vmallocSizeTb << 40) - 1;    // VMALLOC_END (inclusive)
+            VmallocEnd = VmallocStart + (vmallocSizeTb << 40);        // VMALLOC_END + 1
             HugetlbSizes = [PmdSize, PudSize];
         }
         else
@@ -156,7 +164,7 @@ public sealed class ArchConfig
             VmemmapStart = VmemmapEnd - vmemmapSize;
             const ulong modulesVsize = 2UL << 30;                     // MODULES_VSIZE = SZ_2G
             VmallocStart = pageEnd + modulesVsize;                    // MODULES_END
-            VmallocEnd = VmemmapStart - (8UL << 20) - 1;              // VMALLOC_END - 1
+            VmallocEnd = VmemmapStart - (8UL << 20);                  // VMALLOC_END
             var sizes = new List<long>();
             if (ContPtes > 0) sizes.Add(ContPteSize);
             sizes.Add(PmdSize);

@@ -15,7 +15,7 @@
 // folio (set it with the Hstate property to model the sysctl).
 using PropertySuite.Engine.Config;
 
-namespace PropertySuite.Engine.Hugetlb;
+namespace PropertySuite.Engine;
 
 /// <summary>Where a folio is in its life; the lists of mm/hugetlb.c plus the transients.</summary>
 public enum FolioState

@@ -37,21 +37,84 @@
 //   (take_page_off_buddy).
 // - One node; no reservations, subpools, cgroups, migration or demotion.
 using PropertySuite.Engine.Config;
-using PropertySuite.Engine.Hugetlb;
 using PropertySuite.Engine.Mm;
 using PropertySuite.Engine.Smp;
 
 namespace PropertySuite.Engine;
 
-public sealed partial class Kernel
+/// <summary>A value an iterator hands back to its caller (kernel functions return values;
+/// C# iterators cannot).</summary>
+public sealed class Ret<T>
 {
-    /// <summary>The HugeTLB subsystem (hstates, the HVO knob). Created at boot.</summary>
-    public HugetlbState Hugetlb { get; private set; } = null!;
+    public T Value = default!;
+    public Ret() { }
+    public Ret(T initial) => Value = initial;
+}
 
-    partial void OnBooted()
+/// <summary>mm/hugetlb.c: hstates[], the pool and the life of a HugeTLB folio.</summary>
+public sealed class Hugetlb : KernelCode
+{
+    /// <summary>hugetlb_lock.</summary>
+    public KernelLock HugetlbLock { get; } = new("hugetlb_lock");
+
+    private HugetlbVmemmap HugetlbVmemmap => K.HugetlbVmemmap;
+
+    private readonly Hstate[] _hstates;
+
+    internal Hugetlb(Kernel k) : base(k)
     {
-        Hugetlb = new HugetlbState(this);
-        FrameAccountants.Add((FrameOwner.HugetlbFolio, "hugetlb folios of the hstates", () => Hugetlb.PagesInFolios));
+        var v = k.Variant;
+        Scheme = v.Hvo;
+        // ARCH_WANT_OPTIMIZE_HUGETLB_VMEMMAP: x86-64 since v5.14; arm64 only v6.1-v6.2 (Arm64Hvo).
+        ArchWantsHvo = k.Arch.Arch == Config.Arch.X86_64 || v.Arm64Hvo;
+        // HUGETLB_VMEMMAP_RESERVE_PAGES: 2 in v5.14-v5.17, 1 since v5.18.
+        ReservePages = Scheme == HvoScheme.TwoPagesKept ? 2 : ArchConfig.HugetlbVmemmapReservePages;
+        HvoConfigured = ArchWantsHvo && Scheme != HvoScheme.Off;
+        VmemmapOptimizeEnabled = HvoConfigured; // hugetlb_free_vmemmap= default on
+        _hstates = k.Arch.HugetlbSizes.Select(s => new Hstate(k.Arch, s, ReservePages)).ToArray();
+    }
+
+    /// <summary>Every hstate, smallest size first (hugetlb_add_hstate order is not modelled).</summary>
+    public IReadOnlyList<Hstate> Hstates => _hstates;
+
+    /// <summary>The HVO scheme of the variant.</summary>
+    public HvoScheme Scheme { get; }
+    /// <summary>The architecture selects ARCH_WANT_OPTIMIZE_HUGETLB_VMEMMAP.</summary>
+    public bool ArchWantsHvo { get; }
+    /// <summary>CONFIG_HUGETLB_PAGE_OPTIMIZE_VMEMMAP is built and hugetlb_free_vmemmap is not off.</summary>
+    public bool HvoConfigured { get; }
+    /// <summary>Vmemmap pages kept per optimized folio (HUGETLB_VMEMMAP_RESERVE_PAGES).</summary>
+    public int ReservePages { get; }
+
+    /// <summary>vmemmap_optimize_enabled: the vm.hugetlb_optimize_vmemmap sysctl. It affects only
+    /// folios optimized later; already optimized folios stay so.</summary>
+    public bool VmemmapOptimizeEnabled { get; internal set; }
+
+    /// <summary>size_to_hstate(), or null when the architecture has no such HugeTLB size.</summary>
+    public Hstate? SizeToHstate(long size)
+    {
+        foreach (var h in _hstates) if (h.Size == size) return h;
+        return null;
+    }
+
+    /// <summary>Frames held by HugeTLB folios according to the hstates' folio records.</summary>
+    public long PagesInFolios
+    {
+        get
+        {
+            long n = 0;
+            foreach (var h in _hstates) n += h.FolioCount * h.PagesPerHugePage;
+            return n;
+        }
+    }
+
+    /// <summary>Every folio of every hstate, sorted by head PFN.</summary>
+    public List<HugetlbFolio> AllFoliosByPfn()
+    {
+        var l = new List<HugetlbFolio>();
+        foreach (var h in _hstates) l.AddRange(h.Folios);
+        l.Sort((a, b) => a.HeadPfn.CompareTo(b.HeadPfn));
+        return l;
     }
 
     /// <summary>The vmemmap address of a folio's head struct page (&amp;folio->page).</summary>
@@ -60,7 +123,7 @@ public sealed partial class Kernel
     /// <summary>The folio whose head is at <paramref name="headPfn"/>, if one exists.</summary>
     public HugetlbFolio? FolioByHeadPfn(long headPfn)
     {
-        foreach (var h in Hugetlb.Hstates)
+        foreach (var h in Hstates)
             if (h.TryGetFolio(headPfn, out var f)) return f;
         return null;
     }
@@ -99,10 +162,6 @@ public sealed partial class Kernel
             pfn = chunkEnd;
         }
     }
-
-    /// <summary>The stored contents of a frame without materialising them (for observers).</summary>
-    public VmemmapFrameContent PeekFrameContent(long frame) =>
-        _structPages.TryGetValue(frame, out var c) ? c : PristineContent(frame);
 
     /// <summary>Sets and clears flags of a folio's head struct page (an RMW through vmemmap).</summary>
     private bool FolioModifyFlags(ExecContext ctx, HugetlbFolio f, PageFlags set, PageFlags clear, string what) =>
@@ -195,7 +254,7 @@ public sealed partial class Kernel
         foreach (var s in OnlyAllocFreshHugetlbFolio(ctx, h, result, onAllocated)) yield return s;
         var f = result.Value;
         if (f is null) yield break;
-        foreach (var s in HugetlbVmemmapOptimizeFolio(ctx, h, f)) yield return s;
+        foreach (var s in HugetlbVmemmap.HugetlbVmemmapOptimizeFolio(ctx, h, f)) yield return s;
         if (Variant.HvoBeforeHugetlbFlag)
         {
             InitNewHugetlbFolio(ctx, f);
@@ -337,7 +396,7 @@ public sealed partial class Kernel
     [Kernel("mm/hugetlb.c", "prep_and_add_allocated_folios")]
     public IEnumerable<StepStatus> PrepAndAddAllocatedFolios(ExecContext ctx, Hstate h, List<HugetlbFolio> folios)
     {
-        foreach (var s in HugetlbVmemmapOptimizeFolios(ctx, h, folios)) yield return s;
+        foreach (var s in HugetlbVmemmap.HugetlbVmemmapOptimizeFolios(ctx, h, folios)) yield return s;
         if (Variant.HvoBeforeHugetlbFlag)
         {
             foreach (var f in folios)
@@ -459,7 +518,7 @@ public sealed partial class Kernel
         if (clearFlag)
         {
             var ret = new Ret<Errno>();
-            foreach (var s in HugetlbVmemmapRestoreFolio(ctx, h, f, ret)) yield return s;
+            foreach (var s in HugetlbVmemmap.HugetlbVmemmapRestoreFolio(ctx, h, f, ret)) yield return s;
             if (ret.Value != Errno.Ok)
             {
                 foreach (var s in SpinLock(ctx, HugetlbLock)) yield return s;
@@ -575,7 +634,7 @@ public sealed partial class Kernel
         if (FolioTestHugetlb(v, head) || Variant.RestoreAfterHugetlbFlagCleared)
         {
             var ret = new Ret<Errno>();
-            foreach (var s in HugetlbVmemmapRestoreFolio(ctx, h, f, ret)) yield return s;
+            foreach (var s in HugetlbVmemmap.HugetlbVmemmapRestoreFolio(ctx, h, f, ret)) yield return s;
             if (ret.Value != Errno.Ok)
             {
                 foreach (var s in SpinLock(ctx, HugetlbLock)) yield return s;

@@ -40,11 +40,10 @@
 //   NO_TLB_FLUSH flags) is modelled; hugetlb_vmemmap_restore_folios is not (restore is per folio).
 // - Pre-HVO of boot-time gigantic folios (hugetlb_vmemmap_init_early) is not modelled.
 using PropertySuite.Engine.Config;
-using PropertySuite.Engine.Hugetlb;
 using PropertySuite.Engine.Mm;
 using PropertySuite.Engine.Smp;
 
-namespace PropertySuite.Engine.Hugetlb
+namespace PropertySuite.Engine
 {
     /// <summary>Which leaf action a walk performs (vmemmap_remap_walk.remap_pte).</summary>
     public enum RemapPteMode
@@ -87,12 +86,38 @@ namespace PropertySuite.Engine.Hugetlb
         /// <summary>walk->action = ACTION_CONTINUE: do not descend below the current PMD.</summary>
         internal bool ActionContinue { get; set; }
     }
-}
 
-namespace PropertySuite.Engine
-{
-    public sealed partial class Kernel
+    /// <summary>mm/hugetlb_vmemmap.c: HVO's optimize and restore of a folio's vmemmap.</summary>
+    public sealed class HugetlbVmemmap : KernelCode
     {
+        private readonly SortedDictionary<long, int> _inFlight = new();
+
+        internal HugetlbVmemmap(Kernel k) : base(k) { }
+
+        private Hugetlb Hugetlb => K.Hugetlb;
+        private IEnumerable<StepStatus> VmemmapUpdateEntry(ExecContext ctx, PtTable t, int index, Pte newPte) => K.Arm64.VmemmapUpdateEntry(ctx, t, index, newPte);
+        private PtTable? SplitPmd(PtTable t, int index) => K.Pgtable.SplitPmd(t, index);
+        private long AllocPageTablePage() => K.Pgtable.AllocPageTablePage();
+        private void CopyFrameContent(long to, long from) => K.StructPages.CopyFrameContent(to, from);
+        private void DropFrameContent(long frame) => K.StructPages.DropFrameContent(frame);
+        private long HugetlbOptimizeVmemmapKey { get => K.PageFlags.HugetlbOptimizeVmemmapKey; set => K.PageFlags.HugetlbOptimizeVmemmapKey = value; }
+
+        /// <summary>Vmemmap frames a running walk holds off the page table (collected for
+        /// freeing, or allocated and not yet installed), as (pfn, 1) runs.</summary>
+        public IEnumerable<(long Pfn, long Count)> FramesInFlight => _inFlight.Keys.Select(p => (p, 1L));
+
+        /// <summary>How many frames <see cref="FramesInFlight"/> holds.</summary>
+        public long VmemmapFramesInFlight => _inFlight.Values.Sum();
+
+        private void VmemmapInFlightAdd(long pfn) => _inFlight[pfn] = _inFlight.GetValueOrDefault(pfn) + 1;
+
+        private void VmemmapInFlightRemove(long pfn)
+        {
+            int n = _inFlight.GetValueOrDefault(pfn);
+            if (n == 0) throw new ModelBugException($"vmemmap frame {pfn:x} leaves a page list it is not on");
+            if (n == 1) _inFlight.Remove(pfn); else _inFlight[pfn] = n - 1;
+        }
+
         /// <summary>NR_RESET_STRUCT_PAGE in v6.10-v6.12 (raised to 4 in 2025).</summary>
         public const int NrResetStructPage = 3;
 
@@ -154,13 +179,13 @@ namespace PropertySuite.Engine
 
         /// <summary>The page-aligned start of a folio's vmemmap (&amp;folio->page; rounded down only
         /// for the misaligned variant, see the header).</summary>
-        private ulong FolioVmemmapStart(HugetlbFolio f) => FolioPage(f) & ~(ulong)(Arch.PageSize - 1);
+        private ulong FolioVmemmapStart(HugetlbFolio f) => Hugetlb.FolioPage(f) & ~(ulong)(Arch.PageSize - 1);
 
         /// <summary>vmemmap_should_optimize_folio.</summary>
         [Kernel("mm/hugetlb_vmemmap.c", "vmemmap_should_optimize_folio")]
         public bool VmemmapShouldOptimizeFolio(in VmemmapView v, Hstate h, HugetlbFolio f)
         {
-            if (FolioTestHugetlbVmemmapOptimized(v, FolioPage(f))) return false;
+            if (FolioTestHugetlbVmemmapOptimized(v, Hugetlb.FolioPage(f))) return false;
             if (!Hugetlb.VmemmapOptimizeEnabled) return false;
             if (!h.Optimizable) return false;
             return true;
@@ -187,7 +212,7 @@ namespace PropertySuite.Engine
             List<long> pages, VmemmapRemapFlags flags, Ret<Errno> ret)
         {
             var v = View(ctx);
-            ulong head = FolioPage(f);
+            ulong head = Hugetlb.FolioPage(f);
             ret.Value = Errno.Ok;
             // VM_WARN_ON_ONCE_FOLIO(!folio_test_hugetlb) / (folio_ref_count): added with d8f5f7e445f0.
             if (!Variant.HvoBeforeHugetlbFlag)
@@ -369,7 +394,7 @@ namespace PropertySuite.Engine
         public IEnumerable<StepStatus> HugetlbVmemmapRestoreFolio(ExecContext ctx, Hstate h, HugetlbFolio f, Ret<Errno> ret)
         {
             var v = View(ctx);
-            ulong head = FolioPage(f);
+            ulong head = Hugetlb.FolioPage(f);
             ret.Value = Errno.Ok;
             if (!Variant.HvoBeforeHugetlbFlag)
             {

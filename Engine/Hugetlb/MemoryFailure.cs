@@ -8,14 +8,19 @@
 //
 // Departures from the kernel: mf_mutex, the refcount dance of get_hwpoison_page, unmapping user
 // mappings, killing processes and taking the raw page off the buddy are not modelled.
-using PropertySuite.Engine.Hugetlb;
 using PropertySuite.Engine.Mm;
 using PropertySuite.Engine.Smp;
 
 namespace PropertySuite.Engine;
 
-public sealed partial class Kernel
+/// <summary>mm/memory-failure.c: what memory_failure does to a poisoned PFN's struct pages.</summary>
+public sealed class Hwpoison : KernelCode
 {
+    internal Hwpoison(Kernel k) : base(k) { }
+
+    private Hugetlb Hugetlb => K.Hugetlb;
+    private KernelLock HugetlbLock => K.Hugetlb.HugetlbLock;
+
     /// <summary>memory_failure(pfn): returns 0, EBUSY (a hugetlb folio in use or already poisoned
     /// there), or what dissolving a free folio returned.</summary>
     [Kernel("mm/memory-failure.c", "memory_failure")]
@@ -28,7 +33,7 @@ public sealed partial class Kernel
         foreach (var s in SpinLock(ctx, HugetlbLock)) yield return s;
         ulong headPage = CompoundHead(v, page);
         bool hugetlb = FolioTestHugetlb(v, headPage);
-        HugetlbFolio? folio = hugetlb ? FolioByHeadPfn(PageToPfn(headPage)) : null;
+        HugetlbFolio? folio = hugetlb ? Hugetlb.FolioByHeadPfn(PageToPfn(headPage)) : null;
         if (hugetlb && folio is not null)
         {
             // hugetlb_update_hwpoison: folio_test_set_hwpoison + the raw page on the raw_hwp list.
@@ -44,7 +49,7 @@ public sealed partial class Kernel
             if (free)
             {
                 // page_handle_poison → __page_handle_poison → dissolve_free_hugetlb_folio.
-                foreach (var s in DissolveFreeHugetlbFolio(ctx, folio, result)) yield return s;
+                foreach (var s in Hugetlb.DissolveFreeHugetlbFolio(ctx, folio, result)) yield return s;
             }
             else result.Value = Errno.EBUSY; // in use: handled when its last user unmaps it
             yield break;

@@ -16,7 +16,7 @@ using System.Text;
 using PropertySuite.Engine.Config;
 using PropertySuite.Engine.Smp;
 
-namespace PropertySuite.Engine.Hugetlb;
+namespace PropertySuite.Engine;
 
 /// <summary>What to measure.</summary>
 /// <param name="MemoryBytes">HugeTLB memory actually allocated per (config, scheme, size): as many
@@ -105,8 +105,8 @@ public static class Savings
         for (long done = 0; done < folios;)
         {
             long target = Math.Min(folios, done + Batch);
-            var task = new LambdaTask("set_max_huge_pages", (kk, ctx) => kk.SetMaxHugePages(ctx, h, target));
-            if (!k.StartTask(0, task) || !k.RunToCompletionOrBlock(0, task, int.MaxValue))
+            var task = new LambdaTask("set_max_huge_pages", (kk, ctx) => kk.Hugetlb.SetMaxHugePages(ctx, h, target));
+            if (!k.Sched.StartTask(0, task) || !k.Sched.RunToCompletionOrBlock(0, task, int.MaxValue))
                 throw new Mm.ModelBugException($"savings: set_max_huge_pages({target}) did not run to completion");
             if (h.NrHugePages != target)
                 throw new Mm.ModelBugException($"savings: {arch.Name} {machineBytes >> 20} MiB holds {h.NrHugePages} of {target} {ArchConfig.FormatSize(size)} folios");
@@ -119,14 +119,14 @@ public static class Savings
         if (freed % folios != 0)
             throw new Mm.ModelBugException($"savings: {freed} frames freed by {folios} folios is not the same for each");
 
-        ulong end = k.PfnToPage(first.HeadPfn + first.NrPages);
-        long vmemmapBytes = (long)(end - k.PfnToPage(first.HeadPfn));
+        ulong end = k.Arch.PfnToPage(first.HeadPfn + first.NrPages);
+        long vmemmapBytes = (long)(end - k.Arch.PfnToPage(first.HeadPfn));
         long kept = 0;
         if (vmemmapBytes >= arch.PageSize)
         {
             var frames = new HashSet<long>();
-            for (ulong va = k.PfnToPage(first.HeadPfn); va < end; va += (ulong)arch.PageSize)
-                frames.Add(k.WalkToFrame(va, out _));
+            for (ulong va = k.Arch.PfnToPage(first.HeadPfn); va < end; va += (ulong)arch.PageSize)
+                frames.Add(k.Mmu.WalkToFrame(va, out _));
             kept = frames.Count;
             if (kept + freed / folios != vmemmapBytes / arch.PageSize)
                 throw new Mm.ModelBugException($"savings: {arch.Name} {ArchConfig.FormatSize(size)}: kept {kept} + freed {freed / folios} ≠ V = {vmemmapBytes / arch.PageSize}");

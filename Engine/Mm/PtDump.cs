@@ -40,7 +40,7 @@ public static class PtDump
         new[]
         {
             new PtDumpRegion("linear map", arch.PageOffset, arch.PageOffset + (ulong)arch.LinearMapSize),
-            new PtDumpRegion("vmalloc", arch.VmallocStart, arch.VmallocEnd + 1),
+            new PtDumpRegion("vmalloc", arch.VmallocStart, arch.VmallocEnd),
             new PtDumpRegion("vmemmap", arch.VmemmapStart, arch.VmemmapEnd),
         }.OrderBy(r => r.Start).ToArray();
 
@@ -72,7 +72,7 @@ public static class PtDump
     /// <summary>Renders init_mm of <paramref name="k"/> over [start, end) (default: all of it),
     /// with region markers unless <paramref name="markRegions"/> is false.</summary>
     public static string Render(Kernel k, ulong start = 0, ulong end = ulong.MaxValue, bool markRegions = true) =>
-        Render(k.InitMm, start, end, markRegions ? KernelRegions(k.Arch) : null);
+        Render(k.SwapperPgDir, start, end, markRegions ? KernelRegions(k.Arch) : null);
 
     /// <summary>Renders <paramref name="pt"/> over [start, end). Each range is one line:
     /// <c>0xSTART-0xEND  SIZE  COUNTxLEVEL  RW|RO  [CONT]  pfn 0xFIRST-0xEND</c> (both ranges

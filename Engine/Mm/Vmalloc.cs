@@ -20,7 +20,7 @@ public sealed class VmArea(ulong addr, ulong size, long[] pages)
 }
 
 /// <summary>The vmalloc allocator of one kernel.</summary>
-public sealed class Vmalloc(Kernel k)
+public sealed class Vmalloc(ArchConfig arch, PhysMem mem, KernelPgtable pgtable, Smp.TlbFlush tlb, KernelVariant variant)
 {
     private readonly SortedDictionary<ulong, VmArea> _areas = new();
 
@@ -29,32 +29,33 @@ public sealed class Vmalloc(Kernel k)
     /// <summary>Lowest free VA for size + guard page, aligned to <paramref name="align"/>.</summary>
     private ulong FindVa(ulong size, ulong align)
     {
-        ulong addr = (k.Arch.VmallocStart + align - 1) & ~(align - 1);
+        ulong addr = (arch.VmallocStart + align - 1) & ~(align - 1);
         foreach (var a in _areas.Values)
         {
-            if (addr + size + (ulong)k.Arch.PageSize <= a.Addr) break;
-            ulong next = a.Addr + a.Size + (ulong)k.Arch.PageSize;
+            if (addr + size + (ulong)arch.PageSize <= a.Addr) break;
+            ulong next = a.Addr + a.Size + (ulong)arch.PageSize;
             if (next > addr) addr = (next + align - 1) & ~(align - 1);
         }
-        return addr + size <= k.Arch.VmallocEnd ? addr : 0;
+        return addr + size + (ulong)arch.PageSize <= arch.VmallocEnd ? addr : 0;
     }
 
-    /// <summary>vmalloc(size): returns the area or an errno. size must be a positive multiple of
-    /// PAGE_SIZE (the caller rounds).</summary>
-    public (VmArea? Area, Errno Err) VmallocArea(ulong size)
+    /// <summary>__vmalloc_node_range for base pages: returns the area or an errno. size must be
+    /// a positive multiple of PAGE_SIZE (the caller rounds).</summary>
+    [Kernel("mm/vmalloc.c", "__vmalloc_node_range")]
+    public (VmArea? Area, Errno Err) VmallocNodeRange(ulong size)
     {
-        if (size == 0 || size % (ulong)k.Arch.PageSize != 0)
+        if (size == 0 || size % (ulong)arch.PageSize != 0)
             throw new ModelBugException($"vmalloc size {size:x}: not a positive multiple of PAGE_SIZE");
-        ulong addr = FindVa(size, (ulong)k.Arch.PageSize);
+        ulong addr = FindVa(size, (ulong)arch.PageSize);
         if (addr == 0) return (null, Errno.ENOMEM);
-        long n = (long)(size >> k.Arch.PageShift);
+        long n = (long)(size >> arch.PageShift);
         var pages = new long[n];
         for (long i = 0; i < n; i++)
         {
-            long pfn = k.Mem.AllocPages(0, FrameOwner.Vmalloc);
+            long pfn = mem.AllocPages(0, FrameOwner.Vmalloc);
             if (pfn < 0)
             {
-                for (long j = 0; j < i; j++) k.Mem.FreePages(pages[j], 0, FrameOwner.Vmalloc, "vmalloc unwind");
+                for (long j = 0; j < i; j++) mem.FreePages(pages[j], 0, FrameOwner.Vmalloc, "vmalloc unwind");
                 return (null, Errno.ENOMEM);
             }
             pages[i] = pfn;
@@ -63,7 +64,7 @@ public sealed class Vmalloc(Kernel k)
         _areas[addr] = area;
         for (long i = 0; i < n; i++)
         {
-            var err = k.MapKernelRange(addr + (ulong)(i << k.Arch.PageShift), pages[i], 1, PtLevel.Pte, writable: true);
+            var err = pgtable.VmapRangeNoflush(addr + (ulong)(i << arch.PageShift), pages[i], 1, PtLevel.Pte, writable: true);
             if (err != Errno.Ok)
             {
                 // __vmalloc_area_node failure: __vfree what was set up.
@@ -75,15 +76,16 @@ public sealed class Vmalloc(Kernel k)
     }
 
     /// <summary>vfree: unmap, flush, free the pages, release the VA.</summary>
+    [Kernel("mm/vmalloc.c", "vfree")]
     public void Vfree(VmArea area)
     {
         if (!_areas.Remove(area.Addr)) throw new ModelBugException($"vfree of unknown {area}");
         ulong end = area.Addr + area.Size;
-        ulong unmapEnd = k.Variant.BrokenVunmapSkipsLastPte ? end - (ulong)k.Arch.PageSize : end;
-        k.UnmapKernelRange(area.Addr, unmapEnd);
-        if (!k.Variant.BrokenVunmapSkipsFlush) k.FlushTlbKernelRange(area.Addr, end);
-        int n = area.Pages.Length - (k.Variant.BrokenVfreeLeaksLastPage ? 1 : 0);
-        for (int i = 0; i < n; i++) k.Mem.FreePages(area.Pages[i], 0, FrameOwner.Vmalloc, "vfree");
+        ulong unmapEnd = variant.BrokenVunmapSkipsLastPte ? end - (ulong)arch.PageSize : end;
+        pgtable.VunmapRangeNoflush(area.Addr, unmapEnd);
+        if (!variant.BrokenVunmapSkipsFlush) tlb.FlushTlbKernelRange(area.Addr, end);
+        int n = area.Pages.Length - (variant.BrokenVfreeLeaksLastPage ? 1 : 0);
+        for (int i = 0; i < n; i++) mem.FreePages(area.Pages[i], 0, FrameOwner.Vmalloc, "vfree");
     }
 
     /// <summary>Frames owned by live areas (for conservation checks).</summary>

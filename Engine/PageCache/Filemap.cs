@@ -71,11 +71,11 @@ public sealed class Filemap
         for (int i = 0; i < n; i++)
         {
             long pfn = _k.Mem.AllocPages(0, FrameOwner.PageCache);
-            if (pfn < 0) { _k.Note("filemap.enomem"); return Errno.ENOMEM; }
+            if (pfn < 0) { _k.Log.Note("filemap.enomem"); return Errno.ENOMEM; }
             LivePfns.Add(pfn);
-            ulong page = _k.PfnToPage(pfn);
+            ulong page = _k.Arch.PfnToPage(pfn);
             var sp = new StructPage { Refcount = 1, Flags = PageFlags.Lru, Mapping = f.Id + 1, Index = i };
-            _k.WriteStructPage(ctx, page, sp, "filemap_add_folio");
+            _k.Mmu.WriteStructPage(ctx, page, sp, "filemap_add_folio");
             f.IPages[i] = page;
         }
         return Errno.Ok;
@@ -91,11 +91,11 @@ public sealed class Filemap
         foreach (var (index, page) in f.IPages.ToList())
         {
             f.IPages.Remove(index);
-            if (_k.ReadStructPage(ctx, page, out var sp))
+            if (_k.Mmu.ReadStructPage(ctx, page, out var sp))
             {
                 sp.Flags &= ~PageFlags.Lru;
                 sp.Mapping = 0;
-                _k.WriteStructPage(ctx, page, sp, "__filemap_remove_folio");
+                _k.Mmu.WriteStructPage(ctx, page, sp, "__filemap_remove_folio");
             }
             FolioPut(ctx, page, "truncate");
         }
@@ -106,21 +106,21 @@ public sealed class Filemap
     /// page-cache page, the free is a bad free (recorded by PhysMem).</summary>
     public void FolioPut(ExecContext ctx, ulong page, string who)
     {
-        if (!_k.ReadStructPage(ctx, page, out var sp)) return;
+        if (!_k.Mmu.ReadStructPage(ctx, page, out var sp)) return;
         if (sp.Refcount <= 0)
         {
-            _k.RecordFault(FaultKind.KernelBug, ctx, page, $"{who}: folio_put on struct page of pfn {_k.PageToPfn(page):x} with refcount {sp.Refcount} (VM_BUG_ON_PAGE)");
+            _k.Log.RecordFault(FaultKind.KernelBug, ctx, page, $"{who}: folio_put on struct page of pfn {_k.Arch.PageToPfn(page):x} with refcount {sp.Refcount} (VM_BUG_ON_PAGE)");
             return;
         }
         sp.Refcount--;
-        if (!_k.WriteStructPage(ctx, page, sp, who)) return;
+        if (!_k.Mmu.WriteStructPage(ctx, page, sp, who)) return;
         if (sp.Refcount != 0) return;
-        long pfn = _k.PageToPfn(page);
+        long pfn = _k.Arch.PageToPfn(page);
         if (LivePfns.Remove(pfn))
         {
-            _k.WriteStructPage(ctx, page, default, "free_pages_prepare");
+            _k.Mmu.WriteStructPage(ctx, page, default, "free_pages_prepare");
             _k.Mem.FreePages(pfn, 0, FrameOwner.PageCache, who);
-            _k.Note("filemap.folio_freed");
+            _k.Log.Note("filemap.folio_freed");
         }
         else
         {

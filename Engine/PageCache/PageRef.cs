@@ -30,29 +30,29 @@ public static class PageRef
         result.Got = false;
         var flavour = k.Variant.SpeculativeGet;
         bool fixedFlavour = flavour == SpeculativeGet.Bd225530;
-        if (fixedFlavour) k.RcuReadLock(ctx);
+        if (fixedFlavour) k.Rcu.RcuReadLock(ctx);
 
         // Step 1: the read (and, fixed: !page_is_fake_head(page) && page_ref_count(page) != u).
-        bool proceed = k.ReadStructPage(ctx, page, out var sp);
+        bool proceed = k.Mmu.ReadStructPage(ctx, page, out var sp);
         if (proceed && fixedFlavour)
-            proceed = !k.PageIsFakeHead(k.View(ctx), page) && sp.Refcount != u;
+            proceed = !k.PageFlags.PageIsFakeHead(k.PageFlags.View(ctx), page) && sp.Refcount != u;
         yield return StepStatus.Progress;
 
         // Step 2: atomic_add_unless(&page->_refcount, nr, u).
         if (proceed)
             result.Got = AtomicAddUnless(k, ctx, page, nr, u, who);
-        if (fixedFlavour) k.RcuReadUnlock(ctx);
+        if (fixedFlavour) k.Rcu.RcuReadUnlock(ctx);
         if (result.Got)
         {
-            ulong head = k.CompoundHead(k.PeekView, page); // evidence: what the pointer was at this moment
-            k.Filemap.RefAdds.Add(new RefAdd(k.StepCount, ctx.CpuId, page, head, who));
+            ulong head = k.PageFlags.CompoundHead(k.PageFlags.PeekView, page); // evidence: what the pointer was at this moment
+            k.Filemap.RefAdds.Add(new RefAdd(k.Log.StepCount, ctx.CpuId, page, head, who));
             if (flavour == SpeculativeGet.DropOnMismatch && head != page)
             {
                 // Muchun Song (S001): the genuine head differs: drop the reference (on the
                 // genuine head, which is what the alias incremented) and fail.
                 k.Filemap.FolioPut(ctx, head, who + " (drop on mismatch)");
                 result.Got = false;
-                k.Note("spec.drop_on_mismatch");
+                k.Log.Note("spec.drop_on_mismatch");
             }
         }
         yield return StepStatus.Progress;
@@ -62,15 +62,15 @@ public static class PageRef
     private static bool AtomicAddUnless(Kernel k, ExecContext ctx, ulong page, int nr, int u, string who)
     {
         bool casNeedsWrite = k.Arch.Arch == Arch.Arm64;
-        if (!k.Translate(ctx, page, write: true, out long frame, out bool writable)) return false;
-        var content = k.FrameContent(frame);
-        int slot = k.StructPageSlot(page);
+        if (!k.Mmu.Translate(ctx, page, write: true, out long frame, out bool writable)) return false;
+        var content = k.StructPages.FrameContent(frame);
+        int slot = k.StructPages.StructPageSlot(page);
         var sp = content.Read(slot);
         if (sp.Refcount == u && !casNeedsWrite) return false;
         if (!writable)
         {
-            k.RecordFault(FaultKind.WriteToReadOnly, ctx, page,
-                $"{who}: atomic_add_unless on the refcount of struct page {page:x} (pfn {k.PageToPfn(page):x}) through read-only vmemmap frame {frame:x}");
+            k.Log.RecordFault(FaultKind.WriteToReadOnly, ctx, page,
+                $"{who}: atomic_add_unless on the refcount of struct page {page:x} (pfn {k.Arch.PageToPfn(page):x}) through read-only vmemmap frame {frame:x}");
             return false;
         }
         if (sp.Refcount == u) return false;

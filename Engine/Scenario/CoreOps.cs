@@ -17,7 +17,7 @@ public sealed record VmallocOp(long Size) : Op
     private IEnumerable<StepStatus> Body(RunContext rc, Kernel k)
     {
         long size = (Size + k.Arch.PageSize - 1) / k.Arch.PageSize * k.Arch.PageSize;
-        var (area, _) = k.Vmalloc.VmallocArea((ulong)size);
+        var (area, _) = k.Vmalloc.VmallocNodeRange((ulong)size);
         if (area is not null) rc.BindHandle(Bind, area);
         yield return StepStatus.Progress;
     }
@@ -72,7 +72,7 @@ public sealed record ReadOp(string Area, long Offset) : Op
         if (rc.TryGet<VmArea>(Area, out var area))
         {
             ulong off = (ulong)Offset % area.Size;
-            k.Translate(ctx, area.Addr + off, write: false, out _, out _);
+            k.Mmu.Translate(ctx, area.Addr + off, write: false, out _, out _);
         }
         yield return StepStatus.Progress;
     }
@@ -94,7 +94,7 @@ public sealed record FreeEmptyTablesOp : Op
 
     private static IEnumerable<StepStatus> Body(Kernel k)
     {
-        k.FreeEmptyTables(k.Arch.VmallocStart, k.Arch.VmallocEnd, k.Arch.VmallocStart, k.Arch.VmallocEnd + 1);
+        k.Pgtable.FreeEmptyTables(k.Arch.VmallocStart, k.Arch.VmallocEnd, k.Arch.VmallocStart, k.Arch.VmallocEnd);
         yield return StepStatus.Progress;
     }
 }
@@ -130,10 +130,10 @@ public sealed record RcuReaderOp(int Steps) : Op
 
     private IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx)
     {
-        k.RcuReadLock(ctx);
+        k.Rcu.RcuReadLock(ctx);
         yield return StepStatus.Progress;
         for (int i = 0; i < Steps; i++) yield return StepStatus.Progress;
-        k.RcuReadUnlock(ctx);
+        k.Rcu.RcuReadUnlock(ctx);
         yield return StepStatus.Progress;
     }
 
@@ -149,7 +149,7 @@ public sealed record SynchronizeRcuOp : Op
 {
     public override string Verb => "synchronize_rcu";
     public override string Args() => "";
-    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => k.SynchronizeRcu(ctx));
+    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => k.Rcu.SynchronizeRcu(ctx));
 }
 
 /// <summary>`page_ref pfn`: a kernel read of the struct page of PFN (e.g. a PFN walker peeking
@@ -163,7 +163,7 @@ public sealed record ReadStructPageOp(long Pfn) : Op
 
     private IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx)
     {
-        k.ReadStructPage(ctx, k.PfnToPage(Pfn), out _);
+        k.Mmu.ReadStructPage(ctx, k.Arch.PfnToPage(Pfn), out _);
         yield return StepStatus.Progress;
     }
 

@@ -14,7 +14,6 @@
 // makes the operation a no-op.
 using System.Globalization;
 using PropertySuite.Engine.Config;
-using PropertySuite.Engine.Hugetlb;
 using PropertySuite.Engine.Mm;
 using PropertySuite.Engine.Smp;
 
@@ -61,7 +60,7 @@ public sealed record HugetlbPoolOp(long Size, long Count) : Op
     public override KernelTask? CreateTask(RunContext rc)
     {
         var h = rc.Kernel.Hugetlb.SizeToHstate(Size);
-        return h is null ? null : new LambdaTask(ToString(), (k, ctx) => k.SetMaxHugePages(ctx, h, Count));
+        return h is null ? null : new LambdaTask(ToString(), (k, ctx) => k.Hugetlb.SetMaxHugePages(ctx, h, Count));
     }
 
     public override IEnumerable<Op> ShrinkArgs()
@@ -84,7 +83,7 @@ public sealed record HugetlbAllocOp(long Size) : Op
         var h = rc.Kernel.Hugetlb.SizeToHstate(Size);
         if (h is null) return null;
         return new LambdaTask(ToString(), (k, ctx) =>
-            k.AllocHugetlbFolio(ctx, h, new Ret<HugetlbFolio?>(), f => rc.BindHandle(Bind, f)));
+            k.Hugetlb.AllocHugetlbFolio(ctx, h, new Ret<HugetlbFolio?>(), f => rc.BindHandle(Bind, f)));
     }
 
     public override IEnumerable<Op> ShrinkArgs()
@@ -105,7 +104,7 @@ public sealed record HugetlbFreeOp(string Folio) : Op
     {
         if (!HugetlbOpText.TryFolio(rc, Folio, out var f) || f.State != FolioState.Active || !f.UserReference) return null;
         f.UserReference = false; // one put per reference, even while the put is still running
-        return new LambdaTask(ToString(), (k, ctx) => k.FreeHugeFolio(ctx, f));
+        return new LambdaTask(ToString(), (k, ctx) => k.Hugetlb.FreeHugeFolio(ctx, f));
     }
 }
 
@@ -119,7 +118,7 @@ public sealed record DissolveOp(string Folio) : Op
     public override KernelTask? CreateTask(RunContext rc)
     {
         if (!HugetlbOpText.TryFolio(rc, Folio, out var f)) return null;
-        return new LambdaTask(ToString(), (k, ctx) => k.DissolveFreeHugetlbFolio(ctx, f, new Ret<Errno>()));
+        return new LambdaTask(ToString(), (k, ctx) => k.Hugetlb.DissolveFreeHugetlbFolio(ctx, f, new Ret<Errno>()));
     }
 }
 
@@ -134,7 +133,7 @@ public sealed record MemoryFailureOp(string Folio, long Index) : Op
     {
         if (!HugetlbOpText.TryFolio(rc, Folio, out var f)) return null;
         long pfn = f.HeadPfn + Index % f.NrPages;
-        return new LambdaTask(ToString(), (k, ctx) => k.MemoryFailure(ctx, pfn, new Ret<Errno>()));
+        return new LambdaTask(ToString(), (k, ctx) => k.Hwpoison.MemoryFailure(ctx, pfn, new Ret<Errno>()));
     }
 
     public override IEnumerable<Op> ShrinkArgs() => HugetlbOpText.ShrinkIndex(Index).Select(i => this with { Index = i });
@@ -151,7 +150,7 @@ public sealed record FlushDcachePageOp(string Folio, long Index) : Op
     {
         if (!HugetlbOpText.TryFolio(rc, Folio, out var f)) return null;
         long pfn = f.HeadPfn + Index % f.NrPages;
-        return new LambdaTask(ToString(), (k, ctx) => k.FlushDcachePage(ctx, pfn));
+        return new LambdaTask(ToString(), (k, ctx) => k.Arm64Flush.FlushDcachePage(ctx, pfn));
     }
 
     public override IEnumerable<Op> ShrinkArgs() => HugetlbOpText.ShrinkIndex(Index).Select(i => this with { Index = i });

@@ -58,23 +58,23 @@ public sealed record SpecLookupOp(string File, long Index) : Op
 
     private IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx, AddressSpace f)
     {
-        k.RcuReadLock(ctx);
+        k.Rcu.RcuReadLock(ctx);
         ulong page = Filemap.XaLoad(f, Index);
         yield return StepStatus.Progress;
         if (page == 0)
         {
-            k.RcuReadUnlock(ctx);
+            k.Rcu.RcuReadUnlock(ctx);
             yield break;
         }
         var got = new RefResult();
         foreach (var s in PageRef.PageRefAddUnless(k, ctx, page, 1, 0, got, "folio_try_get_rcu")) yield return s;
         if (got.Got && Filemap.XaLoad(f, Index) != page)
         {
-            k.Note("spec.revalidate_failed");
+            k.Log.Note("spec.revalidate_failed");
             k.Filemap.FolioPut(ctx, page, "filemap_get_entry (xas_reload mismatch)");
             got.Got = false;
         }
-        k.RcuReadUnlock(ctx);
+        k.Rcu.RcuReadUnlock(ctx);
         yield return StepStatus.Progress;
         if (got.Got)
         {
@@ -108,7 +108,7 @@ public sealed record PfnWalkOp(string File, long Index) : Op
 
     internal static IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx, ulong page)
     {
-        bool lru = k.ReadStructPage(ctx, page, out var sp) && (sp.Flags & Mm.PageFlags.Lru) != 0;
+        bool lru = k.Mmu.ReadStructPage(ctx, page, out var sp) && (sp.Flags & Mm.PageFlags.Lru) != 0;
         yield return StepStatus.Progress;
         if (!lru) yield break;
         var got = new RefResult();
@@ -136,15 +136,15 @@ public sealed record ReadFolioPageOp(string Folio, long Subpage) : Op
 
     public override KernelTask? CreateTask(RunContext rc)
     {
-        if (!rc.TryGet<Hugetlb.HugetlbFolio>(Folio, out var f)) return null;
+        if (!rc.TryGet<HugetlbFolio>(Folio, out var f)) return null;
         return new LambdaTask(ToString(), (k, ctx) => Body(k, ctx, f));
     }
 
-    private IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx, Hugetlb.HugetlbFolio f)
+    private IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx, HugetlbFolio f)
     {
         long pages = k.Arch.PagesPerHugePage(f.Hstate.Size);
-        ulong page = k.PfnToPage(f.HeadPfn + Subpage % pages);
-        k.ReadStructPage(ctx, page, out _);
+        ulong page = k.Arch.PfnToPage(f.HeadPfn + Subpage % pages);
+        k.Mmu.ReadStructPage(ctx, page, out _);
         yield return StepStatus.Progress;
     }
 
@@ -163,7 +163,7 @@ public sealed record CompactPfnOp(long Pfn) : Op
     public override string Args() => $"0x{Pfn:x}";
 
     public override KernelTask? CreateTask(RunContext rc) =>
-        Pfn >= rc.Kernel.Mem.MaxPfn ? null : new LambdaTask(ToString(), (k, ctx) => PfnWalkOp.Body(k, ctx, k.PfnToPage(Pfn)));
+        Pfn >= rc.Kernel.Mem.MaxPfn ? null : new LambdaTask(ToString(), (k, ctx) => PfnWalkOp.Body(k, ctx, k.Arch.PfnToPage(Pfn)));
 
     public override IEnumerable<Op> ShrinkArgs()
     {

@@ -118,13 +118,3 @@ public sealed class Cpu
     internal void QueueIrq(KernelTask handler) => _pendingIrqs.Enqueue(handler);
     internal bool TryDequeueIrq(out KernelTask handler) => _pendingIrqs.TryDequeue(out handler!);
 }
-
-/// <summary>RCU grace-period bookkeeping (non-preemptible RCU).</summary>
-public sealed class Rcu
-{
-    /// <summary>Number of grace periods started so far.</summary>
-    public long GpSeq { get; internal set; }
-    /// <summary>Every completed grace period: when it started and which readers that began
-    /// before it were still inside their read-side section when it ended (must be none).</summary>
-    public List<(long Seq, string Who, IReadOnlyList<string> ReadersStillInside)> Completed { get; } = new();
-}

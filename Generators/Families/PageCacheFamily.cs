@@ -79,10 +79,10 @@ public sealed class PageCacheFamily : IOpFamily
     {
         // Aim at struct pages whose vmemmap entry is being changed right now, if the generation
         // engine shows an open break-before-make window: any context may touch any struct page.
-        if (s.Engine is { BbmWindows.Count: > 0 } k && rng.Chance(70))
+        if (s.Engine is { Arm64.BbmWindows.Count: > 0 } k && rng.Chance(70))
         {
-            var w = k.BbmWindows[rng.Next(k.BbmWindows.Count)];
-            long first = k.PageToPfn(w.Start);
+            var w = k.Arm64.BbmWindows[rng.Next(k.Arm64.BbmWindows.Count)];
+            long first = k.Arch.PageToPfn(w.Start);
             long count = Math.Max(1, (long)(w.End - w.Start) / Engine.Config.ArchConfig.StructPageSize);
             return new ReadStructPageOp(first + rng.Range(0, Math.Min(count, 4096) - 1));
         }
@@ -127,15 +127,15 @@ public sealed class PageCacheFamily : IOpFamily
     {
         if (s.Handles is null || !rng.Chance(70) || !s.Handles.TryGet<Engine.PageCache.AddressSpace>(file, out var f)) return null;
         int per = s.Arch.StructPagesPerVmemmapPage;
-        var aimed = f.IPages.Where(kv => s.Engine!.PageToPfn(kv.Value) % per == 0).Select(kv => kv.Key).ToList();
+        var aimed = f.IPages.Where(kv => s.Arch.PageToPfn(kv.Value) % per == 0).Select(kv => kv.Key).ToList();
         if (aimed.Count == 0) return null;
         // Better still: one in a pageblock that holds only this file's pages, which a huge page
         // can reuse whole once the file is gone.
         long block = s.Arch.PmdSize >> s.Arch.PageShift;
-        var pfns = f.IPages.Values.Select(p => s.Engine!.PageToPfn(p)).ToHashSet();
+        var pfns = f.IPages.Values.Select(p => s.Arch.PageToPfn(p)).ToHashSet();
         var whole = aimed.Where(i =>
         {
-            long b = s.Engine!.PageToPfn(f.IPages[i]) / block * block;
+            long b = s.Arch.PageToPfn(f.IPages[i]) / block * block;
             return pfns.Contains(b) && pfns.Contains(b + block - 1) && Enumerable.Range(0, (int)block).All(j => pfns.Contains(b + j));
         }).ToList();
         return whole.Count > 0 && rng.Chance(80) ? rng.Pick(whole) : rng.Pick(aimed);

@@ -49,8 +49,8 @@ public class CoreInvariantExamples
         int tablesAfterVmalloc = 0, tablesAfterFree = 0;
         ScenarioRunner.Run(s, trace: (i, op, k) =>
         {
-            if (i == 1) tablesAfterVmalloc = k.InitMm.Tables.Count;
-            if (i == 3) tablesAfterFree = k.InitMm.Tables.Count;
+            if (i == 1) tablesAfterVmalloc = k.SwapperPgDir.Tables.Count;
+            if (i == 3) tablesAfterFree = k.SwapperPgDir.Tables.Count;
         });
         Assert.True(tablesAfterVmalloc > tablesAfterFree, $"{tablesAfterVmalloc} -> {tablesAfterFree}");
     }

@@ -24,8 +24,8 @@ public class IncrementalOracleTests
     {
         var a = k.Arch;
         foreach (var (start, end) in new[] { (a.VmemmapStart, a.VmemmapEnd), (a.VmallocStart, a.VmallocEnd), (0UL, 0UL), (a.PageOffset, a.PageOffset + (ulong)a.PmdSize * 3) })
-            Assert.True(OracleRuns(k.InitMm, start, end).SequenceEqual(k.InitMm.LeafFrames(start, end).Runs), $"{when}: runs of [{start:x}, {end:x})");
-        Assert.True(k.CountVmemmapFramesFullScan() == k.CountVmemmapFrames(), $"{when}: vmemmap frames");
+            Assert.True(OracleRuns(k.SwapperPgDir, start, end).SequenceEqual(k.SwapperPgDir.LeafFrames(start, end).Runs), $"{when}: runs of [{start:x}, {end:x})");
+        Assert.True(k.Vmemmap.CountVmemmapFramesFullScan() == k.Vmemmap.CountVmemmapFrames(), $"{when}: vmemmap frames");
         Assert.Equal(LeafInvariant.CheckFullScan(k)?.ToString(), LeafInvariant.Check(k)?.ToString());
         Assert.Equal(TreeInvariant.CheckFullScan(k)?.ToString(), TreeInvariant.Check(k)?.ToString());
     }
@@ -58,7 +58,7 @@ public class IncrementalOracleTests
             switch (rng.Next(8))
             {
                 case 0:
-                    var (area, _) = k.Vmalloc.VmallocArea((ulong)rng.Next(1, 9) * p);
+                    var (area, _) = k.Vmalloc.VmallocNodeRange((ulong)rng.Next(1, 9) * p);
                     if (area is not null) areas.Add(area);
                     break;
                 case 1 when areas.Count > 0:
@@ -71,46 +71,46 @@ public class IncrementalOracleTests
                     // A PMD block in the upper half of vmalloc, then maybe split.
                     ulong va = ((arch.VmallocStart + (arch.VmallocEnd - arch.VmallocStart) / 2) & ~((ulong)arch.PmdSize - 1))
                                + (ulong)rng.Next(0, 4) * (ulong)arch.PmdSize;
-                    if (k.InitMm.Walk(va).Entry.IsNone && k.InitMm.Walk(va).Level == PtLevel.Pmd || !k.InitMm.Walk(va).IsLeaf && k.InitMm.Walk(va).Level > PtLevel.Pmd)
-                        k.MapKernelRange(va, 0, arch.PmdSize >> arch.PageShift, PtLevel.Pmd, rng.Next(2) == 0);
-                    var w = k.InitMm.Walk(va);
+                    if (k.SwapperPgDir.Walk(va).Entry.IsNone && k.SwapperPgDir.Walk(va).Level == PtLevel.Pmd || !k.SwapperPgDir.Walk(va).IsLeaf && k.SwapperPgDir.Walk(va).Level > PtLevel.Pmd)
+                        k.Pgtable.VmapRangeNoflush(va, 0, arch.PmdSize >> arch.PageShift, PtLevel.Pmd, rng.Next(2) == 0);
+                    var w = k.SwapperPgDir.Walk(va);
                     if (w.IsLeaf && w.Level == PtLevel.Pmd && rng.Next(2) == 0) k.SplitBlock(w.Table, w.Index);
                     break;
                 }
                 case 3:
                 {
                     // Split a vmemmap block if any, then alias a vmemmap PTE onto its neighbour's frame.
-                    ulong page = k.PfnToPage(rng.NextInt64(k.Mem.MaxPfn)) & ~(p - 1);
-                    var w = k.InitMm.Walk(page);
-                    if (w.IsLeaf && w.Level > PtLevel.Pte) { k.SplitBlock(w.Table, w.Index); w = k.InitMm.Walk(page); }
+                    ulong page = k.Arch.PfnToPage(rng.NextInt64(k.Mem.MaxPfn)) & ~(p - 1);
+                    var w = k.SwapperPgDir.Walk(page);
+                    if (w.IsLeaf && w.Level > PtLevel.Pte) { k.SplitBlock(w.Table, w.Index); w = k.SwapperPgDir.Walk(page); }
                     if (w.IsLeaf && w.Level == PtLevel.Pte && page >= arch.VmemmapStart + p)
                     {
-                        long frame = k.WalkToFrame(page - p, out _);
-                        if (frame >= 0) k.InitMm.Set(w.Table, w.Index, Pte.MkLeaf(frame, writable: false));
+                        long frame = k.Mmu.WalkToFrame(page - p, out _);
+                        if (frame >= 0) k.SwapperPgDir.Set(w.Table, w.Index, Pte.MkLeaf(frame, writable: false));
                     }
                     break;
                 }
                 case 4 when areas.Count > 0:
                 {
                     var a = areas[rng.Next(areas.Count)];
-                    k.ProtectKernelRange(a.Addr, a.Addr + a.Size, rng.Next(2) == 0);
+                    if (rng.Next(2) == 0) k.Pgtable.SetMemoryRw(a.Addr, a.Addr + a.Size); else k.Pgtable.SetMemoryRo(a.Addr, a.Addr + a.Size);
                     break;
                 }
                 case 5:
                 {
                     ulong va = ((arch.VmallocStart + (arch.VmallocEnd - arch.VmallocStart) / 2) & ~((ulong)arch.PmdSize - 1));
-                    k.UnmapKernelRange(va, va + 4 * (ulong)arch.PmdSize);
+                    k.Pgtable.VunmapRangeNoflush(va, va + 4 * (ulong)arch.PmdSize);
                     break;
                 }
                 case 6:
-                    k.FlushTlbAll();
-                    k.FreeEmptyTables(arch.VmallocStart, arch.VmallocEnd + 1, arch.VmallocStart, arch.VmallocEnd + 1);
+                    k.Tlb.FlushTlbAll();
+                    k.Pgtable.FreeEmptyTables(arch.VmallocStart, arch.VmallocEnd, arch.VmallocStart, arch.VmallocEnd);
                     break;
                 default:
                     // Consume page-table frames so freed (possibly still referenced) tables come back.
                     for (int n = 0; n < 3; n++)
                     {
-                        var (a2, _) = k.Vmalloc.VmallocArea(p);
+                        var (a2, _) = k.Vmalloc.VmallocNodeRange(p);
                         if (a2 is not null) areas.Add(a2);
                     }
                     break;
@@ -206,7 +206,7 @@ public class BuddyCrossCheckTests
     public void OwnersSwappedBehindTheBuddysBackAreCaughtThoughCountsBalance()
     {
         var k = Machines.Boot();
-        var (area, _) = k.Vmalloc.VmallocArea((ulong)k.Arch.PageSize);
+        var (area, _) = k.Vmalloc.VmallocNodeRange((ulong)k.Arch.PageSize);
         long allocated = area!.Pages[0];
         long free = k.Mem.Buddy.FreeBlocks().First().Pfn;
         k.Mem.ClearChanged();

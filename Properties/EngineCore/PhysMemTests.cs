@@ -30,7 +30,7 @@ public class PhysMemTests
         var k = Machines.Boot(config, "1G");
         AssertCountsMatchOracle(k.Mem);
         Assert.Equal(k.Mem.Count(FrameOwner.Free), k.Mem.Buddy.NrFreePages);
-        Assert.Equal(k.InitMm.Tables.Count, k.Mem.Count(FrameOwner.PageTable));
+        Assert.Equal(k.SwapperPgDir.Tables.Count, k.Mem.Count(FrameOwner.PageTable));
         // Every frame below the end of boot reservations is reserved (kernel image, memblock);
         // every frame above is free; nothing is absent on a machine without hot-plug space.
         Assert.Equal(0, k.Mem.Count(FrameOwner.Absent));
@@ -147,9 +147,9 @@ public class PhysMemTests
     public void StructPageOfAPfnBeyondTheMachineIsAnUnmappedVmemmapAddress()
     {
         var k = Machines.Boot();
-        ulong page = k.PfnToPage(k.Mem.MaxPfn + 4096);
-        Assert.False(k.PeekStructPage(page, out _));
-        Assert.False(k.ReadStructPage(null, page, out _));
+        ulong page = k.Arch.PfnToPage(k.Mem.MaxPfn + 4096);
+        Assert.False(k.Mmu.PeekStructPage(page, out _));
+        Assert.False(k.Mmu.ReadStructPage(null, page, out _));
         var f = Assert.Single(k.Faults);
         Assert.Equal(FaultKind.TranslationFault, f.Kind);
         Assert.Equal(page, f.Va);

@@ -18,8 +18,8 @@ public class PtDumpTests
     public void ContiguousFramesWithTheSameAttributesAreOneRange()
     {
         var (k, va, p) = Machine();
-        k.MapKernelRange(va, 100, 8, PtLevel.Pte, true);
-        var r = Assert.Single(PtDump.Ranges(k.InitMm, va, va + 8 * p));
+        k.Pgtable.VmapRangeNoflush(va, 100, 8, PtLevel.Pte, true);
+        var r = Assert.Single(PtDump.Ranges(k.SwapperPgDir, va, va + 8 * p));
         Assert.Equal((va, va + 8 * p, 8, 100L, 108L), (r.Start, r.End, r.Count, r.Pfn, r.PfnEnd));
     }
 
@@ -27,14 +27,14 @@ public class PtDumpTests
     public void ARunBreaksAtAFrameGapAPermissionChangeAHoleAndTheContBit()
     {
         var (k, va, p) = Machine();
-        k.MapKernelRange(va, 100, 2, PtLevel.Pte, true);
-        k.MapKernelRange(va + 2 * p, 200, 2, PtLevel.Pte, true);          // frames jump
-        k.MapKernelRange(va + 4 * p, 202, 2, PtLevel.Pte, false);         // RO
-        k.MapKernelRange(va + 7 * p, 205, 1, PtLevel.Pte, false);         // after a hole
-        var w = k.InitMm.Walk(va + 7 * p);
-        k.InitMm.Set(w.Table, w.Index, Pte.MkLeaf(205, false, cont: true));
-        k.MapKernelRange(va + 8 * p, 206, 1, PtLevel.Pte, false);         // contiguous frame, no CONT
-        var ranges = PtDump.Ranges(k.InitMm, va, va + 16 * p);
+        k.Pgtable.VmapRangeNoflush(va, 100, 2, PtLevel.Pte, true);
+        k.Pgtable.VmapRangeNoflush(va + 2 * p, 200, 2, PtLevel.Pte, true);          // frames jump
+        k.Pgtable.VmapRangeNoflush(va + 4 * p, 202, 2, PtLevel.Pte, false);         // RO
+        k.Pgtable.VmapRangeNoflush(va + 7 * p, 205, 1, PtLevel.Pte, false);         // after a hole
+        var w = k.SwapperPgDir.Walk(va + 7 * p);
+        k.SwapperPgDir.Set(w.Table, w.Index, Pte.MkLeaf(205, false, cont: true));
+        k.Pgtable.VmapRangeNoflush(va + 8 * p, 206, 1, PtLevel.Pte, false);         // contiguous frame, no CONT
+        var ranges = PtDump.Ranges(k.SwapperPgDir, va, va + 16 * p);
         Assert.Equal([2, 2, 2, 1, 1], ranges.Select(r => r.Count));
         Assert.Equal([100L, 200, 202, 205, 206], ranges.Select(r => r.Pfn));
         Assert.Equal([true, true, false, false, false], ranges.Select(r => r.Writable));
@@ -45,20 +45,20 @@ public class PtDumpTests
     public void AliasedPtesToOneFrameAreOneLineEach()
     {
         var (k, va, p) = Machine();
-        for (ulong i = 0; i < 4; i++) k.MapKernelRange(va + i * p, 300, 1, PtLevel.Pte, false);
-        Assert.Equal(4, PtDump.Ranges(k.InitMm, va, va + 4 * p).Count);
+        for (ulong i = 0; i < 4; i++) k.Pgtable.VmapRangeNoflush(va + i * p, 300, 1, PtLevel.Pte, false);
+        Assert.Equal(4, PtDump.Ranges(k.SwapperPgDir, va, va + 4 * p).Count);
     }
 
     [Fact]
     public void RestrictingTheRangeKeepsLeavesThatOverlapItsEdges()
     {
         var k = Machines.Boot("x86_64-4k-l4", "1G");
-        ulong inside = k.PfnToVirt(12345);
-        var r = Assert.Single(PtDump.Ranges(k.InitMm, inside, inside + 1));
-        Assert.Equal(k.PfnToVirt(0), r.Start);   // the whole 1G block that covers it
+        ulong inside = k.Arch.PfnToVirt(12345);
+        var r = Assert.Single(PtDump.Ranges(k.SwapperPgDir, inside, inside + 1));
+        Assert.Equal(k.Arch.PfnToVirt(0), r.Start);   // the whole 1G block that covers it
         Assert.Equal(PtLevel.Pud, r.Level);
         string text = PtDump.Render(k, k.Arch.VmallocStart, k.Arch.VmallocEnd);
-        Assert.StartsWith("(no leaves in [0xffffc90000000000, 0xffffe8ffffffffff))", text);
+        Assert.StartsWith("(no leaves in [0xffffc90000000000, 0xffffe90000000000))", text);
     }
 
     [Fact]
@@ -70,13 +70,13 @@ public class PtDumpTests
         Assert.Equal("---[ linear map ]---", lines[0]);
         Assert.Equal("---[ vmemmap ]---", lines[2]);
         Assert.StartsWith("tables: 4 (PGD 1, PUD 2, PMD 1)", lines[4]);
-        Assert.DoesNotContain("---", PtDump.Render(k.InitMm, 0, 0, null));
+        Assert.DoesNotContain("---", PtDump.Render(k.SwapperPgDir, 0, 0, null));
         // A region boundary splits a run even when everything else matches.
-        var regions = new[] { new PtDumpRegion("a", k.PfnToVirt(0), k.PfnToVirt(0) + (1UL << 29)),
-                              new PtDumpRegion("b", k.PfnToVirt(0) + (1UL << 29), k.PfnToVirt(0) + (1UL << 30)) };
-        var blocks = k.InitMm.Walk(k.PfnToVirt(0));
+        var regions = new[] { new PtDumpRegion("a", k.Arch.PfnToVirt(0), k.Arch.PfnToVirt(0) + (1UL << 29)),
+                              new PtDumpRegion("b", k.Arch.PfnToVirt(0) + (1UL << 29), k.Arch.PfnToVirt(0) + (1UL << 30)) };
+        var blocks = k.SwapperPgDir.Walk(k.Arch.PfnToVirt(0));
         k.SplitBlock(blocks.Table, blocks.Index);                        // 1G → 512 PMD blocks
-        var ranges = PtDump.Ranges(k.InitMm, k.PfnToVirt(0), k.PfnToVirt(0) + (1UL << 30), regions);
+        var ranges = PtDump.Ranges(k.SwapperPgDir, k.Arch.PfnToVirt(0), k.Arch.PfnToVirt(0) + (1UL << 30), regions);
         Assert.Equal(["a", "b"], ranges.Select(r => r.Region));
         Assert.Equal([256, 256], ranges.Select(r => r.Count));
     }
@@ -87,7 +87,7 @@ public class PtDumpTests
         static string Once()
         {
             var k = Machines.Boot("arm64-16k-l3", "1G");
-            for (int i = 0; i < 5; i++) k.Vmalloc.VmallocArea((ulong)(i + 1) * (ulong)k.Arch.PageSize);
+            for (int i = 0; i < 5; i++) k.Vmalloc.VmallocNodeRange((ulong)(i + 1) * (ulong)k.Arch.PageSize);
             return PtDump.Render(k);
         }
         Assert.Equal(Once(), Once());

@@ -14,43 +14,43 @@ public class TlbTests
     public void AnAccessFillsTheTlbOfItsCpuOnly()
     {
         var k = Machines.Boot();
-        var (area, _) = k.Vmalloc.VmallocArea(2 * (ulong)k.Arch.PageSize);
+        var (area, _) = k.Vmalloc.VmallocNodeRange(2 * (ulong)k.Arch.PageSize);
         var ctx = PageTableTests.StartIdleTask(k, 1);
         Assert.Equal(0, k.Cpus[1].Tlb.Count);
-        Assert.True(k.Translate(ctx, area!.Addr + 5, write: false, out long frame, out _));
+        Assert.True(k.Mmu.Translate(ctx, area!.Addr + 5, write: false, out long frame, out _));
         Assert.Equal(area.Pages[0], frame);
         var e = Assert.Single(k.Cpus[1].Tlb.Entries);
         Assert.Equal(new TlbEntry(area.Addr, (ulong)k.Arch.PageSize, area.Pages[0], true), e);
         Assert.Equal(0, k.Cpus[0].Tlb.Count);
         // A block leaf is cached as one entry covering the whole block.
-        Assert.True(k.Translate(ctx, k.PfnToVirt(3), write: false, out frame, out _));
+        Assert.True(k.Mmu.Translate(ctx, k.Arch.PfnToVirt(3), write: false, out frame, out _));
         Assert.Equal(3, frame);
-        Assert.Contains(k.Cpus[1].Tlb.Entries, x => x.Va == k.PfnToVirt(0) && x.Size == (ulong)k.Arch.PmdSize);
+        Assert.Contains(k.Cpus[1].Tlb.Entries, x => x.Va == k.Arch.PfnToVirt(0) && x.Size == (ulong)k.Arch.PmdSize);
     }
 
     [Fact]
     public void AStaleEntryIsUsedUntilAFlushCoversIt()
     {
         var k = Machines.Boot();
-        var (area, _) = k.Vmalloc.VmallocArea((ulong)k.Arch.PageSize);
+        var (area, _) = k.Vmalloc.VmallocNodeRange((ulong)k.Arch.PageSize);
         var ctx = PageTableTests.StartIdleTask(k, 0);
-        k.Translate(ctx, area!.Addr, false, out _, out _);
+        k.Mmu.Translate(ctx, area!.Addr, false, out _, out _);
         long other = k.Mem.AllocPages(0, FrameOwner.Vmalloc);
-        var w = k.InitMm.Walk(area.Addr);
-        k.InitMm.Set(w.Table, w.Index, Pte.MkLeaf(other, writable: true)); // remapped, not flushed
+        var w = k.SwapperPgDir.Walk(area.Addr);
+        k.SwapperPgDir.Set(w.Table, w.Index, Pte.MkLeaf(other, writable: true)); // remapped, not flushed
 
-        Assert.True(k.Translate(ctx, area.Addr, false, out long seen, out _));
+        Assert.True(k.Mmu.Translate(ctx, area.Addr, false, out long seen, out _));
         Assert.Equal(area.Pages[0], seen);                                   // old translation
-        Assert.Contains(k.PendingFlushes, p => p.Start == area.Addr);
+        Assert.Contains(k.Tlb.PendingFlushes, p => p.Start == area.Addr);
 
-        k.FlushTlbKernelRange(area.Addr + (ulong)k.Arch.PageSize, area.Addr + 2 * (ulong)k.Arch.PageSize);
-        Assert.True(k.Translate(ctx, area.Addr, false, out seen, out _));
+        k.Tlb.FlushTlbKernelRange(area.Addr + (ulong)k.Arch.PageSize, area.Addr + 2 * (ulong)k.Arch.PageSize);
+        Assert.True(k.Mmu.Translate(ctx, area.Addr, false, out seen, out _));
         Assert.Equal(area.Pages[0], seen);                                   // a flush beside it does not help
 
-        k.FlushTlbKernelRange(area.Addr, area.Addr + (ulong)k.Arch.PageSize);
-        Assert.True(k.Translate(ctx, area.Addr, false, out seen, out _));
+        k.Tlb.FlushTlbKernelRange(area.Addr, area.Addr + (ulong)k.Arch.PageSize);
+        Assert.True(k.Mmu.Translate(ctx, area.Addr, false, out seen, out _));
         Assert.Equal(other, seen);
-        Assert.Empty(k.PendingFlushes);
+        Assert.Empty(k.Tlb.PendingFlushes);
     }
 
     [Fact]
@@ -119,13 +119,13 @@ public class TlbTests
     public void PartialFlushesLeaveThePendingRemainder()
     {
         var k = Machines.Boot();
-        var (area, _) = k.Vmalloc.VmallocArea(4 * (ulong)k.Arch.PageSize);
+        var (area, _) = k.Vmalloc.VmallocNodeRange(4 * (ulong)k.Arch.PageSize);
         ulong p = (ulong)k.Arch.PageSize;
-        k.ProtectKernelRange(area!.Addr, area.Addr + 4 * p, writable: false);
-        Assert.Equal(4, k.PendingFlushes.Count);
-        k.FlushTlbKernelRange(area.Addr + p, area.Addr + 3 * p);
-        Assert.Equal([area.Addr, area.Addr + 3 * p], k.PendingFlushes.Select(x => x.Start).Order());
-        k.FlushTlbAll();
-        Assert.Empty(k.PendingFlushes);
+        k.Pgtable.SetMemoryRo(area!.Addr, area.Addr + 4 * p);
+        Assert.Equal(4, k.Tlb.PendingFlushes.Count);
+        k.Tlb.FlushTlbKernelRange(area.Addr + p, area.Addr + 3 * p);
+        Assert.Equal([area.Addr, area.Addr + 3 * p], k.Tlb.PendingFlushes.Select(x => x.Start).Order());
+        k.Tlb.FlushTlbAll();
+        Assert.Empty(k.Tlb.PendingFlushes);
     }
 }

@@ -227,7 +227,7 @@ public class ArchConfigTests
         Assert.Equal(pageOffset, c.PageOffset);
         Assert.Equal(Size(linear), c.LinearMapSize);
         Assert.Equal(vmallocStart, c.VmallocStart);
-        Assert.Equal(vmallocLast, c.VmallocEnd);
+        Assert.Equal(vmallocLast + 1, c.VmallocEnd);
         Assert.Equal(vmemmapStart, c.VmemmapStart);
         Assert.Equal(vmemmapEnd, c.VmemmapEnd);
     }
@@ -240,7 +240,7 @@ public class ArchConfigTests
         ulong kernelBase = ~((1UL << c.VaBits) - 1);
         Assert.True(c.PageOffset >= kernelBase, "linear map inside the kernel VA space");
         ulong linearEnd = c.PageOffset + (ulong)c.LinearMapSize;
-        var regions = new[] { ("linear", c.PageOffset, linearEnd), ("vmalloc", c.VmallocStart, c.VmallocEnd + 1), ("vmemmap", c.VmemmapStart, c.VmemmapEnd) }
+        var regions = new[] { ("linear", c.PageOffset, linearEnd), ("vmalloc", c.VmallocStart, c.VmallocEnd), ("vmemmap", c.VmemmapStart, c.VmemmapEnd) }
             .OrderBy(r => r.Item2).ToList();
         for (int i = 1; i < regions.Count; i++)
             Assert.True(regions[i - 1].Item3 <= regions[i].Item2, $"{regions[i - 1].Item1} overlaps {regions[i].Item1}");

@@ -1,5 +1,4 @@
 using PropertySuite.Engine;
-using PropertySuite.Engine.Hugetlb;
 using PropertySuite.Engine.Mm;
 using PropertySuite.Engine.Scenario;
 using PropertySuite.Invariants;
@@ -58,7 +57,7 @@ public class HugetlbVmemmapProperties
             {
                 after = k.Mem.Count(FrameOwner.Vmemmap);
                 var f = OnlyFolio(k);
-                Assert.True(k.FolioTestHugetlbVmemmapOptimized(k.PeekView, k.FolioPage(f)));
+                Assert.True(k.PageFlags.FolioTestHugetlbVmemmapOptimized(k.PageFlags.PeekView, k.Hugetlb.FolioPage(f)));
             }
         });
         Assert.Equal(1, r.Reached.GetValueOrDefault("hvo.head_copy_enomem"));
@@ -81,10 +80,10 @@ public class HugetlbVmemmapProperties
             if (i == 2)
             {
                 var f = OnlyFolio(k);
-                Assert.False(k.FolioTestHugetlbVmemmapOptimized(k.PeekView, k.FolioPage(f)));
+                Assert.False(k.PageFlags.FolioTestHugetlbVmemmapOptimized(k.PageFlags.PeekView, k.Hugetlb.FolioPage(f)));
                 Assert.Equal(before, k.Mem.Count(FrameOwner.Vmemmap));
-                Assert.Equal(0, k.HugetlbOptimizeVmemmapKey);
-                Assert.Equal(0, k.VmemmapFramesInFlight);
+                Assert.Equal(0, k.PageFlags.HugetlbOptimizeVmemmapKey);
+                Assert.Equal(0, k.HugetlbVmemmap.VmemmapFramesInFlight);
             }
         });
         Assert.Equal(1, r.Reached.GetValueOrDefault("hvo.rollback"));
@@ -103,7 +102,7 @@ public class HugetlbVmemmapProperties
             Assert.Equal(1, h.SurplusHugePages);
             Assert.Equal(1, h.FreeHugePages);
             Assert.Equal(0, h.PersistentHugePages);
-            Assert.True(k.FolioTestHugetlbVmemmapOptimized(k.PeekView, k.FolioPage(OnlyFolio(k))));
+            Assert.True(k.PageFlags.FolioTestHugetlbVmemmapOptimized(k.PageFlags.PeekView, k.Hugetlb.FolioPage(OnlyFolio(k))));
         });
         Assert.Equal(1, r.Reached.GetValueOrDefault("hvo.restore_enomem"));
         Assert.Equal(1, r.Reached.GetValueOrDefault("hugetlb.restore_failed_surplus"));
@@ -128,9 +127,9 @@ public class HugetlbVmemmapProperties
             if (i == 2) headPfn = OnlyFolio(k).HeadPfn;
             if (i != 4) return;
             Assert.Empty(k.Hugetlb.AllFoliosByPfn());
-            Assert.True(k.PeekStructPage(k.PfnToPage(headPfn + 130), out var raw));
+            Assert.True(k.Mmu.PeekStructPage(k.Arch.PfnToPage(headPfn + 130), out var raw));
             Assert.Equal(PageFlags.HwPoison, raw.Flags);
-            Assert.True(k.PeekStructPage(k.PfnToPage(headPfn + 129), out var healthy));
+            Assert.True(k.Mmu.PeekStructPage(k.Arch.PfnToPage(headPfn + 129), out var healthy));
             Assert.Equal(PageFlags.None, healthy.Flags);
         });
     }
@@ -144,8 +143,8 @@ public class HugetlbVmemmapProperties
     {
         RunClean(Header(variant, config, config.Contains("64k") ? "2G" : "1G") + $"f1 = hugetlb_alloc {size}\n", (i, k) =>
         {
-            Assert.False(k.FolioTestHugetlbVmemmapOptimized(k.PeekView, k.FolioPage(OnlyFolio(k))));
-            Assert.Equal(0, k.HugetlbOptimizeVmemmapKey);
+            Assert.False(k.PageFlags.FolioTestHugetlbVmemmapOptimized(k.PageFlags.PeekView, k.Hugetlb.FolioPage(OnlyFolio(k))));
+            Assert.Equal(0, k.PageFlags.HugetlbOptimizeVmemmapKey);
         });
     }
 
@@ -158,15 +157,15 @@ public class HugetlbVmemmapProperties
         {
             if (i == 1)
             {
-                long first = k.WalkToFrame(k.PfnToPage(0), out _);
+                long first = k.Mmu.WalkToFrame(k.Arch.PfnToPage(0), out _);
                 for (long frame = first; frame < first + (k.Arch.PmdSize >> k.Arch.PageShift); frame++)
                 {
-                    k.PeekStructPage(k.PfnToPage(frame), out var sp);
+                    k.Mmu.PeekStructPage(k.Arch.PfnToPage(frame), out var sp);
                     sp.Flags |= PageFlags.VmemmapSelfHosted;
-                    k.WriteStructPage(null, k.PfnToPage(frame), sp, "test: memmap_on_memory");
+                    k.Mmu.WriteStructPage(null, k.Arch.PfnToPage(frame), sp, "test: memmap_on_memory");
                 }
             }
-            if (i == 2) Assert.False(k.FolioTestHugetlbVmemmapOptimized(k.PeekView, k.FolioPage(OnlyFolio(k))));
+            if (i == 2) Assert.False(k.PageFlags.FolioTestHugetlbVmemmapOptimized(k.PageFlags.PeekView, k.Hugetlb.FolioPage(OnlyFolio(k))));
         });
         Assert.Equal(1, r.Reached.GetValueOrDefault("hvo.self_hosted"));
         Assert.Equal(1, r.Reached.GetValueOrDefault("hvo.optimize_failed"));
@@ -180,8 +179,8 @@ public class HugetlbVmemmapProperties
             if (i < 4) return;
             var folios = k.Hugetlb.AllFoliosByPfn();
             Assert.Equal(2, folios.Count);
-            Assert.False(k.FolioTestHugetlbVmemmapOptimized(k.PeekView, k.FolioPage(folios[0])));
-            Assert.True(k.FolioTestHugetlbVmemmapOptimized(k.PeekView, k.FolioPage(folios[1])));
+            Assert.False(k.PageFlags.FolioTestHugetlbVmemmapOptimized(k.PageFlags.PeekView, k.Hugetlb.FolioPage(folios[0])));
+            Assert.True(k.PageFlags.FolioTestHugetlbVmemmapOptimized(k.PageFlags.PeekView, k.Hugetlb.FolioPage(folios[1])));
         });
     }
 
@@ -191,21 +190,21 @@ public class HugetlbVmemmapProperties
         RunClean(Header() + "f1 = hugetlb_alloc 2M\n", (i, k) =>
         {
             var f = OnlyFolio(k);
-            var v = k.PeekView;
-            ulong head = k.FolioPage(f);
+            var v = k.PageFlags.PeekView;
+            ulong head = k.Hugetlb.FolioPage(f);
             int s = k.Arch.StructPagesPerVmemmapPage;
             for (long j = 1; j < k.Hugetlb.SizeToHstate(2L << 20)!.VmemmapPages; j++)
             {
-                ulong fake = k.PfnToPage(f.HeadPfn + j * s);
+                ulong fake = k.Arch.PfnToPage(f.HeadPfn + j * s);
                 // Raw: the alias shows the head's own record, PG_head included.
                 Assert.Equal(v.Read(head), v.Read(fake));
-                Assert.Equal(k.WalkToFrame(head, out _), k.WalkToFrame(fake, out bool writable));
+                Assert.Equal(k.Mmu.WalkToFrame(head, out _), k.Mmu.WalkToFrame(fake, out bool writable));
                 Assert.False(writable);
                 // Through the helpers: a tail of the real head.
-                Assert.True(k.PageIsFakeHead(v, fake));
-                Assert.False(k.PageHead(v, fake));
-                Assert.True(k.PageTail(v, fake));
-                Assert.Equal(head, k.CompoundHead(v, fake));
+                Assert.True(k.PageFlags.PageIsFakeHead(v, fake));
+                Assert.False(k.PageFlags.PageHead(v, fake));
+                Assert.True(k.PageFlags.PageTail(v, fake));
+                Assert.Equal(head, k.PageFlags.CompoundHead(v, fake));
             }
         });
     }
@@ -216,11 +215,11 @@ public class HugetlbVmemmapProperties
         RunClean(Header("hvo-v5.14") + "f1 = hugetlb_alloc 2M\n", (i, k) =>
         {
             var f = OnlyFolio(k);
-            var v = k.PeekView;
+            var v = k.PageFlags.PeekView;
             int s = k.Arch.StructPagesPerVmemmapPage;
             for (long j = 2; j < 8; j++)
-                Assert.False(k.PageIsFakeHead(v, k.PfnToPage(f.HeadPfn + j * s)));
-            Assert.Equal(k.WalkToFrame(k.PfnToPage(f.HeadPfn + s), out _), k.WalkToFrame(k.PfnToPage(f.HeadPfn + 7 * s), out _));
+                Assert.False(k.PageFlags.PageIsFakeHead(v, k.Arch.PfnToPage(f.HeadPfn + j * s)));
+            Assert.Equal(k.Mmu.WalkToFrame(k.Arch.PfnToPage(f.HeadPfn + s), out _), k.Mmu.WalkToFrame(k.Arch.PfnToPage(f.HeadPfn + 7 * s), out _));
         });
     }
 
@@ -233,8 +232,8 @@ public class HugetlbVmemmapProperties
         var r = ScenarioRunner.Run(s, trace: (i, _, k) =>
         {
             if (i == 1) before = k.Mem.Count(FrameOwner.Vmemmap);
-            if (i == 3) { Assert.True(k.VmemmapFramesInFlight > 0); Assert.Equal(before + 1, k.Mem.Count(FrameOwner.Vmemmap)); }
-            if (i == 4) { Assert.Equal(0, k.VmemmapFramesInFlight); Assert.Equal(before - 7, k.Mem.Count(FrameOwner.Vmemmap)); }
+            if (i == 3) { Assert.True(k.HugetlbVmemmap.VmemmapFramesInFlight > 0); Assert.Equal(before + 1, k.Mem.Count(FrameOwner.Vmemmap)); }
+            if (i == 4) { Assert.Equal(0, k.HugetlbVmemmap.VmemmapFramesInFlight); Assert.Equal(before - 7, k.Mem.Count(FrameOwner.Vmemmap)); }
         });
         Assert.True(r.Violation is null, r.ToString());
     }

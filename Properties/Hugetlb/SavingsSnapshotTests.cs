@@ -1,5 +1,5 @@
+using PropertySuite.Engine;
 using PropertySuite.Engine.Config;
-using PropertySuite.Engine.Hugetlb;
 
 namespace PropertySuite.Properties.Hugetlb;
 

@@ -144,7 +144,7 @@ public class RaceExamples
     {
         var calls = new List<long>();
         ScenarioRunner.Run(Repro.Parse(Header("arm64-hvo-stop-machine", "arm64-4k-l4") + "f1 = hugetlb_alloc 2M\nf2 = hugetlb_alloc 2M\n"),
-            trace: (i, op, k) => calls.Add(k.StopMachineCalls));
+            trace: (i, op, k) => calls.Add(k.Arm64.StopMachineCalls));
         // First folio: the PMD split of its vmemmap block plus its 8 vmemmap PTEs; the second
         // folio shares the split PTE table: 8.
         Assert.Equal(new long[] { 9, 17 }, calls);

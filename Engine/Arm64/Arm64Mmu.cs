@@ -3,7 +3,7 @@
 // (KERNEL-MODEL.md §4.4):
 //   BbmFaultHandler  Nanyong Sun v3 vmemmap_update_pte: under init_mm.page_table_lock,
 //                    pte_clear → flush_tlb_kernel_range → set_pte_at; concurrent accesses fault
-//                    and the arm64 fault handler waits on the same lock (Kernel.Translate).
+//                    and the arm64 fault handler waits on the same lock (Mmu.Translate).
 //   StopMachine      stop_machine() around each clear → flush → set: no other CPU runs and no
 //                    interrupt is taken, so nothing observes the window. Each call is counted.
 //   Bbml2            FEAT_BBM level 2 (BBML2_NOABORT): a block → table split of the same frames
@@ -14,10 +14,69 @@ using PropertySuite.Engine.Config;
 using PropertySuite.Engine.Mm;
 using PropertySuite.Engine.Smp;
 
-namespace PropertySuite.Engine;
+namespace PropertySuite.Engine.Arm64;
 
-public sealed partial class Kernel
+/// <summary>The arm64 MMU rules the model enforces (arch/arm64/mm/mmu.c, pgattr_change_is_safe)
+/// and the vmemmap update paths that must respect them.</summary>
+public sealed class Arm64Mmu
 {
+    private readonly ArchConfig Arch;
+    private readonly PageTable InitMm;
+    private readonly KernelLock PageTableLock;
+    private readonly TlbFlush _tlb;
+    private readonly Spinlocks _locks;
+    private readonly KernelLog _log;
+    private readonly VmemmapUpdate _strategy;
+
+    internal Arm64Mmu(ArchConfig arch, MmStruct initMm, TlbFlush tlb, Spinlocks locks, KernelLog log, VmemmapUpdate strategy)
+    {
+        Arch = arch;
+        InitMm = initMm.Pgd;
+        PageTableLock = initMm.PageTableLock;
+        _tlb = tlb;
+        _locks = locks;
+        _log = log;
+        _strategy = arch.Arch == Config.Arch.Arm64 ? strategy : VmemmapUpdate.InPlace;
+    }
+
+    /// <summary>The strategy vmemmap updates use on this machine (x86: always in place).</summary>
+    public VmemmapUpdate Strategy => _strategy;
+
+    private void Note(string s) => _log.Note(s);
+    private void FlushTlbKernelRange(ulong start, ulong end) => _tlb.FlushTlbKernelRange(start, end);
+    private IEnumerable<StepStatus> SpinLock(ExecContext ctx, KernelLock l, bool stepWhenTaken) => _locks.SpinLock(ctx, l, stepWhenTaken);
+    private void SpinUnlock(ExecContext ctx, KernelLock l) => _locks.SpinUnlock(ctx, l);
+
+    /// <summary>Checks one entry store against break-before-make (called for every store).</summary>
+    public void EntryChanged(PageTable mm, PtTable table, int index, Pte oldPte, Pte newPte, ExecContext? current)
+    {
+        if (Arch.Arch != Config.Arch.Arm64 || oldPte.IsNone || newPte.IsNone) return;
+        if (!PgattrChangeIsSafe(table.Level, oldPte, newPte, out string why))
+            _log.RecordFault(FaultKind.BreakBeforeMake, current, mm.EntryVa(table, index), $"{table.Level} entry changed in place: {oldPte} -> {newPte} ({why})");
+    }
+
+    /// <summary>pgattr_change_is_safe: whether a live valid entry may change from old to new
+    /// without break-before-make. Not safe: a different output address, a different contiguous
+    /// bit, or a different block size (leaf ↔ table); permission-only changes of a leaf are safe.
+    /// With BBML2 a block → table split that keeps the same output frames is safe too.
+    /// <paramref name="why"/> says what made it unsafe.</summary>
+    [Kernel("arch/arm64/mm/mmu.c", "pgattr_change_is_safe")]
+    public bool PgattrChangeIsSafe(PtLevel level, Pte oldPte, Pte newPte, out string why)
+    {
+        why = "";
+        if (oldPte.IsLeaf && newPte.IsLeaf)
+        {
+            if (oldPte.Pfn != newPte.Pfn) why = "output address changed";
+            else if (oldPte.Cont != newPte.Cont) why = "contiguous bit changed";
+            return why.Length == 0;
+        }
+        if (oldPte.IsTable && newPte.IsTable && oldPte.Pfn == newPte.Pfn) return true;
+        // BBML2_NOABORT: splitting a block into a table of the same frames
+        if (oldPte.IsLeaf && newPte.IsTable && _strategy == VmemmapUpdate.Bbml2 && level > PtLevel.Pte) return true;
+        why = oldPte.IsTable != newPte.IsTable ? "block size changed" : "table pointer changed";
+        return false;
+    }
+
     /// <summary>An open break-before-make window: the entry is none until the updater writes
     /// <see cref="NewPte"/>; <see cref="Held"/> are the frames it will map (for a split, the
     /// block's frames, which the new table maps), owned by the updater meanwhile.</summary>
@@ -68,7 +127,7 @@ public sealed partial class Kernel
     {
         Pte old = t.Entries[index];
         ulong va = InitMm.EntryVa(t, index), end = va + InitMm.EntrySize(t);
-        var strategy = Arch.Arch == Config.Arch.Arm64 ? Variant.VmemmapUpdate : VmemmapUpdate.InPlace;
+        var strategy = _strategy;
         if (old.IsNone) strategy = VmemmapUpdate.InPlace; // nothing live to break
         if (strategy == VmemmapUpdate.Bbml2)
             strategy = old.IsLeaf && newPte.IsTable && t.Level > PtLevel.Pte ? VmemmapUpdate.InPlace : VmemmapUpdate.StopMachine;

@@ -24,35 +24,34 @@ namespace PropertySuite.Engine;
 /// (init_mm only, no side effects). Reading an unmapped struct page yields an all-zero page.</summary>
 public readonly struct VmemmapView
 {
-    private readonly Kernel _k;
+    private readonly Mmu _mmu;
     private readonly ExecContext? _ctx;
     private readonly bool _peek;
 
-    internal VmemmapView(Kernel k, ExecContext? ctx, bool peek)
+    internal VmemmapView(Mmu mmu, ExecContext? ctx, bool peek)
     {
-        _k = k;
+        _mmu = mmu;
         _ctx = ctx;
         _peek = peek;
     }
 
-    public Kernel Kernel => _k;
-
     public StructPage Read(ulong page)
     {
         StructPage sp;
-        if (_peek) _k.PeekStructPage(page, out sp);
-        else _k.ReadStructPage(_ctx, page, out sp);
+        if (_peek) _mmu.PeekStructPage(page, out sp);
+        else _mmu.ReadStructPage(_ctx, page, out sp);
         return sp;
     }
 }
 
-public sealed partial class Kernel
+/// <summary>The struct-page predicates of include/linux/page-flags.h, read through a view.</summary>
+public sealed class PageFlagHelpers(ArchConfig Arch, Mmu mmu)
 {
     /// <summary>The struct pages as CPU <paramref name="ctx"/> sees them.</summary>
-    public VmemmapView View(ExecContext? ctx) => new(this, ctx, peek: false);
+    public VmemmapView View(ExecContext? ctx) => new(mmu, ctx, peek: false);
 
     /// <summary>The struct pages as init_mm maps them, for invariants (no TLB, no faults).</summary>
-    public VmemmapView PeekView => new(this, null, peek: true);
+    public VmemmapView PeekView => new(mmu, null, peek: true);
 
     /// <summary>hugetlb_optimize_vmemmap_key: number of folios whose vmemmap is optimized.</summary>
     public long HugetlbOptimizeVmemmapKey { get; internal set; }
@@ -131,9 +130,9 @@ public sealed partial class Kernel
     /// <paramref name="ctx"/>'s view; a read-only mapping makes the store fault (recorded).</summary>
     public bool ModifyPageFlags(ExecContext? ctx, ulong page, PageFlags set, PageFlags clear, string what)
     {
-        if (!ReadStructPage(ctx, page, out var sp)) return false;
+        if (!mmu.ReadStructPage(ctx, page, out var sp)) return false;
         sp.Flags = (sp.Flags | set) & ~clear;
-        return WriteStructPage(ctx, page, sp, what);
+        return mmu.WriteStructPage(ctx, page, sp, what);
     }
 }
 

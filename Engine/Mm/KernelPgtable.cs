@@ -1,0 +1,205 @@
+// Changes to the kernel page table (init_mm, swapper_pg_dir), named after the kernel code each
+// stands for:
+//   CreatePgdMapping      arch/arm64/mm/mmu.c __create_pgd_mapping (x86: kernel_physical_mapping_init):
+//                         the linear map at boot, largest leaves first, arm64 contiguous runs;
+//   VmapRangeNoflush      mm/vmalloc.c vmap_range_noflush at one leaf size;
+//   VunmapRangeNoflush    mm/vmalloc.c vunmap_range_noflush;
+//   SetMemoryRo/Rw        arch/arm64/mm/pageattr.c set_memory_ro/rw (__change_memory_common);
+//   SplitPmd/SplitPud     arch/arm64/mm/mmu.c split_pmd/split_pud (x86: split_large_page):
+//                         a block replaced by a table of the same frames;
+//   FreeEmptyTables       arch/arm64/mm/mmu.c free_empty_tables with its floor/ceiling check.
+//
+// None of these flush the TLB except FreeEmptyTables (which must before it frees a table page):
+// callers do, as in the kernel (the *_noflush convention).
+using PropertySuite.Engine.Config;
+using PropertySuite.Engine.Smp;
+
+namespace PropertySuite.Engine.Mm;
+
+public sealed class KernelPgtable
+{
+    private static readonly PtLevel[] BlockLevelsLargestFirst = [PtLevel.Pud, PtLevel.Pmd];
+
+    private readonly ArchConfig _arch;
+    private readonly PageTable _pgd;
+    private readonly PhysMem _mem;
+    private readonly TlbFlush _tlb;
+    private readonly KernelLog _log;
+    private readonly Func<ExecContext?> _current;
+
+    internal KernelPgtable(ArchConfig arch, MmStruct initMm, PhysMem mem, TlbFlush tlb, KernelLog log, Func<ExecContext?> current)
+    {
+        _arch = arch;
+        _pgd = initMm.Pgd;
+        _mem = mem;
+        _tlb = tlb;
+        _log = log;
+        _current = current;
+    }
+
+    /// <summary>The breakage of free_empty_tables a meta-test uses (see Breakage).</summary>
+    internal bool BrokenFreeTableKeepsParentEntry { get; init; }
+
+    /// <summary>Allocates a zeroed page-table page (__get_free_page(GFP_PGTABLE_KERNEL)), or -1.</summary>
+    public long AllocPageTablePage() => _mem.AllocPages(0, FrameOwner.PageTable);
+
+    /// <summary>Maps [pfn, pfn+count) at va with the largest leaves that alignment allows. On
+    /// arm64 a leaf whose whole contiguous run (CONT_PTE_SIZE / CONT_PMD_SIZE, aligned) lies in
+    /// the range gets the contiguous bit, as alloc_init_cont_pte / alloc_init_cont_pmd do when
+    /// NO_CONT_MAPPINGS is not requested.</summary>
+    [Kernel("arch/arm64/mm/mmu.c", "__create_pgd_mapping")]
+    public void CreatePgdMapping(ulong va, long pfn, long count, bool writable, Func<long> allocTable)
+    {
+        long end = pfn + count;
+        ulong vaStart = va, vaEnd = va + ((ulong)count << _arch.PageShift);
+        while (pfn < end)
+        {
+            PtLevel level = PtLevel.Pte;
+            foreach (var l in BlockLevelsLargestFirst)
+            {
+                if ((int)l >= _arch.Levels || !_arch.LeafAllowed(l)) continue;
+                long pages = _arch.LevelSize(l) >> _arch.PageShift;
+                if ((pfn & (pages - 1)) == 0 && pfn + pages <= end) { level = l; break; }
+            }
+            var t = _pgd.WalkAlloc(va, level, allocTable, out var err)
+                ?? throw new ModelBugException($"map of {va:x} failed: {err}");
+            ulong contSize = (ulong)_arch.ContSize(level);
+            ulong group = contSize == 0 ? 0 : va & ~(contSize - 1);
+            bool cont = contSize != 0 && group >= vaStart && group + contSize <= vaEnd
+                && ((ulong)pfn << _arch.PageShift) % contSize == va % contSize;
+            _pgd.Set(t, _pgd.Index(va, level), Pte.MkLeaf(pfn, writable, cont));
+            pfn += _arch.LevelSize(level) >> _arch.PageShift;
+            va += (ulong)_arch.LevelSize(level);
+        }
+    }
+
+    /// <summary>vmap_range_noflush at one leaf size: maps [va, va + pages * PAGE_SIZE) to
+    /// [pfn, ...) with leaves at <paramref name="level"/>. va and pfn must be aligned to the leaf
+    /// size. Allocates missing tables; ENOMEM leaves what was already mapped in place (the caller
+    /// unwinds, as __vmalloc_area_node does).</summary>
+    [Kernel("mm/vmalloc.c", "vmap_range_noflush")]
+    public Errno VmapRangeNoflush(ulong va, long pfn, long pages, PtLevel level, bool writable)
+    {
+        long leafPages = _arch.LevelSize(level) >> _arch.PageShift;
+        if (!_arch.LeafAllowed(level) || (int)level >= _arch.Levels)
+            throw new ModelBugException($"map at {va:x}: no leaf at {level} on {_arch.Name}");
+        if ((va & (ulong)(_arch.LevelSize(level) - 1)) != 0 || (pfn & (leafPages - 1)) != 0 || pages % leafPages != 0)
+            throw new ModelBugException($"map at {va:x} pfn {pfn:x} pages {pages}: not aligned to the {level} leaf size");
+        for (long i = 0; i < pages; i += leafPages)
+        {
+            ulong a = va + (ulong)(i << _arch.PageShift);
+            var t = _pgd.WalkAlloc(a, level, AllocPageTablePage, out var err);
+            if (t is null) return err;
+            int idx = _pgd.Index(a, level);
+            if (!t.Entries[idx].IsNone)
+                throw new ModelBugException($"map at {a:x}: {level} entry already {t.Entries[idx]}");
+            _pgd.Set(t, idx, Pte.MkLeaf(pfn + i, writable));
+        }
+        return Errno.Ok;
+    }
+
+    /// <summary>vunmap_range_noflush: clears every leaf in [start, end). A leaf that straddles a
+    /// boundary is a caller bug the kernel WARNs about; it is recorded and left mapped.</summary>
+    [Kernel("mm/vmalloc.c", "vunmap_range_noflush")]
+    public void VunmapRangeNoflush(ulong start, ulong end)
+    {
+        foreach (var w in _pgd.Leaves(start, end).ToList())
+        {
+            ulong va = _pgd.EntryVa(w.Table, w.Index), size = _pgd.EntrySize(w.Table);
+            if (!VaRange.Contains(start, end, va, va + size))
+            {
+                _log.RecordFault(FaultKind.KernelBug, _current(), va, $"unmap [{start:x}, {end:x}) splits a {w.Level} leaf at {va:x}");
+                continue;
+            }
+            _pgd.Set(w.Table, w.Index, Pte.None);
+        }
+    }
+
+    /// <summary>set_memory_ro: every leaf in [start, end) becomes read-only (no flush here:
+    /// the arm64 caller flushes after __change_memory_common's walk).</summary>
+    [Kernel("arch/arm64/mm/pageattr.c", "set_memory_ro")]
+    public void SetMemoryRo(ulong start, ulong end) => ChangeMemoryCommon(start, end, writable: false);
+
+    /// <summary>set_memory_rw: every leaf in [start, end) becomes writable (no flush here).</summary>
+    [Kernel("arch/arm64/mm/pageattr.c", "set_memory_rw")]
+    public void SetMemoryRw(ulong start, ulong end) => ChangeMemoryCommon(start, end, writable: true);
+
+    [Kernel("arch/arm64/mm/pageattr.c", "__change_memory_common")]
+    private void ChangeMemoryCommon(ulong start, ulong end, bool writable)
+    {
+        foreach (var w in _pgd.Leaves(start, end).ToList())
+            _pgd.Set(w.Table, w.Index, w.Entry.WithWritable(writable));
+    }
+
+    /// <summary>split_pmd: replaces the PMD block at (<paramref name="t"/>, <paramref name="index"/>)
+    /// by a PTE table mapping the same frames with the same permission, installed over the live
+    /// block (the caller decides whether that is allowed). Null on ENOMEM.</summary>
+    [Kernel("arch/arm64/mm/mmu.c", "split_pmd")]
+    public PtTable? SplitPmd(PtTable t, int index) => SplitBlock(t, index, PtLevel.Pmd);
+
+    /// <summary>split_pud: as <see cref="SplitPmd"/> for a PUD block (a table of PMD blocks).</summary>
+    [Kernel("arch/arm64/mm/mmu.c", "split_pud")]
+    public PtTable? SplitPud(PtTable t, int index) => SplitBlock(t, index, PtLevel.Pud);
+
+    private PtTable? SplitBlock(PtTable t, int index, PtLevel level)
+    {
+        Pte block = t.Entries[index];
+        if (!block.IsLeaf || t.Level != level)
+            throw new ModelBugException($"split of {t.Level} entry {index} of table {t.Pfn:x}: not a {level} block ({block})");
+        long pfn = AllocPageTablePage();
+        if (pfn < 0) return null;
+        var child = _pgd.NewTable(pfn, t.Level - 1, _pgd.EntryVa(t, index));
+        long step = _arch.LevelSize(child.Level) >> _arch.PageShift;
+        for (int i = 0; i < child.Entries.Length; i++)
+            _pgd.Set(child, i, Pte.MkLeaf(block.Pfn + i * step, block.Writable));
+        _pgd.Set(t, index, Pte.MkTable(pfn));
+        return child;
+    }
+
+    /// <summary>pgtable_range_aligned: whether the table covering [start, end) at the given mask
+    /// lies wholly inside [floor, ceiling) (borrowed by arm64 from free_pgd_range).</summary>
+    [Kernel("arch/arm64/mm/mmu.c", "pgtable_range_aligned")]
+    public static bool PgtableRangeAligned(ulong start, ulong end, ulong floor, ulong ceiling, ulong mask)
+    {
+        start &= mask;
+        if (start < floor) return false;
+        if (ceiling != 0)
+        {
+            ceiling &= mask;
+            if (ceiling == 0) return false;
+        }
+        return end - 1 <= ceiling - 1;
+    }
+
+    /// <summary>free_empty_tables (arch/arm64/mm/mmu.c): bottom-up, frees every table page under
+    /// [start, end) whose entries are all none and whose span lies inside [floor, ceiling):
+    /// clear the parent entry, flush the walk cache for the span, free the page. The root is
+    /// never freed. Returns the number of table pages freed.</summary>
+    [Kernel("arch/arm64/mm/mmu.c", "free_empty_tables")]
+    public int FreeEmptyTables(ulong start, ulong end, ulong floor, ulong ceiling)
+    {
+        int freed = 0;
+        FreeEmptyTablesBelow(_pgd.Root, start, end, floor, ceiling, ref freed);
+        return freed;
+    }
+
+    private void FreeEmptyTablesBelow(PtTable t, ulong start, ulong end, ulong floor, ulong ceiling, ref int freed)
+    {
+        ulong size = _pgd.EntrySize(t);
+        for (int i = 0; i < t.Entries.Length; i++)
+        {
+            ulong va = _pgd.EntryVa(t, i);
+            if (!VaRange.Overlaps(va, va + size, start, end)) continue;
+            Pte e = t.Entries[i];
+            if (!_pgd.TryGetChild(t, e, out var child)) continue;
+            FreeEmptyTablesBelow(child, start, end, floor, ceiling, ref freed);
+            if (child.Used != 0) continue;
+            if (!PgtableRangeAligned(va, va + size, floor, ceiling, ~(size - 1))) continue;
+            if (!BrokenFreeTableKeepsParentEntry) _pgd.Set(t, i, Pte.None);
+            _tlb.FlushTlbKernelRange(va, va + size); // __flush_tlb_kernel_pgtable
+            _pgd.ForgetTable(child);
+            _mem.FreePages(child.Pfn, 0, FrameOwner.PageTable, "free_empty_tables");
+            freed++;
+        }
+    }
+}
