@@ -43,6 +43,9 @@ public sealed class Kernel : IPteObserver
     public MmStruct InitMm { get; }
     /// <summary>init_mm.pgd.</summary>
     public PageTable SwapperPgDir => InitMm.Pgd;
+    /// <summary>Every address space: init_mm first, then user mms in creation order.</summary>
+    public IReadOnlyList<MmStruct> Mms => _mms;
+    private readonly List<MmStruct> _mms = new();
     public Scheduler Sched { get; }
     public Spinlocks Locks { get; }
     public Rcu Rcu { get; }
@@ -89,17 +92,21 @@ public sealed class Kernel : IPteObserver
         Variant = variant;
         long totalPfns = (machine.MemoryBytes + machine.HotplugBytes) >> arch.PageShift;
         Mem = new PhysMem(arch, totalPfns);
+        // The sizes a TLB entry can have: every leaf size, and on arm64 every contiguous run.
         var tlbLeafSizes = new[] { PtLevel.Pte, PtLevel.Pmd, PtLevel.Pud }
-            .Where(l => (int)l < arch.Levels && arch.LeafAllowed(l)).Select(l => (ulong)arch.LevelSize(l)).ToArray();
+            .Where(l => (int)l < arch.Levels && arch.LeafAllowed(l))
+            .SelectMany(l => new[] { (ulong)arch.LevelSize(l), (ulong)arch.ContSize(l) })
+            .Where(s => s != 0).Distinct().Order().ToArray();
         Sched = new Scheduler(this, Log, machine.Cpus, tlbLeafSizes);
         Locks = new Spinlocks(Sched.Cpus, Log);
         Rcu = new Rcu(Sched.Cpus, variant.BrokenSynchronizeRcuNoWait);
-        Tlb = new TlbFlush(Sched.Cpus, () => Sched.Current);
+        Tlb = new TlbFlush(arch, Sched.Cpus, () => Sched.Current);
 
         long presentSections = machine.MemoryBytes / arch.SectionSize;
         for (long s = 0; s < presentSections; s++) Mem.AddSection(s, FrameOwner.Kernel);
         Mem.ReserveKernelImage(KernelImageBytes >> arch.PageShift);
         InitMm = new MmStruct("init_mm", new PageTable(arch, "init_mm", MemblockTable(), PageTable.KernelVaBase(arch)), MmStruct.InitMmAsid);
+        _mms.Add(InitMm);
         Arm64 = new Arm64Mmu(arch, InitMm, Tlb, Locks, Log, variant.VmemmapUpdate);
         Vmemmap = new SparseVmemmap(arch, Mem, SwapperPgDir);
         StructPages = new StructPageStore(arch, Mem, Vmemmap);
@@ -108,7 +115,7 @@ public sealed class Kernel : IPteObserver
             { BrokenFreeTableKeepsParentEntry = variant.BrokenFreeTableKeepsParentEntry };
         PageFlags = new PageFlagHelpers(arch, Mmu);
         Vmemmap.AddOffTableHolder(() => Arm64.BbmWindowFrames);
-        FrameAccountants.Add((FrameOwner.PageTable, "init_mm tables", () => SwapperPgDir.Tables.Count));
+        FrameAccountants.Add((FrameOwner.PageTable, "page tables of every mm", () => _mms.Sum(m => (long)m.Pgd.Tables.Count)));
         FrameAccountants.Add((FrameOwner.Vmemmap, "frames mapped by vmemmap leaves, held by break-before-make windows or on a task's page list", Vmemmap.CountVmemmapFrames));
         FrameAccountants.Add((FrameOwner.Free, "buddy free lists", () => Mem.Buddy.NrFreePages));
     }
@@ -144,6 +151,22 @@ public sealed class Kernel : IPteObserver
         k.Mem.ClearChanged();
         return k;
     }
+
+    /// <summary>mm_alloc with pgd_alloc (kernel/fork.c): a new user address space with an empty
+    /// page table of its own and the next ASID; null on ENOMEM.</summary>
+    [Kernel("kernel/fork.c", "mm_alloc")]
+    public MmStruct? MmAlloc()
+    {
+        long pgd = Pgtable.AllocPageTablePage();
+        if (pgd < 0) return null;
+        string name = $"mm{_mms.Count}";
+        var mm = new MmStruct(name, new PageTable(Arch, name, pgd, 0) { Observer = this }, _mms.Count);
+        _mms.Add(mm);
+        return mm;
+    }
+
+    /// <summary>The mm whose TLB entries carry <paramref name="asid"/> (global: init_mm), or null.</summary>
+    public MmStruct? MmByAsid(int asid) => asid == TlbEntry.Global ? InitMm : _mms.Find(m => m != InitMm && m.Asid == asid);
 
     /// <summary>A page-table page from memblock (boot only).</summary>
     private long MemblockTable()

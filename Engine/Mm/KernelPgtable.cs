@@ -196,7 +196,7 @@ public sealed class KernelPgtable
             if (child.Used != 0) continue;
             if (!PgtableRangeAligned(va, va + size, floor, ceiling, ~(size - 1))) continue;
             if (!BrokenFreeTableKeepsParentEntry) _pgd.Set(t, i, Pte.None);
-            _tlb.FlushTlbKernelRange(va, va + size); // __flush_tlb_kernel_pgtable
+            _tlb.FlushTlbKernelPgtable(va);
             _pgd.ForgetTable(child);
             _mem.FreePages(child.Pfn, 0, FrameOwner.PageTable, "free_empty_tables");
             freed++;

@@ -67,23 +67,30 @@ public sealed class Mmu(ArchConfig arch, MmStruct initMm, Cpu[] cpus, StructPage
         return w.Entry.Pfn + (long)((va - _pgd.EntryVa(w.Table, w.Index)) >> arch.PageShift);
     }
 
-    /// <summary>An access by a CPU: TLB first, else a walk that fills the TLB. On a miss with no
-    /// valid leaf the access faults: recorded, false returned.</summary>
-    public bool Translate(ExecContext? ctx, ulong va, bool write, out long frame, out bool writable)
+    /// <summary>An access by a CPU to a kernel address: TLB first, else a walk of init_mm that
+    /// fills the TLB. On a miss with no valid leaf the access faults: recorded, false returned.</summary>
+    public bool Translate(ExecContext? ctx, ulong va, bool write, out long frame, out bool writable) =>
+        Translate(ctx, initMm, va, write, out frame, out writable);
+
+    /// <summary>An access by a CPU in address space <paramref name="mm"/> (init_mm for kernel
+    /// addresses): TLB first (global entries, or the mm's ASID), else a hardware walk that may
+    /// start at a table the CPU's walk cache holds, and fills the TLB and the walk cache.</summary>
+    public bool Translate(ExecContext? ctx, MmStruct mm, ulong va, bool write, out long frame, out bool writable)
     {
         var cpu = ctx is null ? null : cpus[ctx.CpuId];
-        if (cpu is not null && cpu.Tlb.TryLookup(va, out var te))
+        int asid = mm == initMm ? TlbEntry.Global : mm.Asid;
+        if (cpu is not null && cpu.Tlb.TryLookup(va, out var te, asid))
         {
             frame = te.PfnFor(va, arch.PageShift);
             writable = te.Writable;
             return true;
         }
-        var w = _pgd.Walk(va);
-        if (!w.IsLeaf)
+        frame = -1;
+        writable = false;
+        if (HardwareWalk(ctx, cpu, mm, asid, va) is not { } leaf) return false; // the walk itself faulted (recorded)
+        if (!leaf.IsLeaf)
         {
-            frame = -1;
-            writable = false;
-            if (ctx is not null && arm64.Strategy == VmemmapUpdate.BbmFaultHandler && arm64.BbmWindowAt(va) is { } window)
+            if (ctx is not null && mm == initMm && arm64.Strategy == VmemmapUpdate.BbmFaultHandler && arm64.BbmWindowAt(va) is { } window)
             {
                 // Nanyong Sun v3: the arm64 vmemmap fault handler waits for the update by taking
                 // init_mm.page_table_lock. If the updater is this CPU's interrupted context (or
@@ -103,15 +110,54 @@ public sealed class Mmu(ArchConfig arch, MmStruct initMm, Cpu[] cpus, StructPage
                 log.Note("vmemmap_fault.waited");
                 if (frame >= 0) return true;
             }
-            log.RecordFault(FaultKind.TranslationFault, ctx, va, $"{(write ? "write" : "read")} of unmapped kernel address (walk ended at level {w.Level} entry {w.Entry})");
+            log.RecordFault(FaultKind.TranslationFault, ctx, va, $"{(write ? "write" : "read")} of unmapped {(mm == initMm ? "kernel" : mm.Name)} address (walk ended at level {leaf.Level} entry {leaf.Entry})");
             return false;
         }
-        ulong size = _pgd.EntrySize(w.Table);
-        ulong baseVa = _pgd.EntryVa(w.Table, w.Index);
-        frame = w.Entry.Pfn + (long)((va - baseVa) >> arch.PageShift);
-        writable = w.Entry.Writable;
+        var pgd = mm.Pgd;
+        ulong size = pgd.EntrySize(leaf.Table);
+        ulong baseVa = pgd.EntryVa(leaf.Table, leaf.Index);
+        frame = leaf.Entry.Pfn + (long)((va - baseVa) >> arch.PageShift);
+        writable = leaf.Entry.Writable;
         if (ctx is not null && ctx.WaitingFor == initMm.PageTableLock && initMm.PageTableLock.Holder != ctx) ctx.WaitingFor = null;
-        cpu?.Tlb.Fill(new TlbEntry(baseVa, size, w.Entry.Pfn, w.Entry.Writable));
+        if (cpu is not null)
+        {
+            // A contiguous-bit leaf is cached as one entry for its whole aligned run.
+            ulong cont = leaf.Entry.Cont ? (ulong)arch.ContSize(leaf.Level) : 0;
+            if (cont != 0)
+            {
+                ulong runVa = va & ~(cont - 1);
+                cpu.Tlb.Fill(new TlbEntry(runVa, cont, frame - (long)((va - runVa) >> arch.PageShift), leaf.Entry.Writable, asid));
+            }
+            else cpu.Tlb.Fill(new TlbEntry(baseVa, size, leaf.Entry.Pfn, leaf.Entry.Writable, asid));
+        }
         return true;
+    }
+
+    /// <summary>The MMU's table walk for <paramref name="va"/>: from the lowest table this CPU's
+    /// walk cache holds for it, else from the root, caching every table entry it goes through.
+    /// A cached table that is no longer a page table of this mm (its page was freed with the
+    /// walk cache still pointing at it) is a walk through freed memory: recorded, null returned.</summary>
+    private PtWalk? HardwareWalk(ExecContext? ctx, Cpu? cpu, MmStruct mm, int asid, ulong va)
+    {
+        var pgd = mm.Pgd;
+        PtTable t = pgd.Root;
+        if (cpu is not null && cpu.Tlb.TryLookupWalk(va, asid, out var cached))
+        {
+            if (!pgd.TryGetTable(cached.TablePfn, out var lower) || lower.Level != cached.Level - 1)
+            {
+                log.RecordFault(FaultKind.KernelBug, ctx, va,
+                    $"cpu{cpu.Id} walks {va:x} through its walk cache's {cached} but frame {cached.TablePfn:x} is no longer a {mm.Name} page table (freed without invalidating the walk cache)");
+                return null;
+            }
+            t = lower;
+        }
+        while (true)
+        {
+            int i = pgd.Index(va, t.Level);
+            Pte e = t.Entries[i];
+            if (!e.IsTable || t.Level == PtLevel.Pte || !pgd.TryGetChild(t, e, out var next)) return new PtWalk(t, i, e);
+            cpu?.Tlb.FillWalk(new WalkCacheEntry(t.Level, pgd.EntryVa(t, i), pgd.EntrySize(t), e.Pfn, asid));
+            t = next;
+        }
     }
 }

@@ -1,77 +1,163 @@
-// A CPU's TLB: cached leaf translations of kernel virtual addresses.
+// A CPU's TLB: cached leaf translations and cached table entries (the walk cache), each tagged
+// by address space (global for kernel mappings, an ASID for a user mm's).
 //
-// Entries are filled by accesses (a walk that ends on a valid leaf) and are removed only by the
-// flushes the engine performs (flush_tlb_kernel_range, flush_tlb_all, __flush_tlb_kernel_pgtable)
-// or by capacity eviction, oldest first, which hardware is always free to do. A cached entry is
-// used by later accesses even when the page table has changed since: that is how a missing
-// flush becomes visible. Walk caches (cached table entries) are not modelled separately: a
-// flush of a range drops every leaf entry translating it.
+// Entries are filled by accesses and removed only by the flushes the engine performs or by
+// capacity eviction, oldest first, which hardware is always free to do. A cached entry is used
+// by later accesses even when the page table has changed since: that is how a missing flush
+// becomes visible.
+//
+// - Leaf entries: one per leaf the CPU walked; on arm64 a leaf with the contiguous bit may be
+//   cached as one entry for its whole aligned run (CONT_PTE_SIZE / CONT_PMD_SIZE), which the
+//   model always does, so an invalidation by address removes the run's entry only if it covers
+//   that address.
+// - Walk-cache entries: the table entries (above PTE level) a walk went through, so a later walk
+//   of an address below them starts at the cached lower table without reading the upper ones.
+//   Only flushes that invalidate intermediate levels remove them (arm64: TLBI VAE1IS/VAAE1IS as
+//   __flush_tlb_kernel_pgtable and flush_tlb_range issue, not the last-level VAALE1IS of
+//   flush_tlb_kernel_range; x86: every INVLPG drops the paging-structure caches).
 namespace PropertySuite.Engine.Smp;
 
-/// <summary>One cached translation: [Va, Va+Size) → frames starting at Pfn.</summary>
-public readonly record struct TlbEntry(ulong Va, ulong Size, long Pfn, bool Writable)
+/// <summary>One cached translation: [Va, Va+Size) → frames starting at Pfn, in address space
+/// <see cref="Asid"/> (<see cref="Global"/> for kernel mappings).</summary>
+public readonly record struct TlbEntry(ulong Va, ulong Size, long Pfn, bool Writable, int Asid = TlbEntry.Global)
 {
+    /// <summary>The tag of global (kernel) translations, matched in every address space.</summary>
+    public const int Global = -1;
+
     public long PfnFor(ulong va, int pageShift) => Pfn + (long)((va - Va) >> pageShift);
-    public override string ToString() => $"[{Va:x}+{Size:x}) -> pfn {Pfn:x} {(Writable ? "RW" : "RO")}";
+    public override string ToString() => $"[{Va:x}+{Size:x}) -> pfn {Pfn:x} {(Writable ? "RW" : "RO")}{(Asid == Global ? "" : $" asid {Asid}")}";
+}
+
+/// <summary>One cached table entry: the table entry of level <see cref="Level"/> that
+/// translates [Va, Va+Size) points at the lower table in frame <see cref="TablePfn"/>.</summary>
+public readonly record struct WalkCacheEntry(Config.PtLevel Level, ulong Va, ulong Size, long TablePfn, int Asid = TlbEntry.Global)
+{
+    public override string ToString() => $"{Level} [{Va:x}+{Size:x}) -> table {TablePfn:x}{(Asid == TlbEntry.Global ? "" : $" asid {Asid}")}";
 }
 
 public sealed class Tlb(int capacity, IReadOnlyList<ulong> leafSizes)
 {
-    // Live entries by VA, each with the fill sequence number that placed it; the FIFO holds
-    // (VA, sequence) in fill order. A FIFO item whose sequence no longer matches the live entry
-    // (flushed, or flushed and filled again) is stale and skipped, so eviction always removes
-    // the oldest live entry, and the FIFO is compacted when stale items outnumber live ones.
-    private readonly Dictionary<ulong, (TlbEntry Entry, long Seq)> _entries = new();
-    private readonly Queue<(ulong Va, long Seq)> _fifo = new();
-    private long _nextSeq;
+    /// <summary>Walk-cache entries per CPU before the oldest is evicted.</summary>
+    public const int WalkCacheCapacity = 16;
+
+    // Live entries by (ASID, VA), each with the fill sequence number that placed it; the FIFO
+    // holds (key, sequence) in fill order. A FIFO item whose sequence no longer matches the live
+    // entry (flushed, or flushed and filled again) is stale and skipped, so eviction always
+    // removes the oldest live entry, and the FIFO is compacted when stale items outnumber live ones.
+    private readonly Fifo<(int, ulong), TlbEntry> _leaves = new(capacity);
+    private readonly Fifo<(int, ulong), WalkCacheEntry> _walk = new(WalkCacheCapacity);
 
     public int Capacity { get; } = capacity;
-    public int Count => _entries.Count;
-    public IEnumerable<TlbEntry> Entries => _entries.Values.Select(e => e.Entry).OrderBy(e => e.Va);
+    public int Count => _leaves.Count;
+    public IEnumerable<TlbEntry> Entries => _leaves.Values.OrderBy(e => e.Va).ThenBy(e => e.Asid);
+    public IEnumerable<WalkCacheEntry> WalkEntries => _walk.Values.OrderBy(e => e.Va).ThenBy(e => e.Level).ThenBy(e => e.Asid);
 
-    public bool TryLookup(ulong va, out TlbEntry entry)
+    /// <summary>A cached translation of <paramref name="va"/> usable in address space
+    /// <paramref name="asid"/> (a global entry, or one tagged with that ASID).</summary>
+    public bool TryLookup(ulong va, out TlbEntry entry, int asid = TlbEntry.Global)
     {
         foreach (ulong size in leafSizes)
-            if (_entries.TryGetValue(va & ~(size - 1), out var e) && e.Entry.Size == size) { entry = e.Entry; return true; }
+        {
+            ulong b = va & ~(size - 1);
+            if (_leaves.TryGet((TlbEntry.Global, b), out var e) && e.Size == size) { entry = e; return true; }
+            if (asid != TlbEntry.Global && _leaves.TryGet((asid, b), out e) && e.Size == size) { entry = e; return true; }
+        }
         entry = default;
         return false;
     }
 
-    public void Fill(TlbEntry e)
+    public void Fill(TlbEntry e) => _leaves.Put((e.Asid, e.Va), e);
+
+    /// <summary>The lowest cached table entry covering <paramref name="va"/> in
+    /// <paramref name="asid"/>'s view, if any.</summary>
+    public bool TryLookupWalk(ulong va, int asid, out WalkCacheEntry entry)
     {
-        if (_entries.TryGetValue(e.Va, out var old)) { _entries[e.Va] = (e, old.Seq); return; }
-        while (_entries.Count >= Capacity && _fifo.TryDequeue(out var victim))
-            if (_entries.TryGetValue(victim.Va, out var live) && live.Seq == victim.Seq) _entries.Remove(victim.Va);
-        long seq = _nextSeq++;
-        _entries[e.Va] = (e, seq);
-        _fifo.Enqueue((e.Va, seq));
-        if (_fifo.Count > 2 * Capacity + 16) Compact();
+        bool found = false;
+        entry = default;
+        foreach (var e in _walk.Values)
+        {
+            if ((e.Asid != TlbEntry.Global && e.Asid != asid) || va < e.Va || va - e.Va >= e.Size) continue;
+            if (!found || e.Level < entry.Level) { entry = e; found = true; }
+        }
+        return found;
     }
 
-    private void Compact()
-    {
-        var live = _fifo.Where(f => _entries.TryGetValue(f.Va, out var e) && e.Seq == f.Seq).ToList();
-        _fifo.Clear();
-        foreach (var f in live) _fifo.Enqueue(f);
-    }
+    public void FillWalk(WalkCacheEntry e) => _walk.Put((e.Asid, e.Va + (ulong)e.Level), e);
 
-    /// <summary>Drops every entry that overlaps [start, end) (an end of 0 is the top of the
-    /// address space). Returns how many were dropped.</summary>
-    public int FlushRange(ulong start, ulong end)
+    /// <summary>Drops every leaf entry that overlaps [start, end) (an end of 0 is the top of the
+    /// address space) in the given address space (null: all). Returns how many were dropped.</summary>
+    public int FlushRange(ulong start, ulong end, int? asid = null) =>
+        _leaves.RemoveWhere(e => (asid is null || e.Asid == asid) && Mm.VaRange.Overlaps(e.Va, e.Va + e.Size, start, end));
+
+    /// <summary>Drops every walk-cache entry that overlaps [start, end) in the given address
+    /// space (null: all).</summary>
+    public int FlushWalkRange(ulong start, ulong end, int? asid = null) =>
+        _walk.RemoveWhere(e => (asid is null || e.Asid == asid) && Mm.VaRange.Overlaps(e.Va, e.Va + e.Size, start, end));
+
+    /// <summary>Drops every entry, leaf and walk, tagged with <paramref name="asid"/>.</summary>
+    public void FlushAsid(int asid)
     {
-        if (_entries.Count == 0) return 0;
-        List<ulong>? drop = null;
-        foreach (var (entry, _) in _entries.Values)
-            if (Mm.VaRange.Overlaps(entry.Va, entry.Va + entry.Size, start, end)) (drop ??= new()).Add(entry.Va);
-        if (drop is null) return 0;
-        foreach (ulong va in drop) _entries.Remove(va);
-        if (_entries.Count == 0) _fifo.Clear();
-        return drop.Count;
+        _leaves.RemoveWhere(e => e.Asid == asid);
+        _walk.RemoveWhere(e => e.Asid == asid);
     }
 
     public void FlushAll()
     {
-        _entries.Clear();
-        _fifo.Clear();
+        _leaves.Clear();
+        _walk.Clear();
+    }
+
+    /// <summary>A bounded map that evicts its oldest live item.</summary>
+    private sealed class Fifo<TKey, TValue>(int capacity) where TKey : notnull
+    {
+        private readonly Dictionary<TKey, (TValue Value, long Seq)> _items = new();
+        private readonly Queue<(TKey Key, long Seq)> _order = new();
+        private long _nextSeq;
+
+        public int Count => _items.Count;
+        public IEnumerable<TValue> Values => _items.Values.Select(v => v.Value);
+
+        public bool TryGet(TKey key, out TValue value)
+        {
+            if (_items.TryGetValue(key, out var v)) { value = v.Value; return true; }
+            value = default!;
+            return false;
+        }
+
+        public void Put(TKey key, TValue value)
+        {
+            if (_items.TryGetValue(key, out var old)) { _items[key] = (value, old.Seq); return; }
+            while (_items.Count >= capacity && _order.TryDequeue(out var victim))
+                if (_items.TryGetValue(victim.Key, out var live) && live.Seq == victim.Seq) _items.Remove(victim.Key);
+            long seq = _nextSeq++;
+            _items[key] = (value, seq);
+            _order.Enqueue((key, seq));
+            if (_order.Count > 2 * capacity + 16) Compact();
+        }
+
+        public int RemoveWhere(Func<TValue, bool> drop)
+        {
+            if (_items.Count == 0) return 0;
+            List<TKey>? keys = null;
+            foreach (var (key, v) in _items)
+                if (drop(v.Value)) (keys ??= new()).Add(key);
+            if (keys is null) return 0;
+            foreach (var key in keys) _items.Remove(key);
+            if (_items.Count == 0) _order.Clear();
+            return keys.Count;
+        }
+
+        public void Clear()
+        {
+            _items.Clear();
+            _order.Clear();
+        }
+
+        private void Compact()
+        {
+            var live = _order.Where(f => _items.TryGetValue(f.Key, out var e) && e.Seq == f.Seq).ToList();
+            _order.Clear();
+            foreach (var f in live) _order.Enqueue(f);
+        }
     }
 }

@@ -128,4 +128,48 @@ public class TlbTests
         k.Tlb.FlushTlbAll();
         Assert.Empty(k.Tlb.PendingFlushes);
     }
+
+    [Theory]
+    [InlineData("arm64-4k-l4", true)]   // flush_tlb_kernel_range is TLBI VAALE1IS: last level only
+    [InlineData("x86_64-4k-l4", false)] // INVLPG drops the paging-structure caches too
+    public void WalkCachesOutliveALastLevelFlushUntilThePgtableFlush(string config, bool survivesLeafFlush)
+    {
+        var k = Machines.Boot(config);
+        var (area, _) = k.Vmalloc.VmallocNodeRange((ulong)k.Arch.PageSize);
+        var ctx = PageTableTests.StartIdleTask(k, 1);
+        ulong va = area!.Addr;
+        Assert.True(k.Mmu.Translate(ctx, va, false, out _, out _));
+        bool CachesPteTable() => k.Cpus[1].Tlb.WalkEntries.Any(e => e.Level == Engine.Config.PtLevel.Pmd && va - e.Va < e.Size);
+        Assert.True(CachesPteTable());
+        k.Vmalloc.Vfree(area); // unmap and flush_tlb_kernel_range
+        Assert.Equal(survivesLeafFlush, CachesPteTable());
+        Assert.DoesNotContain(k.Cpus[1].Tlb.Entries, e => va - e.Va < e.Size);
+        // free_empty_tables clears the PMD entry and issues __flush_tlb_kernel_pgtable before the free.
+        Assert.True(k.Pgtable.FreeEmptyTables(va, va + (ulong)k.Arch.PmdSize, k.Arch.VmallocStart, k.Arch.VmallocEnd) > 0);
+        Assert.False(CachesPteTable());
+        Assert.DoesNotContain(k.Tlb.PendingFlushes, p => p.WalkCache);
+    }
+
+    [Fact]
+    public void AWalkThroughAFreedTableIsRecorded()
+    {
+        var k = Machines.Boot("arm64-4k-l4");
+        var (area, _) = k.Vmalloc.VmallocNodeRange((ulong)k.Arch.PageSize);
+        var ctx = PageTableTests.StartIdleTask(k, 1);
+        ulong va = area!.Addr;
+        k.Mmu.Translate(ctx, va, false, out _, out _);
+        k.Vmalloc.Vfree(area);
+        // The PTE table is unlinked and freed after a last-level flush only: the walk cache still
+        // points at it, and the next walk of va on cpu1 reads the freed page.
+        var table = k.SwapperPgDir.Walk(va).Table;
+        Assert.Equal(Engine.Config.PtLevel.Pte, table.Level);
+        var pmdTable = Assert.Single(k.SwapperPgDir.ParentsOf(table.Pfn));
+        k.SwapperPgDir.Set(pmdTable, k.SwapperPgDir.Index(va, Engine.Config.PtLevel.Pmd), Pte.None);
+        k.Tlb.FlushTlbKernelRange(va, va + (ulong)k.Arch.PmdSize);
+        k.SwapperPgDir.ForgetTable(table);
+        k.Mem.FreePages(table.Pfn, 0, FrameOwner.PageTable, "test");
+        Assert.Contains(k.Tlb.PendingFlushes, p => p.WalkCache);
+        Assert.False(k.Mmu.Translate(ctx, va, false, out _, out _));
+        Assert.Contains(k.Faults, f => f.Kind == FaultKind.KernelBug && f.Detail.Contains("no longer a init_mm page table"));
+    }
 }
