@@ -89,8 +89,7 @@ public static class InvariantCostBench
         var rc = new RunContext(k);
         for (int i = 0; i < steps; i++)
         {
-            k.Log.StepCount = i + 1;
-            k.Mem.ClearChanged();
+            k.BeginStep(i + 1);
             ScenarioRunner.Apply(k, rc, s.Ops[i]);
         }
         foreach (var inv in InvariantRegistry.All)

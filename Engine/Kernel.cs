@@ -28,7 +28,7 @@ using PropertySuite.Engine.Smp;
 namespace PropertySuite.Engine;
 
 /// <summary>The modelled machine and kernel. Build with <see cref="Boot"/>.</summary>
-public sealed class Kernel : IPteObserver
+public sealed class Kernel : IPteObserver, IKernelView
 {
     private const long KernelImageBytes = 16L << 20;
 
@@ -38,6 +38,8 @@ public sealed class Kernel : IPteObserver
 
     // ---- services ----
     public KernelLog Log { get; } = new();
+    /// <summary>The entry stores and flushes of the current step, in order.</summary>
+    public EventLog Events { get; } = new();
     public PhysMem Mem { get; }
     /// <summary>init_mm: the kernel's address space; its page table is swapper_pg_dir.</summary>
     public MmStruct InitMm { get; }
@@ -100,14 +102,14 @@ public sealed class Kernel : IPteObserver
         Sched = new Scheduler(this, Log, machine.Cpus, tlbLeafSizes);
         Locks = new Spinlocks(Sched.Cpus, Log);
         Rcu = new Rcu(Sched.Cpus, variant.BrokenSynchronizeRcuNoWait);
-        Tlb = new TlbFlush(arch, Sched.Cpus, () => Sched.Current);
+        Tlb = new TlbFlush(arch, Sched.Cpus, () => Sched.Current, Events);
 
         long presentSections = machine.MemoryBytes / arch.SectionSize;
         for (long s = 0; s < presentSections; s++) Mem.AddSection(s, FrameOwner.Kernel);
         Mem.ReserveKernelImage(KernelImageBytes >> arch.PageShift);
         InitMm = new MmStruct("init_mm", new PageTable(arch, "init_mm", MemblockTable(), PageTable.KernelVaBase(arch)), MmStruct.InitMmAsid);
         _mms.Add(InitMm);
-        Arm64 = new Arm64Mmu(arch, InitMm, Tlb, Locks, Log, variant.VmemmapUpdate);
+        Arm64 = new Arm64Mmu(arch, InitMm, Tlb, Locks, Log, variant.VmemmapUpdate, variant.BrokenBbmSkipsInvalidate);
         Vmemmap = new SparseVmemmap(arch, Mem, SwapperPgDir);
         StructPages = new StructPageStore(arch, Mem, Vmemmap);
         Mmu = new Mmu(arch, InitMm, Sched.Cpus, StructPages, Arm64, Log);
@@ -148,8 +150,17 @@ public sealed class Kernel : IPteObserver
         k.Mem.MemblockFreeAll();
         k.SwapperPgDir.Observer = k;
         k.RegisterMechanisms();
-        k.Mem.ClearChanged();
+        k.BeginStep(0);
         return k;
+    }
+
+    /// <summary>A scenario step begins: faults are reported at <paramref name="step"/>, and the
+    /// per-step records (frames whose owner changed, the event log) start empty.</summary>
+    public void BeginStep(long step)
+    {
+        Log.StepCount = step;
+        Mem.ClearChanged();
+        Events.Clear();
     }
 
     /// <summary>mm_alloc with pgd_alloc (kernel/fork.c): a new user address space with an empty
@@ -176,10 +187,31 @@ public sealed class Kernel : IPteObserver
         return pfn;
     }
 
-    /// <summary>Every entry store of every page table: TLB bookkeeping, then the arm64 rules.</summary>
+    // ---- the read-only view invariants get ----
+    IPhysMemView IKernelView.Mem => Mem;
+    IPageTableView IKernelView.SwapperPgDir => SwapperPgDir;
+    IReadOnlyList<IMmView> IKernelView.Mms => _mms;
+    IMmView? IKernelView.MmByAsid(int asid) => MmByAsid(asid);
+    IReadOnlyList<ICpuView> IKernelView.Cpus => Cpus;
+    IReadOnlyList<PendingFlush> IKernelView.PendingFlushes => Tlb.PendingFlushes;
+    IReadOnlyList<KernelTask> IKernelView.LiveTasks => Sched.LiveTasks;
+    IReadOnlyList<KernelFault> IKernelView.Faults => Log.Faults;
+    IReadOnlyList<(long Seq, string Who, IReadOnlyList<string> ReadersStillInside)> IKernelView.GracePeriods => Rcu.Completed;
+    IReadOnlyList<(FrameOwner Owner, string Who, Func<long> Count)> IKernelView.FrameAccountants => FrameAccountants;
+    IReadOnlyList<Arm64Mmu.BbmWindow> IKernelView.BbmWindows => Arm64.BbmWindows;
+    VmemmapView IKernelView.PeekView => PageFlags.PeekView;
+    IPageFlagsView IKernelView.PageFlags => PageFlags;
+    VmemmapFrameContent IKernelView.PeekFrameContent(long frame) => StructPages.PeekFrameContent(frame);
+    long IKernelView.WalkToFrame(ulong va, out bool writable) => Mmu.WalkToFrame(va, out writable);
+    IHugetlbView IKernelView.Hugetlb => Hugetlb;
+    IFilemapView? IKernelView.Filemap => _filemap;
+    IReadOnlyList<KernelEvent> IKernelView.StepEvents => Events.StepEvents;
+
+    /// <summary>Every entry store of every page table: the event log and the TLB bookkeeping.</summary>
     void IPteObserver.OnPteChange(PageTable mm, PtTable table, int index, Pte oldPte, Pte newPte)
     {
+        ulong va = mm.EntryVa(table, index);
+        Events.Add(KernelEvent.Store(mm.Name, table.Level, va, va + mm.EntrySize(table), oldPte, newPte, Sched.Current?.CpuId ?? -1));
         Tlb.EntryChanged(mm, table, index, oldPte, newPte);
-        Arm64.EntryChanged(mm, table, index, oldPte, newPte, Sched.Current);
     }
 }

@@ -91,7 +91,7 @@ public sealed class GenState(ArchConfig arch, MachineConfig machine, NamedVarian
         if (Engine is null || Handles is null) return;
         try
         {
-            Engine.Log.StepCount = Ops.Count;
+            Engine.BeginStep(Ops.Count);
             Invariants.ScenarioRunner.Apply(Engine, Handles, op);
         }
         catch (Exception e) when (e is not OutOfMemoryException)

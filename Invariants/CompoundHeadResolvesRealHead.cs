@@ -21,9 +21,9 @@ public sealed class CompoundHeadResolvesRealHead : IInvariant
     public string Claim => "through vmemmap every folio's head reads PageHead and every tail (fake heads included) reads PageTail with compound_head = the real head";
     public string Source => "include/linux/page-flags.h; tools/testing/selftests/mm/hugepage-vmemmap.c; vmemmap_dedup.rst; KERNEL-MODEL.md §2.3, INV-8";
 
-    public Violation? Check(Kernel k)
+    public Violation? Check(IKernelView k)
     {
-        var v = k.PageFlags.PeekView;
+        var v = k.PeekView;
         int s = k.Arch.StructPagesPerVmemmapPage;
         foreach (var f in k.Hugetlb.AllFoliosByPfn())
         {
@@ -39,10 +39,10 @@ public sealed class CompoundHeadResolvesRealHead : IInvariant
             {
                 long from = Math.Max(pageFirst, f.HeadPfn + 1), to = Math.Min(end, pageFirst + s);
                 if (from >= to) continue;
-                long frame = k.Mmu.WalkToFrame(k.Arch.PfnToPage(pageFirst), out _);
+                long frame = k.WalkToFrame(k.Arch.PfnToPage(pageFirst), out _);
                 bool whole = pageFirst > f.HeadPfn && pageFirst + s <= end;
                 if (whole && frame >= 0 && !checkedFrames.Add(frame)) continue;
-                bool uniform = frame >= 0 && k.StructPages.PeekFrameContent(frame).IsUniform;
+                bool uniform = frame >= 0 && k.PeekFrameContent(frame).IsUniform;
                 for (long p = from; p < to; p++)
                 {
                     // In a uniform page every slot but the first reads the same (only slot 0 can be a fake head).
@@ -54,7 +54,7 @@ public sealed class CompoundHeadResolvesRealHead : IInvariant
         return null;
     }
 
-    private static string? Bad(Kernel k, VmemmapView v, ulong head, long pfn)
+    private static string? Bad(IKernelView k, VmemmapView v, ulong head, long pfn)
     {
         ulong page = k.Arch.PfnToPage(pfn);
         if (k.PageFlags.PageHead(v, page)) return $"reads PageHead ({v.Read(page)}; hugetlb_optimize_vmemmap_key {k.PageFlags.HugetlbOptimizeVmemmapKey})";

@@ -19,7 +19,7 @@ public sealed class FrameConservation : IInvariant
     public string Claim => "every frame has one owner, each owner's frame count matches its mechanism's own record, and nothing is freed twice";
     public string Source => "KERNEL-MODEL.md INV-12, INV-13; mm/page_alloc.c";
 
-    public Violation? Check(Kernel k)
+    public Violation? Check(IKernelView k)
     {
         if (k.Mem.BadFrees.Count > 0) return new(Name, k.Mem.BadFrees[0]);
         long total = 0;
@@ -58,7 +58,7 @@ public sealed class FrameConservation : IInvariant
     }
 
     /// <summary>The frame-by-frame oracle of the buddy cross-check over one changed range.</summary>
-    public Violation? CheckChangedFramesOneByOne(Kernel k, long pfn, long n)
+    public Violation? CheckChangedFramesOneByOne(IKernelView k, long pfn, long n)
     {
         for (long p = pfn; p < pfn + n; p++)
         {

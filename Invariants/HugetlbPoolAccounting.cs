@@ -17,9 +17,9 @@ public sealed class HugetlbPoolAccounting : IInvariant
     public string Claim => "nr_huge_pages, free_huge_pages and surplus_huge_pages of every hstate match its folios and free list";
     public string Source => "mm/hugetlb.c pool accounting under hugetlb_lock; hugetlbpage.rst; KERNEL-MODEL.md §8 #8, INV-12";
 
-    public Violation? Check(Kernel k)
+    public Violation? Check(IKernelView k)
     {
-        var v = k.PageFlags.PeekView;
+        var v = k.PeekView;
         foreach (var h in k.Hugetlb.Hstates)
         {
             long inPool = 0, free = 0;

@@ -21,15 +21,15 @@ public sealed class HvoFrameConservation : IInvariant
     public string Claim => "with no task running, vmemmap frames = the sections' memmap frames − (V − R) per optimized folio";
     public string Source => "vmemmap_dedup.rst; mm/hugetlb_vmemmap.h hugetlb_vmemmap_optimizable_size; mm/hugetlb_vmemmap.c; KERNEL-MODEL.md §1.4, INV-12";
 
-    public Violation? Check(Kernel k)
+    public Violation? Check(IKernelView k)
     {
-        if (k.Sched.LiveTasks.Count > 0) return null;
+        if (k.LiveTasks.Count > 0) return null;
         long framesPerSection = k.Arch.SectionVmemmapBytes >> k.Arch.PageShift;
         long sections = 0;
         for (long s = 0; s < k.Mem.NrSections; s++)
             if (k.Mem.SectionStateOf(s) is SectionState.Online or SectionState.Offline or SectionState.Present) sections++;
         long expected = sections * framesPerSection;
-        var v = k.PageFlags.PeekView;
+        var v = k.PeekView;
         int r = k.Hugetlb.ReservePages;
         long optimized = 0;
         foreach (var h in k.Hugetlb.Hstates)

@@ -18,9 +18,9 @@ public sealed class HvoShape : IInvariant
     public string Claim => "an optimized folio's vmemmap pages R..V-1 map its reuse page read-only and pages 0..R-1 distinct writable frames; a non-optimized folio's V pages map distinct writable frames";
     public string Source => "mm/hugetlb_vmemmap.c vmemmap_remap_pte, vmemmap_restore_pte; vmemmap_dedup.rst; KERNEL-MODEL.md INV-6";
 
-    public Violation? Check(Kernel k)
+    public Violation? Check(IKernelView k)
     {
-        var v = k.PageFlags.PeekView;
+        var v = k.PeekView;
         int r = k.Hugetlb.ReservePages;
         bool tailsRw = k.Variant.TailVmemmapWritable;
         foreach (var f in k.Hugetlb.AllFoliosByPfn())
@@ -33,7 +33,7 @@ public sealed class HvoShape : IInvariant
             var rw = new bool[nv];
             for (long i = 0; i < nv; i++)
             {
-                frames[i] = k.Mmu.WalkToFrame(start + (ulong)(i * k.Arch.PageSize), out rw[i]);
+                frames[i] = k.WalkToFrame(start + (ulong)(i * k.Arch.PageSize), out rw[i]);
                 if (frames[i] < 0) return new(Name, $"{f}: vmemmap page {i} at {start + (ulong)(i * k.Arch.PageSize):x} is not mapped");
             }
             if (optimized)

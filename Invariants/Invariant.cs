@@ -20,5 +20,5 @@ public interface IInvariant
     /// <summary>Where it comes from: seed thread, kernel file and function.</summary>
     string Source { get; }
     /// <summary>The first violation found, or null.</summary>
-    Violation? Check(Kernel k);
+    Violation? Check(IKernelView k);
 }

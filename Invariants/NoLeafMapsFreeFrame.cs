@@ -20,7 +20,7 @@ public sealed class NoLeafMapsFreeFrame : IInvariant
     /// incremental <see cref="PageTable.LeafFrames"/> index; only when a run has a frame of the
     /// wrong owner does it walk the region's leaves to name the first offending leaf, so the
     /// verdict and the evidence are those of <see cref="CheckFullScan"/>.</summary>
-    public Violation? Check(Kernel k) =>
+    public Violation? Check(IKernelView k) =>
         CheckRegionRuns(k, k.Arch.VmemmapStart, k.Arch.VmemmapEnd, FrameOwner.Vmemmap, "vmemmap")
         ?? CheckRegionRuns(k, k.Arch.VmallocStart, k.Arch.VmallocEnd, FrameOwner.Vmalloc, "vmalloc");
 
@@ -29,7 +29,7 @@ public sealed class NoLeafMapsFreeFrame : IInvariant
         CheckRegion(k, k.Arch.VmemmapStart, k.Arch.VmemmapEnd, FrameOwner.Vmemmap, "vmemmap")
         ?? CheckRegion(k, k.Arch.VmallocStart, k.Arch.VmallocEnd, FrameOwner.Vmalloc, "vmalloc");
 
-    private Violation? CheckRegionRuns(Kernel k, ulong start, ulong end, FrameOwner expected, string region)
+    private Violation? CheckRegionRuns(IKernelView k, ulong start, ulong end, FrameOwner expected, string region)
     {
         foreach (var (pfn, count) in k.SwapperPgDir.LeafFrames(start, end).Runs)
             if (!k.Mem.AllOwnedBy(pfn, count, expected))
@@ -38,7 +38,7 @@ public sealed class NoLeafMapsFreeFrame : IInvariant
         return null;
     }
 
-    private Violation? CheckRegion(Kernel k, ulong start, ulong end, FrameOwner expected, string region)
+    private Violation? CheckRegion(IKernelView k, ulong start, ulong end, FrameOwner expected, string region)
     {
         foreach (var w in k.SwapperPgDir.Leaves(start, end))
         {

@@ -25,7 +25,7 @@ public sealed class NoSharedLeafEntries : IInvariant
 
     private readonly record struct Mapping(long Frame, long Frames, ulong Va, ulong Size, long Owner, bool Writable);
 
-    public Violation? Check(Kernel k)
+    public Violation? Check(IKernelView k)
     {
         var folios = k.Hugetlb.AllFoliosByPfn();
         var heads = folios.Select(f => f.HeadPfn).ToArray();
@@ -66,7 +66,7 @@ public sealed class NoSharedLeafEntries : IInvariant
 
     /// <summary>The single owner of struct pages [first, last): a folio index (≥ 0), a section as
     /// −(section + 1), or long.MinValue when they belong to several owners.</summary>
-    private static long OwnerOf(Kernel k, List<HugetlbFolio> folios, long[] heads, long first, long last, out string owners)
+    private static long OwnerOf(IKernelView k, List<HugetlbFolio> folios, long[] heads, long first, long last, out string owners)
     {
         owners = "";
         int i = Array.BinarySearch(heads, first);
@@ -94,6 +94,6 @@ public sealed class NoSharedLeafEntries : IInvariant
         return -(s + 1);
     }
 
-    private static string Describe(Kernel k, List<HugetlbFolio> folios, long owner) =>
+    private static string Describe(IKernelView k, List<HugetlbFolio> folios, long owner) =>
         owner == long.MinValue ? "several owners" : owner >= 0 ? folios[(int)owner].ToString() : $"section {-owner - 1}";
 }

@@ -17,9 +17,9 @@ public sealed class NoTailRefcountGain : IInvariant
     public string Claim => "every refcount increment through a struct-page pointer lands on a page that is its own compound head";
     public string Source => "S001 (Matthew Wilcox, Muchun Song); bd225530a4c7; KERNEL-MODEL.md §3.2, INV-8";
 
-    public Violation? Check(Kernel k)
+    public Violation? Check(IKernelView k)
     {
-        if (k.FilemapIfUsed is not { } filemap) return null;
+        if (k.Filemap is not { } filemap) return null;
         foreach (var add in filemap.RefAdds)
             if (!add.ThroughHead)
                 return new(Name, $"{add.Who} on cpu{add.Cpu} at step {add.Step} added a reference through struct page {add.Page:x} (pfn {k.Arch.PageToPfn(add.Page):x}), whose compound head is {add.GenuineHead:x} (pfn {k.Arch.PageToPfn(add.GenuineHead):x})");

@@ -18,9 +18,9 @@ public sealed class OptimizedImpliesHugetlb : IInvariant
     public string Claim => "every folio whose head says vmemmap-optimized also has the hugetlb flag";
     public string Source => "d8f5f7e445f0; bd225530a4c7; mm/hugetlb.c remove_hugetlb_folio; KERNEL-MODEL.md §2.4, INV-11";
 
-    public Violation? Check(Kernel k)
+    public Violation? Check(IKernelView k)
     {
-        var v = k.PageFlags.PeekView;
+        var v = k.PeekView;
         foreach (var f in k.Hugetlb.AllFoliosByPfn())
         {
             ulong head = k.Hugetlb.FolioPage(f);

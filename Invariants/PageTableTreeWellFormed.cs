@@ -21,12 +21,12 @@ public sealed class PageTableTreeWellFormed : IInvariant
     /// <summary>Visits only the table entries (PageTable keeps an index of them), in the order
     /// of <see cref="CheckFullScan"/>, so verdict and evidence are the same at a cost that grows
     /// with the number of tables rather than of entries.</summary>
-    public Violation? Check(Kernel k) => CheckWith(k, k.SwapperPgDir.ForEachTableEntry);
+    public Violation? Check(IKernelView k) => CheckWith(k, k.SwapperPgDir.ForEachTableEntry);
 
     /// <summary>The full-scan oracle: reads every entry of every reachable table.</summary>
     public Violation? CheckFullScan(Kernel k) => CheckWith(k, k.SwapperPgDir.ForEachEntry);
 
-    private Violation? CheckWith(Kernel k, Action<Action<PtTable, int, Pte>> forEach)
+    private Violation? CheckWith(IKernelView k, Action<Action<PtTable, int, Pte>> forEach)
     {
         var mm = k.SwapperPgDir;
         var parents = new Dictionary<long, (PtTable Table, int Index)>(mm.Tables.Count);
@@ -46,7 +46,7 @@ public sealed class PageTableTreeWellFormed : IInvariant
                 found = new(Name, $"table {e.Pfn:x} has two parents: {Where(parents[e.Pfn].Table, parents[e.Pfn].Index)} and {Where(t, i)}");
         });
         if (found is not null) return found;
-        if (k.Sched.LiveTasks.Count == 0)
+        if (k.LiveTasks.Count == 0)
         {
             PtTable? orphan = null; // the lowest-numbered one, so the evidence is deterministic
             foreach (var t in mm.Tables.Values)

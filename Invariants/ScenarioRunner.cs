@@ -52,8 +52,7 @@ public static class ScenarioRunner
         for (int i = 0; i < s.Ops.Length; i++)
         {
             var op = s.Ops[i];
-            k.Log.StepCount = i + 1;
-            k.Mem.ClearChanged();
+            k.BeginStep(i + 1);
             try
             {
                 if (Apply(k, rc, op)) applied[op.Verb] = applied.GetValueOrDefault(op.Verb) + 1;

@@ -22,7 +22,7 @@ public sealed class TlbCoherentAfterFlush : IInvariant
     public string Claim => "every TLB and walk-cache entry agrees with its mm's page table, except over an unflushed change of a task still running";
     public string Source => "flush_tlb_kernel_range, __flush_tlb_kernel_pgtable; Documentation/core-api/cachetlb.rst";
 
-    public Violation? Check(Kernel k)
+    public Violation? Check(IKernelView k)
     {
         foreach (var cpu in k.Cpus)
         {
@@ -44,12 +44,12 @@ public sealed class TlbCoherentAfterFlush : IInvariant
         return null;
     }
 
-    private static bool Excused(Kernel k, MmStruct? mm, ulong start, ulong end) =>
-        mm is not null && k.Tlb.PendingFlushes.Any(p => p.Mm == mm.Name && VaRange.Overlaps(p.Start, p.End, start, end)
-            && k.Sched.LiveTasks.Any(t => t.Id == p.TaskId));
+    private static bool Excused(IKernelView k, IMmView? mm, ulong start, ulong end) =>
+        mm is not null && k.PendingFlushes.Any(p => p.Mm == mm.Name && VaRange.Overlaps(p.Start, p.End, start, end)
+            && k.LiveTasks.Any(t => t.Id == p.TaskId));
 
     /// <summary>What the page table has instead of leaf entry <paramref name="e"/>, or null if it agrees.</summary>
-    private static string? LeafDisagreement(Kernel k, PageTable pt, TlbEntry e)
+    private static string? LeafDisagreement(IKernelView k, IPageTableView pt, TlbEntry e)
     {
         var w = pt.Walk(e.Va);
         if (!w.IsLeaf) return $"no leaf ({w.Entry}) at {w.Level}";
@@ -67,7 +67,7 @@ public sealed class TlbCoherentAfterFlush : IInvariant
     }
 
     /// <summary>What the page table has instead of walk-cache entry <paramref name="e"/>, or null.</summary>
-    private static string? WalkDisagreement(PageTable pt, WalkCacheEntry e)
+    private static string? WalkDisagreement(IPageTableView pt, WalkCacheEntry e)
     {
         PtTable t = pt.Root;
         while (t.Level > e.Level)

@@ -27,8 +27,9 @@ public sealed class Arm64Mmu
     private readonly Spinlocks _locks;
     private readonly KernelLog _log;
     private readonly VmemmapUpdate _strategy;
+    private readonly bool _brokenSkipsInvalidate;
 
-    internal Arm64Mmu(ArchConfig arch, MmStruct initMm, TlbFlush tlb, Spinlocks locks, KernelLog log, VmemmapUpdate strategy)
+    internal Arm64Mmu(ArchConfig arch, MmStruct initMm, TlbFlush tlb, Spinlocks locks, KernelLog log, VmemmapUpdate strategy, bool brokenSkipsInvalidate)
     {
         Arch = arch;
         InitMm = initMm.Pgd;
@@ -37,6 +38,7 @@ public sealed class Arm64Mmu
         _locks = locks;
         _log = log;
         _strategy = arch.Arch == Config.Arch.Arm64 ? strategy : VmemmapUpdate.InPlace;
+        _brokenSkipsInvalidate = brokenSkipsInvalidate;
     }
 
     /// <summary>The strategy vmemmap updates use on this machine (x86: always in place).</summary>
@@ -46,36 +48,6 @@ public sealed class Arm64Mmu
     private void FlushTlbKernelRange(ulong start, ulong end) => _tlb.FlushTlbKernelRange(start, end);
     private IEnumerable<StepStatus> SpinLock(ExecContext ctx, KernelLock l, bool stepWhenTaken) => _locks.SpinLock(ctx, l, stepWhenTaken);
     private void SpinUnlock(ExecContext ctx, KernelLock l) => _locks.SpinUnlock(ctx, l);
-
-    /// <summary>Checks one entry store against break-before-make (called for every store).</summary>
-    public void EntryChanged(PageTable mm, PtTable table, int index, Pte oldPte, Pte newPte, ExecContext? current)
-    {
-        if (Arch.Arch != Config.Arch.Arm64 || oldPte.IsNone || newPte.IsNone) return;
-        if (!PgattrChangeIsSafe(table.Level, oldPte, newPte, out string why))
-            _log.RecordFault(FaultKind.BreakBeforeMake, current, mm.EntryVa(table, index), $"{table.Level} entry changed in place: {oldPte} -> {newPte} ({why})");
-    }
-
-    /// <summary>pgattr_change_is_safe: whether a live valid entry may change from old to new
-    /// without break-before-make. Not safe: a different output address, a different contiguous
-    /// bit, or a different block size (leaf ↔ table); permission-only changes of a leaf are safe.
-    /// With BBML2 a block → table split that keeps the same output frames is safe too.
-    /// <paramref name="why"/> says what made it unsafe.</summary>
-    [Kernel("arch/arm64/mm/mmu.c", "pgattr_change_is_safe")]
-    public bool PgattrChangeIsSafe(PtLevel level, Pte oldPte, Pte newPte, out string why)
-    {
-        why = "";
-        if (oldPte.IsLeaf && newPte.IsLeaf)
-        {
-            if (oldPte.Pfn != newPte.Pfn) why = "output address changed";
-            else if (oldPte.Cont != newPte.Cont) why = "contiguous bit changed";
-            return why.Length == 0;
-        }
-        if (oldPte.IsTable && newPte.IsTable && oldPte.Pfn == newPte.Pfn) return true;
-        // BBML2_NOABORT: splitting a block into a table of the same frames
-        if (oldPte.IsLeaf && newPte.IsTable && _strategy == VmemmapUpdate.Bbml2 && level > PtLevel.Pte) return true;
-        why = oldPte.IsTable != newPte.IsTable ? "block size changed" : "table pointer changed";
-        return false;
-    }
 
     /// <summary>An open break-before-make window: the entry is none until the updater writes
     /// <see cref="NewPte"/>; <see cref="Held"/> are the frames it will map (for a split, the
@@ -143,7 +115,7 @@ public sealed class Arm64Mmu
                 StopMachineCalls++;
                 Note("vmemmap.stop_machine");
                 InitMm.Set(t, index, Pte.None);
-                FlushTlbKernelRange(va, end);
+                if (!_brokenSkipsInvalidate) FlushTlbKernelRange(va, end);
                 InitMm.Set(t, index, newPte);
                 yield return StepStatus.Progress;
                 break;

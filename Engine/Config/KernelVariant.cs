@@ -87,6 +87,9 @@ public sealed record KernelVariant
     public bool BrokenVunmapSkipsLastPte { get; init; }
     /// <summary>vunmap does not flush the TLB.</summary>
     public bool BrokenVunmapSkipsFlush { get; init; }
+    /// <summary>arm64 break-before-make under stop_machine makes the new entry without the TLB
+    /// invalidation after the break.</summary>
+    public bool BrokenBbmSkipsInvalidate { get; init; }
     /// <summary>synchronize_rcu returns without waiting for pre-existing readers.</summary>
     public bool BrokenSynchronizeRcuNoWait { get; init; }
     /// <summary>HVO's walk ends one vmemmap page early: the last tail page keeps its own frame.</summary>

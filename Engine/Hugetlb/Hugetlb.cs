@@ -52,7 +52,7 @@ public sealed class Ret<T>
 }
 
 /// <summary>mm/hugetlb.c: hstates[], the pool and the life of a HugeTLB folio.</summary>
-public sealed class Hugetlb : KernelCode
+public sealed class Hugetlb : KernelCode, IHugetlbView
 {
     /// <summary>hugetlb_lock.</summary>
     public KernelLock HugetlbLock { get; } = new("hugetlb_lock");

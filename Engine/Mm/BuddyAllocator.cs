@@ -11,7 +11,7 @@
 namespace PropertySuite.Engine.Mm;
 
 /// <summary>A buddy allocator over PFNs. Callers check ownership; this class trusts its input.</summary>
-public sealed class BuddyAllocator
+public sealed class BuddyAllocator : IBuddyView
 {
     private readonly int _maxOrder;
     private readonly SortedSet<long>[] _freeArea;

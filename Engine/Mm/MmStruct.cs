@@ -5,7 +5,7 @@
 // tagged by any ASID), as kernel mappings are on x86-64 (_PAGE_GLOBAL) and arm64 (nG clear).
 namespace PropertySuite.Engine.Mm;
 
-public sealed class MmStruct
+public sealed class MmStruct : IMmView
 {
     /// <summary>The ASID of init_mm; kernel (global) TLB entries carry it.</summary>
     public const int InitMmAsid = 0;
@@ -25,6 +25,8 @@ public sealed class MmStruct
         Asid = asid;
         PageTableLock = new Smp.KernelLock(name + ".page_table_lock");
     }
+
+    IPageTableView IMmView.Pgd => Pgd;
 
     public override string ToString() => Name;
 }

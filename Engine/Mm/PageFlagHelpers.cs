@@ -45,7 +45,7 @@ public readonly struct VmemmapView
 }
 
 /// <summary>The struct-page predicates of include/linux/page-flags.h, read through a view.</summary>
-public sealed class PageFlagHelpers(ArchConfig Arch, Mmu mmu)
+public sealed class PageFlagHelpers(ArchConfig Arch, Mmu mmu) : IPageFlagsView
 {
     /// <summary>The struct pages as CPU <paramref name="ctx"/> sees them.</summary>
     public VmemmapView View(ExecContext? ctx) => new(mmu, ctx, peek: false);

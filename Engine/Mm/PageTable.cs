@@ -60,7 +60,7 @@ public readonly record struct PtWalk(PtTable Table, int Index, Pte Entry)
 }
 
 /// <summary>A page-table tree (init_mm or a user mm).</summary>
-public sealed class PageTable
+public sealed class PageTable : IPageTableView
 {
     private readonly ArchConfig _arch;
     private readonly Dictionary<long, PtTable> _tables = new();

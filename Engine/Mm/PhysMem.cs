@@ -19,7 +19,7 @@ public enum SectionState : byte { Absent, Present, Online, Offline, Removed }
 /// The PFN space of a machine: sections, the owner of every frame, the buddy allocator and the
 /// allocation fault-injection hook.
 /// </summary>
-public sealed class PhysMem
+public sealed class PhysMem : IPhysMemView
 {
     private readonly ArchConfig _arch;
     private readonly SectionState[] _sectionState;
@@ -48,6 +48,9 @@ public sealed class PhysMem
 
     /// <summary>Frees of frames that were not allocated (double free or foreign free), in order.</summary>
     public List<string> BadFrees { get; } = new();
+    IReadOnlyList<string> IPhysMemView.BadFrees => BadFrees;
+    IReadOnlyList<(long Pfn, long Count)> IPhysMemView.Changed => Changed;
+    IBuddyView IPhysMemView.Buddy => Buddy;
 
     /// <summary>Ranges whose owner changed since <see cref="ClearChanged"/>, for incremental checks.</summary>
     public List<(long Pfn, long Count)> Changed { get; } = new();

@@ -36,7 +36,7 @@ public sealed record RefAdd(long Step, int Cpu, ulong Page, ulong GenuineHead, s
 }
 
 /// <summary>Page-cache state of one kernel.</summary>
-public sealed class Filemap
+public sealed class Filemap : IFilemapView
 {
     private readonly Kernel _k;
     private readonly List<AddressSpace> _files = new();
@@ -47,6 +47,8 @@ public sealed class Filemap
     /// <summary>Every successful refcount increment made through a struct-page pointer by a
     /// speculative path, in order (evidence for NoTailRefcountGain).</summary>
     public List<RefAdd> RefAdds { get; } = new();
+    IReadOnlyList<RefAdd> IFilemapView.RefAdds => RefAdds;
+    IReadOnlyCollection<long> IFilemapView.LivePfns => LivePfns;
 
     public IReadOnlyList<AddressSpace> Files => _files;
 

@@ -82,7 +82,7 @@ public sealed class LambdaTask(string name, Func<Kernel, ExecContext, IEnumerabl
 }
 
 /// <summary>A CPU: its TLB and its stack of execution contexts.</summary>
-public sealed class Cpu
+public sealed class Cpu : ICpuView
 {
     private readonly List<ExecContext> _stack = new();
     private readonly Queue<KernelTask> _pendingIrqs = new();
@@ -90,6 +90,7 @@ public sealed class Cpu
     public int Id { get; }
     public Tlb Tlb { get; }
     public IReadOnlyList<ExecContext> Contexts => _stack;
+    ITlbView ICpuView.Tlb => Tlb;
     public ExecContext? Top => _stack.Count == 0 ? null : _stack[^1];
     public bool Idle => _stack.Count == 0;
     public int PendingIrqs => _pendingIrqs.Count;

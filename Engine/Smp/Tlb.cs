@@ -35,7 +35,7 @@ public readonly record struct WalkCacheEntry(Config.PtLevel Level, ulong Va, ulo
     public override string ToString() => $"{Level} [{Va:x}+{Size:x}) -> table {TablePfn:x}{(Asid == TlbEntry.Global ? "" : $" asid {Asid}")}";
 }
 
-public sealed class Tlb(int capacity, IReadOnlyList<ulong> leafSizes)
+public sealed class Tlb(int capacity, IReadOnlyList<ulong> leafSizes) : ITlbView
 {
     /// <summary>Walk-cache entries per CPU before the oldest is evicted.</summary>
     public const int WalkCacheCapacity = 16;

@@ -27,7 +27,7 @@ public sealed record PendingFlush(ulong Start, ulong End, int TaskId, string Mm,
     public string What => $"{Mm} {Level} entry at {EntryVa:x}: {Old} -> {New}";
 }
 
-public sealed class TlbFlush(ArchConfig arch, Cpu[] cpus, Func<ExecContext?> current)
+public sealed class TlbFlush(ArchConfig arch, Cpu[] cpus, Func<ExecContext?> current, EventLog events)
 {
     private readonly List<PendingFlush> _pending = new();
     private readonly bool _leafOnlyKernelFlush = arch.Arch == Config.Arch.Arm64;
@@ -54,6 +54,7 @@ public sealed class TlbFlush(ArchConfig arch, Cpu[] cpus, Func<ExecContext?> cur
             if (!_leafOnlyKernelFlush) cpu.Tlb.FlushWalkRange(start, end, TlbEntry.Global);
         }
         Covered("init_mm", start, end, walkCaches: !_leafOnlyKernelFlush);
+        Record(FlushKind.KernelRange, "init_mm", start, end, walkCaches: !_leafOnlyKernelFlush);
     }
 
     /// <summary>__flush_tlb_kernel_pgtable: every level of the translation of one address
@@ -68,6 +69,7 @@ public sealed class TlbFlush(ArchConfig arch, Cpu[] cpus, Func<ExecContext?> cur
             cpu.Tlb.FlushWalkRange(va, va + 1, TlbEntry.Global);
         }
         Covered("init_mm", va, va + 1, walkCaches: true);
+        Record(FlushKind.KernelPgtable, "init_mm", va, va + 1, walkCaches: true);
     }
 
     /// <summary>flush_tlb_range on a VMA of <paramref name="mm"/>: every level for [start, end).</summary>
@@ -80,6 +82,7 @@ public sealed class TlbFlush(ArchConfig arch, Cpu[] cpus, Func<ExecContext?> cur
             cpu.Tlb.FlushWalkRange(start, end, mm.Asid);
         }
         Covered(mm.Name, start, end, walkCaches: true);
+        Record(FlushKind.Range, mm.Name, start, end, walkCaches: true);
     }
 
     /// <summary>flush_tlb_mm: every entry of <paramref name="mm"/>'s address space.</summary>
@@ -88,6 +91,7 @@ public sealed class TlbFlush(ArchConfig arch, Cpu[] cpus, Func<ExecContext?> cur
     {
         foreach (var cpu in cpus) cpu.Tlb.FlushAsid(mm.Asid);
         _pending.RemoveAll(p => p.Mm == mm.Name);
+        Record(FlushKind.Mm, mm.Name, 0, 0, walkCaches: true);
     }
 
     /// <summary>flush_tlb_all.</summary>
@@ -96,7 +100,11 @@ public sealed class TlbFlush(ArchConfig arch, Cpu[] cpus, Func<ExecContext?> cur
     {
         foreach (var cpu in cpus) cpu.Tlb.FlushAll();
         _pending.Clear();
+        Record(FlushKind.All, null, 0, 0, walkCaches: true);
     }
+
+    private void Record(FlushKind kind, string? mm, ulong start, ulong end, bool walkCaches) =>
+        events.Add(KernelEvent.Flushed(kind, mm, start, end, walkCaches, current()?.CpuId ?? -1));
 
     /// <summary>Marks the pending changes of <paramref name="mm"/> inside [start, end) as
     /// flushed; a walk-cache change only when the flush reached intermediate levels, and then

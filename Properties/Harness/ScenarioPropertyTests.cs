@@ -28,8 +28,9 @@ public sealed class ScenarioPropertyTests : IDisposable
     {
         var budget = TestBudget();
         var e = Assert.Throws<PropertyFailedException>(() =>
-            ScenarioProperty.Assert(Name, ScenarioOptions.For("broken-vunmap-skips-flush", budget), budget));
+            ScenarioProperty.Assert(Name, ScenarioOptions.For("broken-vunmap-skips-flush", budget, "x86_64-4k-l4"), budget));
 
+        // x86: on arm64, mapping the VA again over the unflushed break is a BreakBeforeMake violation too.
         Assert.Equal("TlbCoherentAfterFlush", e.Invariant);
         Assert.NotNull(e.Step);
         Assert.False(string.IsNullOrEmpty(e.Evidence));

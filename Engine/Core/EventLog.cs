@@ -1,0 +1,61 @@
+// The kernel-visible actions of the current step, in the order they happened: page-table entry
+// stores (old → new) and TLB flushes (kind and range). Invariants judge rules of order from
+// them — a make that follows a break whose invalidation has not happened yet is wrong even when
+// both happen inside one step, where the state between steps cannot show it.
+//
+// The log holds one step: the runner clears it when a step begins (Kernel.BeginStep).
+using PropertySuite.Engine.Config;
+using PropertySuite.Engine.Mm;
+
+namespace PropertySuite.Engine;
+
+public enum KernelEventKind : byte { EntryStore, Flush }
+
+/// <summary>Which flush: what it invalidates decides which cached entries it covers.</summary>
+public enum FlushKind : byte
+{
+    /// <summary>flush_tlb_kernel_range: leaf entries (and, on x86, the walk caches) of init_mm.</summary>
+    KernelRange,
+    /// <summary>__flush_tlb_kernel_pgtable: every level for one kernel address.</summary>
+    KernelPgtable,
+    /// <summary>flush_tlb_range: every level for a range of one mm.</summary>
+    Range,
+    /// <summary>flush_tlb_mm: all of one mm.</summary>
+    Mm,
+    /// <summary>flush_tlb_all.</summary>
+    All,
+}
+
+/// <summary>One kernel-visible action. For an entry store: the mm, the table level, the VA range
+/// the entry translates, old and new. For a flush: the mm (null for flush_tlb_all), the range
+/// (an end of 0 is the top of the address space), whether it reached intermediate levels.</summary>
+public readonly record struct KernelEvent(
+    KernelEventKind Kind, string? Mm, PtLevel Level, ulong Start, ulong End, Pte Old, Pte New, FlushKind Flush, bool WalkCaches, int Cpu)
+{
+    public static KernelEvent Store(string mm, PtLevel level, ulong start, ulong end, Pte old, Pte @new, int cpu) =>
+        new(KernelEventKind.EntryStore, mm, level, start, end, old, @new, default, false, cpu);
+
+    public static KernelEvent Flushed(FlushKind kind, string? mm, ulong start, ulong end, bool walkCaches, int cpu) =>
+        new(KernelEventKind.Flush, mm, default, start, end, default, default, kind, walkCaches, cpu);
+
+    /// <summary>Whether this flush invalidates what an entry store at [start, end) of
+    /// <paramref name="mm"/> left cached (a table entry needs a flush that reaches the walk caches).</summary>
+    public bool Covers(string mm, ulong start, ulong end, bool tableEntry) =>
+        Kind == KernelEventKind.Flush && (Mm is null || Mm == mm) && (!tableEntry || WalkCaches)
+        && (Flush is FlushKind.Mm or FlushKind.All || VaRange.Overlaps(Start, End, start, end));
+
+    public override string ToString() => Kind == KernelEventKind.EntryStore
+        ? $"cpu{Cpu} {Mm} {Level} [{Start:x}, {End:x}): {Old} -> {New}"
+        : $"cpu{Cpu} flush {Flush} {Mm ?? "all"} [{Start:x}, {End:x}){(WalkCaches ? " all levels" : " last level")}";
+}
+
+public sealed class EventLog
+{
+    private readonly List<KernelEvent> _events = new();
+
+    public IReadOnlyList<KernelEvent> StepEvents => _events;
+
+    public void Add(in KernelEvent e) => _events.Add(e);
+
+    public void Clear() => _events.Clear();
+}

@@ -1,0 +1,140 @@
+// What an invariant may see of the kernel: read-only interfaces over the services' state, with
+// no mutator anywhere (no entry store, no allocation, no task step, no TLB fill). Invariants are
+// judged against this interface, so a check that acted on the engine would not compile.
+// Reading struct pages goes through PeekView (init_mm only: no TLB, no fault recorded).
+using PropertySuite.Engine.Arm64;
+using PropertySuite.Engine.Config;
+using PropertySuite.Engine.Mm;
+using PropertySuite.Engine.PageCache;
+using PropertySuite.Engine.Smp;
+
+namespace PropertySuite.Engine;
+
+public interface IKernelView
+{
+    ArchConfig Arch { get; }
+    MachineConfig Machine { get; }
+    KernelVariant Variant { get; }
+    IPhysMemView Mem { get; }
+    /// <summary>init_mm's page table.</summary>
+    IPageTableView SwapperPgDir { get; }
+    /// <summary>Every address space's page table, init_mm's first.</summary>
+    IReadOnlyList<IMmView> Mms { get; }
+    IMmView? MmByAsid(int asid);
+    IReadOnlyList<ICpuView> Cpus { get; }
+    IReadOnlyList<PendingFlush> PendingFlushes { get; }
+    IReadOnlyList<KernelTask> LiveTasks { get; }
+    IReadOnlyList<KernelFault> Faults { get; }
+    /// <summary>Every completed RCU grace period (Rcu.Completed).</summary>
+    IReadOnlyList<(long Seq, string Who, IReadOnlyList<string> ReadersStillInside)> GracePeriods { get; }
+    IReadOnlyList<(FrameOwner Owner, string Who, Func<long> Count)> FrameAccountants { get; }
+    IReadOnlyList<Arm64Mmu.BbmWindow> BbmWindows { get; }
+    /// <summary>The struct pages as init_mm maps them (no TLB, no faults).</summary>
+    VmemmapView PeekView { get; }
+    IPageFlagsView PageFlags { get; }
+    /// <summary>A vmemmap frame's struct-page contents, without materialising them.</summary>
+    VmemmapFrameContent PeekFrameContent(long frame);
+    /// <summary>The frame init_mm maps <paramref name="va"/> to (through an open BBM window), or -1.</summary>
+    long WalkToFrame(ulong va, out bool writable);
+    IHugetlbView Hugetlb { get; }
+    /// <summary>The entry stores and flushes of the current step, in order.</summary>
+    IReadOnlyList<KernelEvent> StepEvents { get; }
+    /// <summary>The page cache if any operation used it.</summary>
+    IFilemapView? Filemap { get; }
+}
+
+public interface IPhysMemView
+{
+    long MaxPfn { get; }
+    int NrSections { get; }
+    SectionState SectionStateOf(long section);
+    long PfnToSection(long pfn);
+    FrameOwner OwnerOf(long pfn);
+    long Count(FrameOwner owner);
+    bool AllOwnedBy(long pfn, long count, FrameOwner owner);
+    long CountOwned(long pfn, long count, FrameOwner owner);
+    /// <summary>Frees the allocator refused, with the reason.</summary>
+    IReadOnlyList<string> BadFrees { get; }
+    /// <summary>Frame runs whose owner changed in the current step.</summary>
+    IReadOnlyList<(long Pfn, long Count)> Changed { get; }
+    IBuddyView Buddy { get; }
+}
+
+public interface IBuddyView
+{
+    long NrFreePages { get; }
+    bool IsFree(long pfn);
+    IEnumerable<(long Pfn, long Pages)> FreeBlocksIn(long start, long end);
+}
+
+public interface IPageTableView
+{
+    string Name { get; }
+    PtTable Root { get; }
+    IReadOnlyDictionary<long, PtTable> Tables { get; }
+    int Index(ulong va, PtLevel level);
+    ulong EntryVa(PtTable t, int index);
+    ulong EntrySize(PtTable t);
+    bool TryGetTable(long pfn, out PtTable table);
+    bool TryGetChild(PtTable t, Pte e, out PtTable child);
+    IReadOnlyList<PtTable> ParentsOf(long pfn);
+    PtWalk Walk(ulong va);
+    IEnumerable<PtWalk> Leaves(ulong start, ulong end);
+    LeafFrameIndex LeafFrames(ulong start, ulong end);
+    void ForEachEntry(Action<PtTable, int, Pte> visit);
+    void ForEachTableEntry(Action<PtTable, int, Pte> visit);
+}
+
+public interface IMmView
+{
+    string Name { get; }
+    int Asid { get; }
+    IPageTableView Pgd { get; }
+}
+
+public interface ICpuView
+{
+    int Id { get; }
+    IReadOnlyList<ExecContext> Contexts { get; }
+    ITlbView Tlb { get; }
+}
+
+public interface ITlbView
+{
+    int Count { get; }
+    IEnumerable<TlbEntry> Entries { get; }
+    IEnumerable<WalkCacheEntry> WalkEntries { get; }
+}
+
+/// <summary>The struct-page predicates of include/linux/page-flags.h (pure functions of a view).</summary>
+public interface IPageFlagsView
+{
+    long HugetlbOptimizeVmemmapKey { get; }
+    ulong PageFixedFakeHead(in VmemmapView v, ulong page);
+    bool PageIsFakeHead(in VmemmapView v, ulong page);
+    ulong CompoundHead(in VmemmapView v, ulong page);
+    bool PageHead(in VmemmapView v, ulong page);
+    bool PageTail(in VmemmapView v, ulong page);
+    bool PageCompound(in VmemmapView v, ulong page);
+    ulong PageFolio(in VmemmapView v, ulong page);
+    bool FolioTestHugetlb(in VmemmapView v, ulong folio);
+    bool PageHuge(in VmemmapView v, ulong page);
+    bool FolioTestHugetlbVmemmapOptimized(in VmemmapView v, ulong folio);
+    int FolioRefCount(in VmemmapView v, ulong folio);
+}
+
+public interface IHugetlbView
+{
+    IReadOnlyList<Hstate> Hstates { get; }
+    int ReservePages { get; }
+    bool HvoConfigured { get; }
+    List<HugetlbFolio> AllFoliosByPfn();
+    ulong FolioPage(HugetlbFolio f);
+}
+
+public interface IFilemapView
+{
+    IReadOnlyList<RefAdd> RefAdds { get; }
+    IReadOnlyCollection<long> LivePfns { get; }
+    IReadOnlyList<AddressSpace> Files { get; }
+}
