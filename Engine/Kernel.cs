@@ -561,7 +561,9 @@ public sealed partial class Kernel : IPteObserver
     }
 
     /// <summary>Advances one step on <paramref name="cpu"/>: delivers a pending interrupt if
-    /// allowed, else steps the top context. Returns what happened.</summary>
+    /// allowed, else steps the top context. Returns what happened, with the action the step
+    /// performed (also on <see cref="Smp.Cpu.LastStep"/>); the step that ends a task is named
+    /// <see cref="StepStatus.ReturnAction"/>.</summary>
     public StepStatus? StepCpu(int cpu)
     {
         var c = Cpus[cpu];
@@ -572,13 +574,13 @@ public sealed partial class Kernel : IPteObserver
         }
         var top = c.Top;
         if (top is null) return null;
-        if (top.Hung) return StepStatus.Blocked;
+        if (top.Hung) return c.Took(top, StepStatus.Blocked);
         Current = top;
         try
         {
-            if (top.Body!.MoveNext()) return top.Body.Current;
+            if (top.Body!.MoveNext()) return c.Took(top, top.Body.Current);
             FinishContext(c, top);
-            return StepStatus.Progress;
+            return c.Took(top, StepStatus.Return);
         }
         finally
         {
@@ -638,7 +640,7 @@ public sealed partial class Kernel : IPteObserver
         ctx.WaitingFor = null;
         l.Holder = ctx;
         ctx.Held.Add(l);
-        if (stepWhenTaken) yield return StepStatus.Progress;
+        if (stepWhenTaken) yield return l.Taken;
     }
 
     /// <summary>Takes a lock without a step boundary (for one-shot operations); false if held.</summary>
@@ -708,7 +710,7 @@ public sealed partial class Kernel : IPteObserver
     {
         long seq = ++Rcu.GpSeq;
         var before = RcuReaders().Where(r => r != ctx && r.RcuReaderSince < seq).ToList();
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("synchronize_rcu");
         if (!Variant.BrokenSynchronizeRcuNoWait)
         {
             while (before.Any(r => r.RcuDepth > 0 && r.RcuReaderSince < seq))

@@ -2,9 +2,10 @@
 //
 // A task is a kernel code path split into steps: each step performs one kernel-visible action
 // (read an entry, take a lock, clear an entry, flush, write a struct page, ...). Tasks are C#
-// iterators; `yield return Progress` ends a step, `yield return Blocked` means the step could not
-// proceed (a lock is held, a grace period has not ended) and will be retried. A scenario steps
-// CPUs in any order, which is how interleavings are generated and shrunk.
+// iterators; `yield return StepStatus.After("xa_load")` ends a step and names the kernel action
+// it stops after, `yield return Blocked` means the step could not proceed (a lock is held, a
+// grace period has not ended) and will be retried. A scenario steps CPUs in any order, which is
+// how interleavings are generated and shrunk.
 //
 // Each CPU runs a stack of contexts: a task context at the bottom and interrupt handlers above
 // it. Only the top context runs; an interrupted context resumes when the handler finishes. This
@@ -16,13 +17,59 @@
 // between rcu_read_lock and rcu_read_unlock.
 namespace PropertySuite.Engine.Smp;
 
-public enum StepStatus { Progress, Blocked }
+/// <summary>
+/// What one step of a task did: it made progress, after the kernel action it names (the kernel
+/// function or primitive it stops after, e.g. "xa_load", "folio_try_get_rcu",
+/// "spin_lock(hugetlb_lock)"), or it blocked and will be retried. Task bodies end each step with
+/// <c>yield return StepStatus.After("...")</c>; the step that ends a task (its body returns) is
+/// named <see cref="ReturnAction"/> by the engine. Equality compares the kind only, so
+/// <c>st == StepStatus.Progress</c> holds for every step that made progress, named or not.
+/// </summary>
+public readonly struct StepStatus : IEquatable<StepStatus>
+{
+    /// <summary>The action of the step that ends a task: its body returned.</summary>
+    public const string ReturnAction = "return";
+
+    private readonly bool _blocked;
+
+    /// <summary>The kernel action the step stops after; null for an unnamed step or a blocked one.</summary>
+    public string? Action { get; }
+
+    private StepStatus(bool blocked, string? action)
+    {
+        _blocked = blocked;
+        Action = action;
+    }
+
+    /// <summary>Progress without a name (tests' bodies; engine bodies name their steps).</summary>
+    public static readonly StepStatus Progress = default;
+    /// <summary>The step could not proceed (a lock is held, a grace period has not ended).</summary>
+    public static readonly StepStatus Blocked = new(blocked: true, action: null);
+    /// <summary>The step that ended a task.</summary>
+    public static readonly StepStatus Return = new(blocked: false, ReturnAction);
+
+    /// <summary>Progress, after <paramref name="action"/> (a kernel function or primitive, as the kernel names it).</summary>
+    public static StepStatus After(string action) => new(blocked: false, action);
+
+    public bool IsBlocked => _blocked;
+    public bool IsProgress => !_blocked;
+
+    public bool Equals(StepStatus other) => _blocked == other._blocked;
+    public override bool Equals(object? obj) => obj is StepStatus s && Equals(s);
+    public override int GetHashCode() => _blocked ? 1 : 0;
+    public static bool operator ==(StepStatus a, StepStatus b) => a.Equals(b);
+    public static bool operator !=(StepStatus a, StepStatus b) => !a.Equals(b);
+
+    public override string ToString() => _blocked ? "Blocked" : Action is null ? "Progress" : $"Progress after {Action}";
+}
 
 /// <summary>A lock of the kernel: init_mm.page_table_lock, mem_hotplug_lock, hugetlb_lock.</summary>
 public sealed class KernelLock(string name)
 {
     public string Name { get; } = name;
     public ExecContext? Holder { get; internal set; }
+    /// <summary>The action of the step that takes it: "spin_lock(NAME)".</summary>
+    public StepStatus Taken { get; } = StepStatus.After($"spin_lock({name})");
     public override string ToString() => Name;
 }
 
@@ -117,6 +164,24 @@ public sealed class Cpu
 
     internal void QueueIrq(KernelTask handler) => _pendingIrqs.Enqueue(handler);
     internal bool TryDequeueIrq(out KernelTask handler) => _pendingIrqs.TryDequeue(out handler!);
+
+    /// <summary>The context that took this CPU's last step (null before the first).</summary>
+    public ExecContext? LastStepContext { get; private set; }
+    /// <summary>What this CPU's last step did, with the action it performed.</summary>
+    public StepStatus LastStep { get; private set; }
+
+    /// <summary>Called after every step this CPU takes, with the context and what it did (for
+    /// tracing and tests; it must only observe).</summary>
+    public Action<ExecContext, StepStatus>? OnStep { get; set; }
+
+    /// <summary>Records that <paramref name="ctx"/> took a step that did <paramref name="st"/>.</summary>
+    internal StepStatus Took(ExecContext ctx, StepStatus st)
+    {
+        LastStepContext = ctx;
+        LastStep = st;
+        OnStep?.Invoke(ctx, st);
+        return st;
+    }
 }
 
 /// <summary>RCU grace-period bookkeeping (non-preemptible RCU).</summary>
