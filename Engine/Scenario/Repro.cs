@@ -9,7 +9,7 @@
 //   # comments and blank lines anywhere after the version line
 //   v1 = vmalloc 16K               operations: [cpuN:] [start] [handle =] verb args
 //   cpu1: read v1 0
-//   step cpu1
+//   step cpu1                      step cpuN [count | to ACTION | until done]
 //   expect TlbCoherentAfterFlush at 3      optional, last
 //
 // Nothing is looked up by reflection: verbs are resolved through the explicit OpCatalog table.

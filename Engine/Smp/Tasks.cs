@@ -5,7 +5,7 @@
 // iterators; `yield return StepStatus.After("xa_load")` ends a step and names the kernel action
 // it stops after, `yield return Blocked` means the step could not proceed (a lock is held, a
 // grace period has not ended) and will be retried. A scenario steps CPUs in any order, which is
-// how interleavings are generated and shrunk.
+// how interleavings are generated and shrunk; it can step a CPU by a count or to a named action.
 //
 // Each CPU runs a stack of contexts: a task context at the bottom and interrupt handlers above
 // it. Only the top context runs; an interrupted context resumes when the handler finishes. This
@@ -181,6 +181,43 @@ public sealed class Cpu
         LastStep = st;
         OnStep?.Invoke(ctx, st);
         return st;
+    }
+}
+
+/// <summary>
+/// Stepping a CPU towards a point of its task rather than by a number of steps (the repro
+/// language's `step cpuN to ACTION` and `step cpuN until done`), so a schedule names the kernel
+/// action it stops after and survives a change in how many steps a path takes.
+/// </summary>
+public static class CpuStepping
+{
+    /// <summary>Most steps one call takes (the same bound as a counted `step cpuN K`).</summary>
+    public const int MaxSteps = 10_000;
+
+    /// <summary>
+    /// Advances <paramref name="cpu"/> one step at a time until the context on top when the call
+    /// starts (the target) has taken a step that performs <paramref name="action"/> (when it is
+    /// not null), the target has finished, or a step blocked; at most <paramref name="maxSteps"/>
+    /// steps. A blocked step ends the call whichever context took it: only this CPU runs
+    /// meanwhile, so nothing could release what it waits for. An interrupt handler delivered
+    /// meanwhile runs above the target exactly as under counted stepping; its steps count
+    /// towards the bound but never match <paramref name="action"/>, and when it returns the
+    /// target goes on. Returns the number of steps taken (0: the CPU was idle).
+    /// </summary>
+    public static int StepUntil(Kernel k, int cpu, string? action, int maxSteps = MaxSteps)
+    {
+        var c = k.Cpus[cpu];
+        var target = c.Top;
+        if (target is null) return 0;
+        int n = 0;
+        while (n < maxSteps)
+        {
+            if (k.StepCpu(cpu) is not { } st) break;
+            n++;
+            if (st.IsBlocked || target.Task.Done) break;
+            if (action is not null && c.LastStepContext == target && st.Action == action) break;
+        }
+        return n;
     }
 }
 
