@@ -11,7 +11,8 @@ namespace PropertySuite.Properties.Harness;
 /// <summary>
 /// Steps named by the kernel action they stop after: every step an engine task takes is named,
 /// `step cpuN to ACTION` and `step cpuN until done` stop where they say (interrupt handlers
-/// delivered meanwhile run as under a count and never match).
+/// delivered meanwhile run as under a count and never match), and StepNaming rewrites counted
+/// lines into named ones only when the run stays the same.
 /// </summary>
 public class StepFormTests
 {
@@ -117,6 +118,7 @@ public class StepFormTests
         // reader's lock, read and unlock.
         var counted = Repro.Parse(Header() + body.Replace("step cpu1 to rcu_read_unlock", "step cpu1 6", StringComparison.Ordinal));
         Assert.Equal(ScenarioRunner.Run(Repro.Parse(Header() + body)).ToString(), ScenarioRunner.Run(counted).ToString());
+        Assert.Equal(Repro.Parse(Header() + body).ToString(), StepNaming.NameSteps(counted).ToString());
     }
 
     [Fact]
@@ -125,5 +127,27 @@ public class StepFormTests
         var r = ScenarioRunner.Run(Repro.Parse(Header() + "step cpu1 until done\nstep cpu1 to xa_load\nstep cpu1 3\n"));
         Assert.True(r.Violation is null, r.ToString());
         Assert.False(r.OpsApplied.ContainsKey("step"));
+    }
+
+    [Fact]
+    public void CountedLinesAreNamedWhereTheRunStaysTheSame()
+    {
+        // Matthew Wilcox's interleaving as counts (the schedule of the spec-get-pre-fix failure):
+        // every line gets the named form that takes the same steps.
+        const string counted =
+            "p1 = filemap_add 65\ncpu1: start spec_lookup p1 64\nstep cpu1\ntruncate p1\nf1 = hugetlb_alloc 2M\nstep cpu1 2\nstep cpu1 4\nstep cpu0 40\n";
+        const string named =
+            "p1 = filemap_add 65\ncpu1: start spec_lookup p1 64\nstep cpu1 to xa_load\ntruncate p1\nf1 = hugetlb_alloc 2M\nstep cpu1 to folio_try_get_rcu\nstep cpu1 until done\nstep cpu0 until done\n";
+        foreach (var variant in new[] { "default", "spec-get-pre-fix" })
+        {
+            var s = Repro.Parse(Header(variant) + counted);
+            var result = StepNaming.NameSteps(s);
+            Assert.Equal(Header(variant) + named, result.ToString());
+            Assert.Equal(ScenarioRunner.Run(s).ToString(), ScenarioRunner.Run(result).ToString());
+        }
+        // A line that stops after the 3rd of 8 PTE remaps has no named form taking the same
+        // steps; with no failure to keep, nothing else counts as the same run: it keeps its count.
+        var mid = Repro.Parse(Header() + "start f1 = hugetlb_alloc 2M\nstep cpu0 18\n");
+        Assert.Equal(mid.ToString(), StepNaming.NameSteps(mid).ToString());
     }
 }
