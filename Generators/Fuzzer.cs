@@ -72,11 +72,11 @@ public sealed class Fuzzer
 
         string target = ScenarioProperty.Signature(r);
         var clock = Stopwatch.StartNew();
-        var shrunk = ScenarioShrinker.Minimize(s, r.Step, c =>
+        var shrunk = StepNaming.NameSteps(ScenarioShrinker.Minimize(s, r.Step, c =>
         {
             var cr = ScenarioRunner.Run(c);
             return cr.Failed && ScenarioProperty.Signature(cr) == target ? cr.Step : null;
-        }, MaxShrinkAttempts, out int attempts, out int shrinks);
+        }, MaxShrinkAttempts, out int attempts, out int shrinks));
         clock.Stop();
         var run = ScenarioRunner.Run(shrunk);
         var finding = new FuzzFinding(index, seed, size, s, shrunk with { Expect = run.AsExpectation() }, run, attempts, shrinks, clock.Elapsed);

@@ -1,7 +1,9 @@
 // The property every test of the suite is built from: "every invariant holds for generated
 // scenarios" (of one variant, or of the correct ones), run through PbtRunner with a budget.
 //
-// On failure the shrunk scenario is run once more to get its violation, rendered as a repro
+// On failure the shrunk scenario's counted `step` lines are named where that keeps the run
+// (StepNaming: `step cpu1 to folio_try_get_rcu` survives a change in how many steps a path
+// takes), then it is run once more to get its violation, rendered as a repro
 // file with an `expect <Invariant> at <step>` line, parsed back and replayed to prove that the
 // file reproduces exactly that violation, written atomically into the repro directory (Assert),
 // and reported with the replay seeds and the exact commands that replay it.
@@ -114,10 +116,11 @@ public static class ScenarioProperty
         if (pbt.Failure is not { } f)
             return new ScenarioPropertyResult(name, options, pbt, stats, null, total, TimeSpan.Zero);
 
-        var run = ScenarioRunner.Run(f.Shrunk);
+        var shrunk = StepNaming.NameSteps(f.Shrunk);
+        var run = ScenarioRunner.Run(shrunk);
         if (!run.Failed || Signature(run) != target)
-            throw new InvalidOperationException($"property {name}: the shrunk scenario no longer fails as {target} ({run}); the engine is not deterministic:\n{f.Shrunk}");
-        var failure = new ScenarioFailure(f.Original, f.Shrunk with { Expect = run.AsExpectation() }, run, f.StepReplay, f.RunReplay, f.TestsRun, f.Shrinks);
+            throw new InvalidOperationException($"property {name}: the shrunk scenario no longer fails as {target} ({run}); the engine is not deterministic:\n{shrunk}");
+        var failure = new ScenarioFailure(f.Original, shrunk with { Expect = run.AsExpectation() }, run, f.StepReplay, f.RunReplay, f.TestsRun, f.Shrinks);
         VerifyReplays(name, failure, ReproText(name, failure));
         return new ScenarioPropertyResult(name, options, pbt, stats, failure, found, total - found);
     }

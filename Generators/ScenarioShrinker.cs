@@ -17,7 +17,7 @@
 //   4. run a started task as a plain operation where its CPU is first stepped (one line fewer);
 //      simplify single operations: an interrupt handler run as a plain operation, then
 //      Op.ShrinkCommon (cpu0, no `start`), an unused handle dropped, Op.ShrinkArgs (smaller
-//      sizes, shorter readers, fewer steps);
+//      sizes, shorter readers, fewer steps, `step cpuN to ACTION` as `until done`);
 //   5. rename handles to v1, v2, ... in binding order (only when that changes something).
 // Termination: every candidate is smaller in (operations, configuration rank, CPUs, memory,
 // hot-plug, operation complexity, handle names) taken lexicographically, with each op's
@@ -81,10 +81,10 @@ public static class ScenarioShrinker
             for (int i = 0; i + 2 <= ops.Length; i++)
                 yield return bare with { Ops = ops.RemoveRange(i, 2) };
 
-        // Adjacent steps of one CPU become one `step cpuN K` line: the same schedule, one line
-        // fewer (the order of the CPU's steps relative to the others is unchanged).
+        // Adjacent counted steps of one CPU become one `step cpuN K` line: the same schedule, one
+        // line fewer (the order of the CPU's steps relative to the others is unchanged).
         for (int i = 0; i + 1 < ops.Length; i++)
-            if (ops[i] is StepOp a && ops[i + 1] is StepOp b && a.Cpu == b.Cpu && a.Count + b.Count <= MaxMergedSteps)
+            if (ops[i] is StepOp { Until: StepUntil.Count } a && ops[i + 1] is StepOp { Until: StepUntil.Count } b && a.Cpu == b.Cpu && a.Count + b.Count <= MaxMergedSteps)
                 yield return bare with { Ops = ops.RemoveAt(i + 1).SetItem(i, a with { Count = a.Count + b.Count }) };
 
         foreach (var c in ConfigurationCandidates(bare))

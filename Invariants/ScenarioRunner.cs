@@ -85,9 +85,7 @@ public static class ScenarioRunner
         switch (op)
         {
             case StepOp step:
-                bool any = false;
-                for (int n = 0; n < step.Count; n++) any |= k.Sched.StepCpu(step.Cpu) is not null;
-                return any;
+                return step.Advance(k) > 0;
             case IrqOp irq:
             {
                 var handler = irq.CreateTask(rc);

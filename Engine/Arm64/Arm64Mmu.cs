@@ -94,8 +94,10 @@ public sealed class Arm64Mmu
     /// <paramref name="newPte"/> as the variant's update strategy does, one kernel-visible action
     /// per step. The entry's VA range is flushed from every TLB before the new entry is visible
     /// for every strategy except InPlace (whose caller flushes after the whole walk, as
-    /// vmemmap_remap_range does).</summary>
-    public IEnumerable<StepStatus> VmemmapUpdateEntry(ExecContext ctx, PtTable t, int index, Pte newPte)
+    /// vmemmap_remap_range does). The step after which the new entry is in place is named
+    /// <paramref name="action"/>, the caller's kernel function (vmemmap_remap_pte, ...), under every
+    /// strategy; break-before-make's first steps are pte_clear/pmd_clear and flush_tlb_kernel_range.</summary>
+    public IEnumerable<StepStatus> VmemmapUpdateEntry(ExecContext ctx, PtTable t, int index, Pte newPte, string action)
     {
         Pte old = t.Entries[index];
         ulong va = InitMm.EntryVa(t, index), end = va + InitMm.EntrySize(t);
@@ -108,7 +110,7 @@ public sealed class Arm64Mmu
         {
             case VmemmapUpdate.InPlace:
                 InitMm.Set(t, index, newPte); // set_pte_at / pmd_populate_kernel over the live entry
-                yield return StepStatus.Progress;
+                yield return StepStatus.After(action);
                 break;
 
             case VmemmapUpdate.StopMachine:
@@ -117,7 +119,7 @@ public sealed class Arm64Mmu
                 InitMm.Set(t, index, Pte.None);
                 if (!_brokenSkipsInvalidate) FlushTlbKernelRange(va, end);
                 InitMm.Set(t, index, newPte);
-                yield return StepStatus.Progress;
+                yield return StepStatus.After(action);
                 break;
 
             case VmemmapUpdate.BbmFaultHandler:
@@ -134,13 +136,13 @@ public sealed class Arm64Mmu
                 if (!locked)
                     foreach (var s in SpinLock(ctx, PageTableLock, stepWhenTaken: false)) yield return s;
                 InitMm.Set(t, index, Pte.None);           // pte_clear: the break
-                yield return StepStatus.Progress;
+                yield return StepStatus.After(t.Level == PtLevel.Pte ? "pte_clear" : "pmd_clear");
                 FlushTlbKernelRange(va, end);             // flush_tlb_kernel_range
-                yield return StepStatus.Progress;
+                yield return StepStatus.After("flush_tlb_kernel_range");
                 InitMm.Set(t, index, newPte);             // set_pte_at: the make
                 _bbmWindows.Remove(window);
                 if (!locked) SpinUnlock(ctx, PageTableLock);
-                yield return StepStatus.Progress;
+                yield return StepStatus.After(action);
                 break;
             }
 

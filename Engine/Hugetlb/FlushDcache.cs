@@ -27,7 +27,7 @@ public sealed class Arm64Flush : KernelCode
     [Kernel("arch/arm64/mm/flush.c", "flush_dcache_page")]
     public IEnumerable<StepStatus> FlushDcachePage(ExecContext ctx, long pfn)
     {
-        if (Arch.Arch != Config.Arch.Arm64) { yield return StepStatus.Progress; yield break; }
+        if (Arch.Arch != Config.Arch.Arm64) { yield return StepStatus.After("flush_dcache_page"); yield break; }
         var v = View(ctx);
         ulong page = PfnToPage(pfn);
         if (!Variant.FlushDcachePageOnTail && PageHuge(v, page)) page = CompoundHead(v, page);
@@ -36,6 +36,6 @@ public sealed class Arm64Flush : KernelCode
             ModifyPageFlags(ctx, page, PageFlags.None, PageFlags.DcacheClean, "flush_dcache_page: clear_bit(PG_dcache_clean)");
             Note("flush_dcache.cleared");
         }
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("flush_dcache_page");
     }
 }

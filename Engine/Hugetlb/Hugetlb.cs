@@ -231,18 +231,18 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
         if (f is null)
         {
             Note("hugetlb.alloc_enomem");
-            yield return StepStatus.Progress;
+            yield return StepStatus.After(h.IsGigantic ? "alloc_gigantic_folio" : "alloc_buddy_hugetlb_folio");
             yield break;
         }
         h.Track(f);
         onAllocated?.Invoke(f);
-        yield return StepStatus.Progress;
+        yield return StepStatus.After(h.IsGigantic ? "alloc_gigantic_folio" : "alloc_buddy_hugetlb_folio");
         PrepCompoundPage(ctx, f);
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("prep_compound_page");
         if (!Variant.HvoBeforeHugetlbFlag)
         {
             InitNewHugetlbFolio(ctx, f);
-            yield return StepStatus.Progress;
+            yield return StepStatus.After("init_new_hugetlb_folio");
         }
     }
 
@@ -258,7 +258,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
         if (Variant.HvoBeforeHugetlbFlag)
         {
             InitNewHugetlbFolio(ctx, f);
-            yield return StepStatus.Progress;
+            yield return StepStatus.After("init_new_hugetlb_folio");
         }
     }
 
@@ -380,7 +380,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
             toFree.Add(f);
         }
         SpinUnlock(ctx, HugetlbLock);
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("remove_pool_hugetlb_folio");
         foreach (var f in toFree)
             foreach (var s in UpdateAndFreeHugetlbFolio(ctx, h, f)) yield return s;
         foreach (var s in SpinLock(ctx, HugetlbLock)) yield return s;
@@ -388,7 +388,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
             if (!AdjustPoolSurplus(h, 1)) break;
         h.MaxHugePages = h.PersistentHugePages;
         SpinUnlock(ctx, HugetlbLock);
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("adjust_pool_surplus");
     }
 
     /// <summary>prep_and_add_allocated_folios: optimize the batch (one grace period, one flush for
@@ -402,7 +402,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
             foreach (var f in folios)
             {
                 InitNewHugetlbFolio(ctx, f);
-                yield return StepStatus.Progress;
+                yield return StepStatus.After("init_new_hugetlb_folio");
             }
         }
         foreach (var s in SpinLock(ctx, HugetlbLock)) yield return s;
@@ -412,7 +412,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
             EnqueueHugetlbFolio(ctx, h, f);
         }
         SpinUnlock(ctx, HugetlbLock);
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("enqueue_hugetlb_folio");
     }
 
     /// <summary>alloc_hugetlb_folio for a fault: dequeue a free folio, else a surplus folio
@@ -425,7 +425,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
         var f = DequeueHugetlbFolioNodeExact(ctx, h);
         SpinUnlock(ctx, HugetlbLock);
         if (f is not null) onAllocated?.Invoke(f);
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("dequeue_hugetlb_folio_node_exact");
         if (f is null)
         {
             foreach (var s in AllocSurplusHugetlbFolio(ctx, h, result, onAllocated)) yield return s;
@@ -435,13 +435,13 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
             f.State = FolioState.Active;
             FolioSetRefcount(ctx, f, 1, "folio_ref_unfreeze");
             SpinUnlock(ctx, HugetlbLock);
-            yield return StepStatus.Progress;
+            yield return StepStatus.After("folio_ref_unfreeze");
         }
         result.Value = f;
         if (Arch.Arch == Config.Arch.Arm64)
         {
             SyncIcacheDcache(ctx, f);
-            yield return StepStatus.Progress;
+            yield return StepStatus.After("__sync_icache_dcache");
         }
         f.UserReference = true; // the fault has returned: the user holds the folio
     }
@@ -464,7 +464,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
         result.Value.State = FolioState.Active; // on its way to hugepage_activelist
         SpinUnlock(ctx, HugetlbLock);
         Note("hugetlb.surplus_alloc");
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("__prep_account_new_huge_page");
     }
 
     /// <summary>arch/arm64/mm/flush.c __sync_icache_dcache for a HugeTLB folio being mapped:
@@ -486,13 +486,13 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
     {
         var h = f.Hstate;
         FolioSetRefcount(ctx, f, 0, "folio_put");
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("folio_put");
         foreach (var s in SpinLock(ctx, HugetlbLock)) yield return s;
         if (h.SurplusHugePages > 0)
         {
             RemoveHugetlbFolio(ctx, h, f, adjustSurplus: true);
             SpinUnlock(ctx, HugetlbLock);
-            yield return StepStatus.Progress;
+            yield return StepStatus.After("remove_hugetlb_folio");
             Note("hugetlb.free_surplus");
             foreach (var s in UpdateAndFreeHugetlbFolio(ctx, h, f)) yield return s;
             yield break;
@@ -501,7 +501,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
             FolioModifyFlags(ctx, f, PageFlags.None, PageFlags.DcacheClean, "arch_clear_hugetlb_flags");
         EnqueueHugetlbFolio(ctx, h, f);
         SpinUnlock(ctx, HugetlbLock);
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("enqueue_hugetlb_folio");
     }
 
     /// <summary>__update_and_free_hugetlb_folio: restore the vmemmap (an optimized folio only),
@@ -525,7 +525,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
                 AddHugetlbFolio(ctx, h, f, adjustSurplus: true);
                 SpinUnlock(ctx, HugetlbLock);
                 Note("hugetlb.restore_failed_surplus");
-                yield return StepStatus.Progress;
+                yield return StepStatus.After("add_hugetlb_folio");
                 yield break;
             }
         }
@@ -534,17 +534,17 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
             foreach (var s in SpinLock(ctx, HugetlbLock)) yield return s;
             FolioModifyFlags(ctx, f, PageFlags.None, PageFlags.Hugetlb, "__folio_clear_hugetlb");
             SpinUnlock(ctx, HugetlbLock);
-            yield return StepStatus.Progress;
+            yield return StepStatus.After("__folio_clear_hugetlb");
         }
         if (ReadStructPage(ctx, head, out var sp) && (sp.Flags & PageFlags.HwPoison) != 0)
         {
             FolioClearHugetlbHwpoison(ctx, f);
-            yield return StepStatus.Progress;
+            yield return StepStatus.After("folio_clear_hugetlb_hwpoison");
         }
         FolioSetRefcount(ctx, f, 1, "folio_ref_unfreeze");
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("folio_ref_unfreeze");
         HugetlbFreeFolio(ctx, f);
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("hugetlb_free_folio");
     }
 
     /// <summary>folio_clear_hugetlb_hwpoison: PG_hwpoison moves from the head to each raw error
@@ -595,19 +595,19 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
         bool adjustSurplus = false;
         while (true)
         {
-            if (!FolioTestHugetlb(v, head)) { rc.Value = Errno.Ok; yield return StepStatus.Progress; yield break; }
+            if (!FolioTestHugetlb(v, head)) { rc.Value = Errno.Ok; yield return StepStatus.After("folio_test_hugetlb"); yield break; }
             foreach (var s in SpinLock(ctx, HugetlbLock)) yield return s;
             if (!FolioTestHugetlb(v, head) || f.State == FolioState.Freed)
             {
                 rc.Value = Errno.Ok;
                 SpinUnlock(ctx, HugetlbLock);
-                yield return StepStatus.Progress;
+                yield return StepStatus.After("folio_test_hugetlb");
                 yield break;
             }
             if (FolioRefCount(v, head) != 0 || h.FreeHugePages == 0)
             {
                 SpinUnlock(ctx, HugetlbLock);
-                yield return StepStatus.Progress;
+                yield return StepStatus.After("folio_ref_count");
                 yield break;
             }
             if (!ReadStructPage(ctx, head, out var sp) || (sp.Flags & PageFlags.HugetlbFreed) == 0)
@@ -628,7 +628,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
         RemoveHugetlbFolio(ctx, h, f, adjustSurplus);
         h.MaxHugePages--;
         SpinUnlock(ctx, HugetlbLock);
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("remove_hugetlb_folio");
         // "The folio_test_hugetlb check here is because remove_hugetlb_folio will clear hugetlb
         // folio flag for non-vmemmap optimized hugetlb folios" (30a89adf872d).
         if (FolioTestHugetlb(v, head) || Variant.RestoreAfterHugetlbFlagCleared)
@@ -643,7 +643,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
                 SpinUnlock(ctx, HugetlbLock);
                 rc.Value = ret.Value;
                 Note("hugetlb.dissolve_restore_failed");
-                yield return StepStatus.Progress;
+                yield return StepStatus.After("add_hugetlb_folio");
                 yield break;
             }
         }

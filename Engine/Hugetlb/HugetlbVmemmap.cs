@@ -95,7 +95,7 @@ namespace PropertySuite.Engine
         internal HugetlbVmemmap(Kernel k) : base(k) { }
 
         private Hugetlb Hugetlb => K.Hugetlb;
-        private IEnumerable<StepStatus> VmemmapUpdateEntry(ExecContext ctx, PtTable t, int index, Pte newPte) => K.Arm64.VmemmapUpdateEntry(ctx, t, index, newPte);
+        private IEnumerable<StepStatus> VmemmapUpdateEntry(ExecContext ctx, PtTable t, int index, Pte newPte, string action) => K.Arm64.VmemmapUpdateEntry(ctx, t, index, newPte, action);
         private PtTable? SplitPmd(PtTable t, int index) => K.Pgtable.SplitPmd(t, index);
         private long AllocPageTablePage() => K.Pgtable.AllocPageTablePage();
         private void CopyFrameContent(long to, long from) => K.StructPages.CopyFrameContent(to, from);
@@ -201,7 +201,7 @@ namespace PropertySuite.Engine
             if (pages.Count > 0)
             {
                 FreeVmemmapPageList(pages);
-                yield return StepStatus.Progress;
+                yield return StepStatus.After("free_vmemmap_page_list");
             }
         }
 
@@ -230,7 +230,7 @@ namespace PropertySuite.Engine
                 foreach (var s in SynchronizeRcu(ctx)) yield return s;
             // "Very Subtle": set the flag before remapping so the old and new head copies agree.
             ModifyPageFlags(ctx, head, PageFlags.VmemmapOptimized, PageFlags.None, "folio_set_hugetlb_vmemmap_optimized");
-            yield return StepStatus.Progress;
+            yield return StepStatus.After("folio_set_hugetlb_vmemmap_optimized");
 
             int r = Hugetlb.ReservePages;
             ulong start = FolioVmemmapStart(f);
@@ -244,7 +244,7 @@ namespace PropertySuite.Engine
                 HugetlbOptimizeVmemmapKey--; // static_branch_dec
                 ModifyPageFlags(ctx, head, PageFlags.None, PageFlags.VmemmapOptimized, "folio_clear_hugetlb_vmemmap_optimized");
                 Note("hvo.optimize_failed");
-                yield return StepStatus.Progress;
+                yield return StepStatus.After("folio_clear_hugetlb_vmemmap_optimized");
             }
             else Note("hvo.optimized");
             f.VmemmapBusy = false;
@@ -265,7 +265,7 @@ namespace PropertySuite.Engine
                 if (ret.Value == Errno.ENOMEM) break;
             }
             FlushTlbAll();
-            yield return StepStatus.Progress;
+            yield return StepStatus.After("flush_tlb_all");
             var flags = VmemmapRemapFlags.RemapNoTlbFlush | VmemmapRemapFlags.SynchronizeRcu;
             foreach (var f in folios)
             {
@@ -276,13 +276,13 @@ namespace PropertySuite.Engine
                     FlushTlbAll();
                     FreeVmemmapPageList(pages);
                     Note("hvo.batch_retry");
-                    yield return StepStatus.Progress;
+                    yield return StepStatus.After("free_vmemmap_page_list");
                     foreach (var s in HugetlbVmemmapOptimizeFolio(ctx, h, f, pages, flags, ret)) yield return s;
                 }
             }
             FlushTlbAll();
             FreeVmemmapPageList(pages);
-            yield return StepStatus.Progress;
+            yield return StepStatus.After("free_vmemmap_page_list");
         }
 
         /// <summary>hugetlb_vmemmap_split_folio: split the PMD blocks under an optimizable folio's vmemmap.</summary>
@@ -328,7 +328,7 @@ namespace PropertySuite.Engine
                     VmemmapListAdd(walk, page);
                 }
                 else Note("hvo.head_copy_enomem");
-                yield return StepStatus.Progress;
+                yield return StepStatus.After("copy_page");
             }
             if (start - reuse != (ulong)Arch.PageSize)
                 throw new ModelBugException($"vmemmap_remap_free: BUG_ON(start - reuse != PAGE_SIZE): start {start:x} reuse {reuse:x}");
@@ -355,7 +355,7 @@ namespace PropertySuite.Engine
             if (start - reuse != (ulong)Arch.PageSize)
                 throw new ModelBugException($"vmemmap_remap_alloc: BUG_ON(start - reuse != PAGE_SIZE): start {start:x} reuse {reuse:x}");
             ret.Value = AllocVmemmapPageList(start, end, walk);
-            yield return StepStatus.Progress;
+            yield return StepStatus.After("alloc_vmemmap_page_list");
             if (ret.Value != Errno.Ok) yield break;
             foreach (var s in VmemmapRemapRange(ctx, reuse, end, walk, ret)) yield return s;
             if (walk.VmemmapPages.Count > 0)
@@ -363,7 +363,7 @@ namespace PropertySuite.Engine
                 // Only reachable when the walk could not install every page (a PMD block under
                 // HvoRemapsPmdWithoutSplit): the kernel would have hit BUG_ON; the model frees them.
                 FreeVmemmapPageList(walk.VmemmapPages);
-                yield return StepStatus.Progress;
+                yield return StepStatus.After("free_vmemmap_page_list");
             }
         }
 
@@ -404,7 +404,7 @@ namespace PropertySuite.Engine
                     RecordFault(FaultKind.KernelBug, ctx, head, $"hugetlb_vmemmap_restore_folio: VM_WARN_ON_ONCE(folio_ref_count) on {f}");
             }
             bool optimized = FolioTestHugetlbVmemmapOptimized(v, head);
-            yield return StepStatus.Progress;
+            yield return StepStatus.After("folio_test_hugetlb_vmemmap_optimized");
             if (!optimized) yield break;
 
             f.VmemmapBusy = true;
@@ -421,7 +421,7 @@ namespace PropertySuite.Engine
                 ModifyPageFlags(ctx, head, PageFlags.None, PageFlags.VmemmapOptimized, "folio_clear_hugetlb_vmemmap_optimized");
                 HugetlbOptimizeVmemmapKey--; // static_branch_dec
                 Note("hvo.restored");
-                yield return StepStatus.Progress;
+                yield return StepStatus.After("folio_clear_hugetlb_vmemmap_optimized");
             }
             f.VmemmapBusy = false;
         }
@@ -450,7 +450,7 @@ namespace PropertySuite.Engine
             if (walk.RemapPte != RemapPteMode.None && (walk.Flags & VmemmapRemapFlags.RemapNoTlbFlush) == 0)
             {
                 FlushTlbKernelRange(start, end);
-                yield return StepStatus.Progress;
+                yield return StepStatus.After("flush_tlb_kernel_range");
             }
         }
 
@@ -479,7 +479,7 @@ namespace PropertySuite.Engine
                 }
             }
             SpinUnlock(ctx, PageTableLock);
-            yield return StepStatus.Progress;
+            yield return StepStatus.After("vmemmap_pmd_entry");
             if (head < 0 || ret.Value != Errno.Ok) yield break;
             if (Variant.HvoRemapsPmdWithoutSplit)
             {
@@ -500,7 +500,7 @@ namespace PropertySuite.Engine
             walk.NrWalked += (long)((next - addr) >> Arch.PageShift);
             walk.ActionContinue = true;
             Note("hvo.pmd_block_remapped_unsplit");
-            foreach (var s in VmemmapUpdateEntry(ctx, pmdTable, pmdIdx, Pte.MkLeaf(block.Pfn, writable, block.Cont))) yield return s;
+            foreach (var s in VmemmapUpdateEntry(ctx, pmdTable, pmdIdx, Pte.MkLeaf(block.Pfn, writable, block.Cont), "set_pmd")) yield return s;
         }
 
         /// <summary>vmemmap_split_pmd: a PTE table mapping the block's frames PAGE_KERNEL, installed
@@ -515,18 +515,18 @@ namespace PropertySuite.Engine
             {
                 ret.Value = Errno.ENOMEM;
                 Note("hvo.split_enomem");
-                yield return StepStatus.Progress;
+                yield return StepStatus.After("pte_alloc_one_kernel");
                 yield break;
             }
             var table = InitMm.NewTable(pgtable, PtLevel.Pte, start);
             for (int i = 0; i < table.Entries.Length; i++)
                 InitMm.Set(table, i, Pte.MkLeaf(head + i, writable: true)); // a table nobody walks yet
-            yield return StepStatus.Progress;
+            yield return StepStatus.After("pte_alloc_one_kernel");
             foreach (var s in SpinLock(ctx, PageTableLock)) yield return s;
             if (pmdTable.Entries[pmdIdx].IsLeaf)
             {
                 Note("hvo.split_pmd");
-                foreach (var s in VmemmapUpdateEntry(ctx, pmdTable, pmdIdx, Pte.MkTable(pgtable))) yield return s; // pmd_populate_kernel
+                foreach (var s in VmemmapUpdateEntry(ctx, pmdTable, pmdIdx, Pte.MkTable(pgtable), "pmd_populate_kernel")) yield return s;
                 if ((walk.Flags & VmemmapRemapFlags.SplitNoTlbFlush) == 0)
                     FlushTlbKernelRange(start, start + (ulong)Arch.PmdSize);
             }
@@ -538,7 +538,7 @@ namespace PropertySuite.Engine
                 Note("hvo.split_raced");
             }
             SpinUnlock(ctx, PageTableLock);
-            yield return StepStatus.Progress;
+            yield return StepStatus.After("vmemmap_split_pmd");
         }
 
         /// <summary>vmemmap_pte_entry: the first entry walked yields the reuse page (unless a fresh
@@ -550,7 +550,7 @@ namespace PropertySuite.Engine
             if (walk.ReusePage < 0)
             {
                 walk.ReusePage = pteTable.Entries[idx].Pfn;
-                yield return StepStatus.Progress;
+                yield return StepStatus.After("vmemmap_pte_entry");
             }
             else if (walk.RemapPte == RemapPteMode.Remap)
                 foreach (var s in VmemmapRemapPte(ctx, pteTable, idx, addr, walk)) yield return s;
@@ -571,7 +571,7 @@ namespace PropertySuite.Engine
                 VmemmapListDel(walk, walk.ReusePage);
             }
             VmemmapListAdd(walk, old);
-            foreach (var s in VmemmapUpdateEntry(ctx, pteTable, idx, Pte.MkLeaf(walk.ReusePage, writable))) yield return s;
+            foreach (var s in VmemmapUpdateEntry(ctx, pteTable, idx, Pte.MkLeaf(walk.ReusePage, writable), "vmemmap_remap_pte")) yield return s;
         }
 
         /// <summary>vmemmap_restore_pte: a page from the list becomes a copy of the reuse page with
@@ -583,7 +583,7 @@ namespace PropertySuite.Engine
             {
                 RecordFault(FaultKind.KernelBug, ctx, addr,
                     $"vmemmap_restore_pte: BUG_ON(pte_page != reuse_page): entry {pteTable.Entries[idx]}, reuse page {walk.ReusePage:x}");
-                yield return StepStatus.Progress;
+                yield return StepStatus.After("vmemmap_restore_pte");
                 yield break;
             }
             long page = VmemmapListTakeFirst(walk);
@@ -591,7 +591,7 @@ namespace PropertySuite.Engine
             if (Translate(ctx, walk.ReuseAddr, write: false, out long reuseFrame, out _))
                 CopyFrameContent(page, reuseFrame);
             if (!Variant.BrokenRestoreSkipsReset) ResetStructPages(page);
-            foreach (var s in VmemmapUpdateEntry(ctx, pteTable, idx, Pte.MkLeaf(page, writable: true))) yield return s;
+            foreach (var s in VmemmapUpdateEntry(ctx, pteTable, idx, Pte.MkLeaf(page, writable: true), "vmemmap_restore_pte")) yield return s;
         }
 
         /// <summary>reset_struct_pages: memcpy(start, start + N, N struct pages), N = NR_RESET_STRUCT_PAGE,

@@ -44,7 +44,7 @@ public sealed class Hwpoison : KernelCode
             bool free = FolioRefCount(v, headPage) == 0 && folio.State == FolioState.Free;
             SpinUnlock(ctx, HugetlbLock);
             Note("mf.hugetlb");
-            yield return StepStatus.Progress;
+            yield return StepStatus.After("get_huge_page_for_memory_failure");
             if (already) { result.Value = Errno.EBUSY; yield break; }
             if (free)
             {
@@ -55,10 +55,10 @@ public sealed class Hwpoison : KernelCode
             yield break;
         }
         SpinUnlock(ctx, HugetlbLock);
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("get_huge_page_for_memory_failure");
         // Not hugetlb: TestSetPageHWPoison(p) on the raw page.
         ModifyPageFlags(ctx, page, PageFlags.HwPoison, PageFlags.None, "memory_failure: TestSetPageHWPoison");
         Note(PageCompound(v, page) ? "mf.compound_page" : "mf.page");
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("TestSetPageHWPoison");
     }
 }

@@ -36,7 +36,7 @@ public static class PageRef
         bool proceed = k.Mmu.ReadStructPage(ctx, page, out var sp);
         if (proceed && fixedFlavour)
             proceed = !k.PageFlags.PageIsFakeHead(k.PageFlags.View(ctx), page) && sp.Refcount != u;
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("page_ref_count");
 
         // Step 2: atomic_add_unless(&page->_refcount, nr, u).
         if (proceed)
@@ -55,7 +55,7 @@ public static class PageRef
                 k.Log.Note("spec.drop_on_mismatch");
             }
         }
-        yield return StepStatus.Progress;
+        yield return StepStatus.After(who);
     }
 
     /// <summary>The atomic itself, one instruction: see the file header for x86 vs arm64.</summary>

@@ -19,7 +19,7 @@ public sealed record VmallocOp(long Size) : Op
         long size = (Size + k.Arch.PageSize - 1) / k.Arch.PageSize * k.Arch.PageSize;
         var (area, _) = k.Vmalloc.VmallocNodeRange((ulong)size);
         if (area is not null) rc.BindHandle(Bind, area);
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("vmalloc");
     }
 
     public override IEnumerable<Op> ShrinkArgs()
@@ -50,7 +50,7 @@ public sealed record VfreeOp(string Area) : Op
             rc.Unbind(Area);
             k.Vmalloc.Vfree(area);
         }
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("vfree");
     }
 }
 
@@ -74,7 +74,7 @@ public sealed record ReadOp(string Area, long Offset) : Op
             ulong off = (ulong)Offset % area.Size;
             k.Mmu.Translate(ctx, area.Addr + off, write: false, out _, out _);
         }
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("READ_ONCE");
     }
 
     public override IEnumerable<Op> ShrinkArgs()
@@ -95,7 +95,7 @@ public sealed record FreeEmptyTablesOp : Op
     private static IEnumerable<StepStatus> Body(Kernel k)
     {
         k.Pgtable.FreeEmptyTables(k.Arch.VmallocStart, k.Arch.VmallocEnd, k.Arch.VmallocStart, k.Arch.VmallocEnd);
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("free_empty_tables");
     }
 }
 
@@ -110,7 +110,7 @@ public sealed record FailAllocOp(int After, int Count) : Op
     private IEnumerable<StepStatus> Body(Kernel k)
     {
         k.Mem.InjectFailures(After, Count);
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("fail_page_alloc");
     }
 
     public override IEnumerable<Op> ShrinkArgs()
@@ -131,10 +131,10 @@ public sealed record RcuReaderOp(int Steps) : Op
     private IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx)
     {
         k.Rcu.RcuReadLock(ctx);
-        yield return StepStatus.Progress;
-        for (int i = 0; i < Steps; i++) yield return StepStatus.Progress;
+        yield return StepStatus.After("rcu_read_lock");
+        for (int i = 0; i < Steps; i++) yield return StepStatus.After("rcu_dereference");
         k.Rcu.RcuReadUnlock(ctx);
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("rcu_read_unlock");
     }
 
     public override IEnumerable<Op> ShrinkArgs()
@@ -164,7 +164,7 @@ public sealed record ReadStructPageOp(long Pfn) : Op
     private IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx)
     {
         k.Mmu.ReadStructPage(ctx, k.Arch.PfnToPage(Pfn), out _);
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("READ_ONCE(page->flags)");
     }
 
     public override IEnumerable<Op> ShrinkArgs()

@@ -169,6 +169,6 @@ public sealed record HvoKnobOp(bool Enabled) : Op
     private IEnumerable<StepStatus> Body(Kernel k)
     {
         k.Hugetlb.VmemmapOptimizeEnabled = Enabled;
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("hugetlb_optimize_vmemmap_handler");
     }
 }

@@ -55,14 +55,66 @@ public abstract record Op
     }
 }
 
-/// <summary>`step cpuN [N]`: advance CPU N by one (or N) steps. Part of the CPU schedule.</summary>
+/// <summary>How far a `step` line advances its CPU.</summary>
+public enum StepUntil
+{
+    /// <summary>`step cpuN [K]`: K steps (1 when omitted), whatever they do.</summary>
+    Count,
+    /// <summary>`step cpuN to ACTION`: until the context on top has taken the step that performs
+    /// ACTION (see <see cref="CpuStepping.StepUntil"/>).</summary>
+    Action,
+    /// <summary>`step cpuN until done`: until the context on top finishes or blocks.</summary>
+    Done,
+}
+
+/// <summary>
+/// `step cpuN [K]`, `step cpuN to ACTION`, `step cpuN until done`: advance CPU N, part of the
+/// CPU schedule. A count takes exactly K steps (a blocked context retries; an idle CPU does
+/// nothing). The named forms refer to the context on top of the CPU when the line starts: `to
+/// ACTION` stops right after that context's step named ACTION (StepStatus.After), `until done`
+/// when it has finished; both stop early when it finishes or a step blocks, and after
+/// <see cref="CpuStepping.MaxSteps"/> steps. An interrupt handler delivered meanwhile runs as
+/// under a count, and its steps never match ACTION. A line whose CPU is idle is a no-op.
+/// </summary>
 public sealed record StepOp(int Count = 1) : Op
 {
+    /// <summary>Which form of the line this is.</summary>
+    public StepUntil Until { get; init; }
+    /// <summary>The action of `to ACTION` (null for the other forms).</summary>
+    public string? ToAction { get; init; }
+
+    /// <summary>`step cpuN to ACTION`.</summary>
+    public static StepOp To(int cpu, string action) => new() { Cpu = cpu, Until = StepUntil.Action, ToAction = action };
+    /// <summary>`step cpuN until done`.</summary>
+    public static StepOp UntilDone(int cpu) => new() { Cpu = cpu, Until = StepUntil.Done };
+
     public override string Verb => "step";
-    public override string Args() => $"cpu{Cpu}" + (Count != 1 ? $" {Count}" : "");
+    public override string Args() => Until switch
+    {
+        StepUntil.Action => $"cpu{Cpu} to {ToAction}",
+        StepUntil.Done => $"cpu{Cpu} until done",
+        _ => $"cpu{Cpu}" + (Count != 1 ? $" {Count}" : ""),
+    };
     public override KernelTask? CreateTask(RunContext rc) => null;
+
+    /// <summary>Advances the CPU as the line says; returns the number of steps taken.</summary>
+    public int Advance(Kernel k)
+    {
+        ArgumentNullException.ThrowIfNull(k);
+        if (Until == StepUntil.Action) return CpuStepping.StepUntil(k, Cpu, ToAction);
+        if (Until == StepUntil.Done) return CpuStepping.StepUntil(k, Cpu, action: null);
+        int n = 0;
+        for (int i = 0; i < Count; i++)
+            if (k.Sched.StepCpu(Cpu) is not null) n++;
+        return n;
+    }
+
+    /// <summary>A count shrinks to fewer steps; `to ACTION` to `until done` (no argument); `until
+    /// done` is simplest.</summary>
     public override IEnumerable<Op> ShrinkArgs()
     {
+        if (Until == StepUntil.Action) yield return UntilDone(Cpu);
+        if (Until != StepUntil.Count) yield break;
         if (Count > 1) yield return this with { Count = 1 };
         if (Count > 2) yield return this with { Count = Count / 2 };
     }

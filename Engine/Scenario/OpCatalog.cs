@@ -1,6 +1,7 @@
 // The explicit table of operation verbs: verb → parser of its arguments. Adding an operation
 // means adding its record and one line here. No reflection.
 using PropertySuite.Engine.Config;
+using PropertySuite.Engine.Smp;
 
 namespace PropertySuite.Engine.Scenario;
 
@@ -39,7 +40,8 @@ public static class OpCatalog
 
     public static IEnumerable<string> KnownVerbs => Verbs.Keys.Order(StringComparer.Ordinal);
 
-    /// <summary>Parses `[cpuN:] [start] [h =] verb args`, `step cpuN [n]` or `irq cpuN op`.</summary>
+    /// <summary>Parses `[cpuN:] [start] [h =] verb args`, `step cpuN [n | to ACTION | until done]`
+    /// or `irq cpuN op`.</summary>
     public static Op ParseOp(LineReader r, int cpus)
     {
         int cpu = 0;
@@ -59,7 +61,23 @@ public static class OpCatalog
         {
             r.Word("step");
             int c = r.Cpu(cpus);
-            int count = r.AtEnd ? 1 : (int)r.Int("step count", 1, 10_000);
+            if (r.Peek() == "to")
+            {
+                r.Word("to");
+                string action = r.Action();
+                r.End();
+                return StepOp.To(c, action);
+            }
+            if (r.Peek() == "until")
+            {
+                r.Word("until");
+                r.Expect("done");
+                r.End();
+                return StepOp.UntilDone(c);
+            }
+            if (r.Peek() is { } w && !(char.IsAsciiDigit(w[0]) || w[0] is '-' or '+'))
+                throw r.Error($"'{r.Peek()}' is not a step count, 'to ACTION' or 'until done'");
+            int count = r.AtEnd ? 1 : (int)r.Int("step count", 1, CpuStepping.MaxSteps);
             r.End();
             return new StepOp(count) { Cpu = c };
         }

@@ -17,7 +17,7 @@ public sealed record FilemapAddOp(int Pages) : Op
         var f = k.Filemap.NewFile();
         rc.BindHandle(Bind, f);
         k.Filemap.FilemapAddFolios(ctx, f, Pages);
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("filemap_add_folio");
     }
 
     public override IEnumerable<Op> ShrinkArgs()
@@ -40,7 +40,7 @@ public sealed record TruncateOp(string File) : Op
     private static IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx, AddressSpace f)
     {
         k.Filemap.TruncateInodePages(ctx, f);
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("truncate_inode_pages");
     }
 }
 
@@ -60,7 +60,7 @@ public sealed record SpecLookupOp(string File, long Index) : Op
     {
         k.Rcu.RcuReadLock(ctx);
         ulong page = Filemap.XaLoad(f, Index);
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("xa_load");
         if (page == 0)
         {
             k.Rcu.RcuReadUnlock(ctx);
@@ -75,11 +75,11 @@ public sealed record SpecLookupOp(string File, long Index) : Op
             got.Got = false;
         }
         k.Rcu.RcuReadUnlock(ctx);
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("rcu_read_unlock");
         if (got.Got)
         {
             k.Filemap.FolioPut(ctx, page, "filemap_get_entry user done");
-            yield return StepStatus.Progress;
+            yield return StepStatus.After("folio_put");
         }
     }
 
@@ -109,14 +109,14 @@ public sealed record PfnWalkOp(string File, long Index) : Op
     internal static IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx, ulong page)
     {
         bool lru = k.Mmu.ReadStructPage(ctx, page, out var sp) && (sp.Flags & Mm.PageFlags.Lru) != 0;
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("PageLRU");
         if (!lru) yield break;
         var got = new RefResult();
         foreach (var s in PageRef.PageRefAddUnless(k, ctx, page, 1, 0, got, "get_page_unless_zero")) yield return s;
         if (!got.Got) yield break;
         // isolate_migratepages_block would now re-check the folio; the walk here only wanted a peek.
         k.Filemap.FolioPut(ctx, page, "pfn walker put_page");
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("put_page");
     }
 
     public override IEnumerable<Op> ShrinkArgs()
@@ -145,7 +145,7 @@ public sealed record ReadFolioPageOp(string Folio, long Subpage) : Op
         long pages = k.Arch.PagesPerHugePage(f.Hstate.Size);
         ulong page = k.Arch.PfnToPage(f.HeadPfn + Subpage % pages);
         k.Mmu.ReadStructPage(ctx, page, out _);
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("page_count");
     }
 
     public override IEnumerable<Op> ShrinkArgs()

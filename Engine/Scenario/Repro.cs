@@ -9,7 +9,7 @@
 //   # comments and blank lines anywhere after the version line
 //   v1 = vmalloc 16K               operations: [cpuN:] [start] [handle =] verb args
 //   cpu1: read v1 0
-//   step cpu1
+//   step cpu1                      step cpuN [count | to ACTION | until done]
 //   expect TlbCoherentAfterFlush at 3      optional, last
 //
 // Nothing is looked up by reflection: verbs are resolved through the explicit OpCatalog table.
@@ -121,6 +121,35 @@ public sealed class LineReader
         string w = Word($"a handle ({kind}N)");
         if (!IsHandle(w) || w[0] != kind) throw new ReproParseException(LineNo, col, $"'{w}' is not a handle of the form {kind}N");
         return w;
+    }
+
+    /// <summary>Longest kernel action name accepted after `step cpuN to`.</summary>
+    public const int MaxActionLength = 64;
+
+    /// <summary>A kernel action name (`step cpuN to ACTION`): see <see cref="IsActionName"/>.</summary>
+    public string Action()
+    {
+        int col = Column;
+        string w = Word("a kernel action name");
+        if (!IsActionName(w))
+            throw new ReproParseException(LineNo, col,
+                $"'{w}' is not a kernel action name (a C identifier such as folio_try_get_rcu, optionally with one argument such as spin_lock(hugetlb_lock); at most {MaxActionLength} characters)");
+        return w;
+    }
+
+    /// <summary>A C identifier, optionally followed by one parenthesized argument of identifier
+    /// characters and `.`, `&amp;`, `*`, `-`, `>` (e.g. spin_lock(init_mm.page_table_lock),
+    /// READ_ONCE(page->flags)). Any such name parses; one that no step performs never matches.</summary>
+    public static bool IsActionName(string w)
+    {
+        if (w.Length == 0 || w.Length > MaxActionLength || !(char.IsAsciiLetter(w[0]) || w[0] == '_')) return false;
+        int i = 1;
+        while (i < w.Length && (char.IsAsciiLetterOrDigit(w[i]) || w[i] == '_')) i++;
+        if (i == w.Length) return true;
+        if (w[i] != '(' || w[^1] != ')' || i + 2 >= w.Length) return false;
+        foreach (char ch in w.AsSpan(i + 1, w.Length - i - 2))
+            if (!(char.IsAsciiLetterOrDigit(ch) || ch is '_' or '.' or '&' or '*' or '-' or '>')) return false;
+        return true;
     }
 
     public static bool IsHandle(string w) => w.Length >= 2 && w.Length <= 7 && char.IsAsciiLetterLower(w[0]) && w[1..].All(char.IsAsciiDigit);

@@ -47,7 +47,7 @@ public sealed class Rcu
     {
         long seq = ++GpSeq;
         var before = Readers().Where(r => r != ctx && r.RcuReaderSince < seq).ToList();
-        yield return StepStatus.Progress;
+        yield return StepStatus.After("synchronize_rcu");
         if (!_brokenNoWait)
         {
             while (before.Any(r => r.RcuDepth > 0 && r.RcuReaderSince < seq))

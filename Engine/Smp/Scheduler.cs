@@ -53,7 +53,9 @@ public sealed class Scheduler
     }
 
     /// <summary>Advances one step on <paramref name="cpu"/>: delivers a pending interrupt if
-    /// allowed, else steps the top context. Returns what happened (null: the CPU is idle).</summary>
+    /// allowed, else steps the top context. Returns what happened (null: the CPU is idle), with
+    /// the action the step performed (also on <see cref="Cpu.LastStep"/>); the step that ends a
+    /// task is named <see cref="StepStatus.ReturnAction"/>.</summary>
     public StepStatus? StepCpu(int cpu)
     {
         var c = Cpus[cpu];
@@ -64,13 +66,13 @@ public sealed class Scheduler
         }
         var top = c.Top;
         if (top is null) return null;
-        if (top.Hung) return StepStatus.Blocked;
+        if (top.Hung) return c.Took(top, StepStatus.Blocked);
         Current = top;
         try
         {
-            if (top.Body!.MoveNext()) return top.Body.Current;
+            if (top.Body!.MoveNext()) return c.Took(top, top.Body.Current);
             FinishContext(c, top);
-            return StepStatus.Progress;
+            return c.Took(top, StepStatus.Return);
         }
         finally
         {

@@ -30,7 +30,7 @@ public sealed class Spinlocks(Cpu[] cpus, KernelLog log)
         ctx.WaitingFor = null;
         l.Holder = ctx;
         ctx.Held.Add(l);
-        if (stepWhenTaken) yield return StepStatus.Progress;
+        if (stepWhenTaken) yield return l.Taken;
     }
 
     /// <summary>spin_unlock.</summary>

@@ -2,9 +2,10 @@
 //
 // A task is a kernel code path split into steps: each step performs one kernel-visible action
 // (read an entry, take a lock, clear an entry, flush, write a struct page, ...). Tasks are C#
-// iterators; `yield return Progress` ends a step, `yield return Blocked` means the step could not
-// proceed (a lock is held, a grace period has not ended) and will be retried. A scenario steps
-// CPUs in any order, which is how interleavings are generated and shrunk.
+// iterators; `yield return StepStatus.After("xa_load")` ends a step and names the kernel action
+// it stops after, `yield return Blocked` means the step could not proceed (a lock is held, a
+// grace period has not ended) and will be retried. A scenario steps CPUs in any order, which is
+// how interleavings are generated and shrunk; it can step a CPU by a count or to a named action.
 //
 // Each CPU runs a stack of contexts: a task context at the bottom and interrupt handlers above
 // it. Only the top context runs; an interrupted context resumes when the handler finishes. This
@@ -16,13 +17,59 @@
 // between rcu_read_lock and rcu_read_unlock.
 namespace PropertySuite.Engine.Smp;
 
-public enum StepStatus { Progress, Blocked }
+/// <summary>
+/// What one step of a task did: it made progress, after the kernel action it names (the kernel
+/// function or primitive it stops after, e.g. "xa_load", "folio_try_get_rcu",
+/// "spin_lock(hugetlb_lock)"), or it blocked and will be retried. Task bodies end each step with
+/// <c>yield return StepStatus.After("...")</c>; the step that ends a task (its body returns) is
+/// named <see cref="ReturnAction"/> by the engine. Equality compares the kind only, so
+/// <c>st == StepStatus.Progress</c> holds for every step that made progress, named or not.
+/// </summary>
+public readonly struct StepStatus : IEquatable<StepStatus>
+{
+    /// <summary>The action of the step that ends a task: its body returned.</summary>
+    public const string ReturnAction = "return";
+
+    private readonly bool _blocked;
+
+    /// <summary>The kernel action the step stops after; null for an unnamed step or a blocked one.</summary>
+    public string? Action { get; }
+
+    private StepStatus(bool blocked, string? action)
+    {
+        _blocked = blocked;
+        Action = action;
+    }
+
+    /// <summary>Progress without a name (tests' bodies; engine bodies name their steps).</summary>
+    public static readonly StepStatus Progress = default;
+    /// <summary>The step could not proceed (a lock is held, a grace period has not ended).</summary>
+    public static readonly StepStatus Blocked = new(blocked: true, action: null);
+    /// <summary>The step that ended a task.</summary>
+    public static readonly StepStatus Return = new(blocked: false, ReturnAction);
+
+    /// <summary>Progress, after <paramref name="action"/> (a kernel function or primitive, as the kernel names it).</summary>
+    public static StepStatus After(string action) => new(blocked: false, action);
+
+    public bool IsBlocked => _blocked;
+    public bool IsProgress => !_blocked;
+
+    public bool Equals(StepStatus other) => _blocked == other._blocked;
+    public override bool Equals(object? obj) => obj is StepStatus s && Equals(s);
+    public override int GetHashCode() => _blocked ? 1 : 0;
+    public static bool operator ==(StepStatus a, StepStatus b) => a.Equals(b);
+    public static bool operator !=(StepStatus a, StepStatus b) => !a.Equals(b);
+
+    public override string ToString() => _blocked ? "Blocked" : Action is null ? "Progress" : $"Progress after {Action}";
+}
 
 /// <summary>A lock of the kernel: init_mm.page_table_lock, mem_hotplug_lock, hugetlb_lock.</summary>
 public sealed class KernelLock(string name)
 {
     public string Name { get; } = name;
     public ExecContext? Holder { get; internal set; }
+    /// <summary>The action of the step that takes it: "spin_lock(NAME)".</summary>
+    public StepStatus Taken { get; } = StepStatus.After($"spin_lock({name})");
     public override string ToString() => Name;
 }
 
@@ -118,4 +165,59 @@ public sealed class Cpu : ICpuView
 
     internal void QueueIrq(KernelTask handler) => _pendingIrqs.Enqueue(handler);
     internal bool TryDequeueIrq(out KernelTask handler) => _pendingIrqs.TryDequeue(out handler!);
+
+    /// <summary>The context that took this CPU's last step (null before the first).</summary>
+    public ExecContext? LastStepContext { get; private set; }
+    /// <summary>What this CPU's last step did, with the action it performed.</summary>
+    public StepStatus LastStep { get; private set; }
+
+    /// <summary>Called after every step this CPU takes, with the context and what it did (for
+    /// tracing and tests; it must only observe).</summary>
+    public Action<ExecContext, StepStatus>? OnStep { get; set; }
+
+    /// <summary>Records that <paramref name="ctx"/> took a step that did <paramref name="st"/>.</summary>
+    internal StepStatus Took(ExecContext ctx, StepStatus st)
+    {
+        LastStepContext = ctx;
+        LastStep = st;
+        OnStep?.Invoke(ctx, st);
+        return st;
+    }
+}
+
+/// <summary>
+/// Stepping a CPU towards a point of its task rather than by a number of steps (the repro
+/// language's `step cpuN to ACTION` and `step cpuN until done`), so a schedule names the kernel
+/// action it stops after and survives a change in how many steps a path takes.
+/// </summary>
+public static class CpuStepping
+{
+    /// <summary>Most steps one call takes (the same bound as a counted `step cpuN K`).</summary>
+    public const int MaxSteps = 10_000;
+
+    /// <summary>
+    /// Advances <paramref name="cpu"/> one step at a time until the context on top when the call
+    /// starts (the target) has taken a step that performs <paramref name="action"/> (when it is
+    /// not null), the target has finished, or a step blocked; at most <paramref name="maxSteps"/>
+    /// steps. A blocked step ends the call whichever context took it: only this CPU runs
+    /// meanwhile, so nothing could release what it waits for. An interrupt handler delivered
+    /// meanwhile runs above the target exactly as under counted stepping; its steps count
+    /// towards the bound but never match <paramref name="action"/>, and when it returns the
+    /// target goes on. Returns the number of steps taken (0: the CPU was idle).
+    /// </summary>
+    public static int StepUntil(Kernel k, int cpu, string? action, int maxSteps = MaxSteps)
+    {
+        var c = k.Cpus[cpu];
+        var target = c.Top;
+        if (target is null) return 0;
+        int n = 0;
+        while (n < maxSteps)
+        {
+            if (k.Sched.StepCpu(cpu) is not { } st) break;
+            n++;
+            if (st.IsBlocked || target.Task.Done) break;
+            if (action is not null && c.LastStepContext == target && st.Action == action) break;
+        }
+        return n;
+    }
 }

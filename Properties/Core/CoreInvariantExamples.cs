@@ -34,7 +34,7 @@ public class CoreInvariantExamples
     [Fact]
     public void SynchronizeRcuWaitsForAnEarlierReaderAndCompletesAfterIt()
     {
-        var s = Repro.Parse(Header("default") + "cpu1: start rcu_reader 1\nstep cpu1\nstart synchronize_rcu\nstep cpu0 3\nstep cpu1 3\nstep cpu0 2\n");
+        var s = Repro.Parse(Header("default") + "cpu1: start rcu_reader 1\nstep cpu1 to rcu_read_lock\nstart synchronize_rcu\nstep cpu0 until done\nstep cpu1 until done\nstep cpu0 until done\n");
         var r = ScenarioRunner.Run(s, trace: (i, op, k) =>
         {
             if (i == 5) Assert.Empty(k.Rcu.Completed);       // reader still inside: GP pending

@@ -16,16 +16,35 @@ public class ReproLanguageTests
 {
     private const string Header = "propertysuite-repro 1\nconfig x86_64-4k-l4\nmemory 256M\ncpus 2\nvariant default\n";
 
-    /// <summary>Generated scenarios of any variant, some with an expectation.</summary>
+    /// <summary>Generated scenarios of any variant, some with an expectation, and with some
+    /// `step` lines in the named forms (`to ACTION`, `until done`).</summary>
     private static FsCheck.Gen<Scenario> AnyScenario(Budget budget)
     {
         var variants = KernelVariants.All;
         var invariants = InvariantRegistry.All;
         return from vi in Gen.Choose(0, variants.Count - 1)
-               from s in ScenarioGenerator.Gen(ScenarioOptions.For(variants[vi].Name, budget))
+               from generated in ScenarioGenerator.Gen(ScenarioOptions.For(variants[vi].Name, budget))
+               from named in Gen.Choose(0, int.MaxValue)
+               let s = WithNamedSteps(generated, (ulong)named)
                from e in Gen.Choose(0, invariants.Count + 1)
                from step in Gen.Choose(0, s.Ops.Length)
                select e == 0 ? s : e == 1 ? s with { Expect = Expectation.None } : s with { Expect = new Expectation(invariants[e - 2].Name, step) };
+    }
+
+    /// <summary>Action names for `step cpuN to ACTION`: the engine's, with and without an
+    /// argument, and names no step performs (which parse all the same).</summary>
+    private static readonly string[] Actions =
+        ["xa_load", "folio_try_get_rcu", "spin_lock(hugetlb_lock)", "spin_lock(init_mm.page_table_lock)", "READ_ONCE(page->flags)", "return", "no_such_action", "_x9"];
+
+    /// <summary>Some counted `step` lines turned into named ones (a third each), and one
+    /// appended when there is none.</summary>
+    private static Scenario WithNamedSteps(Scenario s, ulong seed)
+    {
+        var rng = new Prng(seed);
+        StepOp Named(int cpu) => rng.Chance(50) ? StepOp.UntilDone(cpu) : StepOp.To(cpu, rng.Pick(Actions));
+        var ops = s.Ops.Select(op => op is StepOp st && rng.Next(3) > 0 ? (rng.Chance(50) ? Named(st.Cpu) : st) : op).ToList();
+        if (!ops.Any(op => op is StepOp { Until: not StepUntil.Count })) ops.Add(Named(rng.Next(s.Machine.Cpus)));
+        return s with { Ops = [.. ops] };
     }
 
     private static string? RoundTrips(Scenario s)
@@ -74,7 +93,43 @@ public class ReproLanguageTests
         Assert.Equal(new ReadOp("v1", 12 << 10) { Cpu = 1, Start = true }, s.Ops[1]);
     }
 
+    [Fact]
+    public void StepFormsPrintExactlyAsWritten()
+    {
+        string body = """
+            cpu1: start spec_lookup p1 64
+            step cpu1
+            step cpu1 3
+            step cpu1 to folio_try_get_rcu
+            step cpu0 to spin_lock(init_mm.page_table_lock)
+            step cpu1 to READ_ONCE(page->flags)
+            step cpu1 to no_such_action
+            step cpu1 until done
+
+            """;
+        var s = Repro.Parse(Header + body);
+        Assert.Equal(Header + body, s.ToString());
+        Assert.Equal(new StepOp(3) { Cpu = 1 }, s.Ops[2]);
+        Assert.Equal(StepOp.To(1, "folio_try_get_rcu"), s.Ops[3]);
+        Assert.Equal(StepOp.To(0, "spin_lock(init_mm.page_table_lock)"), s.Ops[4]);
+        Assert.Equal(StepOp.UntilDone(1), s.Ops[7]);
+        Assert.Equal("step cpu1 until done", StepOp.UntilDone(1).ToString());
+        Assert.Equal("step cpu0 to xa_load", StepOp.To(0, "xa_load").ToString());
+    }
+
     [Theory]
+    // step forms
+    [InlineData(Header + "step cpu1 to\n", 6, 13, "expected a kernel action name, found end of line")]
+    [InlineData(Header + "step cpu1 to 3x\n", 6, 14, "'3x' is not a kernel action name")]
+    [InlineData(Header + "step cpu1 to spin_lock(\n", 6, 14, "'spin_lock(' is not a kernel action name")]
+    [InlineData(Header + "step cpu1 to f(a)(b)\n", 6, 14, "'f(a)(b)' is not a kernel action name")]
+    [InlineData(Header + "step cpu1 to xa_load now\n", 6, 22, "unexpected 'now' after the end of the statement")]
+    [InlineData(Header + "step cpu1 until\n", 6, 16, "expected 'done', found end of line")]
+    [InlineData(Header + "step cpu1 until finished\n", 6, 17, "expected 'done', found 'finished'")]
+    [InlineData(Header + "step cpu1 until done 3\n", 6, 22, "unexpected '3'")]
+    [InlineData(Header + "step cpu1 soon\n", 6, 11, "'soon' is not a step count, 'to ACTION' or 'until done'")]
+    [InlineData(Header + "step cpu1 3 to xa_load\n", 6, 13, "unexpected 'to'")]
+    [InlineData(Header + "step to xa_load\n", 6, 6, "'to' is not a CPU (cpuN)")]
     // unknown words
     [InlineData(Header + "v1 = vmallok 8K\n", 6, 6, "unknown operation 'vmallok'")]
     [InlineData("propertysuite-repro 1\nconfig x86_64-8k-l4\nmemory 256M\ncpus 2\nvariant default\n", 2, 8, "unknown config 'x86_64-8k-l4'")]

@@ -7,23 +7,23 @@ namespace PropertySuite.Properties.Hugetlb;
 /// Hand-written scenarios for the HugeTLB/HVO invariants: each buggy variant is caught by the
 /// invariant it targets at the step where the damage becomes observable, and the correct kernel
 /// (today's, or the correct variant of the same design) runs the same scenario clean.
-/// Step counts in `step cpu0 N` are the task steps of the modelled kernel path (see the comments).
+/// `step cpu0 to ACTION` stops a task right after the kernel function named (see the comments).
 /// </summary>
 public class HugetlbInvariantExamples
 {
     private static string Header(string variant, string config = "x86_64-4k-l4", string memory = "1G", int cpus = 2) =>
         $"propertysuite-repro 1\nconfig {config}\nmemory {memory}\ncpus {cpus}\nvariant {variant}\n";
 
-    // alloc_hugetlb_folio on an empty pool, steps of cpu0: 1 lock, 2 dequeue nothing, 3 surplus
-    // check, 4 frames allocated (f1 bound), 5 prep_compound_page, [6 hugetlb flag], then optimize:
-    // synchronize_rcu, optimized flag, head copy, PMD read (lock, read), split (fill, lock, install,
-    // flush), 8 PTEs, flush, free. Under hvo-before-hugetlb-flag there is no step 6, so 23 steps
-    // end right after the final TLB flush, inside the window before the flag is set.
-    private const string HvoWindow = "start f1 = hugetlb_alloc 2M\nstep cpu0 23\n";
+    // alloc_hugetlb_folio on an empty pool: dequeue nothing, the surplus check, frames allocated
+    // (f1 bound), prep_compound_page, [init_new_hugetlb_folio: the hugetlb flag], then optimize:
+    // synchronize_rcu, optimized flag, head copy, PMD read, split, 8 PTEs, flush, and
+    // free_vmemmap_page_list. Under hvo-before-hugetlb-flag the hugetlb flag is set only after
+    // that, so stopping there is inside the window where the folio is optimized but not hugetlb.
+    private const string HvoWindow = "start f1 = hugetlb_alloc 2M\nstep cpu0 to free_vmemmap_page_list\n";
 
-    // free_huge_folio of a surplus folio: 1 folio_put, 2 lock, 3 remove, then restore: 4 checks,
-    // 5 synchronize_rcu, 6 allocate, 7-8 PMD, 9-16 PTEs, 17 flush, 18 optimized flag cleared.
-    private const string AfterRestore = "f1 = hugetlb_alloc 2M\nstart hugetlb_free f1\nstep cpu0 18\n";
+    // free_huge_folio of a surplus folio: folio_put, remove_hugetlb_folio, then restore: checks,
+    // synchronize_rcu, allocate, PMD, PTEs, flush, and the optimized flag cleared.
+    private const string AfterRestore = "f1 = hugetlb_alloc 2M\nstart hugetlb_free f1\nstep cpu0 to folio_clear_hugetlb_vmemmap_optimized\n";
 
     [Theory]
     [InlineData("hugetlb-folio-misaligned", "default", "x86_64-4k-l4", "f1 = hugetlb_alloc 2M\n", "NoSharedLeafEntries", 1)]

@@ -227,7 +227,7 @@ public class HugetlbVmemmapProperties
     public void OldVmemmapPagesAreFreedOnlyAfterTheFlush()
     {
         // During the PTE remaps the old pages are held on the walk's list (in flight), none freed.
-        var s = Repro.Parse(Header() + "start f1 = hugetlb_alloc 2M\nstep cpu0 16\nstep cpu0 8\nstep cpu0 1\n");
+        var s = Repro.Parse(Header() + "start f1 = hugetlb_alloc 2M\nstep cpu0 to vmemmap_remap_pte\nstep cpu0 to flush_tlb_kernel_range\nstep cpu0 to free_vmemmap_page_list\n");
         long before = -1;
         var r = ScenarioRunner.Run(s, trace: (i, _, k) =>
         {

@@ -10,7 +10,7 @@ public class PageCacheExamples
     [Fact]
     public void LookupTruncateAndWalkKeepEveryInvariant()
     {
-        var s = Repro.Parse(Header + "p1 = filemap_add 65\ncpu1: start spec_lookup p1 64\nstep cpu1\nspec_lookup p1 3\npfn_walk p1 7\ntruncate p1\nstep cpu1 4\n");
+        var s = Repro.Parse(Header + "p1 = filemap_add 65\ncpu1: start spec_lookup p1 64\nstep cpu1 to xa_load\nspec_lookup p1 3\npfn_walk p1 7\ntruncate p1\nstep cpu1 until done\n");
         int freed = 0;
         var r = ScenarioRunner.Run(s, trace: (i, op, k) => freed = (int)k.Log.Reached.GetValueOrDefault("filemap.folio_freed"));
         Assert.True(r.Violation is null, r.ToString());

@@ -19,12 +19,12 @@ public class RaceExamples
     private const string MatthewsRace =
         "p1 = filemap_add 65\n" +
         "cpu1: start spec_lookup p1 64\n" +
-        "step cpu1\n" +                 // rcu_read_lock; F = xa_load()
-        "truncate p1\n" +               // F's refcount drops to 0; freed to the buddy
-        "f1 = hugetlb_alloc 2M\n" +     // buddy hands out F's 2M block; HVO; the folio goes to a user
-        "step cpu1\n" +                 // page_ref_add_unless: read
-        "step cpu1\n" +                 // page_ref_add_unless: atomic add
-        "step cpu1 4\n";
+        "step cpu1 to xa_load\n" +                 // rcu_read_lock; F = xa_load()
+        "truncate p1\n" +                           // F's refcount drops to 0; freed to the buddy
+        "f1 = hugetlb_alloc 2M\n" +                 // buddy hands out F's 2M block; HVO; the folio goes to a user
+        "step cpu1 to page_ref_count\n" +          // page_ref_add_unless: read
+        "step cpu1 to folio_try_get_rcu\n" +       // page_ref_add_unless: atomic add
+        "step cpu1 until done\n";
 
     [Theory]
     [InlineData("spec-get-pre-fix", "NoWriteThroughReadOnlyVmemmap", 7)]
@@ -41,7 +41,7 @@ public class RaceExamples
     [InlineData("hvo-off")]
     public void TodaysKernelSurvivesMatthewsInterleaving(string variant)
     {
-        var r = ScenarioRunner.Run(Repro.Parse(Header(variant) + MatthewsRace + "step cpu0 40\nstep cpu1 4\nstep cpu0 40\n"));
+        var r = ScenarioRunner.Run(Repro.Parse(Header(variant) + MatthewsRace + "step cpu0 until done\nstep cpu1 until done\nstep cpu0 until done\n"));
         Assert.True(r.Violation is null, r.ToString());
     }
 
@@ -53,15 +53,15 @@ public class RaceExamples
         const string body =
             "p1 = filemap_add 65\n" +
             "cpu1: start spec_lookup p1 64\n" +
-            "step cpu1\n" +             // load the pointer
-            "step cpu1\n" +             // check: not a fake head, refcount 1
-            "truncate p1\n" +           // the cache drops its reference: freed
-            "f1 = hugetlb_alloc 2M\n" + // remapped, handed to a user
-            "step cpu1\n";              // atomic add through the read-only alias
+            "step cpu1 to xa_load\n" +            // load the pointer
+            "step cpu1 to page_ref_count\n" +     // check: not a fake head, refcount 1
+            "truncate p1\n" +                      // the cache drops its reference: freed
+            "f1 = hugetlb_alloc 2M\n" +            // remapped, handed to a user
+            "step cpu1 to folio_try_get_rcu\n";   // atomic add through the read-only alias
         var broken = ScenarioRunner.Run(Repro.Parse(Header("bd225530-without-synchronize-rcu") + body));
         Assert.Equal("NoWriteThroughReadOnlyVmemmap", broken.FailedInvariant);
         Assert.Equal(7, broken.Step);
-        var fixedKernel = ScenarioRunner.Run(Repro.Parse(Header("default") + body + "step cpu1 4\nstep cpu0 60\n"));
+        var fixedKernel = ScenarioRunner.Run(Repro.Parse(Header("default") + body + "step cpu1 until done\nstep cpu0 until done\n"));
         Assert.True(fixedKernel.Violation is null, fixedKernel.ToString());
     }
 
@@ -71,17 +71,17 @@ public class RaceExamples
         const string body =
             "p1 = filemap_add 65\n" +
             "cpu1: start pfn_walk p1 64\n" +
-            "step cpu1\n" +             // sees PG_lru on the page
+            "step cpu1 to PageLRU\n" +               // sees PG_lru on the page
             "truncate p1\n" +
             "f1 = hugetlb_alloc 2M\n" +
-            "step cpu1 2\n";            // get_page_unless_zero
+            "step cpu1 to get_page_unless_zero\n";
         var r = ScenarioRunner.Run(Repro.Parse(Header("spec-get-pre-fix") + body));
         Assert.Equal("NoWriteThroughReadOnlyVmemmap", r.FailedInvariant);
         // Muchun Song's proposal keeps its synchronize_rcu, but a PFN walker holds no RCU: its
         // add through the RW fake head succeeds on the real head and is then dropped.
         var muchun = ScenarioRunner.Run(Repro.Parse(Header("muchun-drop-on-mismatch") + body));
         Assert.Equal("NoTailRefcountGain", muchun.FailedInvariant);
-        var ok = ScenarioRunner.Run(Repro.Parse(Header("default") + body + "step cpu1 3\n"));
+        var ok = ScenarioRunner.Run(Repro.Parse(Header("default") + body + "step cpu1 until done\n"));
         Assert.True(ok.Violation is null, ok.ToString());
     }
 
@@ -97,7 +97,7 @@ public class RaceExamples
             string body =
                 "p1 = filemap_add 512\n" +
                 $"cpu1: start spec_lookup p1 {index}\n" +
-                "step cpu1\ntruncate p1\nf1 = hugetlb_alloc 2M\nstep cpu1 6\n";
+                "step cpu1 to xa_load\ntruncate p1\nf1 = hugetlb_alloc 2M\nstep cpu1 until done\n";
             var r = ScenarioRunner.Run(Repro.Parse(Header("spec-get-pre-fix") + body));
             if (r.FailedInvariant == "NoWriteThroughReadOnlyVmemmap") faulting.Add(index);
             else Assert.True(r.Violation is null, $"index {index}: {r}");
@@ -121,22 +121,35 @@ public class RaceExamples
     [Fact]
     public void FaultHandlerDeadlocksWhenAnInterruptTouchesTheWindow()
     {
-        // cpu0 optimizes a folio under Nanyong Sun's scheme; in the break window of a tail PTE an
-        // interrupt on cpu0 reads that tail's struct page: the fault handler spins on the lock
-        // the interrupted context holds.
-        int windowStep = -1;
-        for (int steps = 1; steps < 80 && windowStep < 0; steps++)
+        // cpu0 optimizes a folio under Nanyong Sun's scheme; in a break window of the vmemmap
+        // that maps subpage 64's struct page, an interrupt on cpu0 reads that struct page: the
+        // fault handler spins on the lock the interrupted context holds. Two such windows: the
+        // PMD split's (once flushed: before the flush cpu0's TLB still maps the old block) and
+        // that of the tail PTE remapped second (the first is the head's).
+        string[] windows =
+        [
+            "step cpu0 to pmd_clear\nstep cpu0 to flush_tlb_kernel_range\n",
+            "step cpu0 to vmemmap_remap_pte\nstep cpu0 to pte_clear\n",
+        ];
+        string Body(string schedule) => $"start f1 = hugetlb_alloc 2M\n{schedule}irq cpu0 read_folio_page f1 64\nstep cpu0 until done\n";
+        foreach (var window in windows)
         {
-            string body = $"start f1 = hugetlb_alloc 2M\nstep cpu0 {steps}\nirq cpu0 read_folio_page f1 64\nstep cpu0 2\n";
-            var r = ScenarioRunner.Run(Repro.Parse(Header("arm64-hvo-fault-handler", "arm64-4k-l4") + body));
-            if (r.FailedInvariant == "NoDeadlock") windowStep = steps;
-            else Assert.True(r.Violation is null, $"{steps}: {r}");
+            var r = ScenarioRunner.Run(Repro.Parse(Header("arm64-hvo-fault-handler", "arm64-4k-l4") + Body(window)));
+            Assert.True(r.FailedInvariant == "NoDeadlock", $"{window}: {r}");
         }
-        Assert.True(windowStep > 0, "no schedule put the interrupt inside a break window");
+        // Outside a window (or while the TLB still holds the old entry) the read is harmless.
+        foreach (var outside in new[] { "step cpu0 to pmd_clear\n", "step cpu0 to vmemmap_split_pmd\n", "step cpu0 to vmemmap_remap_pte\n" })
+        {
+            var r = ScenarioRunner.Run(Repro.Parse(Header("arm64-hvo-fault-handler", "arm64-4k-l4") + Body(outside)));
+            Assert.True(r.Violation is null, $"{outside}: {r}");
+        }
         // Another CPU touching the same struct page in the window just waits for the update.
-        string other = $"start f1 = hugetlb_alloc 2M\nstep cpu0 {windowStep}\ncpu1: start read_folio_page f1 64\nstep cpu1 2\nstep cpu0 80\nstep cpu1 2\n";
-        var waits = ScenarioRunner.Run(Repro.Parse(Header("arm64-hvo-fault-handler", "arm64-4k-l4") + other));
-        Assert.True(waits.Violation is null, waits.ToString());
+        foreach (var window in windows)
+        {
+            string other = $"start f1 = hugetlb_alloc 2M\n{window}cpu1: start read_folio_page f1 64\nstep cpu1 until done\nstep cpu0 until done\nstep cpu1 until done\n";
+            var waits = ScenarioRunner.Run(Repro.Parse(Header("arm64-hvo-fault-handler", "arm64-4k-l4") + other));
+            Assert.True(waits.Violation is null, waits.ToString());
+        }
     }
 
     [Fact]

@@ -28,14 +28,14 @@ public class RaceOutcomesSnapshotTests
     private static readonly (string Name, string Config, int Cpus, string Body)[] Interleavings =
     [
         ("Matthew Wilcox: page-cache reader vs truncate + HVO", "x86_64-4k-l4", 2,
-            "p1 = filemap_add 65\ncpu1: start spec_lookup p1 64\nstep cpu1\ntruncate p1\nf1 = hugetlb_alloc 2M\nstep cpu1 6\nstep cpu0 60\nstep cpu1 6\n"),
+            "p1 = filemap_add 65\ncpu1: start spec_lookup p1 64\nstep cpu1 to xa_load\ntruncate p1\nf1 = hugetlb_alloc 2M\nstep cpu1 until done\nstep cpu0 until done\nstep cpu1 until done\n"),
         ("Yu Zhao: PFN walker vs free + HVO", "x86_64-4k-l4", 2,
-            "p1 = filemap_add 65\ncpu1: start pfn_walk p1 64\nstep cpu1\ntruncate p1\nf1 = hugetlb_alloc 2M\nstep cpu1 6\nstep cpu0 60\nstep cpu1 6\n"),
+            "p1 = filemap_add 65\ncpu1: start pfn_walk p1 64\nstep cpu1 to PageLRU\ntruncate p1\nf1 = hugetlb_alloc 2M\nstep cpu1 until done\nstep cpu0 until done\nstep cpu1 until done\n"),
         ("check passed, then freed and remapped before the add", "x86_64-4k-l4", 2,
-            "p1 = filemap_add 65\ncpu1: start spec_lookup p1 64\nstep cpu1 2\ntruncate p1\nf1 = hugetlb_alloc 2M\nstep cpu1 6\nstep cpu0 60\nstep cpu1 6\n"),
+            "p1 = filemap_add 65\ncpu1: start spec_lookup p1 64\nstep cpu1 to page_ref_count\ntruncate p1\nf1 = hugetlb_alloc 2M\nstep cpu1 until done\nstep cpu0 until done\nstep cpu1 until done\n"),
         ("arm64: HVO of one 2M folio", "arm64-4k-l4", 2, "f1 = hugetlb_alloc 2M\nhugetlb_free f1\nhugetlb_pool 2M 0\n"),
         ("arm64: interrupt on the updating CPU reads a struct page in the window", "arm64-4k-l4", 2,
-            "start f1 = hugetlb_alloc 2M\nstep cpu0 21\nirq cpu0 read_folio_page f1 64\nstep cpu0 2\nstep cpu0 80\n"),
+            "start f1 = hugetlb_alloc 2M\nstep cpu0 to flush_tlb_kernel_range\nirq cpu0 read_folio_page f1 64\nstep cpu0 until done\nstep cpu0 until done\n"),
     ];
 
     public static string Render()
