@@ -20,8 +20,6 @@ public sealed class Arm64Flush : KernelCode
 {
     internal Arm64Flush(Kernel k) : base(k) { }
 
-    private Hugetlb Hugetlb => K.Hugetlb;
-    private KernelLock HugetlbLock => K.Hugetlb.HugetlbLock;
 
     /// <summary>flush_dcache_page(pfn_to_page(pfn)).</summary>
     [Kernel("arch/arm64/mm/flush.c", "flush_dcache_page")]

@@ -22,7 +22,7 @@
 // random generation found this in the model before the fix was looked up.
 //
 // Struct pages are written through vmemmap with the running CPU's view, one translation per
-// vmemmap page (WriteStructPageRange), so a write to a tail that HVO mapped read-only faults.
+// vmemmap page (Mmu.WriteStructPageRange), so a write to a tail that HVO mapped read-only faults.
 //
 // Departures from the kernel:
 // - Growing the pool is batched as in the kernel (alloc_pool_huge_folio for every folio, then
@@ -128,41 +128,6 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
         return null;
     }
 
-    // ---------------------------------------------------------------------------------------
-    // Struct page writes
-    // ---------------------------------------------------------------------------------------
-
-    /// <summary>Writes the struct pages of [firstPfn, firstPfn + count) through <paramref name="ctx"/>'s
-    /// view: every page gets <paramref name="fill"/> except the listed exceptions. One translation
-    /// per vmemmap page; a vmemmap page wholly inside the range is filled in one go. A page mapped
-    /// read-only is not written: the store faults (recorded) as any other store would.</summary>
-    public void WriteStructPageRange(ExecContext? ctx, long firstPfn, long count, in StructPage fill,
-        IReadOnlyList<(long Pfn, StructPage Value)> exceptions, string what)
-    {
-        int s = Arch.StructPagesPerVmemmapPage;
-        long pfn = firstPfn, end = firstPfn + count;
-        while (pfn < end)
-        {
-            long pageFirst = pfn - pfn % s;
-            long chunkEnd = Math.Min(end, pageFirst + s);
-            ulong va = PfnToPage(pfn);
-            if (!Translate(ctx, va, write: true, out long frame, out bool writable)) { pfn = chunkEnd; continue; }
-            if (!writable)
-            {
-                RecordFault(FaultKind.WriteToReadOnly, ctx, va,
-                    $"{what}: write to struct page of pfn {pfn:x} through read-only vmemmap (frame {frame:x})");
-                pfn = chunkEnd;
-                continue;
-            }
-            var c = FrameContent(frame);
-            if (pfn == pageFirst && chunkEnd == pageFirst + s) c.Fill(fill);
-            else for (long p = pfn; p < chunkEnd; p++) c.Write((int)(p - pageFirst), fill);
-            foreach (var (ep, ev) in exceptions)
-                if (ep >= pfn && ep < chunkEnd) c.Write((int)(ep - pageFirst), ev);
-            pfn = chunkEnd;
-        }
-    }
-
     /// <summary>Sets and clears flags of a folio's head struct page (an RMW through vmemmap).</summary>
     private bool FolioModifyFlags(ExecContext ctx, HugetlbFolio f, PageFlags set, PageFlags clear, string what) =>
         ModifyPageFlags(ctx, FolioPage(f), set, clear, what);
@@ -213,7 +178,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
         var tail = new StructPage { CompoundHead = head | 1 };
         var headPage = new StructPage { Flags = PageFlags.Head };
         var first = tail with { Order = (byte)f.Hstate.Order };
-        WriteStructPageRange(ctx, f.HeadPfn, f.NrPages, tail, [(f.HeadPfn, headPage), (f.HeadPfn + 1, first)], "prep_compound_page");
+        K.Mmu.WriteStructPageRange(ctx, f.HeadPfn, f.NrPages, tail, [(f.HeadPfn, headPage), (f.HeadPfn + 1, first)], "prep_compound_page");
     }
 
     /// <summary>init_new_hugetlb_folio: __folio_set_hugetlb (the hugetlb page type on the head).</summary>
@@ -566,7 +531,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
         var v = View(ctx);
         ulong head = FolioPage(f);
         string? bad = null;
-        VisitStructPages(v, ctx, peek: false, f.HeadPfn + 1, f.NrPages - 1, (pfn, _) =>
+        K.Mmu.VisitStructPages(ctx, peek: false, f.HeadPfn + 1, f.NrPages - 1, (pfn, _) =>
         {
             ulong page = PfnToPage(pfn);
             if (!PageTail(v, page)) bad = $"bad_page: PageTail not set (pfn {pfn:x}, subpage {pfn - f.HeadPfn} of {f})";
@@ -576,7 +541,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
         if (bad is not null) RecordFault(FaultKind.KernelBug, ctx, head, bad);
         // destroy the compound page: every struct page back to a plain free page, raw hwpoison kept.
         var raw = f.RawHwpPages.Select(i => (f.HeadPfn + i, new StructPage { Flags = PageFlags.HwPoison })).ToList();
-        WriteStructPageRange(ctx, f.HeadPfn, f.NrPages, default, raw, "free_pages_prepare");
+        K.Mmu.WriteStructPageRange(ctx, f.HeadPfn, f.NrPages, default, raw, "free_pages_prepare");
         f.Hstate.Untrack(f);
         f.State = FolioState.Freed;
         if (f.Contig) Mem.FreeContigPages(f.HeadPfn, f.NrPages, FrameOwner.HugetlbFolio, "free_contig_range");
@@ -650,39 +615,5 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
         rc.Value = Errno.Ok;
         foreach (var s in UpdateAndFreeHugetlbFolio(ctx, h, f)) yield return s;
         Note("hugetlb.dissolved");
-    }
-
-    /// <summary>Visits struct pages [firstPfn, firstPfn+count) for checks: every slot 0 of a
-    /// vmemmap page individually (it may be a fake head, whose reading involves page[1]); in a
-    /// vmemmap page whose contents are one repeated record, slots 1..S−1 are visited once, with the
-    /// number of struct pages the visit stands for. <paramref name="visit"/>(pfn, count) returns
-    /// false to stop. With <paramref name="peek"/> the frames come from init_mm (no TLB).</summary>
-    public void VisitStructPages(in VmemmapView v, ExecContext? ctx, bool peek, long firstPfn, long count, Func<long, long, bool> visit)
-    {
-        int s = Arch.StructPagesPerVmemmapPage;
-        long pfn = firstPfn, end = firstPfn + count;
-        while (pfn < end)
-        {
-            long pageFirst = pfn - pfn % s;
-            long chunkEnd = Math.Min(end, pageFirst + s);
-            ulong va = PfnToPage(pageFirst);
-            long frame;
-            if (peek) frame = WalkToFrame(va, out _);
-            else if (!Translate(ctx, va, write: false, out frame, out _)) frame = -1;
-            if (pfn == pageFirst)
-            {
-                if (!visit(pfn, 1)) return;
-                pfn++;
-            }
-            if (pfn < chunkEnd && frame >= 0 && PeekFrameContent(frame).IsUniform)
-            {
-                if (!visit(pfn, chunkEnd - pfn)) return;
-            }
-            else
-            {
-                for (long p = pfn; p < chunkEnd; p++) if (!visit(p, 1)) return;
-            }
-            pfn = chunkEnd;
-        }
     }
 }

@@ -44,6 +44,76 @@ public sealed class Mmu(ArchConfig arch, MmStruct initMm, Cpu[] cpus, StructPage
         return true;
     }
 
+    /// <summary>The runs of [firstPfn, firstPfn + count) whose struct pages share one vmemmap
+    /// page: (first PFN of the run, end of the run, first PFN the vmemmap page describes).</summary>
+    private IEnumerable<(long Pfn, long End, long PageFirst)> VmemmapPageRuns(long firstPfn, long count)
+    {
+        int s = arch.StructPagesPerVmemmapPage;
+        for (long pfn = firstPfn, end = firstPfn + count; pfn < end;)
+        {
+            long pageFirst = pfn - pfn % s;
+            long runEnd = Math.Min(end, pageFirst + s);
+            yield return (pfn, runEnd, pageFirst);
+            pfn = runEnd;
+        }
+    }
+
+    /// <summary>Writes the struct pages of [firstPfn, firstPfn + count) through <paramref name="ctx"/>'s
+    /// view: every page gets <paramref name="fill"/> except the listed exceptions. One translation
+    /// per vmemmap page; a vmemmap page wholly inside the range is filled in one go. A page mapped
+    /// read-only is not written: the store faults (recorded) as any other store would.</summary>
+    public void WriteStructPageRange(ExecContext? ctx, long firstPfn, long count, in StructPage fill,
+        IReadOnlyList<(long Pfn, StructPage Value)> exceptions, string what)
+    {
+        int s = arch.StructPagesPerVmemmapPage;
+        foreach (var (pfn, runEnd, pageFirst) in VmemmapPageRuns(firstPfn, count))
+        {
+            ulong va = arch.PfnToPage(pfn);
+            if (!Translate(ctx, va, write: true, out long frame, out bool writable)) continue;
+            if (!writable)
+            {
+                log.RecordFault(FaultKind.WriteToReadOnly, ctx, va,
+                    $"{what}: write to struct page of pfn {pfn:x} through read-only vmemmap (frame {frame:x})");
+                continue;
+            }
+            var c = store.FrameContent(frame);
+            if (pfn == pageFirst && runEnd == pageFirst + s) c.Fill(fill);
+            else for (long p = pfn; p < runEnd; p++) c.Write((int)(p - pageFirst), fill);
+            foreach (var (ep, ev) in exceptions)
+                if (ep >= pfn && ep < runEnd) c.Write((int)(ep - pageFirst), ev);
+        }
+    }
+
+    /// <summary>Visits struct pages [firstPfn, firstPfn+count) for checks: every slot 0 of a
+    /// vmemmap page individually (it may be a fake head, whose reading involves page[1]); in a
+    /// vmemmap page whose contents are one repeated record, slots 1..S−1 are visited once, with the
+    /// number of struct pages the visit stands for. <paramref name="visit"/>(pfn, count) returns
+    /// false to stop. With <paramref name="peek"/> the frames come from init_mm (no TLB).</summary>
+    public void VisitStructPages(ExecContext? ctx, bool peek, long firstPfn, long count, Func<long, long, bool> visit)
+    {
+        foreach (var (first, runEnd, pageFirst) in VmemmapPageRuns(firstPfn, count))
+        {
+            long pfn = first;
+            ulong va = arch.PfnToPage(pageFirst);
+            long frame;
+            if (peek) frame = WalkToFrame(va, out _);
+            else if (!Translate(ctx, va, write: false, out frame, out _)) frame = -1;
+            if (pfn == pageFirst)
+            {
+                if (!visit(pfn, 1)) return;
+                pfn++;
+            }
+            if (pfn < runEnd && frame >= 0 && store.PeekFrameContent(frame).IsUniform)
+            {
+                if (!visit(pfn, runEnd - pfn)) return;
+            }
+            else
+            {
+                for (long p = pfn; p < runEnd; p++) if (!visit(p, 1)) return;
+            }
+        }
+    }
+
     /// <summary>Reads a struct page through init_mm only: no TLB, no fault recorded. For
     /// invariants and rendering, which observe and never act.</summary>
     /// <remarks>Inside an open break-before-make window the struct page reads as the entry
