@@ -23,7 +23,7 @@ public static class FindBench
             for (int i = 0; i < seeds; i++)
             {
                 var env = new Dictionary<string, string?> { ["PS_SEED"] = (1000 + i).ToString(CultureInfo.InvariantCulture) };
-                if (v.SearchTests > 0) env["PS_TESTS"] = v.SearchTests.ToString(CultureInfo.InvariantCulture);
+                if (VariantTargets.Of(v.Name).SearchTests is > 0 and int effort) env["PS_TESTS"] = effort.ToString(CultureInfo.InvariantCulture);
                 var budget = Budget.Parse(env);
                 var r = ScenarioProperty.Check($"FindBench/{v.Name}", ScenarioOptions.For(v.Name, budget), budget);
                 find.Add(r.TimeToFind.TotalMilliseconds);

@@ -142,8 +142,9 @@ public static class ScenarioGenerator
         var applicable = options.Families.Where(f => f.AppliesTo(arch, variant)).ToList();
         // The families the variant's mechanism lives in are always on, with every kind (a
         // fixed variant only: a drawn correct variant gets a plain swarm).
-        var focus = options.Variant is null ? [] : variant.Focus;
-        var enabled = applicable.Where(f => focus.Contains(f.Name) | rng.Chance(50)).ToList();
+        var target = options.Variant is null ? null : VariantTargets.For(variant.Name);
+        bool Focused(IOpFamily f) => target?.Focuses(f) ?? false;
+        var enabled = applicable.Where(f => Focused(f) | rng.Chance(50)).ToList();
         if (!enabled.Any(f => f is not ScheduleFamily))
         {
             var content = applicable.Where(f => f is not ScheduleFamily).ToList();
@@ -154,7 +155,7 @@ public static class ScenarioGenerator
         foreach (var f in enabled)
         {
             if (f.Kinds.Count == 0) continue;
-            bool all = rng.Chance(50) | focus.Contains(f.Name);
+            bool all = rng.Chance(50) | Focused(f);
             var chosen = f.Kinds.Where(_ => all || rng.Chance(50)).ToList();
             if (chosen.Count == 0) chosen.Add(rng.Pick(f.Kinds));
             foreach (var k in chosen) kinds.Add(f.Name + "/" + k);

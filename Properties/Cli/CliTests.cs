@@ -1,5 +1,6 @@
 using PropertySuite.Cli;
 using PropertySuite.Engine.Config;
+using PropertySuite.Generators;
 using PropertySuite.Invariants;
 using PropertySuite.Properties.Infra;
 
@@ -161,7 +162,7 @@ public sealed class CliTests : IDisposable
     {
         var variants = Run("variants", "--format", "tsv");
         Assert.Equal(ExitCodes.Ok, variants.Exit);
-        Assert.Equal(KernelVariants.All.Select(v => $"{v.Name}\t{(v.Correct ? "correct" : "buggy")}\t{string.Join(",", v.Breaks)}\t{v.Description}"),
+        Assert.Equal(KernelVariants.All.Select(v => $"{v.Name}\t{(v.Correct ? "correct" : "buggy")}\t{string.Join(",", VariantTargets.BreakNames(v.Name))}\t{v.Description}"),
             variants.Out.TrimEnd('\n').Split('\n'));
         var invariants = Run("invariants", "--format", "tsv");
         Assert.Equal(InvariantRegistry.All.Select(i => $"{i.Name}\t{i.Claim}\t{i.Source}"), invariants.Out.TrimEnd('\n').Split('\n'));

@@ -10,7 +10,7 @@ namespace PropertySuite.Properties.Hugetlb;
 
 /// <summary>
 /// Random generation with the HugeTLB family alone finds every HugeTLB buggy variant and shrinks
-/// it to a repro no longer than the variant's MaxReproOps; the correct variants survive the same
+/// it to a repro no longer than the variant's MaxReproOps (VariantTargets); the correct variants survive the same
 /// generation. (A small self-contained driver: seeded PRNG → scenarios → runner → greedy shrink
 /// with SequenceShrinker; the shared FsCheck harness drives the same family.)
 /// </summary>
@@ -55,19 +55,20 @@ public class HugetlbGenerationTests
     public void GenerationFindsTheVariantAndShrinksItShort(string name)
     {
         var v = KernelVariants.ByName(name);
+        var expected = VariantTargets.Of(name);
         for (int i = 0; i < MaxScenarios; i++)
         {
             var s = Generate(v, PbtRunner.StableHash(name) + (ulong)i);
             var r = ScenarioRunner.Run(s);
             if (r.Violation is null) continue;
-            Assert.True(v.Breaks.Contains(r.FailedInvariant!), $"{name}: found {r} which it is not known to break\n{s}");
+            Assert.True(expected.BreakNames.Contains(r.FailedInvariant!), $"{name}: found {r} which it is not known to break\n{s}");
             string target = r.FailedInvariant!;
             var shrunk = SequenceShrinker.Minimize(s.Ops.ToArray(),
                 ops => ScenarioRunner.Run(s with { Ops = [.. ops] }).FailedInvariant == target, ShrinkOp, 3000, out _);
             var repro = s with { Ops = [.. shrunk] };
             var again = ScenarioRunner.Run(repro);
             Assert.Equal(target, again.FailedInvariant);
-            Assert.True(shrunk.Length <= v.MaxReproOps, $"{name}: shrunk repro has {shrunk.Length} ops (bound {v.MaxReproOps}) after scenario {i}:\n{repro with { Expect = again.AsExpectation() }}");
+            Assert.True(shrunk.Length <= expected.MaxReproOps, $"{name}: shrunk repro has {shrunk.Length} ops (bound {expected.MaxReproOps}) after scenario {i}:\n{repro with { Expect = again.AsExpectation() }}");
             // The printed repro parses back to the same scenario.
             Assert.Equal(repro.ToString(), Repro.Parse(repro.ToString()).ToString());
             return;
