@@ -1,5 +1,5 @@
 // What each registered invariant costs per check, on machines of growing size, after a warm-up
-// of ~50 vmalloc/read/vfree steps (DESIGN.md §4: checking must stay cheap as state grows).
+// of ~50 vmalloc/read/vfree steps (checking must stay cheap as state grows).
 using System.Diagnostics;
 using PropertySuite.Engine;
 using PropertySuite.Engine.Scenario;

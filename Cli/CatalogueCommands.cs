@@ -24,7 +24,7 @@ public static class CatalogueCommands
         var cmd = new Command("variants", "List the kernel variants: name, correct or buggy, the invariants a buggy one breaks, description.") { format };
         cmd.SetAction(p =>
         {
-            var rows = KernelVariants.All.Select(v => new[] { v.Name, v.Correct ? "correct" : "buggy", string.Join(",", v.Breaks), v.Description });
+            var rows = KernelVariants.All.Select(v => new[] { v.Name, v.Correct ? "correct" : "buggy", string.Join(",", VariantTargets.BreakNames(v.Name)), v.Description });
             Print(cx, p.GetValue(format)!, ["variant", "kind", "breaks", "description"], rows);
             return ExitCodes.Ok;
         });

@@ -114,7 +114,7 @@ public sealed class Kernel : IPteObserver, IKernelView
         StructPages = new StructPageStore(arch, Mem, Vmemmap);
         Mmu = new Mmu(arch, InitMm, Sched.Cpus, StructPages, Arm64, Log);
         Pgtable = new KernelPgtable(arch, InitMm, Mem, Tlb, Log, () => Sched.Current)
-            { BrokenFreeTableKeepsParentEntry = variant.BrokenFreeTableKeepsParentEntry };
+            { BrokenFreeTableKeepsParentEntry = variant.BrokenFreeTableKeepsParentEntry, BrokenFreeTableLeafOnlyFlush = variant.BrokenFreeTableLeafOnlyFlush };
         PageFlags = new PageFlagHelpers(arch, Mmu);
         Vmemmap.AddOffTableHolder(() => Arm64.BbmWindowFrames);
         FrameAccountants.Add((FrameOwner.PageTable, "page tables of every mm", () => _mms.Sum(m => (long)m.Pgd.Tables.Count)));

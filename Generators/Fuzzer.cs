@@ -65,8 +65,7 @@ public sealed class Fuzzer
     {
         long index = ScenariosRun++;
         var (seed, size) = ScenarioAt(index);
-        var s = ScenarioGenerator.Build(seed, size, _options);
-        var r = ScenarioRunner.Run(s);
+        var (s, _, r) = ScenarioGenerator.Generate(seed, size, _options);
         Statistics.Add(s, r);
         if (!r.Failed || _findings.Any(f => f.Invariant == r.FailedInvariant)) return null;
 

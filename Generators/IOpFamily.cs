@@ -1,9 +1,13 @@
 // How operations are generated: one family per mechanism. A family proposes the next operation
-// from the generation state (live handles, busy CPUs), so that generated steps are mostly
-// meaningful; whatever it proposes must still be total (a no-op when invalid at run time).
-using PropertySuite.Engine.Config;
+// from the generation state (live handles, and the engine the scenario so far has run on), so
+// that generated steps are mostly meaningful; whatever it proposes must still be total (a no-op
+// when invalid at run time). Each family draws from its own random stream (see
+// ScenarioGenerator), so a family's draws never shift another's.
 using PropertySuite.Engine;
+using PropertySuite.Engine.Config;
 using PropertySuite.Engine.Scenario;
+using PropertySuite.Engine.Smp;
+using PropertySuite.Invariants;
 
 namespace PropertySuite.Generators;
 
@@ -19,7 +23,8 @@ public interface IOpFamily
     /// <summary>Relative weight of drawing from this family now (0: nothing sensible to do).</summary>
     int Weight(GenState s);
 
-    /// <summary>The next operation, or null if there is nothing to propose.</summary>
+    /// <summary>The next operation, or null if there is nothing to propose. <paramref name="rng"/>
+    /// is the family's own stream (every draw of the family comes from it).</summary>
     Op? Next(GenState s, Prng rng);
 
     /// <summary>Operation kinds (verbs) this family can propose. The generator enables a random
@@ -38,20 +43,44 @@ public interface IOpFamily
     Op? NextIrqHandler(GenState s, Prng rng) => null;
 }
 
-/// <summary>What generation knows about the scenario built so far. It is symbolic: it tracks
-/// the handles earlier operations bind and consume, not engine state.</summary>
-public sealed class GenState(ArchConfig arch, MachineConfig machine, NamedVariant variant)
+/// <summary>A task an operation of the scenario left running on a CPU (a `start`ed one, or a
+/// plain one that blocked), as the engine holds it.</summary>
+/// <param name="OpIndex">0-based index of the operation in <see cref="GenState.Ops"/>.</param>
+public sealed record StartedTask(int OpIndex, Op Op, KernelTask Task)
+{
+    /// <summary>Whether the engine has finished the task.</summary>
+    public bool Done => Task.Done;
+}
+
+/// <summary>The scenario built so far, and the engine it has run on. Generation is one pass
+/// (as Hypothesis's stateful testing is): each operation is applied to the engine and every
+/// invariant checked as soon as it is drawn, so families see real state (which CPUs are idle,
+/// which tasks are done, what a handle's page is) and the scenario ends at its first
+/// violation. What families still track symbolically are the handles they bind and consume.</summary>
+public sealed class GenState
 {
     private readonly Dictionary<char, int> _nextHandle = new();
     private readonly Dictionary<char, List<string>> _live = new();
+    private readonly List<StartedTask> _tasks = new();
+    private readonly ScenarioExecution _run;
 
-    public ArchConfig Arch { get; } = arch;
-    public MachineConfig Machine { get; } = machine;
-    public NamedVariant Variant { get; } = variant;
-    /// <summary>Operations generated so far.</summary>
+    /// <summary>Boots the engine of the scenario and checks it (a violation at boot ends the
+    /// scenario before its first operation).</summary>
+    /// <param name="invariants">What is checked after boot and after every operation (default:
+    /// every registered invariant).</param>
+    public GenState(ArchConfig arch, MachineConfig machine, NamedVariant variant, IReadOnlyList<IInvariant>? invariants = null)
+    {
+        Arch = arch;
+        Machine = machine;
+        Variant = variant;
+        _run = new ScenarioExecution(Kernel.Boot(arch, machine, variant.Variant), invariants);
+    }
+
+    public ArchConfig Arch { get; }
+    public MachineConfig Machine { get; }
+    public NamedVariant Variant { get; }
+    /// <summary>Operations generated so far (each already applied and checked).</summary>
     public List<Op> Ops { get; } = new();
-    /// <summary>CPUs that have a started task (`start ...`) whose steps are still to be scheduled.</summary>
-    public HashSet<int> BusyCpus { get; } = new();
 
     /// <summary>The operation kinds enabled in this scenario (swarm testing), as "family/kind";
     /// null: every kind of every family is enabled.</summary>
@@ -68,38 +97,46 @@ public sealed class GenState(ArchConfig arch, MachineConfig machine, NamedVarian
     /// <see cref="IOpFamily.NextIrqHandler"/>); set by the scenario builder.</summary>
     public Func<Prng, Op?>? DrawIrqHandler { get; set; }
 
-    /// <summary>The engine the scenario built so far runs on, step by step as it is generated
-    /// (model-based generation: a family may look at real state, e.g. the PFN a handle's page
-    /// has, to aim where bugs live). Null if the engine threw (the scenario is then failing
-    /// anyway) or generation runs without it.</summary>
-    public Engine.Kernel? Engine { get; private set; }
+    /// <summary>The engine the operations so far have run on. Families only read it.</summary>
+    public Kernel Engine => _run.Kernel;
 
     /// <summary>The handles bound so far in <see cref="Engine"/>.</summary>
-    public RunContext? Handles { get; private set; }
+    public RunContext Handles => _run.Handles;
 
-    /// <summary>Boots the engine for generation.</summary>
-    public void AttachEngine()
+    /// <summary>Whether the scenario has violated an invariant (generation then stops).</summary>
+    public bool Failed => _run.Failed;
+
+    /// <summary>The run of <see cref="Ops"/>: what a fresh ScenarioRunner.Run of the
+    /// scenario gives.</summary>
+    public RunResult Outcome => _run.Outcome;
+
+    /// <summary>Tasks operations left on a CPU, in the order they were started; those still
+    /// running have <see cref="StartedTask.Done"/> false.</summary>
+    public IReadOnlyList<StartedTask> Tasks => _tasks;
+
+    /// <summary>Appends <paramref name="op"/> to the scenario, applies it and checks every
+    /// invariant. Returns false when the scenario now fails (nothing more may be appended).</summary>
+    /// <exception cref="InvalidOperationException">The scenario has already failed.</exception>
+    public bool Append(Op op)
     {
-        Engine = Kernel.Boot(Arch, Machine, Variant.Variant);
-        Handles = new RunContext(Engine);
+        ArgumentNullException.ThrowIfNull(op);
+        if (_run.Failed) throw new InvalidOperationException("the scenario already violated an invariant; nothing may follow");
+        bool wasIdle = op is not (StepOp or IrqOp) && op.Cpu >= 0 && op.Cpu < Machine.Cpus && Engine.Cpus[op.Cpu].Idle;
+        Ops.Add(op);
+        bool ok = _run.Step(op);
+        if (ok && wasIdle && Engine.Cpus[op.Cpu].Contexts is [var bottom, ..])
+            _tasks.Add(new StartedTask(Ops.Count - 1, op, bottom.Task));
+        return ok;
     }
 
-    /// <summary>Applies a generated operation to the generation engine. An engine exception
-    /// detaches the engine (the runner reports it when the scenario is run).</summary>
-    public void ApplyToEngine(Op op)
-    {
-        if (Engine is null || Handles is null) return;
-        try
-        {
-            Engine.BeginStep(Ops.Count);
-            Invariants.ScenarioRunner.Apply(Engine, Handles, op);
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            Engine = null;
-            Handles = null;
-        }
-    }
+    /// <summary>CPUs running something (a task, a blocked operation, an interrupt handler).</summary>
+    public IReadOnlyList<int> BusyCpus => [.. Engine.Cpus.Where(c => !c.Idle).Select(c => c.Id)];
+
+    /// <summary>CPUs running nothing, in order.</summary>
+    public IReadOnlyList<int> IdleCpus => [.. Engine.Cpus.Where(c => c.Idle).Select(c => c.Id)];
+
+    /// <summary>Whether some context is inside an RCU read-side critical section.</summary>
+    public bool RcuReaderInside => Engine.Cpus.Any(c => c.Contexts.Any(x => x.RcuDepth > 0));
 
     /// <summary>A fresh handle name of the given kind (v1, v2, ...).</summary>
     public string FreshHandle(char kind)
@@ -118,10 +155,10 @@ public sealed class GenState(ArchConfig arch, MachineConfig machine, NamedVarian
         if (_live.TryGetValue(handle[0], out var l)) l.Remove(handle);
     }
 
-    /// <summary>An idle CPU to run on, preferring cpu0, or -1 when all are busy.</summary>
+    /// <summary>An idle CPU to run on, or -1 when all are busy.</summary>
     public int IdleCpu(Prng rng)
     {
-        var idle = Enumerable.Range(0, Machine.Cpus).Where(c => !BusyCpus.Contains(c)).ToList();
+        var idle = IdleCpus;
         return idle.Count == 0 ? -1 : idle[rng.Next(idle.Count)];
     }
 }

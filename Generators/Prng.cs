@@ -6,6 +6,24 @@ public sealed class Prng(ulong seed)
 {
     private ulong _state = seed;
 
+    /// <summary>An independent stream for <paramref name="name"/> (a family's name, say) under
+    /// <paramref name="seed"/>: seeded by the seed and the name's 64-bit FNV-1a hash (stable on
+    /// every machine, unlike string.GetHashCode), mixed so that nearby seeds and names give
+    /// unrelated streams.</summary>
+    public static Prng Fork(ulong seed, string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        return new Prng(Mix(seed ^ Mix(Harness.PbtRunner.StableHash(name))));
+    }
+
+    /// <summary>SplitMix64's output function.</summary>
+    private static ulong Mix(ulong z)
+    {
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9UL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebUL;
+        return z ^ (z >> 31);
+    }
+
     public ulong NextU64()
     {
         ulong z = _state += 0x9e3779b97f4a7c15UL;

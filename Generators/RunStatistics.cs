@@ -2,7 +2,7 @@
 // generated and how often it did something (an operation whose handle is gone, or whose CPU is
 // busy, is a no-op); per interesting state the kernel noted (Kernel.Note), in how many
 // scenarios it was reached and how often; and the configurations, variants and machine sizes
-// drawn. FsCheck's Classify only reports joint combinations of labels (FSCHECK-NOTES §6), so
+// drawn. FsCheck's Classify only reports joint combinations of labels, so
 // these are our own counters, kept in sorted maps so that printing them is deterministic.
 using System.Globalization;
 using System.Text;

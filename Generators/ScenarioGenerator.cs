@@ -3,28 +3,47 @@
 // means is ours alone (Prng, SplitMix64): the same (seed, size, options) gives the same
 // scenario on every machine and .NET version, which is what `fuzz --seed` and PS_REPLAY rely on.
 //
-// The builder, in order (each draw from the one Prng stream):
+// Generation is one pass (as Hypothesis's stateful testing is): each operation is applied to
+// the scenario's engine and every invariant checked as soon as it is drawn (GenState.Append),
+// and the scenario ends at its first violation. The run is handed on with the scenario
+// (RunOf), so a property does not run a generated scenario again; only shrink candidates run.
+//
+// Random streams. The scenario's own stream (Prng of the seed) draws the variant, the
+// configuration, the machine, the length and, for every slot, which enabled family fills it.
+// Each family draws from its own stream, forked from the seed by the family's name
+// (Prng.Fork): its swarm choice (whether it is enabled, which of its kinds) and everything it
+// proposes. A slot is filled by a weighted pick over the enabled families, where a family of
+// weight 0 takes no share; so a family that is not enabled, or proposes nothing, changes no
+// other family's draws and no slot's choice: appending a family to the registry leaves the
+// scenarios in which it does not take part unchanged.
+//
+// The builder, in order:
 //   1. variant: fixed by the options, else one of the correct variants;
 //   2. configuration: fixed, else one the variant allows (NamedVariant.Arch);
 //   3. machine: small on purpose, 256M-1G and 1-4 CPUs: bugs in this model do not need big
 //      machines, and small ones boot and check fast;
-//   4. swarm (Groce et al., "Swarm testing", ISSTA 2012): a random subset of the applicable
-//      families, at least one that is not the schedule, and within each family either every
-//      operation kind or a random non-empty subset of them. Leaving kinds out changes the mix
-//      far more than weights can (a scenario without vfree piles up areas; one without vmalloc
-//      exercises the rest alone);
+//   4. swarm (Groce et al., "Swarm testing", ISSTA 2012), each family from its own stream: a
+//      coin for whether it is enabled (always, for the families a targeted variant focuses,
+//      VariantTargets), and either every operation kind or a random non-empty subset of them.
+//      Leaving kinds out changes the mix far more than weights can (a scenario without vfree
+//      piles up areas; one without vmalloc exercises the rest alone). If no enabled family
+//      other than the schedule has anything to do at the start (weight above 0), the one with
+//      the lowest draw of its own stream among those that have is enabled too;
 //   5. length: uniform in [1, MaxSteps * size / 100] so that FsCheck's size ramp (1..100 over
 //      a run) starts with short scenarios and ends with MaxSteps-long ones;
 //   6. operations: each from an enabled family drawn by weight, the family proposing from the
-//      symbolic state (GenState). A slot where no enabled kind has anything to propose (read
-//      and vfree without vmalloc) may use every kind of the enabled families; only if that
-//      proposes nothing either does the scenario end early.
+//      generation state (GenState: its handles and the engine). A slot where no enabled kind
+//      has anything to propose (read and vfree without vmalloc) may use every kind of the
+//      enabled families; only if that proposes nothing either, or an invariant is violated,
+//      does the scenario end early.
 using System.Collections.Immutable;
+using System.Runtime.CompilerServices;
 using FsCheck.Fluent;
 using PropertySuite.Engine.Config;
 using PropertySuite.Engine.Scenario;
 using PropertySuite.Generators.Families;
 using PropertySuite.Generators.Harness;
+using PropertySuite.Invariants;
 using FsGen = FsCheck.Fluent.Gen;
 
 namespace PropertySuite.Generators;
@@ -44,6 +63,12 @@ public sealed record ScenarioOptions
     public IReadOnlyList<long> MemorySizes { get; init; } = [256L << 20, 512L << 20, 1L << 30];
     /// <summary>Most CPUs a generated machine has.</summary>
     public int MaxCpus { get; init; } = 4;
+    /// <summary>The invariants generation checks after each operation; a scenario ends at its
+    /// first violation of one of them. Default: every registered invariant (only then is the
+    /// run handed on, see ScenarioGenerator.RunOf). Empty: nothing is checked, which gives the
+    /// same scenarios wherever no invariant is violated (correct variants), faster, for tests
+    /// of the generator itself.</summary>
+    public IReadOnlyList<IInvariant> Invariants { get; init; } = InvariantRegistry.All;
 
     /// <summary>The options for one variant with the given budget's scenario length.</summary>
     public static ScenarioOptions For(string? variant, Budget budget, string? config = null) =>
@@ -67,6 +92,10 @@ public sealed record ScenarioOptions
         }
     }
 }
+
+/// <summary>A generated scenario, the families and kinds its swarm enabled, and its run
+/// (generation applied and checked every operation as it drew it).</summary>
+public sealed record GeneratedScenario(Scenario Scenario, IReadOnlyList<string> Swarm, RunResult Run);
 
 public static class ScenarioGenerator
 {
@@ -123,11 +152,30 @@ public static class ScenarioGenerator
     public static int MaxLength(int size, int maxSteps) =>
         Math.Max(1, (int)((long)maxSteps * Math.Clamp(size, 0, FullSize) / FullSize));
 
+    private static readonly ConditionalWeakTable<Scenario, RunResult> Runs = new();
+
     /// <summary>Builds the scenario of (<paramref name="seed"/>, <paramref name="size"/>).</summary>
-    public static Scenario Build(ulong seed, int size, ScenarioOptions options) => BuildWithSwarm(seed, size, options).Scenario;
+    public static Scenario Build(ulong seed, int size, ScenarioOptions options) => Generate(seed, size, options).Scenario;
 
     /// <summary><see cref="Build"/>, also returning the families and kinds the swarm enabled.</summary>
     public static (Scenario Scenario, IReadOnlyList<string> Swarm) BuildWithSwarm(ulong seed, int size, ScenarioOptions options)
+    {
+        var g = Generate(seed, size, options);
+        return (g.Scenario, g.Swarm);
+    }
+
+    /// <summary>The run of a scenario this generator built (the very object it returned), as
+    /// generation ran and checked it against every registered invariant; null for any other
+    /// scenario.</summary>
+    public static RunResult? RunOf(Scenario s)
+    {
+        ArgumentNullException.ThrowIfNull(s);
+        return Runs.TryGetValue(s, out var r) ? r : null;
+    }
+
+    /// <summary>Generates, runs and checks the scenario of (<paramref name="seed"/>,
+    /// <paramref name="size"/>) in one pass.</summary>
+    public static GeneratedScenario Generate(ulong seed, int size, ScenarioOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
         var rng = new Prng(seed);
@@ -138,52 +186,59 @@ public static class ScenarioGenerator
         long memory = memories.Count > 0 ? rng.Pick(memories) : MinMemory(arch);
         int cpus = DrawCpus(rng, options.MaxCpus);
         var machine = new MachineConfig(memory, cpus);
+        var s = new GenState(arch, machine, variant, options.Invariants);
 
         var applicable = options.Families.Where(f => f.AppliesTo(arch, variant)).ToList();
+        var streams = applicable.ToDictionary(f => f, f => Prng.Fork(seed, f.Name));
         // The families the variant's mechanism lives in are always on, with every kind (a
         // fixed variant only: a drawn correct variant gets a plain swarm).
-        var focus = options.Variant is null ? [] : variant.Focus;
-        var enabled = applicable.Where(f => focus.Contains(f.Name) | rng.Chance(50)).ToList();
-        if (!enabled.Any(f => f is not ScheduleFamily))
+        var target = options.Variant is null ? null : VariantTargets.For(variant.Name);
+        var enabled = new List<IOpFamily>();
+        var fallbackKey = new Dictionary<IOpFamily, ulong>();
+        var kindsOf = new Dictionary<IOpFamily, List<string>>();
+        foreach (var f in applicable)
         {
-            var content = applicable.Where(f => f is not ScheduleFamily).ToList();
-            if (content.Count > 0) enabled.Add(rng.Pick(content));
-            enabled = applicable.Where(enabled.Contains).ToList(); // keep the registry order
+            var fr = streams[f];
+            bool focused = target?.Focuses(f) ?? false;
+            fallbackKey[f] = fr.NextU64();
+            if (fr.Chance(50) | focused) enabled.Add(f);
+            bool all = fr.Chance(50) | focused;
+            var chosen = f.Kinds.Where(_ => all || fr.Chance(50)).ToList();
+            if (chosen.Count == 0 && f.Kinds.Count > 0) chosen.Add(fr.Pick(f.Kinds));
+            kindsOf[f] = chosen;
         }
+        bool HasWork(IOpFamily f) => f is not ScheduleFamily && f.Weight(s) > 0;
+        if (!enabled.Any(HasWork) && applicable.Where(HasWork).MinBy(f => fallbackKey[f]) is { } extra)
+            enabled = applicable.Where(f => f == extra || enabled.Contains(f)).ToList(); // registry order
         var kinds = new SortedSet<string>(StringComparer.Ordinal);
         foreach (var f in enabled)
-        {
-            if (f.Kinds.Count == 0) continue;
-            bool all = rng.Chance(50) | focus.Contains(f.Name);
-            var chosen = f.Kinds.Where(_ => all || rng.Chance(50)).ToList();
-            if (chosen.Count == 0) chosen.Add(rng.Pick(f.Kinds));
-            foreach (var k in chosen) kinds.Add(f.Name + "/" + k);
-        }
+            foreach (var k in kindsOf[f]) kinds.Add(f.Name + "/" + k);
 
-        var s = new GenState(arch, machine, variant) { EnabledKinds = kinds };
-        s.AttachEngine();
+        s.EnabledKinds = kinds;
         var contentFamilies = enabled.Where(f => f is not ScheduleFamily).ToList();
-        s.DrawTaskOp = r => DrawFrom(contentFamilies, s, r, (f, st, rr) => f.NextTask(st, rr));
-        s.DrawIrqHandler = r => DrawFrom(contentFamilies, s, r, (f, st, rr) => f.NextIrqHandler(st, rr));
+        s.DrawTaskOp = r => DrawFrom(contentFamilies, s, r, streams, (f, st, fr) => f.NextTask(st, fr));
+        s.DrawIrqHandler = r => DrawFrom(contentFamilies, s, r, streams, (f, st, fr) => f.NextIrqHandler(st, fr));
 
         int length = (int)rng.Range(1, MaxLength(size, options.MaxSteps));
-        while (s.Ops.Count < length)
+        while (s.Ops.Count < length && !s.Failed)
         {
-            var op = DrawFrom(enabled, s, rng, (f, st, rr) => f.Next(st, rr));
+            var op = DrawFrom(enabled, s, rng, streams, (f, st, fr) => f.Next(st, fr));
             if (op is null)
             {
                 // A dead end of the swarm (say read and vfree without vmalloc): this slot may use
                 // every kind of the enabled families.
                 s.EnabledKinds = null;
-                op = DrawFrom(enabled, s, rng, (f, st, rr) => f.Next(st, rr));
+                op = DrawFrom(enabled, s, rng, streams, (f, st, fr) => f.Next(st, fr));
                 s.EnabledKinds = kinds;
             }
             if (op is null) break;
-            s.Ops.Add(op);
-            s.ApplyToEngine(op);
+            s.Append(op);
         }
         var swarm = enabled.Select(f => f.Name).Concat(kinds).ToList();
-        return (new Scenario(arch, machine, variant.Name, [.. s.Ops]), swarm);
+        var scenario = new Scenario(arch, machine, variant.Name, [.. s.Ops]);
+        var run = s.Outcome;
+        if (ReferenceEquals(options.Invariants, InvariantRegistry.All)) Runs.AddOrUpdate(scenario, run);
+        return new GeneratedScenario(scenario, swarm, run);
     }
 
     /// <summary>1-4 CPUs, two most often: two is the least that interleaves, more spreads the
@@ -195,9 +250,10 @@ public static class ScenarioGenerator
         return i + 1;
     }
 
-    /// <summary>A family drawn by weight may have nothing to propose (every CPU busy, say): it
-    /// is then left out and another is drawn, a few times at most.</summary>
-    private static Op? DrawFrom(IReadOnlyList<IOpFamily> families, GenState s, Prng rng, Func<IOpFamily, GenState, Prng, Op?> next)
+    /// <summary>A family drawn by weight (from <paramref name="rng"/>, the caller's stream) may
+    /// have nothing to propose (every CPU busy, say): it is then left out and another is drawn,
+    /// a few times at most. The drawn family proposes from its own stream.</summary>
+    private static Op? DrawFrom(IReadOnlyList<IOpFamily> families, GenState s, Prng rng, IReadOnlyDictionary<IOpFamily, Prng> streams, Func<IOpFamily, GenState, Prng, Op?> next)
     {
         const int Tries = 4;
         var weights = families.Select(f => f.Weight(s)).ToList();
@@ -205,7 +261,7 @@ public static class ScenarioGenerator
         {
             int i = rng.PickIndex(weights);
             if (i < 0) return null;
-            var op = next(families[i], s, rng);
+            var op = next(families[i], s, streams[families[i]]);
             if (op is not null) return op;
             weights[i] = 0;
         }

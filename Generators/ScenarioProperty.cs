@@ -1,5 +1,7 @@
 // The property every test of the suite is built from: "every invariant holds for generated
 // scenarios" (of one variant, or of the correct ones), run through PbtRunner with a budget.
+// Generation runs and checks a scenario as it draws it (ScenarioGenerator), so the property
+// takes that run instead of running the scenario again; shrink candidates are run here.
 //
 // On failure the shrunk scenario's counted `step` lines are named where that keeps the run
 // (StepNaming: `step cpu1 to folio_try_get_rcu` survives a change in how many steps a path
@@ -93,7 +95,9 @@ public static class ScenarioProperty
 
         string? Check(Scenario s)
         {
-            var r = ScenarioRunner.Run(s);
+            // A generated scenario has run (and been checked) while it was drawn; a shrink
+            // candidate, or a scenario from another generator, runs now.
+            var r = ScenarioGenerator.RunOf(s) ?? ScenarioRunner.Run(s);
             runs.AddOrUpdate(s, r);
             if (target is null)
             {

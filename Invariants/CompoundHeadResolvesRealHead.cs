@@ -10,7 +10,7 @@ namespace PropertySuite.Invariants;
 /// PageHead, and compound_head() resolves it to the real head. This is what the kernel's selftest
 /// tools/testing/selftests/mm/hugepage-vmemmap.c checks from user space through /proc/kpageflags
 /// (head: KPF_HEAD, tails: KPF_TAIL). Source: include/linux/page-flags.h page_fixed_fake_head,
-/// _compound_head, PageHead; Documentation/mm/vmemmap_dedup.rst; KERNEL-MODEL.md §2.3, INV-8.
+/// _compound_head, PageHead; Documentation/mm/vmemmap_dedup.rst
 /// Enforced by HVO remapping only whole pages of identical tails, by the hugetlb_optimize_vmemmap
 /// static key that enables the fake-head check, and by reset_struct_pages on restore.
 /// Folios still being allocated (before prep_compound_page has run) are not checked.
@@ -19,7 +19,7 @@ public sealed class CompoundHeadResolvesRealHead : IInvariant
 {
     public string Name => nameof(CompoundHeadResolvesRealHead);
     public string Claim => "through vmemmap every folio's head reads PageHead and every tail (fake heads included) reads PageTail with compound_head = the real head";
-    public string Source => "include/linux/page-flags.h; tools/testing/selftests/mm/hugepage-vmemmap.c; vmemmap_dedup.rst; KERNEL-MODEL.md §2.3, INV-8";
+    public string Source => "include/linux/page-flags.h; tools/testing/selftests/mm/hugepage-vmemmap.c; vmemmap_dedup.rst";
 
     public Violation? Check(IKernelView k)
     {

@@ -10,14 +10,14 @@ namespace PropertySuite.Invariants;
 /// once) plus those a task holds, vmalloc frames with the live areas, HugeTLB frames with the
 /// folios. No free of an unallocated or foreign frame (double free) ever happened, and every
 /// frame whose owner changed this step is in the buddy exactly when it is owned Free. A leak is
-/// an owner count above its record; a double free is a bad free. Source: KERNEL-MODEL.md INV-12,
-/// INV-13; mm/page_alloc.c (bad_page, __free_one_page).
+/// an owner count above its record; a double free is a bad free. Source:
+/// mm/page_alloc.c (bad_page, __free_one_page).
 /// </summary>
 public sealed class FrameConservation : IInvariant
 {
     public string Name => nameof(FrameConservation);
     public string Claim => "every frame has one owner, each owner's frame count matches its mechanism's own record, and nothing is freed twice";
-    public string Source => "KERNEL-MODEL.md INV-12, INV-13; mm/page_alloc.c";
+    public string Source => "mm/page_alloc.c";
 
     public Violation? Check(IKernelView k)
     {

@@ -9,13 +9,13 @@ namespace PropertySuite.Invariants;
 /// hugetlb_lock, so the match holds after every step. Source: mm/hugetlb.c
 /// (__prep_account_new_huge_page, enqueue/dequeue_hugetlb_folio, remove_hugetlb_folio,
 /// add_hugetlb_folio, adjust_pool_surplus); Documentation/admin-guide/mm/hugetlbpage.rst;
-/// KERNEL-MODEL.md §8 #8, INV-12.
+/// Documentation/admin-guide/mm/hugetlbpage.rst.
 /// </summary>
 public sealed class HugetlbPoolAccounting : IInvariant
 {
     public string Name => nameof(HugetlbPoolAccounting);
     public string Claim => "nr_huge_pages, free_huge_pages and surplus_huge_pages of every hstate match its folios and free list";
-    public string Source => "mm/hugetlb.c pool accounting under hugetlb_lock; hugetlbpage.rst; KERNEL-MODEL.md §8 #8, INV-12";
+    public string Source => "mm/hugetlb.c pool accounting under hugetlb_lock; hugetlbpage.rst";
 
     public Violation? Check(IKernelView k)
     {

@@ -13,13 +13,13 @@ namespace PropertySuite.Invariants;
 /// the kernel's own records — section states, the hstates' folios and their heads' optimized flag
 /// — not from the in-flight count the HVO code keeps. Source: Documentation/mm/vmemmap_dedup.rst;
 /// mm/hugetlb_vmemmap.h hugetlb_vmemmap_optimizable_size; mm/hugetlb_vmemmap.c vmemmap_remap_free,
-/// alloc_vmemmap_page_list (all or nothing); KERNEL-MODEL.md §1.4, INV-12.
+/// alloc_vmemmap_page_list (all or nothing)
 /// </summary>
 public sealed class HvoFrameConservation : IInvariant
 {
     public string Name => nameof(HvoFrameConservation);
     public string Claim => "with no task running, vmemmap frames = the sections' memmap frames − (V − R) per optimized folio";
-    public string Source => "vmemmap_dedup.rst; mm/hugetlb_vmemmap.h hugetlb_vmemmap_optimizable_size; mm/hugetlb_vmemmap.c; KERNEL-MODEL.md §1.4, INV-12";
+    public string Source => "vmemmap_dedup.rst; mm/hugetlb_vmemmap.h hugetlb_vmemmap_optimizable_size; mm/hugetlb_vmemmap.c";
 
     public Violation? Check(IKernelView k)
     {

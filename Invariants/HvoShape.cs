@@ -9,14 +9,14 @@ namespace PropertySuite.Invariants;
 /// page) read-only — writable only under the TailVmemmapWritable design. A folio whose optimize or
 /// restore is still running is between shapes and is not checked. Source: mm/hugetlb_vmemmap.c
 /// vmemmap_remap_pte ("Remap the tail pages as read-only to catch illegal write operation to the
-/// tail pages") and vmemmap_restore_pte; Documentation/mm/vmemmap_dedup.rst; KERNEL-MODEL.md §2.2,
-/// INV-6. Enforced by the walk over [reuse, end) that rewrites every entry of the range.
+/// tail pages") and vmemmap_restore_pte; Documentation/mm/vmemmap_dedup.rst.
+/// Enforced by the walk over [reuse, end) that rewrites every entry of the range.
 /// </summary>
 public sealed class HvoShape : IInvariant
 {
     public string Name => nameof(HvoShape);
     public string Claim => "an optimized folio's vmemmap pages R..V-1 map its reuse page read-only and pages 0..R-1 distinct writable frames; a non-optimized folio's V pages map distinct writable frames";
-    public string Source => "mm/hugetlb_vmemmap.c vmemmap_remap_pte, vmemmap_restore_pte; vmemmap_dedup.rst; KERNEL-MODEL.md INV-6";
+    public string Source => "mm/hugetlb_vmemmap.c vmemmap_remap_pte, vmemmap_restore_pte; vmemmap_dedup.rst";
 
     public Violation? Check(IKernelView k)
     {

@@ -7,14 +7,14 @@ namespace PropertySuite.Invariants;
 /// No kernel leaf outside the linear map maps a frame that is free or absent, or a frame of
 /// another mechanism: vmemmap leaves map vmemmap frames, vmalloc leaves map vmalloc frames. The
 /// linear map is exempt because it maps all memory by design. A leaf to a free frame is a
-/// use-after-free waiting for its first access. Source: KERNEL-MODEL.md INV-2; the clear →
+/// use-after-free waiting for its first access. Source: the clear →
 /// flush → free order of mm/vmalloc.c vfree and arm64 unmap_hotplug_range.
 /// </summary>
 public sealed class NoLeafMapsFreeFrame : IInvariant
 {
     public string Name => nameof(NoLeafMapsFreeFrame);
     public string Claim => "every vmemmap and vmalloc leaf maps live frames owned by that region's mechanism";
-    public string Source => "KERNEL-MODEL.md INV-2; mm/vmalloc.c vfree; arch/arm64/mm/mmu.c unmap_hotplug_range";
+    public string Source => "mm/vmalloc.c vfree; arch/arm64/mm/mmu.c unmap_hotplug_range";
 
     /// <summary>Checks the distinct frames of each region's leaves, as runs from the page table's
     /// incremental <see cref="PageTable.LeafFrames"/> index; only when a run has a frame of the

@@ -12,8 +12,7 @@ namespace PropertySuite.Invariants;
 /// vmemmap leaf maps. A frame mapped by several vmemmap leaves (HVO's aliasing) may be mapped only
 /// by leaves that lie wholly inside one folio's vmemmap — so restoring, dissolving or hot-removing
 /// one owner never changes what another owner's struct pages map to. Source: S000, Muchun Song's
-/// answer to Anshuman Khandual (KERNEL-MODEL.md §5.5: naturally aligned power-of-two folios,
-/// folio ≥ section, folio ≥ vmemmap leaf size ⇒ no shared leaf) and INV-7. Enforced by HugeTLB's
+/// answer to Anshuman Khandual (the hot-remove thread). Enforced by HugeTLB's
 /// natural alignment (alloc_pages / alloc_contig_pages of the folio order) and by
 /// vmemmap_split_pmd, which turns a PMD block into PTEs before any entry is remapped.
 /// </summary>
@@ -21,7 +20,7 @@ public sealed class NoSharedLeafEntries : IInvariant
 {
     public string Name => nameof(NoSharedLeafEntries);
     public string Claim => "a vmemmap leaf covering struct pages of several owners is writable and unaliased, and an aliased vmemmap frame is mapped only from within one folio's vmemmap";
-    public string Source => "S000 (Muchun Song's conditions 1-3); KERNEL-MODEL.md §5.5, INV-7; mm/hugetlb_vmemmap.c vmemmap_split_pmd";
+    public string Source => "S000 (Muchun Song's conditions 1-3); mm/hugetlb_vmemmap.c vmemmap_split_pmd";
 
     private readonly record struct Mapping(long Frame, long Frames, ulong Va, ulong Size, long Owner, bool Writable);
 

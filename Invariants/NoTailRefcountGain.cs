@@ -9,13 +9,13 @@ namespace PropertySuite.Invariants;
 /// dropped again counts (Matthew Wilcox, S001: "fine, but really only by coincidence"), because
 /// nothing ties the drop to the folio that was raised. The kernel's own get paths (try_get_page,
 /// folio_get) go through compound_head(); page_ref_add_unless since bd225530a4c7 refuses fake
-/// heads and zero counts. Source: S001; bd225530a4c7; KERNEL-MODEL.md §3, INV-8.
+/// heads and zero counts. Source: S001; bd225530a4c7
 /// </summary>
 public sealed class NoTailRefcountGain : IInvariant
 {
     public string Name => nameof(NoTailRefcountGain);
     public string Claim => "every refcount increment through a struct-page pointer lands on a page that is its own compound head";
-    public string Source => "S001 (Matthew Wilcox, Muchun Song); bd225530a4c7; KERNEL-MODEL.md §3.2, INV-8";
+    public string Source => "S001 (Matthew Wilcox, Muchun Song); bd225530a4c7";
 
     public Violation? Check(IKernelView k)
     {

@@ -7,16 +7,16 @@ namespace PropertySuite.Invariants;
 /// set before the vmemmap is optimized and cleared only after it has been restored. Otherwise there
 /// is a window in which core mm sees an ordinary compound page whose tail struct pages are
 /// read-only aliases, and memory-failure handling writes them. Source: d8f5f7e445f0 ("hugetlb: set
-/// hugetlb page flag before optimizing vmemmap", §8 #6); bd225530a4c7 / mm/hugetlb.c
+/// hugetlb page flag before optimizing vmemmap"); bd225530a4c7 / mm/hugetlb.c
 /// remove_hugetlb_folio ("We can only clear the hugetlb flag after allocating vmemmap pages");
-/// KERNEL-MODEL.md §2.4, INV-11. Enforced by the order of init_new_hugetlb_folio before
+/// Enforced by the order of init_new_hugetlb_folio before
 /// hugetlb_vmemmap_optimize_folio, and by __update_and_free_hugetlb_folio.
 /// </summary>
 public sealed class OptimizedImpliesHugetlb : IInvariant
 {
     public string Name => nameof(OptimizedImpliesHugetlb);
     public string Claim => "every folio whose head says vmemmap-optimized also has the hugetlb flag";
-    public string Source => "d8f5f7e445f0; bd225530a4c7; mm/hugetlb.c remove_hugetlb_folio; KERNEL-MODEL.md §2.4, INV-11";
+    public string Source => "d8f5f7e445f0; bd225530a4c7; mm/hugetlb.c remove_hugetlb_folio";
 
     public Violation? Check(IKernelView k)
     {

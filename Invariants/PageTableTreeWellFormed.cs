@@ -4,31 +4,41 @@ using PropertySuite.Engine.Mm;
 namespace PropertySuite.Invariants;
 
 /// <summary>
-/// init_mm is a tree: every table entry points at a frame owned as a page table and registered as
+/// Every mm's page table (init_mm's and each user mm's) is a tree: every table entry points at a frame owned as a page table and registered as
 /// a table one level down, and every table page has exactly one parent entry. A table entry to a
 /// freed frame is the page-table use-after-free that hot-remove (S004) and ptdump guard against;
 /// a table with two parents would be freed while still in use. Between steps of a running task a
 /// table may exist unlinked (allocated, not yet installed); with no task running, every table
-/// must be reachable. Kernel: kernel page tables are never shared (KERNEL-MODEL.md INV-1);
-/// arch/arm64/mm/mmu.c free_empty_tables clears the parent before freeing.
+/// must be reachable. Kernel: page-table pages are owned by one tree (pmd_populate / pud_populate
+/// install a fresh table; free_pgtables and arch/arm64/mm/mmu.c free_empty_tables clear the parent
+/// before freeing).
 /// </summary>
 public sealed class PageTableTreeWellFormed : IInvariant
 {
     public string Name => nameof(PageTableTreeWellFormed);
-    public string Claim => "every init_mm table entry points at a live page-table frame one level down, and every table has exactly one parent";
-    public string Source => "KERNEL-MODEL.md INV-1; arch/arm64/mm/mmu.c free_empty_tables; S004";
+    public string Claim => "in every mm, every table entry points at a live page-table frame one level down, and every table has exactly one parent";
+    public string Source => "arch/arm64/mm/mmu.c free_empty_tables; mm/memory.c free_pgtables; the arm64 hot-remove thread";
 
     /// <summary>Visits only the table entries (PageTable keeps an index of them), in the order
     /// of <see cref="CheckFullScan"/>, so verdict and evidence are the same at a cost that grows
     /// with the number of tables rather than of entries.</summary>
-    public Violation? Check(IKernelView k) => CheckWith(k, k.SwapperPgDir.ForEachTableEntry);
+    public Violation? Check(IKernelView k)
+    {
+        foreach (var m in k.Mms)
+            if (CheckWith(k, m.Pgd, m.Pgd.ForEachTableEntry) is { } v) return v;
+        return null;
+    }
 
     /// <summary>The full-scan oracle: reads every entry of every reachable table.</summary>
-    public Violation? CheckFullScan(Kernel k) => CheckWith(k, k.SwapperPgDir.ForEachEntry);
-
-    private Violation? CheckWith(IKernelView k, Action<Action<PtTable, int, Pte>> forEach)
+    public Violation? CheckFullScan(Kernel k)
     {
-        var mm = k.SwapperPgDir;
+        foreach (IMmView m in k.Mms)
+            if (CheckWith(k, m.Pgd, m.Pgd.ForEachEntry) is { } v) return v;
+        return null;
+    }
+
+    private Violation? CheckWith(IKernelView k, IPageTableView mm, Action<Action<PtTable, int, Pte>> forEach)
+    {
         var parents = new Dictionary<long, (PtTable Table, int Index)>(mm.Tables.Count);
         Violation? found = null;
         string Where(PtTable t, int i) => $"{t.Level} entry {i} of table {t.Pfn:x} (va {mm.EntryVa(t, i):x})";

@@ -34,6 +34,71 @@ public sealed record RunResult(
         : $"{Violation.Invariant} violated at step {Step}: {Violation.Evidence}";
 }
 
+/// <summary>A run in progress: a booted kernel checked after boot, then one operation at a time
+/// applied and checked, up to the first violation. <see cref="ScenarioRunner.Run"/> drives it
+/// over a whole scenario; the generator drives it while it draws the scenario, so that a
+/// generated scenario runs once.</summary>
+public sealed class ScenarioExecution
+{
+    private readonly IReadOnlyList<IInvariant> _invariants;
+    private readonly SortedDictionary<string, int> _applied = new(StringComparer.Ordinal);
+    private RunResult? _failure;
+
+    /// <summary>Starts a run on the freshly booted <paramref name="kernel"/> and checks every
+    /// invariant right after boot (a violation there is step 0).</summary>
+    public ScenarioExecution(Kernel kernel, IReadOnlyList<IInvariant>? invariants = null)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        Kernel = kernel;
+        Handles = new RunContext(kernel);
+        _invariants = invariants ?? InvariantRegistry.All;
+        if (ScenarioRunner.CheckAll(kernel, _invariants) is { } v) _failure = Result(v, 0, null);
+    }
+
+    public Kernel Kernel { get; }
+
+    /// <summary>The handles the operations so far have bound.</summary>
+    public RunContext Handles { get; }
+
+    /// <summary>Operations applied so far (the failing one included).</summary>
+    public int StepsRun { get; private set; }
+
+    /// <summary>Whether an invariant is violated (or the engine threw): no further step runs.</summary>
+    public bool Failed => _failure is not null;
+
+    /// <summary>Applies the next operation and checks every invariant. <paramref name="trace"/>,
+    /// if given, observes the kernel after the operation, before the check. Returns false once
+    /// the run has failed (then, or before).</summary>
+    public bool Step(Op op, Action<int, Op, Kernel>? trace = null)
+    {
+        ArgumentNullException.ThrowIfNull(op);
+        if (_failure is not null) return false;
+        int step = ++StepsRun;
+        Kernel.BeginStep(step);
+        Violation? v;
+        try
+        {
+            if (ScenarioRunner.Apply(Kernel, Handles, op)) _applied[op.Verb] = _applied.GetValueOrDefault(op.Verb) + 1;
+            trace?.Invoke(step, op, Kernel);
+            v = ScenarioRunner.CheckAll(Kernel, _invariants);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            _failure = Result(new Violation(RunResult.EngineExceptionName, $"{e.GetType().Name}: {e.Message}"), step, e);
+            return false;
+        }
+        if (v is null) return true;
+        _failure = Result(v, step, null);
+        return false;
+    }
+
+    /// <summary>The outcome so far: the first violation, or none in the steps run.</summary>
+    public RunResult Outcome => _failure ?? Result(null, -1, null);
+
+    private RunResult Result(Violation? v, int step, Exception? error) =>
+        new(StepsRun, v, step, error, new SortedDictionary<string, int>(_applied, StringComparer.Ordinal), new SortedDictionary<string, long>(Kernel.Log.Reached));
+}
+
 public static class ScenarioRunner
 {
     /// <summary>Runs <paramref name="s"/>. <paramref name="trace"/>, if given, is called after
@@ -42,34 +107,16 @@ public static class ScenarioRunner
     /// tracer takes its first snapshot there). Both must only observe.</summary>
     public static RunResult Run(Scenario s, IReadOnlyList<IInvariant>? invariants = null, Action<int, Op, Kernel>? trace = null, Action<Kernel>? booted = null)
     {
-        invariants ??= InvariantRegistry.All;
-        var applied = new SortedDictionary<string, int>(StringComparer.Ordinal);
+        ArgumentNullException.ThrowIfNull(s);
         Kernel k = s.Boot();
         booted?.Invoke(k);
-        var rc = new RunContext(k);
-        var v = CheckAll(k, invariants);
-        if (v is not null) return new RunResult(0, v, 0, null, applied, new SortedDictionary<string, long>(k.Log.Reached));
-        for (int i = 0; i < s.Ops.Length; i++)
-        {
-            var op = s.Ops[i];
-            k.BeginStep(i + 1);
-            try
-            {
-                if (Apply(k, rc, op)) applied[op.Verb] = applied.GetValueOrDefault(op.Verb) + 1;
-                trace?.Invoke(i + 1, op, k);
-                v = CheckAll(k, invariants);
-            }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                v = new Violation(RunResult.EngineExceptionName, $"{e.GetType().Name}: {e.Message}");
-                return new RunResult(i + 1, v, i + 1, e, applied, new SortedDictionary<string, long>(k.Log.Reached));
-            }
-            if (v is not null) return new RunResult(i + 1, v, i + 1, null, applied, new SortedDictionary<string, long>(k.Log.Reached));
-        }
-        return new RunResult(s.Ops.Length, null, -1, null, applied, new SortedDictionary<string, long>(k.Log.Reached));
+        var run = new ScenarioExecution(k, invariants);
+        foreach (var op in s.Ops)
+            if (!run.Step(op, trace)) break;
+        return run.Outcome;
     }
 
-    private static Violation? CheckAll(Kernel k, IReadOnlyList<IInvariant> invariants)
+    internal static Violation? CheckAll(Kernel k, IReadOnlyList<IInvariant> invariants)
     {
         foreach (var inv in invariants)
         {

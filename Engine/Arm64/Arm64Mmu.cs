@@ -1,6 +1,6 @@
 // How a live vmemmap entry is changed: in place (x86; arm64 v6.1-v6.2 HVO, 1e63ac088f20), or
 // with break-before-make on arm64 under one of the strategies of S001 and Yu Zhao's comparison
-// (KERNEL-MODEL.md §4.4):
+//:
 //   BbmFaultHandler  Nanyong Sun v3 vmemmap_update_pte: under init_mm.page_table_lock,
 //                    pte_clear → flush_tlb_kernel_range → set_pte_at; concurrent accesses fault
 //                    and the arm64 fault handler waits on the same lock (Mmu.Translate).

@@ -1,4 +1,4 @@
-// Architecture geometry: every constant of KERNEL-MODEL.md §1, derived in one place.
+// Architecture geometry: every constant the kernel derives from page size and levels, in one place.
 //
 // Kernel sources: arch/x86/include/asm/pgtable_64_types.h, arch/x86/include/asm/sparsemem.h,
 // arch/arm64/include/asm/pgtable-hwdef.h, arch/arm64/include/asm/sparsemem.h,

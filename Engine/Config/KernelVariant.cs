@@ -1,12 +1,12 @@
 // The kernel variant: which historical fixes and design choices are in force.
 //
-// Every historical bug or proposal of KERNEL-MODEL.md §8 that falls inside a modelled mechanism
+// Every historical bug or proposal (named after its commit or thread) that falls inside a modelled mechanism
 // is one named switch here; the default value of every switch is today's correct kernel.
 // Switches whose name starts with "Broken" are not history: they are deliberately broken engine
 // paths that exist only so that a core invariant can be shown to fail (a meta-test).
 namespace PropertySuite.Engine.Config;
 
-/// <summary>HugeTLB vmemmap optimization scheme (KERNEL-MODEL.md §2.1).</summary>
+/// <summary>HugeTLB vmemmap optimization scheme.</summary>
 public enum HvoScheme
 {
     /// <summary>HVO not configured or disabled (hugetlb_free_vmemmap=off).</summary>
@@ -17,7 +17,7 @@ public enum HvoScheme
     OnePageKept,
 }
 
-/// <summary>How vmemmap entries of live mappings are changed (KERNEL-MODEL.md §4).</summary>
+/// <summary>How vmemmap entries of live mappings are changed.</summary>
 public enum VmemmapUpdate
 {
     /// <summary>set_pte_at / pmd_populate over the live entry (x86; arm64 v6.1-v6.2, a BBM violation).</summary>
@@ -32,7 +32,7 @@ public enum VmemmapUpdate
     Bbml2,
 }
 
-/// <summary>The speculative-get primitive page_ref_add_unless (KERNEL-MODEL.md §3).</summary>
+/// <summary>The speculative-get primitive page_ref_add_unless.</summary>
 public enum SpeculativeGet
 {
     /// <summary>Before bd225530a4c7: atomic_add_unless through whatever the pointer maps.</summary>
@@ -55,9 +55,9 @@ public sealed record KernelVariant
     public bool Arm64Hvo { get; init; }
     /// <summary>Joao Martins 2022: allocate a fresh head vmemmap page instead of reusing page 0.</summary>
     public bool HvoAllocatesHeadCopy { get; init; } = true;
-    /// <summary>d8f5f7e445f0 reverted: optimize before the hugetlb flag is set (§8 #6).</summary>
+    /// <summary>d8f5f7e445f0 reverted: optimize before the hugetlb flag is set.</summary>
     public bool HvoBeforeHugetlbFlag { get; init; }
-    /// <summary>30a89adf872d reverted: restore called after the hugetlb flag was cleared (§8 #7).</summary>
+    /// <summary>30a89adf872d reverted: restore called after the hugetlb flag was cleared.</summary>
     public bool RestoreAfterHugetlbFlagCleared { get; init; }
     /// <summary>Broken alignment: gigantic/huge folios allocated only half-aligned (Muchun's condition 1).</summary>
     public bool HugetlbFolioMisaligned { get; init; }
@@ -87,6 +87,9 @@ public sealed record KernelVariant
     public bool BrokenVunmapSkipsLastPte { get; init; }
     /// <summary>vunmap does not flush the TLB.</summary>
     public bool BrokenVunmapSkipsFlush { get; init; }
+    /// <summary>free_empty_tables invalidates with flush_tlb_kernel_range (last level only on
+    /// arm64) instead of __flush_tlb_kernel_pgtable before freeing a table page.</summary>
+    public bool BrokenFreeTableLeafOnlyFlush { get; init; }
     /// <summary>arm64 break-before-make under stop_machine makes the new entry without the TLB
     /// invalidation after the break.</summary>
     public bool BrokenBbmSkipsInvalidate { get; init; }

@@ -1,36 +1,24 @@
-// The named kernel variants a scenario can select (`variant NAME` in a repro file), with the
-// invariants each buggy one is known to break. The first entry is today's correct kernel.
+// The named kernel variants a scenario can select (`variant NAME` in a repro file). The first
+// entry is today's correct kernel. What the test harness expects of a buggy variant (the
+// invariants it breaks, the families that exercise it, its search effort and repro bound) is
+// kept by the harness (Generators/VariantTargets.cs), not here.
 namespace PropertySuite.Engine.Config;
 
 /// <summary>A named variant with what it is for.</summary>
 /// <param name="Name">The name used in repro files and on the command line.</param>
 /// <param name="Correct">Whether every invariant must hold under it.</param>
-/// <param name="Breaks">Invariants a buggy variant is expected to break (the meta-tests' target).</param>
 /// <param name="Description">One line: what differs and where it comes from.</param>
 /// <param name="Variant">The switches.</param>
 /// <param name="Arch">A configuration the variant needs (null: any), e.g. arm64 for BBM.</param>
-/// <param name="MaxReproOps">For a buggy variant: the most operation lines its shrunk repro may
-/// have (the meta-tests' bound on "short").</param>
-public sealed record NamedVariant(string Name, bool Correct, IReadOnlyList<string> Breaks, string Description, KernelVariant Variant, string? Arch = null, int MaxReproOps = 8)
-{
-    /// <summary>Operation families (generator names) that exercise the mechanism this variant
-    /// changes. When a run targets the variant, the swarm always enables them with every kind;
-    /// the other families stay random. Empty: no focus.</summary>
-    public IReadOnlyList<string> Focus { get; init; } = [];
-
-    /// <summary>For a buggy variant whose bug needs a rare interleaving: the least number of
-    /// generated scenarios its meta-test searches (0: the budget's). Set from measured find
-    /// rates, so that the search fails to find the bug with probability below 1%.</summary>
-    public int SearchTests { get; init; }
-}
+public sealed record NamedVariant(string Name, bool Correct, string Description, KernelVariant Variant, string? Arch = null);
 
 public static class KernelVariants
 {
     private static NamedVariant Correct(string name, string description, KernelVariant v, string? arch = null) =>
-        new(name, true, [], description, v with { Name = name }, arch);
+        new(name, true, description, v with { Name = name }, arch);
 
-    private static NamedVariant Buggy(string name, string[] breaks, string description, KernelVariant v, string? arch = null, int MaxReproOps = 8) =>
-        new(name, false, breaks, description, v with { Name = name }, arch, MaxReproOps);
+    private static NamedVariant Buggy(string name, string description, KernelVariant v, string? arch = null) =>
+        new(name, false, description, v with { Name = name }, arch);
 
     private static readonly KernelVariant D = new();
 
@@ -43,68 +31,74 @@ public static class KernelVariants
         Correct("hvo-no-head-copy", "v5.18-v6.0 HVO: vmemmap page 0 itself is the reuse page (no fresh head copy)", D with { HvoAllocatesHeadCopy = false }),
         Correct("arm64-hvo-stop-machine", "arm64 with HVO (as v6.1-v6.2) and vmemmap entries changed by break-before-make under stop_machine",
             D with { Arm64Hvo = true, VmemmapUpdate = VmemmapUpdate.StopMachine }, "arm64-4k-l4"),
-        Buggy("hugetlb-folio-misaligned", ["NoSharedLeafEntries", "CompoundHeadResolvesRealHead"],
+        Buggy("hugetlb-folio-misaligned",
             "Muchun Song's condition 1 broken (S000): a HugeTLB folio starts half a vmemmap page off its natural alignment, so its first vmemmap page also holds a neighbour's struct pages",
-            D with { HugetlbFolioMisaligned = true }) with { MaxReproOps = 2 },
-        Buggy("hvo-remaps-pmd-without-split", ["NoSharedLeafEntries", "HvoShape"],
+            D with { HugetlbFolioMisaligned = true }),
+        Buggy("hvo-remaps-pmd-without-split",
             "Muchun Song's condition 3 broken (S000): HVO applies its remap to the PMD block covering the folio's vmemmap instead of splitting it, making the whole section's struct pages read-only",
-            D with { HvoRemapsPmdWithoutSplit = true }) with { MaxReproOps = 2 },
-        Buggy("flush-dcache-page-on-tail", ["NoWriteThroughReadOnlyVmemmap"],
+            D with { HvoRemapsPmdWithoutSplit = true }),
+        Buggy("flush-dcache-page-on-tail",
             "S000 v1: arm64 flush_dcache_page clears PG_dcache_clean on the page it is given; on a fake head of an optimized folio that is a store through the read-only tail vmemmap",
-            D with { Arm64Hvo = true, VmemmapUpdate = VmemmapUpdate.StopMachine, FlushDcachePageOnTail = true }, "arm64-4k-l4") with { MaxReproOps = 3 },
-        Buggy("hvo-before-hugetlb-flag", ["OptimizedImpliesHugetlb", "NoWriteThroughReadOnlyVmemmap"],
-            "before d8f5f7e445f0 (§8 #6): the vmemmap is optimized before the hugetlb flag is set; memory failure in that window handles an ordinary compound page and writes a read-only tail",
-            D with { HvoBeforeHugetlbFlag = true }) with { MaxReproOps = 4 },
-        Buggy("restore-after-hugetlb-flag-cleared", ["NoKernelOops"],
-            "before 30a89adf872d (§8 #7): dissolve_free_hugetlb_folio calls hugetlb_vmemmap_restore_folio on a folio that remove_hugetlb_folio already made non-hugetlb (not optimized), firing its VM_WARN_ON",
-            D with { RestoreAfterHugetlbFlagCleared = true }) with { MaxReproOps = 6, SearchTests = 800 },
-        Buggy("broken-hvo-skips-last-pte", ["HvoShape", "HvoFrameConservation"],
+            D with { Arm64Hvo = true, VmemmapUpdate = VmemmapUpdate.StopMachine, FlushDcachePageOnTail = true }, "arm64-4k-l4"),
+        Buggy("hvo-before-hugetlb-flag",
+            "before d8f5f7e445f0: the vmemmap is optimized before the hugetlb flag is set; memory failure in that window handles an ordinary compound page and writes a read-only tail",
+            D with { HvoBeforeHugetlbFlag = true }),
+        Buggy("restore-after-hugetlb-flag-cleared",
+            "before 30a89adf872d: dissolve_free_hugetlb_folio calls hugetlb_vmemmap_restore_folio on a folio that remove_hugetlb_folio already made non-hugetlb (not optimized), firing its VM_WARN_ON",
+            D with { RestoreAfterHugetlbFlagCleared = true }),
+        Buggy("broken-hvo-skips-last-pte",
             "meta-test only: HVO's walk ends one vmemmap page early, so the last tail page keeps its own frame",
-            D with { BrokenHvoSkipsLastPte = true }) with { MaxReproOps = 2 },
-        Buggy("broken-restore-leaks-partial-alloc", ["HvoFrameConservation"],
+            D with { BrokenHvoSkipsLastPte = true }),
+        Buggy("broken-restore-leaks-partial-alloc",
             "meta-test only: when restore cannot allocate all V-1 pages it keeps (leaks) those it got",
-            D with { BrokenRestoreLeaksOnPartialAlloc = true }) with { SearchTests = 400, Focus = ["hugetlb"], MaxReproOps = 5 },
-        Buggy("broken-restore-skips-reset", ["CompoundHeadResolvesRealHead", "NoKernelOops"],
+            D with { BrokenRestoreLeaksOnPartialAlloc = true }),
+        Buggy("broken-restore-skips-reset",
             "meta-test only: vmemmap_restore_pte copies the head page without reset_struct_pages, so restored pages begin with a head struct page",
-            D with { BrokenRestoreSkipsReset = true }) with { MaxReproOps = 4, SearchTests = 800 },
+            D with { BrokenRestoreSkipsReset = true }),
         Correct("arm64-hvo-bbml2", "arm64 with HVO and FEAT_BBM level 2 (BBML2_NOABORT): PMD splits written in place, PTE remaps by break-before-make under stop_machine",
             D with { Arm64Hvo = true, VmemmapUpdate = VmemmapUpdate.Bbml2 }, "arm64-4k-l4"),
-        Buggy("spec-get-pre-fix", ["NoWriteThroughReadOnlyVmemmap"],
+        Buggy("spec-get-pre-fix",
             "before bd225530a4c7: page_ref_add_unless without the fake-head check and no synchronize_rcu around HVO; a speculative get through a stale pointer writes the head's refcount through a read-only fake-head alias (S001, Matthew Wilcox / Yu Zhao)",
-            D with { SpeculativeGet = SpeculativeGet.PreFix, HvoSynchronizeRcu = false }, "x86_64-4k-l4", MaxReproOps: 8) with { SearchTests = 2000, Focus = ["pagecache", "schedule"] },
-        Buggy("spec-get-writable-tails", ["NoTailRefcountGain"],
+            D with { SpeculativeGet = SpeculativeGet.PreFix, HvoSynchronizeRcu = false }, "x86_64-4k-l4"),
+        Buggy("spec-get-writable-tails",
             "the pre-fix primitive with tail vmemmap mapped RW (S001 option 1): the add through a fake head succeeds on the real head's refcount and is dropped again, correct only by coincidence",
-            D with { SpeculativeGet = SpeculativeGet.PreFix, HvoSynchronizeRcu = false, TailVmemmapWritable = true }, "x86_64-4k-l4", MaxReproOps: 8) with { SearchTests = 2000, Focus = ["pagecache", "schedule"] },
-        Buggy("muchun-drop-on-mismatch", ["NoTailRefcountGain"],
+            D with { SpeculativeGet = SpeculativeGet.PreFix, HvoSynchronizeRcu = false, TailVmemmapWritable = true }, "x86_64-4k-l4"),
+        Buggy("muchun-drop-on-mismatch",
             "Muchun Song's proposal (S001): synchronize_rcu, RW tails, and get_page_unless_zero dropping the reference when the genuine head differs: the transient gain through a fake head remains",
-            D with { SpeculativeGet = SpeculativeGet.DropOnMismatch, TailVmemmapWritable = true }, "x86_64-4k-l4", MaxReproOps: 8) with { SearchTests = 2500, Focus = ["pagecache", "schedule"] },
-        Buggy("bd225530-without-synchronize-rcu", ["NoWriteThroughReadOnlyVmemmap"],
+            D with { SpeculativeGet = SpeculativeGet.DropOnMismatch, TailVmemmapWritable = true }, "x86_64-4k-l4"),
+        Buggy("bd225530-without-synchronize-rcu",
             "bd225530a4c7's primitive without its synchronize_rcu before remapping: HVO can remap between the check and the atomic add, which then writes through a read-only alias",
-            D with { HvoSynchronizeRcu = false }, "x86_64-4k-l4", MaxReproOps: 10) with { SearchTests = 3000, Focus = ["pagecache", "schedule"] },
-        Buggy("arm64-hvo-in-place", ["BreakBeforeMake"],
+            D with { HvoSynchronizeRcu = false }, "x86_64-4k-l4"),
+        Buggy("arm64-hvo-in-place",
             "arm64 HVO as enabled by 1e63ac088f20 (v6.1) and disabled by 060a2c92d1b6: vmemmap PMD split and PTE remaps written over live entries",
-            D with { Arm64Hvo = true, VmemmapUpdate = VmemmapUpdate.InPlace }, "arm64-4k-l4", MaxReproOps: 4),
-        Buggy("arm64-hvo-fault-handler", ["NoDeadlock"],
+            D with { Arm64Hvo = true, VmemmapUpdate = VmemmapUpdate.InPlace }, "arm64-4k-l4"),
+        Buggy("arm64-hvo-fault-handler",
             "Nanyong Sun v3 (S001): break-before-make under init_mm.page_table_lock and a vmemmap fault handler waiting on that lock; an interrupt on the updating CPU that touches a struct page in the window deadlocks",
-            D with { Arm64Hvo = true, VmemmapUpdate = VmemmapUpdate.BbmFaultHandler }, "arm64-4k-l4", MaxReproOps: 10) with { Focus = ["hugetlb", "pagecache", "schedule"] },
-        Buggy("dissolve-ignores-surplus", ["HugetlbPoolAccounting"],
+            D with { Arm64Hvo = true, VmemmapUpdate = VmemmapUpdate.BbmFaultHandler }, "arm64-4k-l4"),
+        Buggy("dissolve-ignores-surplus",
             "6.10-6.12 as released: dissolving a free surplus folio (one a failed restore put back) leaves surplus_huge_pages counting it; fixed in 2025 (mm/hugetlb: fix surplus pages in dissolve_free_huge_page())",
-            D with { DissolveIgnoresSurplus = true }) with { SearchTests = 3000, Focus = ["hugetlb"] },
-        Buggy("broken-free-table-keeps-parent", ["PageTableTreeWellFormed"],
+            D with { DissolveIgnoresSurplus = true }),
+        Buggy("broken-free-table-keeps-parent",
             "meta-test only: free_empty_tables frees a table page but leaves the parent entry pointing at it",
             D with { BrokenFreeTableKeepsParentEntry = true }),
-        Buggy("broken-vfree-leaks-page", ["FrameConservation"],
+        Buggy("broken-vfree-leaks-page",
             "meta-test only: vfree does not free the last backing page of an area",
             D with { BrokenVfreeLeaksLastPage = true }),
-        Buggy("broken-vunmap-skips-last-pte", ["NoLeafMapsFreeFrame"],
+        Buggy("broken-vunmap-skips-last-pte",
             "meta-test only: vunmap leaves the last PTE of an area mapped and the page is freed",
             D with { BrokenVunmapSkipsLastPte = true }),
-        Buggy("broken-vunmap-skips-flush", ["TlbCoherentAfterFlush"],
+        Buggy("broken-vunmap-skips-flush",
             "meta-test only: vfree clears the PTEs and frees the pages without flush_tlb_kernel_range",
             D with { BrokenVunmapSkipsFlush = true }),
-        Buggy("broken-synchronize-rcu-no-wait", ["RcuGracePeriodWaitsForReaders"],
+        Buggy("broken-synchronize-rcu-no-wait",
             "meta-test only: synchronize_rcu returns without waiting for readers that began before it",
             D with { BrokenSynchronizeRcuNoWait = true }),
+        Buggy("broken-free-table-leaf-flush",
+            "meta-test only: free_empty_tables frees a table page after a last-level flush_tlb_kernel_range, leaving arm64 walk caches pointing at it",
+            D with { BrokenFreeTableLeafOnlyFlush = true }, "arm64"),
+        Buggy("broken-bbm-skips-invalidate",
+            "meta-test only: arm64 HVO under stop_machine makes each new vmemmap entry right after its break, without the TLB invalidation between them",
+            D with { Arm64Hvo = true, VmemmapUpdate = VmemmapUpdate.StopMachine, BrokenBbmSkipsInvalidate = true }, "arm64-4k-l4"),
     ];
 
     /// <summary>Looks a variant up by name.</summary>

@@ -11,8 +11,8 @@
 //   free: remove_hugetlb_folio (clears the hugetlb flag at once only if NOT optimized) →
 //   hugetlb_vmemmap_restore_folio (only if optimized) → clear the hugetlb flag → move hwpoison
 //   to the raw pages → unfreeze → free to the buddy.
-// Variants put back the historical orders: HvoBeforeHugetlbFlag (before d8f5f7e445f0, §8 #6)
-// and RestoreAfterHugetlbFlagCleared (before 30a89adf872d, §8 #7).
+// Variants put back the historical orders: HvoBeforeHugetlbFlag (before d8f5f7e445f0)
+// and RestoreAfterHugetlbFlagCleared (before 30a89adf872d).
 //
 // One later fix is in the default model although the pinned releases lack it: dissolving a free
 // folio that is accounted as surplus (one a failed restore put back) also decrements

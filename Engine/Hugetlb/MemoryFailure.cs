@@ -2,7 +2,7 @@
 // which struct pages that writes: memory_failure → try_memory_failure_hugetlb →
 // get_huge_page_for_memory_failure (a hugetlb folio: PG_hwpoison on the head, the raw page on the
 // folio's raw_hwp list, a free folio dissolved) or, for anything else, TestSetPageHWPoison on the
-// raw page itself. That last store is the §8 #6 hazard: a folio whose vmemmap is optimized but
+// raw page itself. That last store is the hazard d8f5f7e445f0 closed: a folio whose vmemmap is optimized but
 // that does not (yet) carry the hugetlb flag is handled as an ordinary compound page, and the
 // store lands on a tail struct page that HVO mapped read-only.
 //

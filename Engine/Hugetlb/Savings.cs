@@ -1,4 +1,4 @@
-// What HVO saves, measured by running the engine (KERNEL-MODEL.md §1.4): for every configuration,
+// What HVO saves, measured by running the engine: for every configuration,
 // HVO scheme and HugeTLB size, boot a machine, note how many frames back vmemmap, allocate
 // folios into the pool the way set_max_huge_pages does (alloc_pool_huge_folio: allocate, prep,
 // optimize, enqueue), and count the vmemmap frames again. Nothing here is a formula: the frames

@@ -39,6 +39,7 @@ public sealed class KernelPgtable
 
     /// <summary>The breakage of free_empty_tables a meta-test uses (see Breakage).</summary>
     internal bool BrokenFreeTableKeepsParentEntry { get; init; }
+    internal bool BrokenFreeTableLeafOnlyFlush { get; init; }
 
     /// <summary>Allocates a zeroed page-table page (__get_free_page(GFP_PGTABLE_KERNEL)), or -1.</summary>
     public long AllocPageTablePage() => _mem.AllocPages(0, FrameOwner.PageTable);
@@ -196,7 +197,8 @@ public sealed class KernelPgtable
             if (child.Used != 0) continue;
             if (!PgtableRangeAligned(va, va + size, floor, ceiling, ~(size - 1))) continue;
             if (!BrokenFreeTableKeepsParentEntry) _pgd.Set(t, i, Pte.None);
-            _tlb.FlushTlbKernelPgtable(va);
+            if (BrokenFreeTableLeafOnlyFlush) _tlb.FlushTlbKernelRange(va, va + size);
+            else _tlb.FlushTlbKernelPgtable(va);
             _pgd.ForgetTable(child);
             _mem.FreePages(child.Pfn, 0, FrameOwner.PageTable, "free_empty_tables");
             freed++;

@@ -1,4 +1,4 @@
-// Page-cache and speculative-reference operations (S001, KERNEL-MODEL.md §3).
+// Page-cache and speculative-reference operations (the speculative-get thread, bd225530a4c7).
 using System.Globalization;
 using PropertySuite.Engine.PageCache;
 using PropertySuite.Engine.Smp;

@@ -2,8 +2,8 @@
 // reads through a vmalloc area, free_empty_tables, allocation-failure injection, RCU readers and
 // grace periods, and struct-page reads through vmemmap.
 //
-// The weights follow the places the core invariants can break, drawn from the symbolic state
-// (live vmalloc handles), never by filtering:
+// The weights follow the places the core invariants can break, drawn from the generation state
+// (live vmalloc handles, and the engine's CPUs and RCU readers), never by filtering:
 // - vfree and read need a live area, and reads come before frees often enough that a CPU's TLB
 //   holds a translation when the area goes away (TLB coherence, the vunmap flush);
 // - free_empty_tables is likelier once every area has been freed, because only then are the
@@ -91,8 +91,9 @@ public sealed class CoreFamily : IOpFamily
         Add("free_empty_tables", live.Count == 0 && s.Ops.Any(o => o is VmallocOp) ? 14 : 4, () => new FreeEmptyTablesOp());
         Add("fail_alloc", 3, () => new FailAllocOp(rng.Chance(50) ? 0 : (int)rng.Range(1, 16), rng.Chance(70) ? 1 : (int)rng.Range(2, 8)));
         Add("rcu_reader", 6, () => new RcuReaderOp(rng.Chance(20) ? 0 : (int)rng.Range(1, 6)));
-        // A grace period matters when a reader may be inside: some CPU runs a started task.
-        Add("synchronize_rcu", s.BusyCpus.Count > 0 ? 14 : 4, () => new SynchronizeRcuOp());
+        // A grace period matters when a reader is inside (the engine shows it), or may soon
+        // be: some CPU runs a task.
+        Add("synchronize_rcu", s.RcuReaderInside ? 14 : s.BusyCpus.Count > 0 ? 8 : 4, () => new SynchronizeRcuOp());
         Add("read_page", 5, () => MakeReadPage(s, rng));
         return Pick(choices, rng);
     }

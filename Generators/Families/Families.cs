@@ -1,6 +1,10 @@
-// The operation families the scenario generator draws from, in a fixed order (the order is part
-// of what a seed means, so append new families at the end). A family that does not apply to a
-// scenario's configuration or variant (IOpFamily.AppliesTo) is skipped for that scenario.
+// The operation families the scenario generator draws from, in a fixed order. Each family draws
+// from its own stream, forked from the scenario seed by its name (so names must stay stable and
+// unique): a new family changes only the scenarios it takes part in, and wherever it is placed
+// in the list, the slots of a scenario that does not enable it are filled as before (append
+// new families at the end all the same, so that scenarios that enable it keep their order of
+// families). A family that does not apply to a scenario's configuration or variant
+// (IOpFamily.AppliesTo) is skipped for that scenario.
 //
 // To add a mechanism's operations: write Generators/Families/<Name>Family.cs implementing
 // IOpFamily and add one line below. The schedule family starts and interrupts operations of

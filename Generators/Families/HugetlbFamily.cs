@@ -1,15 +1,15 @@
 // Generation of HugeTLB operations (Engine/Scenario/HugetlbOps.cs), weighted toward the places
 // HVO's bugs live:
 // - allocation failure injected right before a path that restores vmemmap (free of a surplus
-//   folio, dissolve, pool shrink) reaches the restore-failure → surplus path (§8 #8), and right
+//   folio, dissolve, pool shrink) reaches the restore-failure → surplus path, and right
 //   before a pool grow reaches the head-copy fallback and, with a burst of failures before a
 //   gigantic folio whose vmemmap spans several PMDs, the split failure that rolls a half-done
 //   walk back;
 // - `start` of an allocation or free on one CPU, with `step`s and memory_failure /
 //   flush_dcache_page on the same folio from another CPU, reaches the windows between the
-//   hugetlb flag and the remap (§8 #6);
+//   hugetlb flag and the remap;
 // - subpage indices at multiples of PAGE_SIZE / sizeof(struct page) hit the fake heads;
-// - the runtime knob leaves folios unoptimized, which is where restore must not be called (§8 #7).
+// - the runtime knob leaves folios unoptimized, which is where restore must not be called.
 //
 // Bounds (why): pools of at most 3 folios and 2-page allocation-failure bursts keep repros short;
 // `step` bursts of up to 32 cover a 2M allocation's ~25 steps; gigantic sizes are drawn rarely
@@ -22,10 +22,6 @@ namespace PropertySuite.Generators.Families;
 /// <summary>The HugeTLB / HVO operation family.</summary>
 public sealed class HugetlbFamily : IOpFamily
 {
-    /// <summary>Steps after which a started HugeTLB task is assumed finished (a 2M alloc with HVO
-    /// is about 25, a free about 25).</summary>
-    public const int AssumedTaskSteps = 40;
-
     public string Name => "hugetlb";
 
     public bool AppliesTo(ArchConfig arch, NamedVariant variant) => arch.HugetlbSizes.Count > 0;
@@ -34,7 +30,6 @@ public sealed class HugetlbFamily : IOpFamily
 
     public Op? Next(GenState s, Prng rng)
     {
-        ForgetFinishedTasks(s);
         var folios = s.Live('f');
         // Right after injected failures, take a path that allocates.
         if (s.Ops.Count > 0 && s.Ops[^1] is FailAllocOp && rng.Chance(80))
@@ -43,10 +38,12 @@ public sealed class HugetlbFamily : IOpFamily
         // restore): dissolve it, directly or through memory failure.
         if (s.Ops.Count > 0 && s.Ops[^1] is HugetlbFreeOp { Start: false } freed && rng.Chance(35))
             return rng.Chance(50) ? new DissolveOp(freed.Folio) : new MemoryFailureOp(freed.Folio, Index(s, rng));
-        // A started task: let it run some steps, or act on its folio from another CPU.
-        if (s.BusyCpus.Count > 0 && rng.Chance(60))
+        // A task the engine has not finished: let it run some steps, or act on its folio from
+        // another CPU.
+        var busyCpus = s.BusyCpus;
+        if (busyCpus.Count > 0 && rng.Chance(60))
         {
-            int busy = s.BusyCpus.OrderBy(c => c).ElementAt(rng.Next(s.BusyCpus.Count));
+            int busy = rng.Pick(busyCpus);
             int other = s.IdleCpu(rng);
             if (other >= 0 && folios.Count > 0 && rng.Chance(40))
             {
@@ -67,9 +64,8 @@ public sealed class HugetlbFamily : IOpFamily
         if (roll < 68) return new HvoKnobOp(rng.Chance(40));
         if (roll < 78) return rng.Chance(15) ? new FailAllocOp(3, 16) : new FailAllocOp(rng.Next(4), 1 + rng.Next(2));
         int cpu = s.IdleCpu(rng);
-        if (cpu < 0) return new StepOp(1 + rng.Next(32)) { Cpu = s.BusyCpus.Min() };
+        if (cpu < 0) return new StepOp(1 + rng.Next(32)) { Cpu = busyCpus[0] };
         if (roll < 92 || folios.Count == 0) return Alloc(s, rng, cpu, start: true);
-        s.BusyCpus.Add(cpu);
         return rng.Chance(50)
             ? new HugetlbFreeOp(rng.Pick(folios)) { Cpu = cpu, Start = true }
             : new HugetlbPoolOp(Size(s, rng), 0) { Cpu = cpu, Start = true };
@@ -99,7 +95,6 @@ public sealed class HugetlbFamily : IOpFamily
     {
         string h = s.FreshHandle('f');
         s.AddLive(h);
-        if (start) s.BusyCpus.Add(cpu);
         return new HugetlbAllocOp(Size(s, rng)) { Cpu = cpu, Start = start, Bind = h };
     }
 
@@ -133,22 +128,5 @@ public sealed class HugetlbFamily : IOpFamily
             4 => 0,
             _ => rng.Range(0, Math.Max(pages, perPage * 8) - 1),
         };
-    }
-
-    /// <summary>A CPU is assumed idle again once AssumedTaskSteps steps were scheduled on it since
-    /// its last `start`.</summary>
-    private static void ForgetFinishedTasks(GenState s)
-    {
-        foreach (int cpu in s.BusyCpus.ToList())
-        {
-            long steps = 0;
-            for (int i = s.Ops.Count - 1; i >= 0; i--)
-            {
-                var op = s.Ops[i];
-                if (op.Start && op.Cpu == cpu) break;
-                if (op is StepOp st && st.Cpu == cpu) steps += st.Count;
-            }
-            if (steps >= AssumedTaskSteps) s.BusyCpus.Remove(cpu);
-        }
     }
 }

@@ -60,10 +60,10 @@ public sealed class PageCacheFamily : IOpFamily
             var reader = Reader(s, rng, rng.Pick(files));
             if (reader is null) return null;
             // Readers go to the highest idle CPU, so the others stay free for what they race with.
-            int cpu = Enumerable.Range(0, s.Machine.Cpus).Reverse().FirstOrDefault(c => !s.BusyCpus.Contains(c), -1);
-            if (cpu < 0) return null;
+            var idle = s.IdleCpus;
+            if (idle.Count == 0) return null;
+            int cpu = idle[^1];
             bool start = cpu != 0 && rng.Chance(80);
-            if (start) s.BusyCpus.Add(cpu);
             return reader with { Cpu = cpu, Start = start };
         }
         return s.Enabled(this, "truncate") ? Truncate(s, rng.Pick(files)) : null;
@@ -79,8 +79,9 @@ public sealed class PageCacheFamily : IOpFamily
     {
         // Aim at struct pages whose vmemmap entry is being changed right now, if the generation
         // engine shows an open break-before-make window: any context may touch any struct page.
-        if (s.Engine is { Arm64.BbmWindows.Count: > 0 } k && rng.Chance(70))
+        if (s.Engine.Arm64.BbmWindows is { Count: > 0 } && rng.Chance(70))
         {
+            var k = s.Engine;
             var w = k.Arm64.BbmWindows[rng.Next(k.Arm64.BbmWindows.Count)];
             long first = k.Arch.PageToPfn(w.Start);
             long count = Math.Max(1, (long)(w.End - w.Start) / Engine.Config.ArchConfig.StructPageSize);
@@ -90,7 +91,7 @@ public sealed class PageCacheFamily : IOpFamily
     }
 
     /// <summary>The lowest idle CPU (operations on a busy CPU would be no-ops), or 0.</summary>
-    private static int FreeCpu(GenState s) => Enumerable.Range(0, s.Machine.Cpus).FirstOrDefault(c => !s.BusyCpus.Contains(c), 0);
+    private static int FreeCpu(GenState s) => s.IdleCpus is [int first, ..] ? first : 0;
 
     private static Op Add(GenState s, Prng rng)
     {
@@ -125,17 +126,17 @@ public sealed class PageCacheFamily : IOpFamily
     /// struct pages HVO turns into fake heads if the page is freed and reused.</summary>
     private static long? AimedIndex(GenState s, Prng rng, string file)
     {
-        if (s.Handles is null || !rng.Chance(70) || !s.Handles.TryGet<Engine.PageCache.AddressSpace>(file, out var f)) return null;
+        if (!rng.Chance(70) || !s.Handles.TryGet<Engine.PageCache.AddressSpace>(file, out var f)) return null;
         int per = s.Arch.StructPagesPerVmemmapPage;
-        var aimed = f.IPages.Where(kv => s.Arch.PageToPfn(kv.Value) % per == 0).Select(kv => kv.Key).ToList();
+        var aimed = f.IPages.Where(kv => s.Engine.Arch.PageToPfn(kv.Value) % per == 0).Select(kv => kv.Key).ToList();
         if (aimed.Count == 0) return null;
         // Better still: one in a pageblock that holds only this file's pages, which a huge page
         // can reuse whole once the file is gone.
         long block = s.Arch.PmdSize >> s.Arch.PageShift;
-        var pfns = f.IPages.Values.Select(p => s.Arch.PageToPfn(p)).ToHashSet();
+        var pfns = f.IPages.Values.Select(p => s.Engine.Arch.PageToPfn(p)).ToHashSet();
         var whole = aimed.Where(i =>
         {
-            long b = s.Arch.PageToPfn(f.IPages[i]) / block * block;
+            long b = s.Engine.Arch.PageToPfn(f.IPages[i]) / block * block;
             return pfns.Contains(b) && pfns.Contains(b + block - 1) && Enumerable.Range(0, (int)block).All(j => pfns.Contains(b + j));
         }).ToList();
         return whole.Count > 0 && rng.Chance(80) ? rng.Pick(whole) : rng.Pick(aimed);
@@ -147,7 +148,7 @@ public sealed class PageCacheFamily : IOpFamily
     private static long AimedPfn(GenState s, Prng rng)
     {
         int per = s.Arch.StructPagesPerVmemmapPage;
-        if (s.Engine?.FilemapIfUsed is { } fm && rng.Chance(75))
+        if (s.Engine.FilemapIfUsed is { } fm && rng.Chance(75))
         {
             var aimed = fm.LivePfns.Where(p => p % per == 0).ToList();
             if (aimed.Count > 0) return rng.Pick(aimed);
@@ -181,19 +182,18 @@ public sealed class PageCacheFamily : IOpFamily
         return rng.Chance(65) ? per * rng.Range(0, pagesOfStructPages - 1) : rng.Range(0, pagesOfStructPages * per - 1);
     }
 
-    /// <summary>The file of the most recent reader started on a CPU that is still busy (and,
-    /// if <paramref name="requireStepped"/>, stepped at least once since), if any.</summary>
+    /// <summary>The file of the most recent reader, among the last 12 operations, whose task the
+    /// engine has not finished (and, if <paramref name="requireStepped"/>, with a step drawn
+    /// since it was started), if any.</summary>
     private static string? PendingReaderFile(GenState s, IReadOnlyList<string> live, bool requireStepped)
     {
-        bool stepped = false;
-        for (int i = s.Ops.Count - 1; i >= 0 && i >= s.Ops.Count - 12; i--)
+        for (int t = s.Tasks.Count - 1; t >= 0 && s.Tasks[t].OpIndex >= s.Ops.Count - 12; t--)
         {
-            var op = s.Ops[i];
+            var (i, op, _) = s.Tasks[t];
+            if (s.Tasks[t].Done || !op.Start) continue;
             string? file = op switch { SpecLookupOp l => l.File, PfnWalkOp w => w.File, CompactPfnOp => live.Count > 0 ? live[^1] : null, _ => null };
-            if (file is not null && op.Start && s.BusyCpus.Contains(op.Cpu) && live.Contains(file)
-                && (stepped || !requireStepped))
-                return file;
-            if (op is StepOp) stepped = true;
+            bool stepped = !requireStepped || s.Ops.Skip(i + 1).Any(o => o is StepOp);
+            if (file is not null && live.Contains(file) && stepped) return file;
         }
         return null;
     }

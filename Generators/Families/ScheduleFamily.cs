@@ -4,9 +4,9 @@
 // (`irq cpuN op`). Because the schedule is part of the scenario, FsCheck explores
 // interleavings and the shrinker simplifies them (fewer steps, fewer CPUs, no `start`).
 //
-// Generation is symbolic: it does not know when a started task finishes, so a CPU counts as
-// busy from its `start` until a `step` of it is drawn and a coin says the task is probably done
-// (a later operation on a CPU that is in fact still busy is a no-op, which stays valid).
+// Which CPUs are busy is read from the generation engine (GenState.BusyCpus): a CPU is busy
+// while a started task, a plain operation that blocked or an interrupt handler runs on it, and
+// idle as soon as the engine has finished them; steps go to busy CPUs only.
 using PropertySuite.Engine.Config;
 using PropertySuite.Engine.Scenario;
 
@@ -27,18 +27,18 @@ public sealed class ScheduleFamily : IOpFamily
 
     public Op? Next(GenState s, Prng rng)
     {
-        var busy = s.BusyCpus.Order().ToList();
+        var busy = s.BusyCpus;
         int idle = s.IdleCpu(rng);
         var weights = new[]
         {
             s.Enabled(this, "start") && idle >= 0 && s.DrawTaskOp is not null ? 4 : 0,
-            s.Enabled(this, "step") ? (busy.Count > 0 ? 8 : 1) : 0,
+            s.Enabled(this, "step") && busy.Count > 0 ? 8 : 0,
             s.Enabled(this, "irq") && s.DrawIrqHandler is not null ? (LockHolders(s).Count > 0 ? 10 : 2) : 0,
         };
         return rng.PickIndex(weights) switch
         {
             0 => Start(s, rng, idle),
-            1 => Step(s, rng, busy),
+            1 => Step(rng, busy),
             2 => Irq(s, rng),
             _ => null,
         };
@@ -48,17 +48,14 @@ public sealed class ScheduleFamily : IOpFamily
     {
         var op = s.DrawTaskOp!(rng);
         if (op is null || op is StepOp or IrqOp) return null;
-        s.BusyCpus.Add(cpu);
         return op with { Cpu = cpu, Start = true };
     }
 
-    private static Op Step(GenState s, Prng rng, List<int> busy)
+    /// <summary>A step of a busy CPU (one whose task the engine has not finished).</summary>
+    private static Op Step(Prng rng, IReadOnlyList<int> busy)
     {
-        // Mostly a busy CPU; sometimes any CPU, which also unblocks a plain operation that
-        // blocked (synchronize_rcu waiting for a reader) where generation could not see it.
-        int cpu = busy.Count > 0 && !rng.Chance(15) ? rng.Pick(busy) : rng.Next(s.Machine.Cpus);
+        int cpu = rng.Pick(busy);
         int count = rng.Chance(70) ? 1 : (int)rng.Range(2, 4);
-        if (rng.Chance(25)) s.BusyCpus.Remove(cpu);
         return new StepOp(count) { Cpu = cpu };
     }
 
@@ -69,7 +66,7 @@ public sealed class ScheduleFamily : IOpFamily
         // Interrupting a CPU inside a critical section (holding a lock, seen in the generation
         // engine), or at least one that runs a task, is what exposes IRQ-context hazards.
         var holders = LockHolders(s);
-        var busy = s.BusyCpus.Order().ToList();
+        var busy = s.BusyCpus;
         int cpu = holders.Count > 0 && rng.Chance(80) ? rng.Pick(holders)
             : busy.Count > 0 && rng.Chance(70) ? rng.Pick(busy) : rng.Next(s.Machine.Cpus);
         return new IrqOp(handler with { Cpu = 0 }) { Cpu = cpu };
@@ -77,5 +74,5 @@ public sealed class ScheduleFamily : IOpFamily
 
     /// <summary>CPUs whose running context holds a lock, according to the generation engine.</summary>
     private static List<int> LockHolders(GenState s) =>
-        s.Engine is null ? [] : s.Engine.Cpus.Where(c => c.Top is { Held.Count: > 0 }).Select(c => c.Id).ToList();
+        s.Engine.Cpus.Where(c => c.Top is { Held.Count: > 0 }).Select(c => c.Id).ToList();
 }

@@ -1,6 +1,6 @@
 // Run budgets: how many tests, for how long, from which seed, on which shard, and where
 // repros go. This file is the only place that reads them from the environment
-// (DESIGN.md §6); everything else receives a Budget value.
+// (docs/ARCHITECTURE.md); everything else receives a Budget value.
 //
 //   variable       form                        default
 //   PS_TESTS       positive integer            200 tests per run (one FsCheck Check.One call)

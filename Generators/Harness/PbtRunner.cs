@@ -1,6 +1,6 @@
 // Our small FsCheck runner. FsCheck.Xunit is not obtainable here, so properties are plain
 // xunit facts that call PbtRunner.Run, which drives FsCheck core through Check.One with a
-// capturing IRunner (FSCHECK-NOTES §3) and returns the outcome as data.
+// capturing IRunner and returns the outcome as data.
 //
 // Determinism. Every FsCheck run starts from an explicit (seed, gamma):
 //   PS_REPLAY set    → exactly that seed, gamma and, if given, size; one run.
@@ -324,7 +324,7 @@ public static class PbtRunner
     /// <summary>The check returned a message: a plain property failure, not a crash.</summary>
     private sealed class CheckFailedException(string message) : Exception(message);
 
-    /// <summary>Records FsCheck's final result instead of printing it (FSCHECK-NOTES §3).</summary>
+    /// <summary>Records FsCheck's final result instead of printing it.</summary>
     private sealed class CapturingRunner : IRunner
     {
         public TestResult? Result { get; private set; }

@@ -31,7 +31,7 @@ public static class ShrinkBenchmark
     public const int Load = -2;
     public const int Fire = -3;
 
-    /// <summary>Sizes from FSCHECK-NOTES §4, where FsCheck's own array shrinker hit its cap.</summary>
+    /// <summary>Sizes at which FsCheck's own array shrinker hit its cap.</summary>
     public static IReadOnlyList<int> Sizes { get; } = [1_000, 3_000];
 
     public const int TrialsPerSize = 5;

@@ -1,6 +1,6 @@
-// The geometry of KERNEL-MODEL.md §1, checked against ArchConfig.
+// The geometry the kernel documents, checked against ArchConfig.
 //
-// The expected rows are literals copied from KERNEL-MODEL.md §1.2-§1.4 (and, for the virtual
+// The expected rows are literals from Documentation/mm/vmemmap_dedup.rst, Documentation/arch/arm64/hugetlbpage.rst and memory.rst (and, for the virtual
 // layout, from Documentation/arch/x86/x86_64/mm.rst and Documentation/arch/arm64/memory.rst);
 // every actual value is computed from ArchConfig, never from the literal it is compared with.
 using System.Globalization;
@@ -17,10 +17,10 @@ public class ArchConfigTests
         ArchConfig.All.Where(c => c.Arch == (arch == "x86-64" ? Arch.X86_64 : Arch.Arm64) && c.PageSize == granuleKiB * 1024L);
 
     // ---------------------------------------------------------------------------------------
-    // §1.4: vmemmap pages per HugeTLB page and how many HVO frees
+    // vmemmap_dedup.rst: vmemmap pages per HugeTLB page and how many HVO frees
     // ---------------------------------------------------------------------------------------
 
-    /// <summary>KERNEL-MODEL.md §1.4, one row per line, as printed there: arch / granule, huge
+    /// <summary>The HVO savings rows of vmemmap_dedup.rst, one per line: arch / granule, huge
     /// size, base pages, vmemmap bytes, V (pages, possibly a fraction), freed with one page kept
     /// (v5.18+), freed with two pages kept (v5.14-v5.17).</summary>
     public static TheoryData<string, int, string, long, string, string, long, long> Section14 => new()
@@ -102,7 +102,7 @@ public class ArchConfigTests
         }
     }
 
-    /// <summary>The savings figures of §1.4: 1 TiB of 2 MiB pages frees 14 GiB (12 GiB with two
+    /// <summary>The savings figures of vmemmap_dedup.rst: 1 TiB of 2 MiB pages frees 14 GiB (12 GiB with two
     /// pages kept); 1 TiB of 1 GiB pages frees 16 GiB - 4 MiB (the old scheme 4 MiB less).</summary>
     [Theory]
     [InlineData("2M", 1, "14G")]
@@ -118,10 +118,10 @@ public class ArchConfigTests
     }
 
     // ---------------------------------------------------------------------------------------
-    // §1.2 / §1.3: page-table geometry, sections, vmemmap mapping, HugeTLB sizes
+    // Page-table geometry, sections, vmemmap mapping, HugeTLB sizes
     // ---------------------------------------------------------------------------------------
 
-    /// <summary>One configuration's geometry as §1.2/§1.3 state it.</summary>
+    /// <summary>One configuration's geometry as the kernel documents it.</summary>
     public sealed record GeometryRow(
         string Name, int VaBits, int EntriesPerTable, int EntriesInRoot, string Pmd, string Pud,
         int ContPtes, string ContPte, int ContPmds, string ContPmd, string Section, long PagesPerSection,
@@ -130,7 +130,7 @@ public class ArchConfigTests
         public override string ToString() => Name;
     }
 
-    /// <summary>§1.2 (x86-64) and §1.3 (arm64): entries per table, PMD/PUD sizes, CONT_PTE and
+    /// <summary>x86-64 and arm64: entries per table, PMD/PUD sizes, CONT_PTE and
     /// CONT_PMD (count and size), section size and pages, vmemmap per section and how it is
     /// mapped, HugeTLB sizes, what one root entry maps, MAX_PAGE_ORDER (arch/arm64/Kconfig
     /// ARCH_FORCE_MAX_ORDER: the PMD size on 16K/64K). "-" marks what the arch does not have.</summary>

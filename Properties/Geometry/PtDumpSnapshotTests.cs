@@ -1,6 +1,6 @@
-// Approved renderings of canonical page-table states (DESIGN.md §8): the boot page table of a
+// Approved renderings of canonical page-table states (docs/ARCHITECTURE.md): the boot page table of a
 // 1 GiB, 2-CPU machine for every ArchConfig, and the vmalloc area after a vmalloc and a vfree.
-// A reviewer reads these against KERNEL-MODEL.md §1: the linear map in the largest blocks that
+// A reviewer reads these against the documented layouts: the linear map in the largest blocks that
 // fit, vmemmap in PMD blocks (x86-64, arm64 4K) or base pages (arm64 16K/64K), one struct page of
 // 64 bytes per frame, guard pages between vmalloc areas.
 using PropertySuite.Engine;

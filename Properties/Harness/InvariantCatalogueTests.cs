@@ -1,5 +1,6 @@
 using System.Text;
 using PropertySuite.Engine.Config;
+using PropertySuite.Generators;
 using PropertySuite.Invariants;
 using PropertySuite.Properties.Infra;
 
@@ -22,13 +23,13 @@ public class InvariantCatalogueTests
     {
         var sb = new StringBuilder();
         sb.Append("# Invariant catalogue: every invariant the runner checks after every step, in registry\n");
-        sb.Append("# order, and the buggy variants that declare they break it (KernelVariants, Breaks).\n");
+        sb.Append("# order, and the buggy variants that declare they break it (Generators/VariantTargets.cs).\n");
         foreach (var inv in InvariantRegistry.All)
         {
             sb.Append('\n').Append(inv.Name).Append('\n');
             sb.Append("  claim:  ").Append(inv.Claim).Append('\n');
             sb.Append("  source: ").Append(inv.Source).Append('\n');
-            var breakers = KernelVariants.All.Where(v => v.Breaks.Contains(inv.Name)).Select(v => v.Name).ToList();
+            var breakers = KernelVariants.All.Where(v => VariantTargets.BreakNames(v.Name).Contains(inv.Name)).Select(v => v.Name).ToList();
             sb.Append("  broken by: ").Append(breakers.Count == 0 ? "(no variant yet)" : string.Join(", ", breakers)).Append('\n');
         }
         return sb.ToString();
@@ -51,22 +52,40 @@ public class InvariantCatalogueTests
     }
 
     [Fact]
-    public void VariantsBreakOnlyRegisteredInvariants()
+    public void EveryBuggyVariantHasOneHarnessTargetAndNoCorrectOneHas()
     {
-        var names = InvariantRegistry.All.Select(i => i.Name).ToHashSet();
         foreach (var v in KernelVariants.All)
         {
-            Assert.True(v.Correct == (v.Breaks.Count == 0), $"{v.Name}: a correct variant breaks nothing, a buggy one breaks something");
-            Assert.All(v.Breaks, b => Assert.True(names.Contains(b), $"{v.Name} breaks {b}, which is not in InvariantRegistry"));
-            Assert.True(v.MaxReproOps >= 1, v.Name);
+            int entries = VariantTargets.All.Count(t => t.Variant.Name == v.Name);
+            Assert.True(entries == (v.Correct ? 0 : 1), $"{v.Name} ({(v.Correct ? "correct" : "buggy")}) has {entries} entries in VariantTargets");
         }
+        Assert.All(VariantTargets.All, t => Assert.Same(KernelVariants.ByName(t.Variant.Name), t.Variant));
+        // Table order follows the catalogue, so the two read side by side.
+        Assert.Equal(KernelVariants.All.Where(v => !v.Correct).Select(v => v.Name), VariantTargets.All.Select(t => t.Variant.Name));
         Assert.Equal(KernelVariants.All.Count, KernelVariants.All.Select(v => v.Name).Distinct().Count());
+    }
+
+    [Fact]
+    public void VariantTargetsNameRegisteredInvariantsAndFamilies()
+    {
+        var invariants = InvariantRegistry.All.Select(i => i.GetType()).ToHashSet();
+        var families = Generators.Families.Families.All.Select(f => f.GetType()).ToHashSet();
+        foreach (var t in VariantTargets.All)
+        {
+            string v = t.Variant.Name;
+            Assert.True(t.Breaks.Count > 0, $"{v}: a buggy variant breaks something");
+            Assert.All(t.Breaks, b => Assert.True(invariants.Contains(b), $"{v} breaks {b.Name}, which is not in InvariantRegistry"));
+            Assert.All(t.Focus, f => Assert.True(families.Contains(f), $"{v} focuses {f.Name}, which is not in Families.All"));
+            Assert.Equal(t.Breaks.Count, t.Breaks.Distinct().Count());
+            Assert.True(t.MaxReproOps >= 1, v);
+            Assert.True(t.SearchTests >= 0, v);
+        }
     }
 
     [Fact]
     public void EveryInvariantHasABuggyVariantThatBreaksItOrIsPending()
     {
-        var broken = KernelVariants.All.SelectMany(v => v.Breaks).ToHashSet();
+        var broken = VariantTargets.All.SelectMany(t => t.BreakNames).ToHashSet();
         var toothless = InvariantRegistry.All.Select(i => i.Name).Where(n => !broken.Contains(n)).Order(StringComparer.Ordinal).ToList();
         Assert.Equal(PendingTeeth.Order(StringComparer.Ordinal), toothless);
     }

@@ -8,7 +8,7 @@ namespace PropertySuite.Properties.Harness;
 /// <summary>
 /// The invariants have teeth: for every buggy variant of the catalogue, random generation at the
 /// default budget finds a violation of an invariant the variant declares it breaks, and the
-/// shrunk repro has at most the variant's MaxReproOps operation lines. Every correct variant
+/// shrunk repro has at most the variant's MaxReproOps operation lines (Generators/VariantTargets.cs). Every correct variant
 /// passes the same property. Both are theories over KernelVariants.All, so a new variant is
 /// covered as soon as it is catalogued; one whose operations no family generates yet fails here
 /// (with what was generated), it is never skipped.
@@ -30,7 +30,7 @@ public class MetaTests(ITestOutputHelper output)
     [MemberData(nameof(BuggyVariants))]
     public void BuggyVariantIsFoundAndShrunk(string variant)
     {
-        var v = KernelVariants.ByName(variant);
+        var v = VariantTargets.Of(variant);
         var budget = Budget.FromEnvironment();
         if (v.SearchTests > budget.Tests && budget.Replay is null) budget = budget with { Tests = v.SearchTests };
         string name = $"{nameof(MetaTests)}.{nameof(BuggyVariantIsFoundAndShrunk)}/{variant}";
@@ -40,13 +40,13 @@ public class MetaTests(ITestOutputHelper output)
         output.WriteLine($"{variant}: {result.Pbt.TestsRun} test(s), find {result.TimeToFind.TotalMilliseconds:F0} ms, shrink {result.TimeToShrink.TotalMilliseconds:F0} ms");
         output.WriteLine(result.Statistics.Render());
         Assert.True(result.Failure is not null,
-            $"random generation found no violation of {string.Join(" or ", v.Breaks)} for the buggy variant {variant} in {result.Pbt.TestsRun} tests. "
+            $"random generation found no violation of {string.Join(" or ", v.BreakNames)} for the buggy variant {variant} in {result.Pbt.TestsRun} tests. "
             + "Does a family in Generators/Families generate the operations this bug needs (and enough of them)? What was generated:\n"
             + result.Statistics.Render());
         var f = result.Failure!;
         output.WriteLine(ScenarioProperty.ReproText(name, f));
-        Assert.True(v.Breaks.Contains(f.Invariant),
-            $"{variant} declares it breaks {string.Join(", ", v.Breaks)}, but generation found {f.Run}:\n{f.Shrunk}");
+        Assert.True(v.BreakNames.Contains(f.Invariant),
+            $"{variant} declares it breaks {string.Join(", ", v.BreakNames)}, but generation found {f.Run}:\n{f.Shrunk}");
         Assert.True(f.ReproOps <= v.MaxReproOps,
             $"{variant}: the shrunk repro has {f.ReproOps} operations, more than the variant's bound {v.MaxReproOps}:\n{f.Shrunk}");
     }

@@ -41,7 +41,7 @@ public class HugetlbInvariantExamples
     {
         var r = ScenarioRunner.Run(Repro.Parse(Header(variant, config) + body));
         Assert.True(r.FailedInvariant == invariant && r.Step == step, $"expected {invariant} at {step}, got {r}");
-        Assert.Contains(invariant, Engine.Config.KernelVariants.ByName(variant).Breaks);
+        Assert.Contains(invariant, Generators.VariantTargets.Of(variant).BreakNames);
 
         var ok = ScenarioRunner.Run(Repro.Parse(Header(correct, config) + body));
         Assert.True(ok.Violation is null, ok.ToString());
@@ -50,7 +50,7 @@ public class HugetlbInvariantExamples
     [Fact]
     public void MemoryFailureInTheHvoBeforeFlagWindowWritesAReadOnlyTail()
     {
-        // §8 #6: the folio is optimized but not yet hugetlb; memory_failure takes the ordinary
+        // Before d8f5f7e445f0: the folio is optimized but not yet hugetlb; memory_failure takes the ordinary
         // compound-page path and TestSetPageHWPoison stores to subpage 64's struct page, which
         // lives in a read-only alias of the head page.
         var body = HvoWindow + "cpu1: memory_failure f1 64\n";

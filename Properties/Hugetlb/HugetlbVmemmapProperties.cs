@@ -93,7 +93,7 @@ public class HugetlbVmemmapProperties
     [Fact]
     public void RestoreFailureKeepsTheFolioAsASurplusPage()
     {
-        // §8 #8: shrinking the pool cannot free a folio whose vmemmap cannot be allocated.
+        // Shrinking the pool cannot free a folio whose vmemmap cannot be allocated.
         var r = RunClean(Header() + "hugetlb_pool 2M 1\nfail_alloc 3 1\nhugetlb_pool 2M 0\n", (i, k) =>
         {
             if (i != 3) return;

@@ -4,7 +4,7 @@ using PropertySuite.Engine;
 namespace PropertySuite.Properties.Hugetlb;
 
 /// <summary>
-/// The naming rule of STYLE.md §7.1 for the HugeTLB/HVO code: a model method tagged with a kernel
+/// The naming rule for the HugeTLB/HVO code: a model method tagged with a kernel
 /// function is that function's name in PascalCase (leading underscores dropped), so grep works
 /// both ways; and the functions of mm/hugetlb_vmemmap.c the model claims to follow are all there.
 /// </summary>

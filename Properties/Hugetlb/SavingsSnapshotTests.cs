@@ -5,7 +5,7 @@ namespace PropertySuite.Properties.Hugetlb;
 
 /// <summary>
 /// The savings table, measured by running the engine (Engine/Hugetlb/Savings.cs), against
-/// KERNEL-MODEL.md §1.4: x86-64 4K frees 7 of 8 vmemmap pages per 2M folio and 4095 of 4096 per
+/// Documentation/mm/vmemmap_dedup.rst: x86-64 4K frees 7 of 8 vmemmap pages per 2M folio and 4095 of 4096 per
 /// 1G folio (6 and 4094 with the v5.14 two-page scheme), arm64 contiguous-PTE sizes free nothing;
 /// 1 TiB of 2M folios has 16 GiB of vmemmap of which 14 GiB (12 GiB) is freed. A small allocation
 /// per size keeps the test fast; the per-TiB figures are exact regardless (the 1 TiB run is the

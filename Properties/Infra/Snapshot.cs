@@ -1,4 +1,4 @@
-// Approved-file snapshots (DESIGN.md §8), following Verify's file conventions:
+// Approved-file snapshots (docs/ARCHITECTURE.md), following Verify's file conventions:
 //
 //   Snapshots/<name>.verified.txt   committed; what a reviewer approved
 //   Snapshots/<name>.received.txt   written on mismatch, git-ignored; what the code produced

@@ -12,7 +12,7 @@ public class RaceExamples
     private static string Header(string variant, string config = "x86_64-4k-l4", int cpus = 2) =>
         $"propertysuite-repro 1\nconfig {config}\nmemory 256M\ncpus {cpus}\nvariant {variant}\n";
 
-    /// <summary>Matthew Wilcox's interleaving (KERNEL-MODEL.md §3.2): a reader holds a pointer to
+    /// <summary>Matthew Wilcox's interleaving: a reader holds a pointer to
     /// page-cache folio F (pfn H+64); F is truncated and freed; its 2M block becomes a HugeTLB
     /// folio whose vmemmap page 1 is remapped onto the head copy; the reader's get lands on the
     /// fake head.</summary>

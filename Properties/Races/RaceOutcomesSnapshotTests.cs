@@ -59,7 +59,7 @@ public class RaceOutcomesSnapshotTests
         {
             var nv = KernelVariants.ByName(v);
             var budget = Budget.Parse(new Dictionary<string, string?>());
-            if (nv.SearchTests > budget.Tests) budget = budget with { Tests = nv.SearchTests };
+            if (VariantTargets.For(v) is { } t && t.SearchTests > budget.Tests) budget = budget with { Tests = t.SearchTests };
             var result = ScenarioProperty.Check($"{nameof(RaceOutcomesSnapshotTests)}/{v}", ScenarioOptions.For(v, budget), budget);
             sb.Append("\n## ").Append(v).Append(nv.Correct ? " (correct)" : " (buggy)").Append(": ").Append(nv.Description).Append('\n');
             if (result.Failure is not { } f)

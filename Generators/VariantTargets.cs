@@ -1,0 +1,104 @@
+// What the harness expects of each buggy kernel variant: which invariants it breaks (what the
+// meta-tests must find), which operation families exercise the mechanism it changes (forced on
+// when a run targets the variant), how many generated scenarios its meta-test searches, and how
+// short its shrunk repro must be. The engine's catalogue (KernelVariants) says what a variant
+// is; this table says what the harness does with it, and names invariants and families by type,
+// so a misspelt one does not compile.
+//
+// Search efforts (SearchTests) are measured, not guessed: `dotnet run --project Bench -c Release
+// -- find rates N VARIANT` generates N scenarios of the variant and counts the fraction p that
+// violates what it breaks (the chance one test finds it); a search of n tests then misses with
+// probability (1-p)^n. Each value is ln(100) / p_low, rounded up, where p_low = (k - 2 sqrt(k)) / N
+// is a low estimate of p from k finds in N scenarios (so that a rate measured high by chance
+// still leaves the miss probability below 1 %).
+using PropertySuite.Engine.Config;
+using PropertySuite.Generators.Families;
+using PropertySuite.Invariants;
+
+namespace PropertySuite.Generators;
+
+/// <summary>The harness's expectations of one buggy variant.</summary>
+/// <param name="Variant">The variant (KernelVariants.All) this entry is about.</param>
+/// <param name="Breaks">Invariant types the variant is expected to break.</param>
+public sealed record VariantTarget(NamedVariant Variant, IReadOnlyList<Type> Breaks)
+{
+    /// <summary>Operation family types that exercise the mechanism this variant changes. When a
+    /// run targets the variant, the swarm always enables them with every kind; the other
+    /// families stay random. Empty: no focus.</summary>
+    public IReadOnlyList<Type> Focus { get; init; } = [];
+
+    /// <summary>For a bug that needs a rare interleaving: the least number of generated
+    /// scenarios its meta-test searches (0: the budget's).</summary>
+    public int SearchTests { get; init; }
+
+    /// <summary>The most operation lines its shrunk repro may have (the meta-tests' bound on
+    /// "short").</summary>
+    public int MaxReproOps { get; init; } = 8;
+
+    /// <summary><see cref="Breaks"/> as invariant names (IInvariant.Name), in table order.</summary>
+    public IReadOnlyList<string> BreakNames { get; } = [.. Breaks.Select(VariantTargets.InvariantName)];
+
+    /// <summary>Whether generation must always enable <paramref name="family"/> for this variant.</summary>
+    public bool Focuses(IOpFamily family) => Focus.Contains(family.GetType());
+}
+
+public static class VariantTargets
+{
+    private static Type Inv<T>() where T : IInvariant => typeof(T);
+
+    private static Type Fam<T>() where T : IOpFamily => typeof(T);
+
+    private static VariantTarget Buggy(string name, params Type[] breaks) => new(KernelVariants.ByName(name), breaks);
+
+    /// <summary>The speculative-reference races: readers of the page cache, and the schedule that
+    /// interleaves them with what frees and reshapes their pages.</summary>
+    private static readonly Type[] Races = [Fam<PageCacheFamily>(), Fam<ScheduleFamily>()];
+
+    /// <summary>One entry per buggy variant, in KernelVariants.All order.</summary>
+    public static IReadOnlyList<VariantTarget> All { get; } =
+    [
+        Buggy("hugetlb-folio-misaligned", Inv<NoSharedLeafEntries>(), Inv<CompoundHeadResolvesRealHead>()) with { MaxReproOps = 2 },
+        Buggy("hvo-remaps-pmd-without-split", Inv<NoSharedLeafEntries>(), Inv<HvoShape>()) with { MaxReproOps = 2 },
+        Buggy("flush-dcache-page-on-tail", Inv<NoWriteThroughReadOnlyVmemmap>()) with { MaxReproOps = 3 },
+        Buggy("hvo-before-hugetlb-flag", Inv<OptimizedImpliesHugetlb>(), Inv<NoWriteThroughReadOnlyVmemmap>()) with { MaxReproOps = 4 },
+        Buggy("restore-after-hugetlb-flag-cleared", Inv<NoKernelOops>()) with { MaxReproOps = 6, SearchTests = 800 },
+        Buggy("broken-hvo-skips-last-pte", Inv<HvoShape>(), Inv<HvoFrameConservation>()) with { MaxReproOps = 2 },
+        Buggy("broken-restore-leaks-partial-alloc", Inv<HvoFrameConservation>()) with { SearchTests = 400, Focus = [Fam<HugetlbFamily>()], MaxReproOps = 5 },
+        Buggy("broken-restore-skips-reset", Inv<CompoundHeadResolvesRealHead>(), Inv<NoKernelOops>()) with { MaxReproOps = 4, SearchTests = 800 },
+        // Race variants, measured over 6,000 scenarios each with the schedule family forced on:
+        // spec-get-pre-fix 84 found (1.40 %), spec-get-writable-tails 82 (1.37 %),
+        // muchun-drop-on-mismatch 62 (1.03 %), bd225530-without-synchronize-rcu 26 (0.43 %).
+        Buggy("spec-get-pre-fix", Inv<NoWriteThroughReadOnlyVmemmap>()) with { SearchTests = 450, Focus = Races },
+        Buggy("spec-get-writable-tails", Inv<NoTailRefcountGain>()) with { SearchTests = 450, Focus = Races },
+        Buggy("muchun-drop-on-mismatch", Inv<NoTailRefcountGain>()) with { SearchTests = 600, Focus = Races },
+        Buggy("bd225530-without-synchronize-rcu", Inv<NoWriteThroughReadOnlyVmemmap>()) with { MaxReproOps = 10, SearchTests = 1800, Focus = Races },
+        Buggy("arm64-hvo-in-place", Inv<BreakBeforeMake>()) with { MaxReproOps = 4 },
+        Buggy("arm64-hvo-fault-handler", Inv<NoDeadlock>()) with { MaxReproOps = 10, Focus = [Fam<HugetlbFamily>(), Fam<PageCacheFamily>(), Fam<ScheduleFamily>()] },
+        Buggy("dissolve-ignores-surplus", Inv<HugetlbPoolAccounting>()) with { SearchTests = 3000, Focus = [Fam<HugetlbFamily>()] },
+        Buggy("broken-free-table-keeps-parent", Inv<PageTableTreeWellFormed>()),
+        Buggy("broken-vfree-leaks-page", Inv<FrameConservation>()),
+        Buggy("broken-vunmap-skips-last-pte", Inv<NoLeafMapsFreeFrame>()),
+        // On arm64 mapping the freed VA again over the unflushed break is a BreakBeforeMake violation too.
+        Buggy("broken-vunmap-skips-flush", Inv<TlbCoherentAfterFlush>(), Inv<BreakBeforeMake>()),
+        Buggy("broken-synchronize-rcu-no-wait", Inv<RcuGracePeriodWaitsForReaders>()),
+        // The walk cache still points at the freed table: incoherent, and the next walk reads freed memory.
+        Buggy("broken-free-table-leaf-flush", Inv<TlbCoherentAfterFlush>(), Inv<NoKernelOops>()),
+        Buggy("broken-bbm-skips-invalidate", Inv<BreakBeforeMake>()) with { MaxReproOps = 2 },
+    ];
+
+    /// <summary>The entry of a variant; null for a correct one.</summary>
+    public static VariantTarget? For(string variant) => All.FirstOrDefault(t => t.Variant.Name == variant);
+
+    /// <summary>The entry of a buggy variant.</summary>
+    /// <exception cref="ConfigException">The variant is correct or has no entry here.</exception>
+    public static VariantTarget Of(string variant) =>
+        For(variant) ?? throw new ConfigException($"variant '{variant}' has no harness target: only buggy variants have one (Generators/VariantTargets.cs)");
+
+    /// <summary>Invariant names a variant breaks (empty for a correct one).</summary>
+    public static IReadOnlyList<string> BreakNames(string variant) => For(variant)?.BreakNames ?? [];
+
+    /// <summary>The registered invariant of a type, by its name.</summary>
+    public static string InvariantName(Type invariant) =>
+        InvariantRegistry.All.FirstOrDefault(i => i.GetType() == invariant)?.Name
+        ?? throw new InvalidOperationException($"{invariant.Name} is not in InvariantRegistry");
+}
