@@ -89,6 +89,7 @@ public sealed class Kernel : IPteObserver, IKernelView
     private Kernel(ArchConfig arch, MachineConfig machine, KernelVariant variant)
     {
         machine.Validate(arch);
+        variant.Validate(arch);
         Arch = arch;
         Machine = machine;
         Variant = variant;
@@ -101,7 +102,7 @@ public sealed class Kernel : IPteObserver, IKernelView
             .Where(s => s != 0).Distinct().Order().ToArray();
         Sched = new Scheduler(this, Log, machine.Cpus, tlbLeafSizes);
         Locks = new Spinlocks(Sched.Cpus, Log);
-        Rcu = new Rcu(Sched.Cpus, variant.BrokenSynchronizeRcuNoWait);
+        Rcu = new Rcu(Sched.Cpus, variant.Broken.SynchronizeRcuNoWait);
         Tlb = new TlbFlush(arch, Sched.Cpus, () => Sched.Current, Events);
 
         long presentSections = machine.MemoryBytes / arch.SectionSize;
@@ -109,12 +110,12 @@ public sealed class Kernel : IPteObserver, IKernelView
         Mem.ReserveKernelImage(KernelImageBytes >> arch.PageShift);
         InitMm = new MmStruct("init_mm", new PageTable(arch, "init_mm", MemblockTable(), PageTable.KernelVaBase(arch)), MmStruct.InitMmAsid);
         _mms.Add(InitMm);
-        Arm64 = new Arm64Mmu(arch, InitMm, Tlb, Locks, Log, variant.VmemmapUpdate, variant.BrokenBbmSkipsInvalidate);
+        Arm64 = new Arm64Mmu(arch, InitMm, Tlb, Locks, Log, variant.Arm64, variant.Broken.BbmSkipsInvalidate);
         Vmemmap = new SparseVmemmap(arch, Mem, SwapperPgDir);
         StructPages = new StructPageStore(arch, Mem, Vmemmap);
         Mmu = new Mmu(arch, InitMm, Sched.Cpus, StructPages, Arm64, Log);
         Pgtable = new KernelPgtable(arch, InitMm, Mem, Tlb, Log, () => Sched.Current)
-            { BrokenFreeTableKeepsParentEntry = variant.BrokenFreeTableKeepsParentEntry, BrokenFreeTableLeafOnlyFlush = variant.BrokenFreeTableLeafOnlyFlush };
+            { BrokenFreeTableKeepsParentEntry = variant.Broken.FreeTableKeepsParentEntry, BrokenFreeTableLeafOnlyFlush = variant.Broken.FreeTableLeafOnlyFlush };
         PageFlags = new PageFlagHelpers(arch, Mmu);
         Vmemmap.AddOffTableHolder(() => Arm64.BbmWindowFrames);
         FrameAccountants.Add((FrameOwner.PageTable, "page tables of every mm", () => _mms.Sum(m => (long)m.Pgd.Tables.Count)));
@@ -126,7 +127,7 @@ public sealed class Kernel : IPteObserver, IKernelView
     /// plus one line here. Each gets the services it uses and registers its frame accountant.</summary>
     private void RegisterMechanisms()
     {
-        Vmalloc = new Vmalloc(Arch, Mem, Pgtable, Tlb, Variant);
+        Vmalloc = new Vmalloc(Arch, Mem, Pgtable, Tlb, Variant.Broken);
         FrameAccountants.Add((FrameOwner.Vmalloc, "vmalloc areas", () => Vmalloc.PagesInUse));
         HugetlbVmemmap = new HugetlbVmemmap(this);
         Vmemmap.AddOffTableHolder(() => HugetlbVmemmap.FramesInFlight);

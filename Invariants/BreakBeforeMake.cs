@@ -25,7 +25,7 @@ public sealed class BreakBeforeMake : IInvariant
     public Violation? Check(IKernelView k)
     {
         if (k.Arch.Arch != Arch.Arm64) return null;
-        bool bbml2 = k.Variant.VmemmapUpdate == VmemmapUpdate.Bbml2;
+        bool bbml2 = k.Variant.Arm64.VmemmapUpdate == VmemmapUpdate.Bbml2;
         var events = k.StepEvents;
         for (int i = 0; i < events.Count; i++)
         {

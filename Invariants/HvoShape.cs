@@ -22,7 +22,7 @@ public sealed class HvoShape : IInvariant
     {
         var v = k.PeekView;
         int r = k.Hugetlb.ReservePages;
-        bool tailsRw = k.Variant.TailVmemmapWritable;
+        bool tailsRw = k.Variant.Hugetlb.TailVmemmapWritable;
         foreach (var f in k.Hugetlb.AllFoliosByPfn())
         {
             long nv = f.Hstate.VmemmapPages;

@@ -29,7 +29,7 @@ public sealed class Arm64Mmu
     private readonly VmemmapUpdate _strategy;
     private readonly bool _brokenSkipsInvalidate;
 
-    internal Arm64Mmu(ArchConfig arch, MmStruct initMm, TlbFlush tlb, Spinlocks locks, KernelLog log, VmemmapUpdate strategy, bool brokenSkipsInvalidate)
+    internal Arm64Mmu(ArchConfig arch, MmStruct initMm, TlbFlush tlb, Spinlocks locks, KernelLog log, Arm64MmuOptions options, bool brokenSkipsInvalidate)
     {
         Arch = arch;
         InitMm = initMm.Pgd;
@@ -37,7 +37,7 @@ public sealed class Arm64Mmu
         _tlb = tlb;
         _locks = locks;
         _log = log;
-        _strategy = arch.Arch == Config.Arch.Arm64 ? strategy : VmemmapUpdate.InPlace;
+        _strategy = arch.Arch == Config.Arch.Arm64 ? options.VmemmapUpdate : VmemmapUpdate.InPlace;
         _brokenSkipsInvalidate = brokenSkipsInvalidate;
     }
 

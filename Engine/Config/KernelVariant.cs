@@ -1,9 +1,12 @@
-// The kernel variant: which historical fixes and design choices are in force.
+// The kernel variant: which historical fixes and design choices are in force, one options
+// record per mechanism, and apart from them the deliberate breakages of the meta-tests.
 //
-// Every historical bug or proposal (named after its commit or thread) that falls inside a modelled mechanism
-// is one named switch here; the default value of every switch is today's correct kernel.
-// Switches whose name starts with "Broken" are not history: they are deliberately broken engine
-// paths that exist only so that a core invariant can be shown to fail (a meta-test).
+// Every historical bug or proposal (named after its commit or thread) that falls inside a
+// modelled mechanism is one switch of that mechanism's record; the default of every switch is
+// today's correct kernel. Breakage holds what is not history: engine paths broken on purpose so
+// that an invariant can be shown to fail. Validate refuses combinations that do not exist (a
+// scheme and a feature of different eras, an arm64 strategy on x86) by name, before boot. Each
+// mechanism receives its own record when it is built and chooses its behaviour from it there.
 namespace PropertySuite.Engine.Config;
 
 /// <summary>HugeTLB vmemmap optimization scheme.</summary>
@@ -43,64 +46,126 @@ public enum SpeculativeGet
     DropOnMismatch,
 }
 
-/// <summary>A kernel variant: every switch defaults to today's correct kernel.</summary>
-public sealed record KernelVariant
+/// <summary>mm/hugetlb.c, mm/hugetlb_vmemmap.c and arch/arm64/mm/flush.c: HVO and the folio life cycle.</summary>
+public sealed record HugetlbOptions
 {
-    public string Name { get; init; } = "default";
-
-    // ---- HugeTLB and HVO (mm/hugetlb.c, mm/hugetlb_vmemmap.c) ----
     public HvoScheme Hvo { get; init; } = HvoScheme.OnePageKept;
     /// <summary>arm64 selects ARCH_WANT_OPTIMIZE_HUGETLB_VMEMMAP (v6.1-v6.2, 1e63ac088f20; disabled
     /// by 060a2c92d1b6). Off in today's kernel: HVO does not run on arm64 unless this is set.</summary>
     public bool Arm64Hvo { get; init; }
     /// <summary>Joao Martins 2022: allocate a fresh head vmemmap page instead of reusing page 0.</summary>
     public bool HvoAllocatesHeadCopy { get; init; } = true;
+    /// <summary>bd225530a4c7: synchronize_rcu() before optimize and restore.</summary>
+    public bool HvoSynchronizeRcu { get; init; } = true;
+    /// <summary>Muchun Song's alternative in the speculative-get thread: tail vmemmap mapped RW instead of RO.</summary>
+    public bool TailVmemmapWritable { get; init; }
     /// <summary>d8f5f7e445f0 reverted: optimize before the hugetlb flag is set.</summary>
     public bool HvoBeforeHugetlbFlag { get; init; }
     /// <summary>30a89adf872d reverted: restore called after the hugetlb flag was cleared.</summary>
     public bool RestoreAfterHugetlbFlagCleared { get; init; }
-    /// <summary>Broken alignment: gigantic/huge folios allocated only half-aligned (Muchun's condition 1).</summary>
+    /// <summary>Muchun Song's condition 1 broken: folios allocated only half-aligned.</summary>
     public bool HugetlbFolioMisaligned { get; init; }
-    /// <summary>HVO remaps inside a vmemmap PMD block without splitting it (Muchun's condition 3).</summary>
+    /// <summary>Muchun Song's condition 3 broken: HVO remaps inside a vmemmap PMD block without splitting it.</summary>
     public bool HvoRemapsPmdWithoutSplit { get; init; }
     /// <summary>6.10-6.12 as released: dissolve_free_hugetlb_folio removes a free surplus folio
     /// without adjusting surplus_huge_pages (fixed in 2025 by "mm/hugetlb: fix surplus pages in
     /// dissolve_free_huge_page()").</summary>
     public bool DissolveIgnoresSurplus { get; init; }
-    /// <summary>S000 hazard: flush_dcache_page clears PG_dcache_clean on the tail, not the head.</summary>
+    /// <summary>The first arm64 HVO enablement thread's v1: flush_dcache_page clears PG_dcache_clean on the tail, not the head.</summary>
     public bool FlushDcachePageOnTail { get; init; }
 
-    // ---- Speculative references and arm64 BBM (S001) ----
+    /// <exception cref="ConfigException">A combination that never existed.</exception>
+    public void Validate(ArchConfig arch)
+    {
+        if (Hvo == HvoScheme.TwoPagesKept && HvoAllocatesHeadCopy)
+            throw new ConfigException("hugetlb: the two-page HVO scheme (v5.14-v5.17) predates the fresh head copy (2022): set HvoAllocatesHeadCopy false");
+        if (Hvo == HvoScheme.Off && (HvoBeforeHugetlbFlag || RestoreAfterHugetlbFlagCleared || HvoRemapsPmdWithoutSplit || TailVmemmapWritable))
+            throw new ConfigException("hugetlb: an HVO ordering or mapping variant needs HVO (Hvo is Off)");
+        if (arch.Arch != Arch.Arm64 && (Arm64Hvo || FlushDcachePageOnTail))
+            throw new ConfigException($"hugetlb: Arm64Hvo and FlushDcachePageOnTail are arm64 behaviours, not {arch.Name}'s");
+    }
+}
+
+/// <summary>include/linux/page_ref.h: the speculative-get primitive.</summary>
+public sealed record PageRefOptions
+{
     public SpeculativeGet SpeculativeGet { get; init; } = SpeculativeGet.Bd225530;
-    /// <summary>bd225530a4c7: synchronize_rcu() before optimize and restore.</summary>
-    public bool HvoSynchronizeRcu { get; init; } = true;
-    /// <summary>Muchun Song's alternative: tail vmemmap mapped RW instead of RO.</summary>
-    public bool TailVmemmapWritable { get; init; }
+}
+
+/// <summary>arch/arm64/mm/mmu.c: how live vmemmap entries are changed.</summary>
+public sealed record Arm64MmuOptions
+{
     public VmemmapUpdate VmemmapUpdate { get; init; } = VmemmapUpdate.InPlace;
 
-    // ---- Deliberately broken core paths (meta-tests of the core invariants) ----
+    /// <exception cref="ConfigException">An arm64 strategy on another architecture.</exception>
+    public void Validate(ArchConfig arch)
+    {
+        if (arch.Arch != Arch.Arm64 && VmemmapUpdate != VmemmapUpdate.InPlace)
+            throw new ConfigException($"arm64: vmemmap update strategy {VmemmapUpdate} is an arm64 break-before-make strategy; {arch.Name} updates in place");
+    }
+}
+
+/// <summary>Engine paths broken on purpose, each so that one invariant can be shown to fail (a
+/// meta-test). None is kernel history.</summary>
+public sealed record Breakage
+{
     /// <summary>free_empty_tables frees a table page but leaves the parent entry pointing at it.</summary>
-    public bool BrokenFreeTableKeepsParentEntry { get; init; }
-    /// <summary>vfree forgets to free the last backing page of an area.</summary>
-    public bool BrokenVfreeLeaksLastPage { get; init; }
-    /// <summary>vunmap clears every PTE but the last before the pages are freed.</summary>
-    public bool BrokenVunmapSkipsLastPte { get; init; }
-    /// <summary>vunmap does not flush the TLB.</summary>
-    public bool BrokenVunmapSkipsFlush { get; init; }
+    public bool FreeTableKeepsParentEntry { get; init; }
     /// <summary>free_empty_tables invalidates with flush_tlb_kernel_range (last level only on
     /// arm64) instead of __flush_tlb_kernel_pgtable before freeing a table page.</summary>
-    public bool BrokenFreeTableLeafOnlyFlush { get; init; }
+    public bool FreeTableLeafOnlyFlush { get; init; }
     /// <summary>arm64 break-before-make under stop_machine makes the new entry without the TLB
     /// invalidation after the break.</summary>
-    public bool BrokenBbmSkipsInvalidate { get; init; }
+    public bool BbmSkipsInvalidate { get; init; }
+    /// <summary>vfree forgets to free the last backing page of an area.</summary>
+    public bool VfreeLeaksLastPage { get; init; }
+    /// <summary>vunmap clears every PTE but the last before the pages are freed.</summary>
+    public bool VunmapSkipsLastPte { get; init; }
+    /// <summary>vunmap does not flush the TLB.</summary>
+    public bool VunmapSkipsFlush { get; init; }
     /// <summary>synchronize_rcu returns without waiting for pre-existing readers.</summary>
-    public bool BrokenSynchronizeRcuNoWait { get; init; }
+    public bool SynchronizeRcuNoWait { get; init; }
     /// <summary>HVO's walk ends one vmemmap page early: the last tail page keeps its own frame.</summary>
-    public bool BrokenHvoSkipsLastPte { get; init; }
+    public bool HvoSkipsLastPte { get; init; }
     /// <summary>alloc_vmemmap_page_list does not free the pages it got when a later one fails.</summary>
-    public bool BrokenRestoreLeaksOnPartialAlloc { get; init; }
+    public bool RestoreLeaksOnPartialAlloc { get; init; }
     /// <summary>vmemmap_restore_pte copies the head page but skips reset_struct_pages.</summary>
-    public bool BrokenRestoreSkipsReset { get; init; }
+    public bool RestoreSkipsReset { get; init; }
+
+    /// <exception cref="ConfigException">A breakage of a path the variant does not take.</exception>
+    public void Validate(KernelVariant v)
+    {
+        if (BbmSkipsInvalidate && v.Arm64.VmemmapUpdate != VmemmapUpdate.StopMachine)
+            throw new ConfigException("breakage BbmSkipsInvalidate breaks the stop_machine strategy: set Arm64.VmemmapUpdate = StopMachine");
+    }
+}
+
+/// <summary>A kernel variant: every switch defaults to today's correct kernel.</summary>
+public sealed record KernelVariant
+{
+    public string Name { get; init; } = "default";
+
+    public HugetlbOptions Hugetlb { get; init; } = new();
+    public PageRefOptions PageRef { get; init; } = new();
+    public Arm64MmuOptions Arm64 { get; init; } = new();
+    /// <summary>Deliberate meta-test breakages (not history).</summary>
+    public Breakage Broken { get; init; } = new();
+
+    /// <summary>Checks every mechanism's options against each other and the architecture.</summary>
+    /// <exception cref="ConfigException">The first impossible combination, named.</exception>
+    public void Validate(ArchConfig arch)
+    {
+        try
+        {
+            Hugetlb.Validate(arch);
+            Arm64.Validate(arch);
+            Broken.Validate(this);
+        }
+        catch (ConfigException e)
+        {
+            throw new ConfigException($"variant '{Name}': {e.Message}");
+        }
+    }
 
     public override string ToString() => Name;
 }

@@ -15,7 +15,10 @@ public abstract class KernelCode
     private protected KernelCode(Kernel k) => K = k;
 
     protected ArchConfig Arch => K.Arch;
-    protected KernelVariant Variant => K.Variant;
+    /// <summary>The HugeTLB/HVO options of the variant (mm/hugetlb.c, mm/hugetlb_vmemmap.c).</summary>
+    protected HugetlbOptions Hvo => K.Variant.Hugetlb;
+    /// <summary>The deliberate breakages of the variant (meta-tests only).</summary>
+    protected Breakage Broken => K.Variant.Broken;
     protected PhysMem Mem => K.Mem;
     /// <summary>swapper_pg_dir (init_mm.pgd).</summary>
     protected PageTable InitMm => K.SwapperPgDir;

@@ -28,7 +28,7 @@ public sealed class Arm64Flush : KernelCode
         if (Arch.Arch != Config.Arch.Arm64) { yield return StepStatus.After("flush_dcache_page"); yield break; }
         var v = View(ctx);
         ulong page = PfnToPage(pfn);
-        if (!Variant.FlushDcachePageOnTail && PageHuge(v, page)) page = CompoundHead(v, page);
+        if (!Hvo.FlushDcachePageOnTail && PageHuge(v, page)) page = CompoundHead(v, page);
         if (ReadStructPage(ctx, page, out var sp) && (sp.Flags & PageFlags.DcacheClean) != 0)
         {
             ModifyPageFlags(ctx, page, PageFlags.None, PageFlags.DcacheClean, "flush_dcache_page: clear_bit(PG_dcache_clean)");

@@ -63,7 +63,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
 
     internal Hugetlb(Kernel k) : base(k)
     {
-        var v = k.Variant;
+        var v = k.Variant.Hugetlb;
         Scheme = v.Hvo;
         // ARCH_WANT_OPTIMIZE_HUGETLB_VMEMMAP: x86-64 since v5.14; arm64 only v6.1-v6.2 (Arm64Hvo).
         ArchWantsHvo = k.Arch.Arch == Config.Arch.X86_64 || v.Arm64Hvo;
@@ -150,7 +150,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
     private HugetlbFolio? AllocHugetlbFrames(Hstate h)
     {
         long n = h.PagesPerHugePage;
-        if (!Variant.HugetlbFolioMisaligned)
+        if (!Hvo.HugetlbFolioMisaligned)
         {
             long pfn = h.IsGigantic ? Mem.AllocContigPages(n, FrameOwner.HugetlbFolio) : Mem.AllocPages(h.Order, FrameOwner.HugetlbFolio);
             return pfn < 0 ? null : new HugetlbFolio(h, pfn, contig: h.IsGigantic);
@@ -204,7 +204,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
         yield return StepStatus.After(h.IsGigantic ? "alloc_gigantic_folio" : "alloc_buddy_hugetlb_folio");
         PrepCompoundPage(ctx, f);
         yield return StepStatus.After("prep_compound_page");
-        if (!Variant.HvoBeforeHugetlbFlag)
+        if (!Hvo.HvoBeforeHugetlbFlag)
         {
             InitNewHugetlbFolio(ctx, f);
             yield return StepStatus.After("init_new_hugetlb_folio");
@@ -220,7 +220,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
         var f = result.Value;
         if (f is null) yield break;
         foreach (var s in HugetlbVmemmap.HugetlbVmemmapOptimizeFolio(ctx, h, f)) yield return s;
-        if (Variant.HvoBeforeHugetlbFlag)
+        if (Hvo.HvoBeforeHugetlbFlag)
         {
             InitNewHugetlbFolio(ctx, f);
             yield return StepStatus.After("init_new_hugetlb_folio");
@@ -362,7 +362,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
     public IEnumerable<StepStatus> PrepAndAddAllocatedFolios(ExecContext ctx, Hstate h, List<HugetlbFolio> folios)
     {
         foreach (var s in HugetlbVmemmap.HugetlbVmemmapOptimizeFolios(ctx, h, folios)) yield return s;
-        if (Variant.HvoBeforeHugetlbFlag)
+        if (Hvo.HvoBeforeHugetlbFlag)
         {
             foreach (var f in folios)
             {
@@ -589,14 +589,14 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
         // A free folio may be a surplus one (put back by a failed restore): since the 2025 fix
         // "mm/hugetlb: fix surplus pages in dissolve_free_huge_page()" dissolving it takes it off
         // surplus_huge_pages too; 6.10-6.12 as released did not (DissolveIgnoresSurplus).
-        adjustSurplus = !Variant.DissolveIgnoresSurplus && h.SurplusHugePages > 0;
+        adjustSurplus = !Hvo.DissolveIgnoresSurplus && h.SurplusHugePages > 0;
         RemoveHugetlbFolio(ctx, h, f, adjustSurplus);
         h.MaxHugePages--;
         SpinUnlock(ctx, HugetlbLock);
         yield return StepStatus.After("remove_hugetlb_folio");
         // "The folio_test_hugetlb check here is because remove_hugetlb_folio will clear hugetlb
         // folio flag for non-vmemmap optimized hugetlb folios" (30a89adf872d).
-        if (FolioTestHugetlb(v, head) || Variant.RestoreAfterHugetlbFlagCleared)
+        if (FolioTestHugetlb(v, head) || Hvo.RestoreAfterHugetlbFlagCleared)
         {
             var ret = new Ret<Errno>();
             foreach (var s in HugetlbVmemmap.HugetlbVmemmapRestoreFolio(ctx, h, f, ret)) yield return s;

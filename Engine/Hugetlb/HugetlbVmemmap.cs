@@ -215,7 +215,7 @@ namespace PropertySuite.Engine
             ulong head = Hugetlb.FolioPage(f);
             ret.Value = Errno.Ok;
             // VM_WARN_ON_ONCE_FOLIO(!folio_test_hugetlb) / (folio_ref_count): added with d8f5f7e445f0.
-            if (!Variant.HvoBeforeHugetlbFlag)
+            if (!Hvo.HvoBeforeHugetlbFlag)
             {
                 if (!FolioTestHugetlb(v, head))
                     RecordFault(FaultKind.KernelBug, ctx, head, $"hugetlb_vmemmap_optimize_folio: VM_WARN_ON_ONCE(!folio_test_hugetlb) on {f}");
@@ -226,7 +226,7 @@ namespace PropertySuite.Engine
 
             f.VmemmapBusy = true;
             HugetlbOptimizeVmemmapKey++; // static_branch_inc
-            if ((flags & VmemmapRemapFlags.SynchronizeRcu) != 0 && Variant.HvoSynchronizeRcu)
+            if ((flags & VmemmapRemapFlags.SynchronizeRcu) != 0 && Hvo.HvoSynchronizeRcu)
                 foreach (var s in SynchronizeRcu(ctx)) yield return s;
             // "Very Subtle": set the flag before remapping so the old and new head copies agree.
             ModifyPageFlags(ctx, head, PageFlags.VmemmapOptimized, PageFlags.None, "folio_set_hugetlb_vmemmap_optimized");
@@ -235,7 +235,7 @@ namespace PropertySuite.Engine
             int r = Hugetlb.ReservePages;
             ulong start = FolioVmemmapStart(f);
             ulong end = start + (ulong)h.VmemmapSizeBytes;
-            if (Variant.BrokenHvoSkipsLastPte) end -= (ulong)Arch.PageSize;
+            if (Broken.HvoSkipsLastPte) end -= (ulong)Arch.PageSize;
             ulong reuse = start + (ulong)((r - 1) * Arch.PageSize);
             start = reuse + (ulong)Arch.PageSize;
             foreach (var s in VmemmapRemapFree(ctx, start, end, reuse, pages, flags, ret)) yield return s;
@@ -316,7 +316,7 @@ namespace PropertySuite.Engine
             List<long> pages, VmemmapRemapFlags flags, Ret<Errno> ret)
         {
             var walk = new VmemmapRemapWalk { RemapPte = RemapPteMode.Remap, ReuseAddr = reuse, VmemmapPages = pages, Flags = flags };
-            if (Variant.HvoAllocatesHeadCopy && Hugetlb.Scheme == HvoScheme.OnePageKept)
+            if (Hvo.HvoAllocatesHeadCopy && Hugetlb.Scheme == HvoScheme.OnePageKept)
             {
                 // GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN: failure falls back to the current head page.
                 long page = Mem.AllocPages(0, FrameOwner.Vmemmap);
@@ -379,7 +379,7 @@ namespace PropertySuite.Engine
                 if (page < 0)
                 {
                     Note("hvo.restore_enomem");
-                    if (!Variant.BrokenRestoreLeaksOnPartialAlloc)
+                    if (!Broken.RestoreLeaksOnPartialAlloc)
                         FreeVmemmapPageList(walk.VmemmapPages);
                     return Errno.ENOMEM;
                 }
@@ -396,7 +396,7 @@ namespace PropertySuite.Engine
             var v = View(ctx);
             ulong head = Hugetlb.FolioPage(f);
             ret.Value = Errno.Ok;
-            if (!Variant.HvoBeforeHugetlbFlag)
+            if (!Hvo.HvoBeforeHugetlbFlag)
             {
                 if (!FolioTestHugetlb(v, head))
                     RecordFault(FaultKind.KernelBug, ctx, head, $"hugetlb_vmemmap_restore_folio: VM_WARN_ON_ONCE(!folio_test_hugetlb) on {f}");
@@ -408,7 +408,7 @@ namespace PropertySuite.Engine
             if (!optimized) yield break;
 
             f.VmemmapBusy = true;
-            if (Variant.HvoSynchronizeRcu)
+            if (Hvo.HvoSynchronizeRcu)
                 foreach (var s in SynchronizeRcu(ctx)) yield return s;
             int r = Hugetlb.ReservePages;
             ulong start = FolioVmemmapStart(f);
@@ -481,7 +481,7 @@ namespace PropertySuite.Engine
             SpinUnlock(ctx, PageTableLock);
             yield return StepStatus.After("vmemmap_pmd_entry");
             if (head < 0 || ret.Value != Errno.Ok) yield break;
-            if (Variant.HvoRemapsPmdWithoutSplit)
+            if (Hvo.HvoRemapsPmdWithoutSplit)
             {
                 if (walk.RemapPte == RemapPteMode.None) yield break;
                 foreach (var s in VmemmapRemapPmdBlock(ctx, pmdTable, pmdIdx, addr, next, walk)) yield return s;
@@ -496,7 +496,7 @@ namespace PropertySuite.Engine
         {
             Pte block = pmdTable.Entries[pmdIdx];
             if (walk.ReusePage < 0) walk.ReusePage = block.Pfn + InitMm.Index(walk.ReuseAddr, PtLevel.Pte);
-            bool writable = walk.RemapPte == RemapPteMode.Restore || Variant.TailVmemmapWritable;
+            bool writable = walk.RemapPte == RemapPteMode.Restore || Hvo.TailVmemmapWritable;
             walk.NrWalked += (long)((next - addr) >> Arch.PageShift);
             walk.ActionContinue = true;
             Note("hvo.pmd_block_remapped_unsplit");
@@ -563,7 +563,7 @@ namespace PropertySuite.Engine
         [Kernel("mm/hugetlb_vmemmap.c", "vmemmap_remap_pte")]
         public IEnumerable<StepStatus> VmemmapRemapPte(ExecContext ctx, PtTable pteTable, int idx, ulong addr, VmemmapRemapWalk walk)
         {
-            bool writable = Variant.TailVmemmapWritable;
+            bool writable = Hvo.TailVmemmapWritable;
             long old = pteTable.Entries[idx].Pfn;
             if (addr == walk.ReuseAddr)
             {
@@ -590,7 +590,7 @@ namespace PropertySuite.Engine
             // copy_page(to, (void *)walk->reuse_addr): reads the reuse page through the vmemmap.
             if (Translate(ctx, walk.ReuseAddr, write: false, out long reuseFrame, out _))
                 CopyFrameContent(page, reuseFrame);
-            if (!Variant.BrokenRestoreSkipsReset) ResetStructPages(page);
+            if (!Broken.RestoreSkipsReset) ResetStructPages(page);
             foreach (var s in VmemmapUpdateEntry(ctx, pteTable, idx, Pte.MkLeaf(page, writable: true), "vmemmap_restore_pte")) yield return s;
         }
 

@@ -92,10 +92,8 @@ public static class Savings
         var variant = new KernelVariant
         {
             Name = "savings",
-            Hvo = scheme,
-            HvoAllocatesHeadCopy = scheme == HvoScheme.OnePageKept,
-            Arm64Hvo = arch.Arch == Arch.Arm64,
-            VmemmapUpdate = arch.Arch == Arch.Arm64 ? VmemmapUpdate.StopMachine : VmemmapUpdate.InPlace,
+            Hugetlb = new() { Hvo = scheme, HvoAllocatesHeadCopy = scheme == HvoScheme.OnePageKept, Arm64Hvo = arch.Arch == Arch.Arm64 },
+            Arm64 = new() { VmemmapUpdate = arch.Arch == Arch.Arm64 ? VmemmapUpdate.StopMachine : VmemmapUpdate.InPlace },
         };
         var k = Kernel.Boot(arch, new MachineConfig(machineBytes, 1), variant);
         var h = k.Hugetlb.SizeToHstate(size) ?? throw new Mm.ModelBugException($"{arch.Name} has no {ArchConfig.FormatSize(size)} hstate");

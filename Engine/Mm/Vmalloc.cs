@@ -20,7 +20,7 @@ public sealed class VmArea(ulong addr, ulong size, long[] pages)
 }
 
 /// <summary>The vmalloc allocator of one kernel.</summary>
-public sealed class Vmalloc(ArchConfig arch, PhysMem mem, KernelPgtable pgtable, Smp.TlbFlush tlb, KernelVariant variant)
+public sealed class Vmalloc(ArchConfig arch, PhysMem mem, KernelPgtable pgtable, Smp.TlbFlush tlb, Breakage broken)
 {
     private readonly SortedDictionary<ulong, VmArea> _areas = new();
 
@@ -81,10 +81,10 @@ public sealed class Vmalloc(ArchConfig arch, PhysMem mem, KernelPgtable pgtable,
     {
         if (!_areas.Remove(area.Addr)) throw new ModelBugException($"vfree of unknown {area}");
         ulong end = area.Addr + area.Size;
-        ulong unmapEnd = variant.BrokenVunmapSkipsLastPte ? end - (ulong)arch.PageSize : end;
+        ulong unmapEnd = broken.VunmapSkipsLastPte ? end - (ulong)arch.PageSize : end;
         pgtable.VunmapRangeNoflush(area.Addr, unmapEnd);
-        if (!variant.BrokenVunmapSkipsFlush) tlb.FlushTlbKernelRange(area.Addr, end);
-        int n = area.Pages.Length - (variant.BrokenVfreeLeaksLastPage ? 1 : 0);
+        if (!broken.VunmapSkipsFlush) tlb.FlushTlbKernelRange(area.Addr, end);
+        int n = area.Pages.Length - (broken.VfreeLeaksLastPage ? 1 : 0);
         for (int i = 0; i < n; i++) mem.FreePages(area.Pages[i], 0, FrameOwner.Vmalloc, "vfree");
     }
 

@@ -28,7 +28,7 @@ public static class PageRef
     public static IEnumerable<StepStatus> PageRefAddUnless(Kernel k, ExecContext ctx, ulong page, int nr, int u, RefResult result, string who)
     {
         result.Got = false;
-        var flavour = k.Variant.SpeculativeGet;
+        var flavour = k.Variant.PageRef.SpeculativeGet;
         bool fixedFlavour = flavour == SpeculativeGet.Bd225530;
         if (fixedFlavour) k.Rcu.RcuReadLock(ctx);
 

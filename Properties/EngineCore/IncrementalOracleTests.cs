@@ -45,7 +45,7 @@ public class IncrementalOracleTests
     public void IndexesAgreeWithFullScansUnderRandomPageTableSurgery(string config, bool danglingTables)
     {
         var arch = ArchConfig.ByName(config);
-        var variant = new KernelVariant { BrokenFreeTableKeepsParentEntry = danglingTables };
+        var variant = new KernelVariant { Broken = new() { FreeTableKeepsParentEntry = danglingTables } };
         var k = Kernel.Boot(arch, new MachineConfig(Math.Max(1L << 30, 2 * arch.SectionSize), 2), variant);
         var rng = new Random(config.Sum(c => c) * 2 + (danglingTables ? 1 : 0));
         var areas = new List<VmArea>();
