@@ -25,8 +25,14 @@ internal static class HugetlbOpText
     /// <summary>Largest nr_hugepages an operation may ask for: every folio is a few dozen steps
     /// (thousands for a gigantic one), and one operation runs at most a million steps.</summary>
     public const long MaxPoolCount = 128;
-    /// <summary>Sizes tried first when shrinking: the 2M PMD size every configuration has.</summary>
-    public const long ShrinkSize = 2L << 20;
+    /// <summary>Sizes a shrink tries, smallest first: the PMD size of every base page size
+    /// (2M with 4K pages, 32M with 16K, 512M with 64K). Each is a HugeTLB size of its granule
+    /// whose vmemmap HVO can optimize; 2M alone would not be on 16K and 64K, where it is a
+    /// contiguous-PTE size too small to free a vmemmap page. A size the scenario's configuration
+    /// lacks makes the operation a no-op, and the shrinker drops that candidate.</summary>
+    public static readonly long[] ShrinkSizes = [.. ArchConfig.All.Select(a => a.PmdSize).Distinct().Order()];
+
+    public static IEnumerable<long> ShrinkSize(long size) => ShrinkSizes.Where(s => s < size);
 
     public static IEnumerable<long> ShrinkIndex(long index)
     {
@@ -68,7 +74,7 @@ public sealed record HugetlbPoolOp(long Size, long Count) : Op
         if (Count > 1) yield return this with { Count = 1 };
         if (Count > 2) yield return this with { Count = Count / 2 };
         if (Count > 0) yield return this with { Count = 0 };
-        if (Size > HugetlbOpText.ShrinkSize) yield return this with { Size = HugetlbOpText.ShrinkSize };
+        foreach (long size in HugetlbOpText.ShrinkSize(Size)) yield return this with { Size = size };
     }
 }
 
@@ -88,7 +94,7 @@ public sealed record HugetlbAllocOp(long Size) : Op
 
     public override IEnumerable<Op> ShrinkArgs()
     {
-        if (Size > HugetlbOpText.ShrinkSize) yield return this with { Size = HugetlbOpText.ShrinkSize };
+        foreach (long size in HugetlbOpText.ShrinkSize(Size)) yield return this with { Size = size };
     }
 }
 

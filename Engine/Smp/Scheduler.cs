@@ -4,7 +4,10 @@
 // task and a step are).
 //
 // Departures from the kernel: no preemption and no run queues; a CPU runs the top context of its
-// stack until the scenario steps another CPU.
+// stack until the scenario steps another CPU. Interrupts are never masked: the one lock the
+// kernel takes with spin_lock_irq here, hugetlb_lock, is never taken by an interrupt handler of
+// the model, so masking would change no outcome; a mechanism that takes a lock in IRQ context
+// must add local_irq_save to this scheduler first.
 using PropertySuite.Engine.Mm;
 
 namespace PropertySuite.Engine.Smp;
@@ -59,7 +62,7 @@ public sealed class Scheduler
     public StepStatus? StepCpu(int cpu)
     {
         var c = Cpus[cpu];
-        if (c.PendingIrqs > 0 && !c.IrqsDisabled && c.TryDequeueIrq(out var handler))
+        if (c.PendingIrqs > 0 && c.TryDequeueIrq(out var handler))
         {
             var hctx = c.Push(handler, irq: true);
             hctx.Body = handler.Run(_k, hctx).GetEnumerator();

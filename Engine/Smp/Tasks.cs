@@ -91,7 +91,6 @@ public sealed class ExecContext
     /// <summary>Deadlocked: this context can never run again (its CPU is hung).</summary>
     public bool Hung { get; internal set; }
 
-    public bool IrqsDisabled { get; internal set; }
 
     internal ExecContext(KernelTask task, int cpu, bool inIrq, int depth)
     {
@@ -141,8 +140,6 @@ public sealed class Cpu : ICpuView
     public ExecContext? Top => _stack.Count == 0 ? null : _stack[^1];
     public bool Idle => _stack.Count == 0;
     public int PendingIrqs => _pendingIrqs.Count;
-    /// <summary>Irqs are masked while any context on this CPU has them disabled.</summary>
-    public bool IrqsDisabled => _stack.Any(c => c.IrqsDisabled);
 
     internal Cpu(int id, Tlb tlb)
     {

@@ -108,7 +108,7 @@ public sealed class CoreFamily : IOpFamily
             < 60 => rng.Range(1, 4) * page,
             < 75 => rng.Range(5, 64) * page,
             < 85 => rng.Range(1, 4 * page - 1),                                  // not page-aligned
-            _ => Math.Min(rng.Range(pmdPages - 2, pmdPages + 2), 1024) * page,     // around a PMD
+            _ => rng.Range(pmdPages - 2, pmdPages + 2) * page,                     // around a PMD
         };
         string h = s.FreshHandle('v');
         s.AddLive(h);
