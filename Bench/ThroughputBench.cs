@@ -74,6 +74,7 @@ public static class ThroughputBench
         for (int i = 0; i < n; i++)
         {
             ulong at = va + (ulong)(i % 64) * size;
+            k.BeginStep(i); // one step each, as in a scenario: the step's event log starts empty
             k.Pgtable.VmapRangeNoflush(at, pfn, pages, level, writable: true);
             k.Pgtable.VunmapRangeNoflush(at, at + size);
             k.Tlb.FlushTlbKernelRange(at, at + size);

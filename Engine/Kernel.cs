@@ -169,6 +169,7 @@ public sealed class Kernel : IPteObserver, IKernelView
     [Kernel("kernel/fork.c", "mm_alloc")]
     public MmStruct? MmAlloc()
     {
+        if (_mms.Count > Smp.Tlb.MaxAsid) return null; // no ASID left (ASID rollover is not modelled)
         long pgd = Pgtable.AllocPageTablePage();
         if (pgd < 0) return null;
         string name = $"mm{_mms.Count}";

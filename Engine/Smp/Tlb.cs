@@ -44,8 +44,21 @@ public sealed class Tlb(int capacity, IReadOnlyList<ulong> leafSizes) : ITlbView
     // holds (key, sequence) in fill order. A FIFO item whose sequence no longer matches the live
     // entry (flushed, or flushed and filled again) is stale and skipped, so eviction always
     // removes the oldest live entry, and the FIFO is compacted when stale items outnumber live ones.
-    private readonly Fifo<(int, ulong), TlbEntry> _leaves = new(capacity);
-    private readonly Fifo<(int, ulong), WalkCacheEntry> _walk = new(WalkCacheCapacity);
+    //
+    // Keys are one ulong: an entry's VA is page aligned, so its low 12 bits carry the tag
+    // (ASID + 1, 0 for global) and, for the walk cache, the level (bits 0-2, tag in bits 3-11).
+    private readonly Fifo<ulong, TlbEntry> _leaves = new(capacity);
+    private readonly Fifo<ulong, WalkCacheEntry> _walk = new(WalkCacheCapacity);
+
+    /// <summary>Largest ASID a TLB tag can hold.</summary>
+    public const int MaxAsid = 510;
+
+    private static ulong LeafKey(int asid, ulong va) => va | Tag(asid);
+    private static ulong WalkKey(int asid, ulong va, Config.PtLevel level) => va | (Tag(asid) << 3) | (ulong)level;
+
+    private static ulong Tag(int asid) => asid is >= TlbEntry.Global and <= MaxAsid
+        ? (ulong)(asid + 1)
+        : throw new Mm.ModelBugException($"ASID {asid} does not fit a TLB tag (at most {MaxAsid})");
 
     public int Capacity { get; } = capacity;
     public int Count => _leaves.Count;
@@ -59,14 +72,14 @@ public sealed class Tlb(int capacity, IReadOnlyList<ulong> leafSizes) : ITlbView
         foreach (ulong size in leafSizes)
         {
             ulong b = va & ~(size - 1);
-            if (_leaves.TryGet((TlbEntry.Global, b), out var e) && e.Size == size) { entry = e; return true; }
-            if (asid != TlbEntry.Global && _leaves.TryGet((asid, b), out e) && e.Size == size) { entry = e; return true; }
+            if (_leaves.TryGet(b, out var e) && e.Size == size) { entry = e; return true; }
+            if (asid != TlbEntry.Global && _leaves.TryGet(LeafKey(asid, b), out e) && e.Size == size) { entry = e; return true; }
         }
         entry = default;
         return false;
     }
 
-    public void Fill(TlbEntry e) => _leaves.Put((e.Asid, e.Va), e);
+    public void Fill(TlbEntry e) => _leaves.Put(LeafKey(e.Asid, e.Va), e);
 
     /// <summary>The lowest cached table entry covering <paramref name="va"/> in
     /// <paramref name="asid"/>'s view, if any.</summary>
@@ -82,7 +95,7 @@ public sealed class Tlb(int capacity, IReadOnlyList<ulong> leafSizes) : ITlbView
         return found;
     }
 
-    public void FillWalk(WalkCacheEntry e) => _walk.Put((e.Asid, e.Va + (ulong)e.Level), e);
+    public void FillWalk(WalkCacheEntry e) => _walk.Put(WalkKey(e.Asid, e.Va, e.Level), e);
 
     /// <summary>Drops every leaf entry that overlaps [start, end) (an end of 0 is the top of the
     /// address space) in the given address space (null: all). Returns how many were dropped.</summary>
