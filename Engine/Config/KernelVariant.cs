@@ -99,5 +99,10 @@ public sealed record KernelVariant
     /// <summary>vmemmap_restore_pte copies the head page but skips reset_struct_pages.</summary>
     public bool BrokenRestoreSkipsReset { get; init; }
 
+    /// <summary>The huge-vmalloc switches (Engine/Config/VmallocOptions.cs).</summary>
+    public VmallocOptions Vmalloc { get; init; } = new();
+    /// <summary>The huge-vmalloc meta-test breakages (Engine/Config/VmallocOptions.cs).</summary>
+    public VmallocBreakage VmallocBreakage { get; init; } = new();
+
     public override string ToString() => Name;
 }
