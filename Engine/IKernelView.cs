@@ -41,6 +41,8 @@ public interface IKernelView
     IReadOnlyList<KernelEvent> StepEvents { get; }
     /// <summary>The page cache if any operation used it.</summary>
     IFilemapView? Filemap { get; }
+    /// <summary>vmalloc: live vm areas and the lazily freed ranges awaiting their flush.</summary>
+    IVmallocView Vmalloc { get; }
 }
 
 public interface IPhysMemView

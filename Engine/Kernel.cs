@@ -115,7 +115,7 @@ public sealed class Kernel : IPteObserver, IKernelView
         StructPages = new StructPageStore(arch, Mem, Vmemmap);
         Mmu = new Mmu(arch, InitMm, Sched.Cpus, StructPages, Arm64, Log);
         Pgtable = new KernelPgtable(arch, InitMm, Mem, Tlb, Log, () => Sched.Current)
-            { BrokenFreeTableKeepsParentEntry = variant.Broken.FreeTableKeepsParentEntry, BrokenFreeTableLeafOnlyFlush = variant.Broken.FreeTableLeafOnlyFlush };
+            { BrokenFreeTableKeepsParentEntry = variant.Broken.FreeTableKeepsParentEntry, BrokenFreeTableLeafOnlyFlush = variant.Broken.FreeTableLeafOnlyFlush, BrokenPmdFreePtePageSkipsFlush = variant.VmallocBreakage.PmdFreePtePageSkipsFlush };
         PageFlags = new PageFlagHelpers(arch, Mmu);
         Vmemmap.AddOffTableHolder(() => Arm64.BbmWindowFrames);
         FrameAccountants.Add((FrameOwner.PageTable, "page tables of every mm", () => _mms.Sum(m => (long)m.Pgd.Tables.Count)));
@@ -127,7 +127,7 @@ public sealed class Kernel : IPteObserver, IKernelView
     /// plus one line here. Each gets the services it uses and registers its frame accountant.</summary>
     private void RegisterMechanisms()
     {
-        Vmalloc = new Vmalloc(Arch, Mem, Pgtable, Tlb, Variant.Broken);
+        Vmalloc = new Vmalloc(Arch, Mem, Pgtable, SwapperPgDir, Tlb, Log, () => Sched.Current, Machine.Cpus, Variant);
         FrameAccountants.Add((FrameOwner.Vmalloc, "vmalloc areas", () => Vmalloc.PagesInUse));
         HugetlbVmemmap = new HugetlbVmemmap(this);
         Vmemmap.AddOffTableHolder(() => HugetlbVmemmap.FramesInFlight);
@@ -208,6 +208,7 @@ public sealed class Kernel : IPteObserver, IKernelView
     IHugetlbView IKernelView.Hugetlb => Hugetlb;
     IFilemapView? IKernelView.Filemap => _filemap;
     IReadOnlyList<KernelEvent> IKernelView.StepEvents => Events.StepEvents;
+    IVmallocView IKernelView.Vmalloc => Vmalloc;
 
     /// <summary>Every entry store of every page table: the event log and the TLB bookkeeping.</summary>
     void IPteObserver.OnPteChange(PageTable mm, PtTable table, int index, Pte oldPte, Pte newPte)

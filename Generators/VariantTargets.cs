@@ -53,6 +53,7 @@ public static class VariantTargets
     /// <summary>The speculative-reference races: readers of the page cache, and the schedule that
     /// interleaves them with what frees and reshapes their pages.</summary>
     private static readonly Type[] Races = [Fam<PageCacheFamily>(), Fam<ScheduleFamily>()];
+    private static readonly Type[] Vmalloc = [Fam<VmallocFamily>()];
 
     /// <summary>One entry per buggy variant, in KernelVariants.All order.</summary>
     public static IReadOnlyList<VariantTarget> All { get; } =
@@ -84,6 +85,11 @@ public static class VariantTargets
         // The walk cache still points at the freed table: incoherent, and the next walk reads freed memory.
         Buggy("broken-free-table-leaf-flush", Inv<TlbCoherentAfterFlush>(), Inv<NoKernelOops>()),
         Buggy("broken-bbm-skips-invalidate", Inv<BreakBeforeMake>()) with { MaxReproOps = 2 },
+        // Huge vmalloc: the area allocator, the huge policy, the table replacement, the lazy purge.
+        Buggy("broken-vmalloc-no-guard-page", Inv<VmallocMappingsExact>()) with { MaxReproOps = 2, Focus = Vmalloc },
+        Buggy("broken-huge-vmalloc-ignores-opt-in", Inv<HugeVmapLeafOnlyWhereAllowed>()) with { MaxReproOps = 2, Focus = Vmalloc },
+        Buggy("broken-pmd-free-pte-page-skips-flush", Inv<NoFreedFrameReachable>(), Inv<TlbCoherentAfterFlush>(), Inv<BreakBeforeMake>()) with { MaxReproOps = 6, Focus = Vmalloc },
+        Buggy("broken-vmap-reuse-before-purge", Inv<TlbCoherentAfterFlush>(), Inv<NoFreedFrameReachable>(), Inv<BreakBeforeMake>()) with { MaxReproOps = 5, Focus = Vmalloc },
     ];
 
     /// <summary>The entry of a variant; null for a correct one.</summary>

@@ -27,10 +27,23 @@ public sealed class BreakBeforeMake : IInvariant
         if (k.Arch.Arch != Arch.Arm64) return null;
         bool bbml2 = k.Variant.Arm64.VmemmapUpdate == VmemmapUpdate.Bbml2;
         var events = k.StepEvents;
+        // One pass: the previous store of each entry, the flushes in order, the last store of
+        // each entry in the step, and the breaks still pending from earlier steps, so that a
+        // step of many stores (a large vmalloc) is checked in linear time.
+        var last = new Dictionary<(string?, PtLevel, ulong), int>();
+        for (int i = 0; i < events.Count; i++)
+            if (events[i].Kind == KernelEventKind.EntryStore) last[(events[i].Mm, events[i].Level, events[i].Start)] = i;
+        HashSet<(string, PtLevel, ulong)>? pendingBreaks = null;
+        var previous = new Dictionary<(string?, PtLevel, ulong), int>();
+        var flushes = new List<int>();
         for (int i = 0; i < events.Count; i++)
         {
             var e = events[i];
-            if (e.Kind != KernelEventKind.EntryStore || e.New.IsNone) continue;
+            if (e.Kind == KernelEventKind.Flush) { flushes.Add(i); continue; }
+            var key = (e.Mm, e.Level, e.Start);
+            int prev = previous.TryGetValue(key, out int pj) ? pj : -1;
+            previous[key] = i;
+            if (e.New.IsNone) continue;
             if (!e.Old.IsNone)
             {
                 if (InPlaceChangeNeedsBreak(e.Level, e.Old, e.New, bbml2) is { } why)
@@ -38,7 +51,7 @@ public sealed class BreakBeforeMake : IInvariant
                 continue;
             }
             // A make: find the break of the same entry, and whether an invalidation followed it.
-            if (UninvalidatedBreak(k, events, i) is { } brk)
+            if (UninvalidatedBreak(k, events, flushes, i, prev, last[key] > i, ref pendingBreaks) is { } brk)
                 return new(Name, $"{e.Mm} {e.Level} entry at {e.Start:x} made ({e.New}) before the break {brk} was invalidated");
         }
         return null;
@@ -55,33 +68,29 @@ public sealed class BreakBeforeMake : IInvariant
     }
 
     /// <summary>The break (valid → none) of the entry that event <paramref name="make"/> makes,
-    /// if no flush that covers it came between the two: searched back through this step's
-    /// events, else among the changes still pending a flush from earlier steps (a break of a
-    /// table entry is covered only by a flush that reaches the walk caches).</summary>
-    private static string? UninvalidatedBreak(IKernelView k, IReadOnlyList<KernelEvent> events, int make)
+    /// if no flush that covers it came between the two: the entry's previous store in this step
+    /// (<paramref name="prev"/>), else among the changes still pending a flush from earlier
+    /// steps unless the entry is stored again later in this step (a break of a table entry is
+    /// covered only by a flush that reaches the walk caches).</summary>
+    private static string? UninvalidatedBreak(IKernelView k, IReadOnlyList<KernelEvent> events, List<int> flushes, int make, int prev,
+        bool storedLater, ref HashSet<(string, PtLevel, ulong)>? pendingBreaks)
     {
         var m = events[make];
-        bool leafFlushed = false, walkFlushed = false;
-        for (int j = make - 1; j >= 0; j--)
+        if (prev >= 0)
         {
-            var e = events[j];
-            if (e.Kind == KernelEventKind.Flush)
-            {
-                if (e.Covers(m.Mm!, m.Start, m.End, tableEntry: false)) leafFlushed = true;
-                if (e.Covers(m.Mm!, m.Start, m.End, tableEntry: true)) walkFlushed = true;
-                continue;
-            }
-            if (e.Mm != m.Mm || e.Level != m.Level || e.Start != m.Start) continue;
+            var e = events[prev];
             if (!e.New.IsNone || e.Old.IsNone) return null; // the entry's last store was not a break
-            bool invalidated = e.Old.IsTable ? walkFlushed : leafFlushed;
+            bool invalidated = false;
+            int f = flushes.BinarySearch(prev);
+            for (int x = f < 0 ? ~f : f; x < flushes.Count && flushes[x] < make && !invalidated; x++)
+                invalidated = events[flushes[x]].Covers(m.Mm!, m.Start, m.End, tableEntry: e.Old.IsTable);
             return invalidated ? null : $"at {e.Start:x} ({e.Old} -> none, this step, by cpu{e.Cpu})";
         }
         // A pending break recorded later in this step (after the make) is not one the make followed.
-        for (int j = make + 1; j < events.Count; j++)
-            if (events[j] is { Kind: KernelEventKind.EntryStore } e && e.Mm == m.Mm && e.Level == m.Level && e.Start == m.Start) return null;
-        foreach (var p in k.PendingFlushes)
-            if (p.Mm == m.Mm && p.Level == m.Level && p.EntryVa == m.Start && p.New.IsNone && !p.Old.IsNone)
-                return $"at {p.EntryVa:x} ({p.Old} -> none, an earlier step)";
-        return null;
+        if (storedLater) return null;
+        pendingBreaks ??= k.PendingFlushes.Where(p => p.New.IsNone && !p.Old.IsNone).Select(p => (p.Mm, p.Level, p.EntryVa)).ToHashSet();
+        if (!pendingBreaks.Contains((m.Mm!, m.Level, m.Start))) return null;
+        var pb = k.PendingFlushes.First(p => p.Mm == m.Mm && p.Level == m.Level && p.EntryVa == m.Start && p.New.IsNone && !p.Old.IsNone);
+        return $"at {pb.EntryVa:x} ({pb.Old} -> none, an earlier step)";
     }
 }

@@ -23,6 +23,9 @@ public static class InvariantRegistry
         new CompoundHeadResolvesRealHead(),
         new OptimizedImpliesHugetlb(),
         new HugetlbPoolAccounting(),
+        new VmallocMappingsExact(),
+        new HugeVmapLeafOnlyWhereAllowed(),
+        new NoFreedFrameReachable(),
     ];
 
     public static IInvariant ByName(string name) =>

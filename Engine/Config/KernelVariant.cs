@@ -160,12 +160,18 @@ public sealed record KernelVariant
             Hugetlb.Validate(arch);
             Arm64.Validate(arch);
             Broken.Validate(this);
+            Vmalloc.Validate();
         }
         catch (ConfigException e)
         {
             throw new ConfigException($"variant '{Name}': {e.Message}");
         }
     }
+
+    /// <summary>The huge-vmalloc switches (Engine/Config/VmallocOptions.cs).</summary>
+    public VmallocOptions Vmalloc { get; init; } = new();
+    /// <summary>The huge-vmalloc meta-test breakages (Engine/Config/VmallocOptions.cs).</summary>
+    public VmallocBreakage VmallocBreakage { get; init; } = new();
 
     public override string ToString() => Name;
 }

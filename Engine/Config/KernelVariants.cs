@@ -99,6 +99,22 @@ public static class KernelVariants
         Buggy("broken-bbm-skips-invalidate",
             "meta-test only: arm64 HVO under stop_machine makes each new vmemmap entry right after its break, without the TLB invalidation between them",
             D with { Hugetlb = new() { Arm64Hvo = true }, Arm64 = new() { VmemmapUpdate = VmemmapUpdate.StopMachine }, Broken = new() { BbmSkipsInvalidate = true } }, "arm64-4k-l4"),
+        Correct("vmalloc-v8-policy", "v5.13-v5.17 huge vmalloc (the v8 series): every PAGE_KERNEL allocation of at least PMD_SIZE tries PMD mappings, no opt-in",
+            D with { Vmalloc = new() { Huge = VmallocHugePolicy.PageKernelAtLeastPmd } }),
+        Correct("nohugevmalloc", "boot with nohugevmalloc: vmap_allow_huge is false, vmalloc_huge maps small pages",
+            D with { Vmalloc = new() { Huge = VmallocHugePolicy.Off } }),
+        Buggy("broken-vmalloc-no-guard-page",
+            "meta-test only: alloc_vmap_area reserves no guard page, so the next area is mapped right over the previous one's guard page",
+            D with { VmallocBreakage = new() { NoGuardPage = true } }),
+        Buggy("broken-huge-vmalloc-ignores-opt-in",
+            "meta-test only: __vmalloc_node_range forgets the VM_ALLOW_HUGE_VMAP test, so a plain vmalloc of PMD_SIZE gets PMD leaves",
+            D with { VmallocBreakage = new() { HugeIgnoresOptIn = true } }),
+        Buggy("broken-pmd-free-pte-page-skips-flush",
+            "meta-test only: pmd_free_pte_page frees the leftover PTE table under a new huge vmalloc PMD without invalidating the walk caches (arm64: no __flush_tlb_kernel_pgtable)",
+            D with { VmallocBreakage = new() { PmdFreePtePageSkipsFlush = true } }, "arm64"),
+        Buggy("broken-vmap-reuse-before-purge",
+            "meta-test only: alloc_vmap_area hands out a lazily freed range before purge_vmap_area_lazy has flushed it, so a CPU still translates the new area through the old one's TLB entry",
+            D with { VmallocBreakage = new() { ReuseBeforePurge = true } }),
     ];
 
     /// <summary>Looks a variant up by name.</summary>

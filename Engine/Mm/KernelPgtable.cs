@@ -7,7 +7,17 @@
 //   SetMemoryRo/Rw        arch/arm64/mm/pageattr.c set_memory_ro/rw (__change_memory_common);
 //   SplitPmd/SplitPud     arch/arm64/mm/mmu.c split_pmd/split_pud (x86: split_large_page):
 //                         a block replaced by a table of the same frames;
-//   FreeEmptyTables       arch/arm64/mm/mmu.c free_empty_tables with its floor/ceiling check.
+//   FreeEmptyTables       arch/arm64/mm/mmu.c free_empty_tables with its floor/ceiling check;
+//   PmdFreePtePage        pmd_free_pte_page / pud_free_pmd_page (arch/x86/mm/pgtable.c,
+//   PudFreePmdPage        arch/arm64/mm/mmu.c): a leftover table under a PMD (PUD) entry that
+//                         vmap_try_huge_pmd (_pud) wants for a huge leaf is unlinked, the walk
+//                         caches are invalidated, and only then is the table page freed. x86
+//                         invalidates with flush_tlb_kernel_range over one page (INVLPG drops
+//                         the paging-structure caches); arm64 with __flush_tlb_kernel_pgtable
+//                         (TLBI VAAE1IS, all levels). x86's pud_free_pmd_page unlinks the PMD
+//                         table, flushes once and then frees the PTE tables below it; arm64's
+//                         frees each PTE table through pmd_free_pte_page first (one flush each),
+//                         then unlinks and flushes the PMD table.
 //
 // None of these flush the TLB except FreeEmptyTables (which must before it frees a table page):
 // callers do, as in the kernel (the *_noflush convention).
@@ -155,6 +165,76 @@ public sealed class KernelPgtable
             _pgd.Set(child, i, Pte.MkLeaf(block.Pfn + i * step, block.Writable));
         _pgd.Set(t, index, Pte.MkTable(pfn));
         return child;
+    }
+
+    /// <summary>The breakage of pmd_free_pte_page a meta-test uses (VmallocBreakage).</summary>
+    internal bool BrokenPmdFreePtePageSkipsFlush { get; init; }
+
+    /// <summary>pmd_free_pte_page: the PMD entry (<paramref name="t"/>, <paramref name="index"/>)
+    /// points at a PTE table that is empty; unlink it, invalidate what walk caches hold of it,
+    /// free it. Returns 1 as both architectures do (a PMD that is not a table only warns).</summary>
+    [Kernel("arch/arm64/mm/mmu.c", "pmd_free_pte_page")]
+    public int PmdFreePtePage(PtTable t, int index)
+    {
+        Pte pmd = t.Entries[index];
+        ulong addr = _pgd.EntryVa(t, index);
+        if (!_pgd.TryGetChild(t, pmd, out var table))
+        {
+            _log.RecordFault(FaultKind.KernelBug, _current(), addr, $"pmd_free_pte_page at {addr:x}: PMD entry {pmd} is not a table (VM_WARN_ON)");
+            return 1;
+        }
+        _pgd.Set(t, index, Pte.None);
+        if (!BrokenPmdFreePtePageSkipsFlush) FlushOneTable(addr);
+        FreeTablePage(table, "pmd_free_pte_page");
+        return 1;
+    }
+
+    /// <summary>pud_free_pmd_page: as <see cref="PmdFreePtePage"/> for a PMD table under a PUD
+    /// entry, freeing the PTE tables below it as well (the order is the architecture's, see the
+    /// file header).</summary>
+    [Kernel("arch/arm64/mm/mmu.c", "pud_free_pmd_page")]
+    public int PudFreePmdPage(PtTable t, int index)
+    {
+        Pte pud = t.Entries[index];
+        ulong addr = _pgd.EntryVa(t, index);
+        if (!_pgd.TryGetChild(t, pud, out var pmdTable))
+        {
+            _log.RecordFault(FaultKind.KernelBug, _current(), addr, $"pud_free_pmd_page at {addr:x}: PUD entry {pud} is not a table (VM_WARN_ON)");
+            return 1;
+        }
+        if (_arch.Arch == Arch.Arm64)
+        {
+            for (int i = 0; i < pmdTable.Entries.Length; i++)
+                if (!pmdTable.Entries[i].IsNone) PmdFreePtePage(pmdTable, i);
+            _pgd.Set(t, index, Pte.None);
+            FlushOneTable(addr);
+        }
+        else
+        {
+            var below = new List<PtTable>();
+            for (int i = 0; i < pmdTable.Entries.Length; i++)
+                if (_pgd.TryGetChild(pmdTable, pmdTable.Entries[i], out var pte)) below.Add(pte);
+            _pgd.Set(t, index, Pte.None);
+            // INVLPG of one page drops every paging-structure cache entry, whatever address it
+            // translates (Intel SDM 4.10.4.1); the model's walk caches are dropped by range, so
+            // the same effect is the whole PUD range.
+            _tlb.FlushTlbKernelRange(addr, addr + (ulong)_arch.PudSize);
+            foreach (var pte in below) FreeTablePage(pte, "pud_free_pmd_page");
+        }
+        FreeTablePage(pmdTable, "pud_free_pmd_page");
+        return 1;
+    }
+
+    private void FlushOneTable(ulong addr)
+    {
+        if (_arch.Arch == Arch.Arm64) _tlb.FlushTlbKernelPgtable(addr);
+        else _tlb.FlushTlbKernelRange(addr, addr + (ulong)_arch.PageSize);
+    }
+
+    private void FreeTablePage(PtTable table, string who)
+    {
+        _pgd.ForgetTable(table);
+        _mem.FreePages(table.Pfn, 0, FrameOwner.PageTable, who);
     }
 
     /// <summary>pgtable_range_aligned: whether the table covering [start, end) at the given mask

@@ -1,93 +1,265 @@
-// mm/vmalloc.c, base-page subset: __vmalloc_node_range → __get_vm_area_node (VA reservation
-// with a guard page) → __vmalloc_area_node (order-0 pages, vmap_pages_range) and vfree →
-// remove_vm_area (unmap, flush) → free every page.
+// mm/vmalloc.c (v6.6) allocation and freeing, with huge (PMD-mapped) vmalloc:
+//   __vmalloc_node_range  the huge policy (vmap_allow_huge, VM_ALLOW_HUGE_VMAP since
+//                         559089e0a93d; the v5.13 "PAGE_KERNEL and at least PMD_SIZE" policy as
+//                         a variant), size and alignment rounded to 1 << shift, then
+//                         __get_vm_area_node, __vmalloc_area_node; on any failure with
+//                         shift > PAGE_SHIFT everything is retried with small pages;
+//   __vmalloc_area_node   vm_area_alloc_pages (order 0 one page at a time, as the bulk
+//                         allocator's fallback does; order > 0 alloc_pages then split_page, or
+//                         kept compound before 3b8000ae185c), vmap_pages_range; on failure the
+//                         partly built area is vfree'd;
+//   vfree / remove_vm_area  unmap at once (vunmap_range_noflush over the whole vmap area), the
+//                         vmap area goes to the purge list (VmapArea.cs: the TLB flush and the
+//                         reuse of the range wait for purge_vmap_area_lazy), and the backing
+//                         pages are freed right away, order 0 each (__free_pages(page, order)
+//                         per compound page in the compound variant);
+//   vm_unmap_aliases      purges the lazily freed areas (one flush).
 //
-// Departures from the kernel: no lazy purge (vfree flushes at once, as vm_unmap_aliases would);
-// huge (PMD) vmalloc mappings, VM_FLUSH_RESET_PERMS and direct-map permission changes belong to
-// the huge-vmalloc mechanism and are not modelled here.
+// Departures from the kernel: one NUMA node (no size_per_node division, which 2024 removed
+// anyway); no kvmalloc of the pages array (it cannot fail here); no __GFP_NOFAIL retries; no
+// kasan/kmemleak; VM_FLUSH_RESET_PERMS, set_memory_* and the direct-map alias are not modelled
+// yet; vmap/ioremap of caller-supplied pages are not modelled yet. The engine's Broken* switches
+// of KernelVariant keep their meaning: BrokenVunmapSkipsFlush releases the range at once, with
+// no flush now or at a purge.
 using PropertySuite.Engine.Config;
+using PropertySuite.Engine.Smp;
 
 namespace PropertySuite.Engine.Mm;
 
-/// <summary>A vm_struct: a reserved VA range and its backing pages.</summary>
-public sealed class VmArea(ulong addr, ulong size, long[] pages)
+/// <summary>vm_struct flags (include/linux/vmalloc.h).</summary>
+[Flags]
+public enum VmFlags
 {
-    public ulong Addr { get; } = addr;
-    /// <summary>Size without the guard page.</summary>
-    public ulong Size { get; } = size;
-    public long[] Pages { get; } = pages;
-    public override string ToString() => $"vm_area [{Addr:x}, {Addr + Size:x}) {Pages.Length} pages";
+    None = 0,
+    VmIoremap = 1 << 0,
+    VmAlloc = 1 << 1,
+    VmMap = 1 << 2,
+    VmUninitialized = 1 << 5,
+    VmNoGuard = 1 << 6,
+    VmFlushResetPerms = 1 << 8,
+    /// <summary>Opt in to PMD-sized mappings (since 559089e0a93d).</summary>
+    VmAllowHugeVmap = 1 << 10,
+    /// <summary>Opt out of PMD-sized mappings (v5.13-v5.17 policy).</summary>
+    VmNoHugeVmap = 1 << 11,
+}
+
+/// <summary>What an invariant may read of one vm area.</summary>
+public interface IVmAreaView
+{
+    /// <summary>First address (vm_struct.addr).</summary>
+    ulong Addr { get; }
+    /// <summary>Mapped size, without the guard page (get_vm_area_size).</summary>
+    ulong Size { get; }
+    /// <summary>The guard page's size: PAGE_SIZE, or 0 with VM_NO_GUARD.</summary>
+    ulong GuardSize { get; }
+    VmFlags Flags { get; }
+    /// <summary>Whether the mapping is PAGE_KERNEL (writable) rather than read-only.</summary>
+    bool Writable { get; }
+    /// <summary>vm_area_page_order: the order of each backing allocation.</summary>
+    int PageOrder { get; }
+    /// <summary>The order-0 backing pages, one per PAGE_SIZE of Size (vm_struct.pages).</summary>
+    IReadOnlyList<long> Pages { get; }
+}
+
+/// <summary>What an invariant may read of vmalloc.</summary>
+public interface IVmallocView
+{
+    /// <summary>Live vm areas by address.</summary>
+    IReadOnlyList<IVmAreaView> LiveAreas { get; }
+    /// <summary>Busy vmap areas that have no vm_struct yet or any more.</summary>
+    IReadOnlyList<VmapArea> BusyVmapAreas { get; }
+    /// <summary>Ranges freed and unmapped, whose TLB flush purge_vmap_area_lazy has not issued yet.</summary>
+    IReadOnlyList<VmapArea> LazyRanges { get; }
+    VmallocOptions Options { get; }
+}
+
+/// <summary>A vm_struct: a reserved VA range and its backing pages.</summary>
+public sealed class VmArea : IVmAreaView
+{
+    internal VmArea(VmapArea va, ulong size, ulong guard, VmFlags flags, bool writable, int pageOrder)
+    {
+        Va = va;
+        Size = size;
+        GuardSize = guard;
+        Flags = flags;
+        Writable = writable;
+        PageOrder = pageOrder;
+    }
+
+    internal VmapArea Va { get; }
+    public ulong Addr => Va.VaStart;
+    public ulong Size { get; }
+    public ulong GuardSize { get; }
+    public VmFlags Flags { get; internal set; }
+    public bool Writable { get; }
+    public int PageOrder { get; }
+    internal List<long> PageList { get; } = new();
+    public IReadOnlyList<long> Pages => PageList;
+    public override string ToString() => $"vm_area [{Addr:x}, {Addr + Size:x}) {PageList.Count} pages order {PageOrder}";
 }
 
 /// <summary>The vmalloc allocator of one kernel.</summary>
-public sealed class Vmalloc(ArchConfig arch, PhysMem mem, KernelPgtable pgtable, Smp.TlbFlush tlb, Breakage broken)
+public sealed class Vmalloc : IVmallocView
 {
+    private readonly ArchConfig _arch;
+    private readonly PhysMem _mem;
+    private readonly KernelVariant _variant;
+    private readonly VmallocOptions _options;
+    private readonly VmallocBreakage _breakage;
     private readonly SortedDictionary<ulong, VmArea> _areas = new();
+
+    public VmapAreaAllocator VmapAreas { get; }
+    public VmapRange Vmap { get; }
+
+    internal Vmalloc(ArchConfig arch, PhysMem mem, KernelPgtable pgtable, PageTable pgd, TlbFlush tlb, KernelLog log, Func<ExecContext?> current, int cpus, KernelVariant variant)
+    {
+        _arch = arch;
+        _mem = mem;
+        _variant = variant;
+        _options = variant.Vmalloc;
+        _options.Validate();
+        _breakage = variant.VmallocBreakage;
+        VmapAreas = new VmapAreaAllocator(arch, tlb, cpus, _breakage);
+        Vmap = new VmapRange(arch, pgd, pgtable, tlb, log, current);
+        Pgtable = pgtable;
+    }
+
+    private KernelPgtable Pgtable { get; }
 
     public IEnumerable<VmArea> Areas => _areas.Values;
 
-    /// <summary>Lowest free VA for size + guard page, aligned to <paramref name="align"/>.</summary>
-    private ulong FindVa(ulong size, ulong align)
+    /// <summary>vmap_allow_huge and the policy of the variant: the shift __vmalloc_node_range
+    /// starts with for an allocation of <paramref name="size"/> bytes.</summary>
+    private int HugeShift(ulong size, VmFlags flags, bool writable)
     {
-        ulong addr = (arch.VmallocStart + align - 1) & ~(align - 1);
-        foreach (var a in _areas.Values)
+        bool pmdSupported = _arch.LeafAllowed(PtLevel.Pmd) && (int)PtLevel.Pmd < _arch.Levels; // arch_vmap_pmd_supported
+        bool big = size >= (ulong)_arch.PmdSize;
+        bool tryHuge = _options.Huge switch
         {
-            if (addr + size + (ulong)arch.PageSize <= a.Addr) break;
-            ulong next = a.Addr + a.Size + (ulong)arch.PageSize;
-            if (next > addr) addr = (next + align - 1) & ~(align - 1);
-        }
-        return addr + size + (ulong)arch.PageSize <= arch.VmallocEnd ? addr : 0;
+            VmallocHugePolicy.OptIn => (flags & VmFlags.VmAllowHugeVmap) != 0 || _breakage.HugeIgnoresOptIn,
+            VmallocHugePolicy.PageKernelAtLeastPmd => writable && (flags & VmFlags.VmNoHugeVmap) == 0,
+            _ => false,
+        };
+        return tryHuge && pmdSupported && big ? _arch.PmdShift : _arch.PageShift;
     }
 
-    /// <summary>__vmalloc_node_range for base pages: returns the area or an errno. size must be
-    /// a positive multiple of PAGE_SIZE (the caller rounds).</summary>
+    /// <summary>vmalloc(size) for a size the caller has rounded to PAGE_SIZE (no huge mappings
+    /// unless the policy of the variant gives them to plain vmalloc).</summary>
+    public (VmArea? Area, Errno Err) VmallocNodeRange(ulong size) => VmallocNodeRange(size, (ulong)_arch.PageSize, VmFlags.None, writable: true);
+
+    /// <summary>vmalloc_huge: __vmalloc_node_range with VM_ALLOW_HUGE_VMAP.</summary>
+    [Kernel("mm/vmalloc.c", "vmalloc_huge")]
+    public (VmArea? Area, Errno Err) VmallocHuge(ulong size) => VmallocNodeRange(size, (ulong)_arch.PageSize, VmFlags.VmAllowHugeVmap, writable: true);
+
+    /// <summary>__vmalloc_node_range: the area or an errno (EINVAL for size 0, ENOMEM for a
+    /// size above the machine's memory or when both the huge and the small attempt fail).</summary>
     [Kernel("mm/vmalloc.c", "__vmalloc_node_range")]
-    public (VmArea? Area, Errno Err) VmallocNodeRange(ulong size)
+    public (VmArea? Area, Errno Err) VmallocNodeRange(ulong size, ulong align, VmFlags flags, bool writable)
     {
-        if (size == 0 || size % (ulong)arch.PageSize != 0)
-            throw new ModelBugException($"vmalloc size {size:x}: not a positive multiple of PAGE_SIZE");
-        ulong addr = FindVa(size, (ulong)arch.PageSize);
-        if (addr == 0) return (null, Errno.ENOMEM);
-        long n = (long)(size >> arch.PageShift);
-        var pages = new long[n];
-        for (long i = 0; i < n; i++)
+        if (size == 0) return (null, Errno.EINVAL);
+        ulong realSize = AlignUp(size, (ulong)_arch.PageSize), realAlign = Math.Max(align, (ulong)_arch.PageSize);
+        if ((realSize >> _arch.PageShift) > (ulong)_mem.MaxPfn) return (null, Errno.ENOMEM);
+        int shift = HugeShift(realSize, flags, writable);
+        ulong alignNow = Math.Max(realAlign, 1UL << shift);
+        while (true)
         {
-            long pfn = mem.AllocPages(0, FrameOwner.Vmalloc);
-            if (pfn < 0)
+            var area = GetVmAreaNode(realSize, alignNow, shift, VmFlags.VmAlloc | VmFlags.VmUninitialized | flags, writable);
+            var err = area is null ? Errno.ENOMEM : VmallocAreaNode(area, shift, writable);
+            if (err == Errno.Ok)
             {
-                for (long j = 0; j < i; j++) mem.FreePages(pages[j], 0, FrameOwner.Vmalloc, "vmalloc unwind");
-                return (null, Errno.ENOMEM);
+                area!.Flags &= ~VmFlags.VmUninitialized; // clear_vm_uninitialized_flag
+                return (area, Errno.Ok);
             }
-            pages[i] = pfn;
+            if (shift == _arch.PageShift) return (null, err);
+            shift = _arch.PageShift; // fall back to small pages
+            alignNow = realAlign;
         }
-        var area = new VmArea(addr, size, pages);
-        _areas[addr] = area;
-        for (long i = 0; i < n; i++)
-        {
-            var err = pgtable.VmapRangeNoflush(addr + (ulong)(i << arch.PageShift), pages[i], 1, PtLevel.Pte, writable: true);
-            if (err != Errno.Ok)
-            {
-                // __vmalloc_area_node failure: __vfree what was set up.
-                Vfree(area);
-                return (null, err);
-            }
-        }
-        return (area, Errno.Ok);
     }
 
-    /// <summary>vfree: unmap, flush, free the pages, release the VA.</summary>
+    private static ulong AlignUp(ulong v, ulong a) => (v + a - 1) & ~(a - 1);
+
+    /// <summary>__get_vm_area_node: size rounded up to 1 &lt;&lt; shift, plus the guard page
+    /// unless VM_NO_GUARD; a vmap area for it; the vm_struct linked in.</summary>
+    [Kernel("mm/vmalloc.c", "__get_vm_area_node")]
+    private VmArea? GetVmAreaNode(ulong size, ulong align, int shift, VmFlags flags, bool writable)
+    {
+        size = AlignUp(size, 1UL << shift);
+        ulong guard = (flags & VmFlags.VmNoGuard) != 0 || _breakage.NoGuardPage ? 0 : (ulong)_arch.PageSize;
+        var va = VmapAreas.AllocVmapArea(size + guard, align);
+        if (va is null) return null;
+        var area = new VmArea(va, size, guard, flags, writable, shift - _arch.PageShift);
+        _areas[area.Addr] = area;
+        return area;
+    }
+
+    /// <summary>__vmalloc_area_node: allocate every backing page at the area's order and map
+    /// them; on failure the partly built area is freed (vfree) and ENOMEM returned.</summary>
+    [Kernel("mm/vmalloc.c", "__vmalloc_area_node")]
+    private Errno VmallocAreaNode(VmArea area, int pageShift, bool writable)
+    {
+        long nrSmallPages = (long)(area.Size >> _arch.PageShift);
+        long got = VmAreaAllocPages(area.PageOrder, nrSmallPages, area.PageList);
+        Errno err = got != nrSmallPages ? Errno.ENOMEM
+            : Vmap.VmapPagesRange(area.Addr, area.Addr + area.Size, writable, area.PageList, pageShift);
+        if (err != Errno.Ok) Vfree(area);
+        return err;
+    }
+
+    /// <summary>vm_area_alloc_pages: <paramref name="nrPages"/> order-0 pages into
+    /// <paramref name="pages"/>, allocated 1 &lt;&lt; <paramref name="order"/> at a time and
+    /// split_page'd; stops at the first failure and returns how many it got.</summary>
+    [Kernel("mm/vmalloc.c", "vm_area_alloc_pages")]
+    private long VmAreaAllocPages(int order, long nrPages, List<long> pages)
+    {
+        long per = 1L << order;
+        while (pages.Count < nrPages)
+        {
+            long pfn = _mem.AllocPages(order, FrameOwner.Vmalloc);
+            if (pfn < 0) break;
+            for (long i = 0; i < per; i++) pages.Add(pfn + i); // split_page, or the compound's subpages
+        }
+        return pages.Count;
+    }
+
+    /// <summary>vfree: remove_vm_area (unmap now, lazy flush), then free every backing page.</summary>
     [Kernel("mm/vmalloc.c", "vfree")]
     public void Vfree(VmArea area)
     {
-        if (!_areas.Remove(area.Addr)) throw new ModelBugException($"vfree of unknown {area}");
-        ulong end = area.Addr + area.Size;
-        ulong unmapEnd = broken.VunmapSkipsLastPte ? end - (ulong)arch.PageSize : end;
-        pgtable.VunmapRangeNoflush(area.Addr, unmapEnd);
-        if (!broken.VunmapSkipsFlush) tlb.FlushTlbKernelRange(area.Addr, end);
-        int n = area.Pages.Length - (broken.VfreeLeaksLastPage ? 1 : 0);
-        for (int i = 0; i < n; i++) mem.FreePages(area.Pages[i], 0, FrameOwner.Vmalloc, "vfree");
+        RemoveVmArea(area);
+        int n = area.PageList.Count - (_variant.Broken.VfreeLeaksLastPage && area.PageList.Count > 0 ? 1 : 0);
+        if (_options.CompoundBacking && area.PageOrder > 0)
+        {
+            // Before 3b8000ae185c: __free_pages(page, page_order) for each compound page.
+            for (int i = 0; i + (1 << area.PageOrder) <= n; i += 1 << area.PageOrder)
+                _mem.FreePages(area.PageList[i], area.PageOrder, FrameOwner.Vmalloc, "vfree");
+        }
+        else
+            for (int i = 0; i < n; i++) _mem.FreePages(area.PageList[i], 0, FrameOwner.Vmalloc, "vfree");
+        area.PageList.Clear();
     }
 
+    /// <summary>remove_vm_area: unlink the vm_struct, then free_unmap_vmap_area: clear the
+    /// entries of the whole vmap area at once and put it on the purge list.</summary>
+    [Kernel("mm/vmalloc.c", "remove_vm_area")]
+    private void RemoveVmArea(VmArea area)
+    {
+        if (!_areas.Remove(area.Addr)) throw new ModelBugException($"vfree of unknown {area}");
+        ulong end = area.Addr + area.Size;
+        ulong unmapEnd = _variant.Broken.VunmapSkipsLastPte ? end - (ulong)_arch.PageSize : area.Va.VaEnd;
+        Pgtable.VunmapRangeNoflush(area.Addr, unmapEnd);
+        if (_variant.Broken.VunmapSkipsFlush) VmapAreas.FreeVmapArea(area.Va);
+        else VmapAreas.FreeVmapAreaNoflush(area.Va);
+    }
+
+    /// <summary>vm_unmap_aliases: purge the lazily freed areas now (one flush over them).</summary>
+    [Kernel("mm/vmalloc.c", "vm_unmap_aliases")]
+    public void VmUnmapAliases() => VmapAreas.PurgeVmapAreaLazy();
+
     /// <summary>Frames owned by live areas (for conservation checks).</summary>
-    public long PagesInUse => _areas.Values.Sum(a => (long)a.Pages.Length);
+    public long PagesInUse => _areas.Values.Sum(a => (long)a.PageList.Count);
+
+    IReadOnlyList<IVmAreaView> IVmallocView.LiveAreas => _areas.Values.ToList();
+    IReadOnlyList<VmapArea> IVmallocView.BusyVmapAreas => VmapAreas.Busy.Where(v => !_areas.ContainsKey(v.VaStart)).ToList();
+    IReadOnlyList<VmapArea> IVmallocView.LazyRanges => VmapAreas.PurgeList;
+    VmallocOptions IVmallocView.Options => _options;
 }

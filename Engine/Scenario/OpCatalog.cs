@@ -35,6 +35,8 @@ public static class OpCatalog
         ["dissolve"] = ((r, _) => new DissolveOp(r.Handle('f')), null),
         ["memory_failure"] = ((r, _) => new MemoryFailureOp(r.Handle('f'), r.Int("subpage", 0, 1L << 32)), null),
         ["flush_dcache_page"] = ((r, _) => new FlushDcachePageOp(r.Handle('f'), r.Int("subpage", 0, 1L << 32)), null),
+        ["vmalloc_huge"] = ((r, _) => new VmallocHugeOp(r.Size("size", 1, MaxOpSize)), 'v'),
+        ["vm_unmap_aliases"] = ((r, _) => new VmUnmapAliasesOp(), null),
         ["hvo_knob"] = ((r, _) => new HvoKnobOp(HugetlbOpText.OnOff(r)), null),
     };
 

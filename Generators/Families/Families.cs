@@ -19,6 +19,7 @@ public static class Families
         new ScheduleFamily(),
         new PageCacheFamily(),
         new HugetlbFamily(),
+        new VmallocFamily(),
     ];
 
     /// <summary>Looks a family up by name.</summary>

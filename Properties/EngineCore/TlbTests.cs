@@ -141,7 +141,9 @@ public class TlbTests
         Assert.True(k.Mmu.Translate(ctx, va, false, out _, out _));
         bool CachesPteTable() => k.Cpus[1].Tlb.WalkEntries.Any(e => e.Level == Engine.Config.PtLevel.Pmd && va - e.Va < e.Size);
         Assert.True(CachesPteTable());
-        k.Vmalloc.Vfree(area); // unmap and flush_tlb_kernel_range
+        k.Vmalloc.Vfree(area);        // unmap now; the flush waits for the lazy purge
+        Assert.True(CachesPteTable());
+        k.Vmalloc.VmUnmapAliases();   // purge_vmap_area_lazy: flush_tlb_kernel_range
         Assert.Equal(survivesLeafFlush, CachesPteTable());
         Assert.DoesNotContain(k.Cpus[1].Tlb.Entries, e => va - e.Va < e.Size);
         // free_empty_tables clears the PMD entry and issues __flush_tlb_kernel_pgtable before the free.

@@ -1,0 +1,53 @@
+using PropertySuite.Engine;
+using PropertySuite.Engine.Config;
+using PropertySuite.Engine.Mm;
+
+namespace PropertySuite.Invariants;
+
+/// <summary>
+/// A PMD or PUD leaf in the vmalloc range belongs to one live vm area whose caller allowed huge
+/// mappings under the kernel's policy (today: VM_ALLOW_HUGE_VMAP, as vmalloc_huge passes; in the
+/// v5.13-v5.17 policy: PAGE_KERNEL protections, at least PMD_SIZE, no VM_NO_HUGE_VMAP; never with
+/// nohugevmalloc), covers a naturally aligned part of that area, and maps a naturally aligned
+/// physical range that is exactly the area's own pages at those offsets. The policy is restated
+/// here from the flags the caller passed, not taken from the engine's decision. Source:
+/// mm/vmalloc.c __vmalloc_node_range and vmap_try_huge_pmd / vmap_try_huge_pud; 559089e0a93d;
+/// the v8 thread of "mm/vmalloc: Hugepage vmalloc mappings".
+/// </summary>
+public sealed class HugeVmapLeafOnlyWhereAllowed : IInvariant
+{
+    public string Name => nameof(HugeVmapLeafOnlyWhereAllowed);
+    public string Claim => "every PMD/PUD leaf in the vmalloc range lies inside one vm area that allowed huge mappings, aligned, mapping that area's own aligned pages";
+    public string Source => "mm/vmalloc.c __vmalloc_node_range, vmap_try_huge_pmd, vmap_try_huge_pud; 559089e0a93d";
+
+    public Violation? Check(IKernelView k)
+    {
+        var pt = k.SwapperPgDir;
+        var areas = k.Vmalloc.LiveAreas;
+        ulong page = (ulong)k.Arch.PageSize;
+        foreach (var w in pt.Leaves(k.Arch.VmallocStart, k.Arch.VmallocEnd))
+        {
+            if (w.Level == PtLevel.Pte) continue;
+            ulong va = pt.EntryVa(w.Table, w.Index), size = pt.EntrySize(w.Table);
+            var a = areas.FirstOrDefault(x => va >= x.Addr && va - x.Addr < x.Size);
+            if (a is null) return new(Name, $"{w.Level} leaf at {va:x} ({w.Entry}) lies in no live vm area");
+            string d = VmallocMappingsExact.Describe(a);
+            if (!Allowed(k, a)) return new(Name, $"{w.Level} leaf at {va:x} in {d}, which did not allow huge mappings under the {k.Vmalloc.Options.Huge} policy");
+            if (va + size > a.Addr + a.Size) return new(Name, $"{w.Level} leaf [{va:x}, {va + size:x}) runs past the end of {d}");
+            if ((((ulong)w.Entry.Pfn << k.Arch.PageShift) & (size - 1)) != 0)
+                return new(Name, $"{w.Level} leaf at {va:x} maps pfn {w.Entry.Pfn:x}, not aligned to its size {size:x}");
+            long first = (long)((va - a.Addr) / page), n = (long)(size / page);
+            for (long j = 0; j < n; j++)
+                if (first + j >= a.Pages.Count || a.Pages[(int)(first + j)] != w.Entry.Pfn + j)
+                    return new(Name, $"{w.Level} leaf at {va:x} maps pfn {w.Entry.Pfn + j:x} at page {first + j} of {d}, which does not own it there");
+        }
+        return null;
+    }
+
+    private static bool Allowed(IKernelView k, IVmAreaView a) => k.Vmalloc.Options.Huge switch
+    {
+        VmallocHugePolicy.OptIn => (a.Flags & VmFlags.VmAllowHugeVmap) != 0,
+        VmallocHugePolicy.PageKernelAtLeastPmd => a.Writable && (a.Flags & VmFlags.VmNoHugeVmap) == 0 && a.Size >= (ulong)k.Arch.PmdSize,
+        _ => false,
+    };
+}

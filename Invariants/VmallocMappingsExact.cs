@@ -1,0 +1,77 @@
+using PropertySuite.Engine;
+using PropertySuite.Engine.Mm;
+
+namespace PropertySuite.Invariants;
+
+/// <summary>
+/// Every live vm area maps exactly its own backing pages: page i of [addr, addr + size) maps
+/// pages[i] with the area's protection, whatever the leaf size; its guard page is neither mapped
+/// nor part of another area; and nothing else in [VMALLOC_START, VMALLOC_END) is mapped at all
+/// (a freed area is unmapped at once by remove_vm_area, only its TLB flush is lazy). Compares the
+/// page table, walked, with the vm_struct's own record (addr, size, pages[]), the two things
+/// vmalloc_to_page and the hardware each rely on. Source: mm/vmalloc.c __vmalloc_area_node,
+/// vmap_pages_range, __get_vm_area_node (the guard page), remove_vm_area.
+/// </summary>
+public sealed class VmallocMappingsExact : IInvariant
+{
+    public string Name => nameof(VmallocMappingsExact);
+    public string Claim => "each live vm area maps exactly its pages[] at their offsets, its guard page is unmapped and unshared, and nothing else in the vmalloc range is mapped";
+    public string Source => "mm/vmalloc.c __vmalloc_area_node, vmap_pages_range, __get_vm_area_node, remove_vm_area";
+
+    public Violation? Check(IKernelView k)
+    {
+        var areas = k.Vmalloc.LiveAreas;
+        var pt = k.SwapperPgDir;
+        ulong page = (ulong)k.Arch.PageSize;
+        var mapped = new long[areas.Count];
+        foreach (var w in pt.Leaves(k.Arch.VmallocStart, k.Arch.VmallocEnd))
+        {
+            ulong va = pt.EntryVa(w.Table, w.Index), size = pt.EntrySize(w.Table);
+            int ai = Containing(areas, va);
+            if (ai < 0)
+                return new(Name, $"{w.Level} leaf at {va:x} ({w.Entry}) lies in no live vm area{GuardOf(areas, va)}");
+            var a = areas[ai];
+            if (va + size > a.Addr + a.Size)
+                return new(Name, $"{w.Level} leaf [{va:x}, {va + size:x}) runs past the end {a.Addr + a.Size:x} of {Describe(a)}");
+            if (w.Entry.Writable != a.Writable)
+                return new(Name, $"{w.Level} leaf at {va:x} is {(w.Entry.Writable ? "RW" : "RO")}, {Describe(a)} is {(a.Writable ? "PAGE_KERNEL" : "read-only")}");
+            long first = (long)((va - a.Addr) / page), n = (long)(size / page);
+            for (long j = 0; j < n; j++)
+            {
+                long want = first + j < a.Pages.Count ? a.Pages[(int)(first + j)] : -1;
+                if (w.Entry.Pfn + j != want)
+                    return new(Name, $"{va + (ulong)j * page:x} (page {first + j} of {Describe(a)}) maps pfn {w.Entry.Pfn + j:x}, pages[] has {(want < 0 ? "no such page" : $"pfn {want:x}")}");
+            }
+            mapped[ai] += n;
+        }
+        for (int i = 0; i < areas.Count; i++)
+        {
+            var a = areas[i];
+            if ((a.Flags & VmFlags.VmUninitialized) != 0) continue; // still being built by its task
+            long want = (long)(a.Size / page);
+            if (mapped[i] != want || a.Pages.Count != want)
+                return new(Name, $"{Describe(a)} maps {mapped[i]} of its {want} pages (pages[] holds {a.Pages.Count})");
+            // __get_vm_area_node adds one guard page unless the caller passed VM_NO_GUARD.
+            ulong guard = (a.Flags & VmFlags.VmNoGuard) != 0 ? 0 : page;
+            if (i + 1 < areas.Count && areas[i + 1].Addr < a.Addr + a.Size + guard)
+                return new(Name, $"the guard page of {Describe(a)} at {a.Addr + a.Size:x} belongs to {Describe(areas[i + 1])}");
+        }
+        return null;
+    }
+
+    private static int Containing(IReadOnlyList<IVmAreaView> areas, ulong va)
+    {
+        for (int i = 0; i < areas.Count; i++)
+            if (va >= areas[i].Addr && va - areas[i].Addr < areas[i].Size) return i;
+        return -1;
+    }
+
+    private static string GuardOf(IReadOnlyList<IVmAreaView> areas, ulong va)
+    {
+        foreach (var a in areas)
+            if (va >= a.Addr + a.Size && va - (a.Addr + a.Size) < 4096) return $": it is the guard page of {Describe(a)}";
+        return "";
+    }
+
+    internal static string Describe(IVmAreaView a) => $"vm area [{a.Addr:x}, {a.Addr + a.Size:x}) ({a.Pages.Count} pages, order {a.PageOrder}, {a.Flags})";
+}
