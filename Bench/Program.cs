@@ -10,7 +10,7 @@ var commands = new SortedDictionary<string, (string Help, Func<string[], int> Ru
         BootBench.Run),
     [BootBench.ChildCommand] = ("(internal) boot one machine in this process and report: boot-one CONFIG SIZE",
         BootBench.RunChild),
-    ["throughput"] = ("struct-page reads/s, map/unmap of 4K and 2M ranges/s, scenario steps/s with all invariants vs none",
+    ["throughput"] = ("struct-page reads/s, map/unmap of 4K and 2M ranges/s, scenario steps/s with all invariants vs none; throughput each: steps/s with each invariant alone",
         ThroughputBench.Run),
     ["invariants"] = ("cost of each registered invariant per check after ~50 vmalloc/vfree steps, on machines of growing size",
         InvariantCostBench.Run),

@@ -18,6 +18,13 @@ public static class ThroughputBench
         StructPageReads(t, "arm64-16k-l3", "4G");
         MapUnmap(t, "x86_64-4k-l4", PtLevel.Pte);
         MapUnmap(t, "x86_64-4k-l4", PtLevel.Pmd);
+        if (args.Length > 0 && args[0] == "each")
+        {
+            var s0 = Workload.Scenario("x86_64-4k-l4", "1G", 2, 2000, seed: 1);
+            foreach (var inv in InvariantRegistry.All) ScenarioSteps(t, s0, [inv], inv.Name);
+            t.Write(Console.Out);
+            return 0;
+        }
         foreach (var (config, memory) in new[] { ("x86_64-4k-l4", "1G"), ("arm64-16k-l3", "1G"), ("x86_64-4k-l4", "1T") })
         {
             var s = Workload.Scenario(config, memory, 2, 4000, seed: 1);
