@@ -25,8 +25,12 @@ public interface IKernelView
     IReadOnlyList<PendingFlush> PendingFlushes { get; }
     IReadOnlyList<KernelTask> LiveTasks { get; }
     IReadOnlyList<KernelFault> Faults { get; }
-    /// <summary>Every completed RCU grace period (Rcu.Completed).</summary>
-    IReadOnlyList<(long Seq, string Who, IReadOnlyList<string> ReadersStillInside)> GracePeriods { get; }
+    /// <summary>The current scenario step (faults and grace periods carry the step they happened at).</summary>
+    long Step { get; }
+    /// <summary>Every RCU grace period that has ended, with its begin and end on the RCU event clock.</summary>
+    IReadOnlyList<GracePeriod> GracePeriods { get; }
+    /// <summary>Every RCU read-side section so far, with its begin and end on the same clock.</summary>
+    IReadOnlyList<RcuReadSection> RcuReadSections { get; }
     IReadOnlyList<(FrameOwner Owner, string Who, Func<long> Count)> FrameAccountants { get; }
     IReadOnlyList<Arm64Mmu.BbmWindow> BbmWindows { get; }
     /// <summary>The struct pages as init_mm maps them (no TLB, no faults).</summary>
@@ -39,6 +43,8 @@ public interface IKernelView
     IHugetlbView Hugetlb { get; }
     /// <summary>The entry stores and flushes of the current step, in order.</summary>
     IReadOnlyList<KernelEvent> StepEvents { get; }
+    /// <summary>The frees of the current step, in order, each with what still reached its frames.</summary>
+    IReadOnlyList<FrameFree> StepFrees { get; }
     /// <summary>The page cache if any operation used it.</summary>
     IFilemapView? Filemap { get; }
     /// <summary>vmalloc: live vm areas and the lazily freed ranges awaiting their flush.</summary>

@@ -102,7 +102,8 @@ public sealed class Kernel : IPteObserver, IKernelView
             .Where(s => s != 0).Distinct().Order().ToArray();
         Sched = new Scheduler(this, Log, machine.Cpus, tlbLeafSizes);
         Locks = new Spinlocks(Sched.Cpus, Log);
-        Rcu = new Rcu(Sched.Cpus, variant.Broken.SynchronizeRcuNoWait);
+        Rcu = new Rcu(Sched.Cpus, variant.Broken, () => Log.StepCount);
+        Sched.RcuAbandon = Rcu.Abandon;
         Tlb = new TlbFlush(arch, Sched.Cpus, () => Sched.Current, Events);
 
         long presentSections = machine.MemoryBytes / arch.SectionSize;
@@ -150,6 +151,8 @@ public sealed class Kernel : IPteObserver, IKernelView
         k.Mem.MemblockAlloc(0, 1L << arch.MaxPageOrder);
         k.Mem.MemblockFreeAll();
         k.SwapperPgDir.Observer = k;
+        var witness = new FreeWitness(arch, k._mms, k.Cpus, k.Events, () => k.Sched.Current);
+        k.Mem.Freeing = witness.OnFree;
         k.RegisterMechanisms();
         k.BeginStep(0);
         return k;
@@ -162,6 +165,7 @@ public sealed class Kernel : IPteObserver, IKernelView
         Log.StepCount = step;
         Mem.ClearChanged();
         Events.Clear();
+        if (Hugetlb is not null) foreach (var h in Hugetlb.Hstates) h.ClearTouched();
     }
 
     /// <summary>mm_alloc with pgd_alloc (kernel/fork.c): a new user address space with an empty
@@ -198,7 +202,9 @@ public sealed class Kernel : IPteObserver, IKernelView
     IReadOnlyList<PendingFlush> IKernelView.PendingFlushes => Tlb.PendingFlushes;
     IReadOnlyList<KernelTask> IKernelView.LiveTasks => Sched.LiveTasks;
     IReadOnlyList<KernelFault> IKernelView.Faults => Log.Faults;
-    IReadOnlyList<(long Seq, string Who, IReadOnlyList<string> ReadersStillInside)> IKernelView.GracePeriods => Rcu.Completed;
+    IReadOnlyList<GracePeriod> IKernelView.GracePeriods => Rcu.GracePeriodHistory;
+    IReadOnlyList<RcuReadSection> IKernelView.RcuReadSections => Rcu.ReadSections;
+    long IKernelView.Step => Log.StepCount;
     IReadOnlyList<(FrameOwner Owner, string Who, Func<long> Count)> IKernelView.FrameAccountants => FrameAccountants;
     IReadOnlyList<Arm64Mmu.BbmWindow> IKernelView.BbmWindows => Arm64.BbmWindows;
     VmemmapView IKernelView.PeekView => PageFlags.PeekView;
@@ -208,6 +214,7 @@ public sealed class Kernel : IPteObserver, IKernelView
     IHugetlbView IKernelView.Hugetlb => Hugetlb;
     IFilemapView? IKernelView.Filemap => _filemap;
     IReadOnlyList<KernelEvent> IKernelView.StepEvents => Events.StepEvents;
+    IReadOnlyList<FrameFree> IKernelView.StepFrees => Events.StepFrees;
     IVmallocView IKernelView.Vmalloc => Vmalloc;
 
     /// <summary>Every entry store of every page table: the event log and the TLB bookkeeping.</summary>

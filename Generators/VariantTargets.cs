@@ -65,7 +65,9 @@ public static class VariantTargets
         Buggy("restore-after-hugetlb-flag-cleared", Inv<NoKernelOops>()) with { MaxReproOps = 6, SearchTests = 800 },
         Buggy("broken-hvo-skips-last-pte", Inv<HvoShape>(), Inv<HvoFrameConservation>()) with { MaxReproOps = 2 },
         Buggy("broken-restore-leaks-partial-alloc", Inv<HvoFrameConservation>()) with { SearchTests = 400, Focus = [Fam<HugetlbFamily>()], MaxReproOps = 5 },
-        Buggy("broken-restore-skips-reset", Inv<CompoundHeadResolvesRealHead>(), Inv<NoKernelOops>()) with { MaxReproOps = 4, SearchTests = 800 },
+        Buggy("broken-restore-skips-reset", Inv<CompoundHeadResolvesRealHead>(), Inv<NoKernelOops>(), Inv<StructPageMatchesOwner>()) with { MaxReproOps = 4, SearchTests = 800 },
+        Buggy("broken-free-huge-keeps-compound", Inv<StructPageMatchesOwner>()) with { MaxReproOps = 3 },
+        Buggy("broken-hvo-frees-before-flush", Inv<ClearFlushFree>()) with { MaxReproOps = 4 },
         // Race variants, measured over 6,000 scenarios each with the schedule family forced on:
         // spec-get-pre-fix 84 found (1.40 %), spec-get-writable-tails 82 (1.37 %),
         // muchun-drop-on-mismatch 62 (1.03 %), bd225530-without-synchronize-rcu 26 (0.43 %).
@@ -82,6 +84,7 @@ public static class VariantTargets
         // On arm64 mapping the freed VA again over the unflushed break is a BreakBeforeMake violation too.
         Buggy("broken-vunmap-skips-flush", Inv<TlbCoherentAfterFlush>(), Inv<BreakBeforeMake>()),
         Buggy("broken-synchronize-rcu-no-wait", Inv<RcuGracePeriodWaitsForReaders>()),
+        Buggy("broken-synchronize-rcu-local-readers", Inv<RcuGracePeriodWaitsForReaders>()) with { SearchTests = 600 }, // 8 found in 300 scenarios (2.7 %)
         // The walk cache still points at the freed table: incoherent, and the next walk reads freed memory.
         Buggy("broken-free-table-leaf-flush", Inv<TlbCoherentAfterFlush>(), Inv<NoKernelOops>()),
         Buggy("broken-bbm-skips-invalidate", Inv<BreakBeforeMake>()) with { MaxReproOps = 2 },

@@ -26,6 +26,8 @@ public static class InvariantRegistry
         new VmallocMappingsExact(),
         new HugeVmapLeafOnlyWhereAllowed(),
         new NoFreedFrameReachable(),
+        new ClearFlushFree(),
+        new StructPageMatchesOwner(),
     ];
 
     public static IInvariant ByName(string name) =>

@@ -125,10 +125,18 @@ public sealed record Breakage
     public bool VunmapSkipsFlush { get; init; }
     /// <summary>synchronize_rcu returns without waiting for pre-existing readers.</summary>
     public bool SynchronizeRcuNoWait { get; init; }
+    /// <summary>synchronize_rcu waits only for the readers on its own CPU.</summary>
+    public bool SynchronizeRcuWaitsForLocalReadersOnly { get; init; }
     /// <summary>HVO's walk ends one vmemmap page early: the last tail page keeps its own frame.</summary>
     public bool HvoSkipsLastPte { get; init; }
     /// <summary>alloc_vmemmap_page_list does not free the pages it got when a later one fails.</summary>
     public bool RestoreLeaksOnPartialAlloc { get; init; }
+    /// <summary>vmemmap_remap_range frees the pages it unmapped before flush_tlb_kernel_range
+    /// instead of after it (both inside one step).</summary>
+    public bool HvoFreesBeforeFlush { get; init; }
+    /// <summary>hugetlb_free_folio frees the frames without free_pages_prepare's reset of the
+    /// compound metadata: the freed struct pages still read as a head and its tails.</summary>
+    public bool FreeHugeFolioKeepsCompound { get; init; }
     /// <summary>vmemmap_restore_pte copies the head page but skips reset_struct_pages.</summary>
     public bool RestoreSkipsReset { get; init; }
 

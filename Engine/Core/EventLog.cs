@@ -1,7 +1,9 @@
 // The kernel-visible actions of the current step, in the order they happened: page-table entry
-// stores (old → new) and TLB flushes (kind and range). Invariants judge rules of order from
-// them — a make that follows a break whose invalidation has not happened yet is wrong even when
-// both happen inside one step, where the state between steps cannot show it.
+// stores (old → new), TLB flushes (kind and range) and frees of frames to the buddy allocator,
+// each free with what could still reach the frames at that instant (FreeWitness). Invariants
+// judge rules of order from them — a make that follows a break whose invalidation has not
+// happened yet, or a free that precedes the flush, is wrong even when both happen inside one
+// step, where the state between steps cannot show it.
 //
 // The log holds one step: the runner clears it when a step begins (Kernel.BeginStep).
 using PropertySuite.Engine.Config;
@@ -49,13 +51,58 @@ public readonly record struct KernelEvent(
         : $"cpu{Cpu} flush {Flush} {Mm ?? "all"} [{Start:x}, {End:x}){(WalkCaches ? " all levels" : " last level")}";
 }
 
+/// <summary>What could still reach a frame when it was freed.</summary>
+public enum FreeRefKind : byte
+{
+    /// <summary>A leaf entry of a page table maps it (the linear map excepted: it maps all memory).</summary>
+    Leaf,
+    /// <summary>A table entry points at it as a lower page table.</summary>
+    TableEntry,
+    /// <summary>A CPU's TLB holds a leaf translation to it (linear-map translations excepted).</summary>
+    Tlb,
+    /// <summary>A CPU's walk cache holds a table entry pointing at it.</summary>
+    WalkCache,
+}
+
+/// <summary>One thing that reached a frame at the instant it was freed: in <see cref="Mm"/> (for
+/// a CPU cache, the mm its tag belongs to), at [Va, Va+Size), level <see cref="Level"/>; for a CPU
+/// cache, which CPU.</summary>
+public readonly record struct FreeReference(FreeRefKind Kind, string Mm, int Cpu, PtLevel Level, ulong Va, ulong Size, long Pfn, bool Global)
+{
+    public override string ToString() => Kind switch
+    {
+        FreeRefKind.Leaf => $"{Mm} {Level} leaf at {Va:x} still maps pfn {Pfn:x}",
+        FreeRefKind.TableEntry => $"{Mm} {Level} entry for [{Va:x}+{Size:x}) still points at it as a table",
+        FreeRefKind.Tlb => $"cpu{Cpu} TLB still holds [{Va:x}+{Size:x}) -> pfn {Pfn:x} ({Mm})",
+        _ => $"cpu{Cpu} walk cache still holds the {Mm} {Level} entry for [{Va:x}+{Size:x}) -> table {Pfn:x}",
+    };
+}
+
+/// <summary>A free of [Pfn, Pfn+Count) (owned <see cref="Owner"/> until then) by
+/// <see cref="Who"/>, after the first <see cref="EventIndex"/> events of the step, with everything
+/// that still reached those frames at that instant.</summary>
+public sealed record FrameFree(long Pfn, long Count, FrameOwner Owner, string Who, int Cpu, int EventIndex, IReadOnlyList<FreeReference> Refs)
+{
+    public override string ToString() => $"cpu{Cpu} {Who} frees {Owner} frames {Pfn:x}+{Count}";
+}
+
 public sealed class EventLog
 {
     private readonly List<KernelEvent> _events = new();
+    private readonly List<FrameFree> _frees = new();
 
     public IReadOnlyList<KernelEvent> StepEvents => _events;
 
+    /// <summary>The frees of the step, in order, each placed among <see cref="StepEvents"/>.</summary>
+    public IReadOnlyList<FrameFree> StepFrees => _frees;
+
     public void Add(in KernelEvent e) => _events.Add(e);
 
-    public void Clear() => _events.Clear();
+    public void AddFree(FrameFree f) => _frees.Add(f);
+
+    public void Clear()
+    {
+        _events.Clear();
+        _frees.Clear();
+    }
 }

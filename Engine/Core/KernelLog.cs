@@ -18,6 +18,9 @@ public enum FaultKind
     BreakBeforeMake,
     /// <summary>A kernel BUG_ON / VM_BUG_ON / VM_WARN_ON that the modelled code contains.</summary>
     KernelBug,
+    /// <summary>An access through a TLB entry cached before the frame it maps was freed: a use
+    /// of freed (perhaps reused) memory.</summary>
+    UseAfterFree,
 }
 
 /// <summary>One recorded kernel-level failure, with the step it happened at.</summary>

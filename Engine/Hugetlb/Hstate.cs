@@ -113,6 +113,17 @@ public sealed class Hstate
     /// <summary>The folio whose head is at <paramref name="headPfn"/>.</summary>
     public bool TryGetFolio(long headPfn, out HugetlbFolio folio) => _folios.TryGetValue(headPfn, out folio!);
 
+    private readonly List<HugetlbFolio> _touched = new();
+
+    /// <summary>Folios whose state or vmemmap-busy mark changed in the current step (repeats
+    /// possible), for invariants that check only what a step changed.</summary>
+    public IReadOnlyList<HugetlbFolio> TouchedThisStep => _touched;
+
+    internal void Touch(HugetlbFolio f) => _touched.Add(f);
+
+    /// <summary>A step begins: nothing touched yet.</summary>
+    public void ClearTouched() => _touched.Clear();
+
     internal void Track(HugetlbFolio f)
     {
         if (!_folios.TryAdd(f.HeadPfn, f)) throw new Mm.ModelBugException($"hstate {Name}: folio at pfn {f.HeadPfn:x} tracked twice");
@@ -156,12 +167,22 @@ public sealed class HugetlbFolio
     public long HeadPfn { get; }
     /// <summary>Allocated by alloc_contig_pages (freed with free_contig_range), not the buddy.</summary>
     public bool Contig { get; }
-    public FolioState State { get; internal set; } = FolioState.Allocating;
+    public FolioState State
+    {
+        get => _state;
+        internal set { _state = value; Hstate.Touch(this); }
+    }
+    private FolioState _state = FolioState.Allocating;
     /// <summary>Raw error pages (folio->_hugetlb_hwpoison's raw_hwp_page list), as subpage indices.</summary>
     public List<long> RawHwpPages { get; } = new();
     /// <summary>An optimize or restore of this folio's vmemmap is running (a task is between its
     /// first and last step); invariants about the finished shape skip the folio meanwhile.</summary>
-    public bool VmemmapBusy { get; internal set; }
+    public bool VmemmapBusy
+    {
+        get => _vmemmapBusy;
+        internal set { _vmemmapBusy = value; Hstate.Touch(this); }
+    }
+    private bool _vmemmapBusy;
 
     /// <summary>The reference alloc_hugetlb_folio handed to the faulting user is still held (the
     /// model's side of the handle: `hugetlb_free` drops it, once).</summary>

@@ -541,7 +541,8 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
         if (bad is not null) RecordFault(FaultKind.KernelBug, ctx, head, bad);
         // destroy the compound page: every struct page back to a plain free page, raw hwpoison kept.
         var raw = f.RawHwpPages.Select(i => (f.HeadPfn + i, new StructPage { Flags = PageFlags.HwPoison })).ToList();
-        K.Mmu.WriteStructPageRange(ctx, f.HeadPfn, f.NrPages, default, raw, "free_pages_prepare");
+        if (!Broken.FreeHugeFolioKeepsCompound)
+            K.Mmu.WriteStructPageRange(ctx, f.HeadPfn, f.NrPages, default, raw, "free_pages_prepare");
         f.Hstate.Untrack(f);
         f.State = FolioState.Freed;
         if (f.Contig) Mem.FreeContigPages(f.HeadPfn, f.NrPages, FrameOwner.HugetlbFolio, "free_contig_range");

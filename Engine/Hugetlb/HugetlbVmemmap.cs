@@ -147,18 +147,31 @@ namespace PropertySuite.Engine
             VmemmapInFlightRemove(pfn);
         }
 
-        /// <summary>free_vmemmap_page_list: every page on the list back to the buddy.</summary>
+        /// <summary>free_vmemmap_page_list: every page on the list back to the buddy, each through
+        /// free_vmemmap_page.</summary>
         [Kernel("mm/hugetlb_vmemmap.c", "free_vmemmap_page_list")]
-        public void FreeVmemmapPageList(List<long> pages)
+        public void FreeVmemmapPageList(ExecContext ctx, List<long> pages)
         {
             for (int i = pages.Count - 1; i >= 0; i--)
             {
                 long pfn = pages[i];
                 DropFrameContent(pfn);
                 VmemmapInFlightRemove(pfn);
-                Mem.FreePages(pfn, 0, FrameOwner.Vmemmap, "free_vmemmap_page_list");
+                FreeVmemmapPage(ctx, pfn);
             }
             pages.Clear();
+        }
+
+        /// <summary>free_vmemmap_page: a page memblock allocated at boot (PG_reserved) goes back
+        /// through free_bootmem_page, which clears PG_reserved and drops the boot reference; any
+        /// other page through __free_page.</summary>
+        [Kernel("mm/hugetlb_vmemmap.c", "free_vmemmap_page")]
+        private void FreeVmemmapPage(ExecContext ctx, long pfn)
+        {
+            ulong page = PfnToPage(pfn);
+            if (ReadStructPage(ctx, page, out var sp) && (sp.Flags & PageFlags.Reserved) != 0)
+                WriteStructPage(ctx, page, sp with { Flags = sp.Flags & ~PageFlags.Reserved, Refcount = 0 }, "free_bootmem_page");
+            Mem.FreePages(pfn, 0, FrameOwner.Vmemmap, "free_vmemmap_page_list");
         }
 
         /// <summary>The table at <paramref name="level"/> covering <paramref name="va"/> and the index in
@@ -200,7 +213,7 @@ namespace PropertySuite.Engine
             foreach (var s in HugetlbVmemmapOptimizeFolio(ctx, h, f, pages, VmemmapRemapFlags.SynchronizeRcu, ret)) yield return s;
             if (pages.Count > 0)
             {
-                FreeVmemmapPageList(pages);
+                FreeVmemmapPageList(ctx, pages);
                 yield return StepStatus.After("free_vmemmap_page_list");
             }
         }
@@ -274,14 +287,14 @@ namespace PropertySuite.Engine
                 if (ret.Value == Errno.ENOMEM && pages.Count > 0)
                 {
                     FlushTlbAll();
-                    FreeVmemmapPageList(pages);
+                    FreeVmemmapPageList(ctx, pages);
                     Note("hvo.batch_retry");
                     yield return StepStatus.After("free_vmemmap_page_list");
                     foreach (var s in HugetlbVmemmapOptimizeFolio(ctx, h, f, pages, flags, ret)) yield return s;
                 }
             }
             FlushTlbAll();
-            FreeVmemmapPageList(pages);
+            FreeVmemmapPageList(ctx, pages);
             yield return StepStatus.After("free_vmemmap_page_list");
         }
 
@@ -354,7 +367,7 @@ namespace PropertySuite.Engine
             var walk = new VmemmapRemapWalk { RemapPte = RemapPteMode.Restore, ReuseAddr = reuse, Flags = flags };
             if (start - reuse != (ulong)Arch.PageSize)
                 throw new ModelBugException($"vmemmap_remap_alloc: BUG_ON(start - reuse != PAGE_SIZE): start {start:x} reuse {reuse:x}");
-            ret.Value = AllocVmemmapPageList(start, end, walk);
+            ret.Value = AllocVmemmapPageList(ctx, start, end, walk);
             yield return StepStatus.After("alloc_vmemmap_page_list");
             if (ret.Value != Errno.Ok) yield break;
             foreach (var s in VmemmapRemapRange(ctx, reuse, end, walk, ret)) yield return s;
@@ -362,7 +375,7 @@ namespace PropertySuite.Engine
             {
                 // Only reachable when the walk could not install every page (a PMD block under
                 // HvoRemapsPmdWithoutSplit): the kernel would have hit BUG_ON; the model frees them.
-                FreeVmemmapPageList(walk.VmemmapPages);
+                FreeVmemmapPageList(ctx, walk.VmemmapPages);
                 yield return StepStatus.After("free_vmemmap_page_list");
             }
         }
@@ -370,7 +383,7 @@ namespace PropertySuite.Engine
         /// <summary>alloc_vmemmap_page_list: one page per entry of [start, end), all or nothing
         /// (GFP_KERNEL | __GFP_RETRY_MAYFAIL).</summary>
         [Kernel("mm/hugetlb_vmemmap.c", "alloc_vmemmap_page_list")]
-        private Errno AllocVmemmapPageList(ulong start, ulong end, VmemmapRemapWalk walk)
+        private Errno AllocVmemmapPageList(ExecContext ctx, ulong start, ulong end, VmemmapRemapWalk walk)
         {
             long nr = (long)((end - start) >> Arch.PageShift);
             for (long i = 0; i < nr; i++)
@@ -380,7 +393,7 @@ namespace PropertySuite.Engine
                 {
                     Note("hvo.restore_enomem");
                     if (!Broken.RestoreLeaksOnPartialAlloc)
-                        FreeVmemmapPageList(walk.VmemmapPages);
+                        FreeVmemmapPageList(ctx, walk.VmemmapPages);
                     return Errno.ENOMEM;
                 }
                 VmemmapListAdd(walk, page);
@@ -449,6 +462,7 @@ namespace PropertySuite.Engine
             }
             if (walk.RemapPte != RemapPteMode.None && (walk.Flags & VmemmapRemapFlags.RemapNoTlbFlush) == 0)
             {
+                if (Broken.HvoFreesBeforeFlush && walk.RemapPte == RemapPteMode.Remap) FreeVmemmapPageList(ctx, walk.VmemmapPages);
                 FlushTlbKernelRange(start, end);
                 yield return StepStatus.After("flush_tlb_kernel_range");
             }

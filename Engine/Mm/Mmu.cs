@@ -153,6 +153,9 @@ public sealed class Mmu(ArchConfig arch, MmStruct initMm, Cpu[] cpus, StructPage
         {
             frame = te.PfnFor(va, arch.PageShift);
             writable = te.Writable;
+            if (te.FrameFreed)
+                log.RecordFault(FaultKind.UseAfterFree, ctx, va,
+                    $"cpu{cpu.Id} {(write ? "writes" : "reads")} {va:x} through its TLB entry {te}: frame {frame:x} was freed while the entry was cached");
             return true;
         }
         frame = -1;

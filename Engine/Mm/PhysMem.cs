@@ -52,6 +52,10 @@ public sealed class PhysMem : IPhysMemView
     IReadOnlyList<(long Pfn, long Count)> IPhysMemView.Changed => Changed;
     IBuddyView IPhysMemView.Buddy => Buddy;
 
+    /// <summary>Told of every free before the frames become free: (first PFN, count, owner until
+    /// now, who frees). The kernel wires it to its FreeWitness.</summary>
+    public Action<long, long, FrameOwner, string>? Freeing { get; set; }
+
     /// <summary>Ranges whose owner changed since <see cref="ClearChanged"/>, for incremental checks.</summary>
     public List<(long Pfn, long Count)> Changed { get; } = new();
 
@@ -271,6 +275,7 @@ public sealed class PhysMem : IPhysMemView
             BadFrees.Add($"{who}: free of pfn {pfn:x} order {order} owned {OwnerOf(pfn)}, expected {expectedOwner}");
             return;
         }
+        Freeing?.Invoke(pfn, n, expectedOwner, who);
         SetOwner(pfn, n, FrameOwner.Free);
         Buddy.FreePages(pfn, order);
     }
@@ -288,6 +293,7 @@ public sealed class PhysMem : IPhysMemView
             BadFrees.Add($"{who}: free of pfn range {pfn:x}+{nrPages} not wholly owned by {expectedOwner}");
             return;
         }
+        Freeing?.Invoke(pfn, nrPages, expectedOwner, who);
         SetOwner(pfn, nrPages, FrameOwner.Free);
         Buddy.FreeRange(pfn, nrPages);
     }

@@ -2,21 +2,54 @@
 // reader is a context between rcu_read_lock and rcu_read_unlock; synchronize_rcu blocks until
 // every reader that was inside when it began has left.
 //
-// Each completed grace period is kept with the readers that were inside when it began and were
-// still inside when it ended (none, in a correct kernel), so that an invariant can judge it.
+// Two records, kept apart on purpose:
+// - Completed: each grace period with the readers that synchronize_rcu itself waited for and
+//   found still inside at its end (the implementation's own view, shown in traces).
+// - The history: every read-side section (outermost rcu_read_lock to rcu_read_unlock) and every
+//   grace period (synchronize_rcu's start to its return), each end stamped on one clock of RCU
+//   events. The invariant judges the history alone, so a synchronize_rcu that builds the wrong
+//   list of readers to wait for is caught as surely as one that does not wait.
 using PropertySuite.Engine.Mm;
 
 namespace PropertySuite.Engine.Smp;
 
+/// <summary>One outermost read-side section of <see cref="Reader"/>, from clock tick
+/// <see cref="Begin"/> to <see cref="End"/> (-1 while still inside).</summary>
+public sealed class RcuReadSection(string reader, long begin)
+{
+    public string Reader { get; } = reader;
+    public long Begin { get; } = begin;
+    public long End { get; internal set; } = -1;
+}
+
+/// <summary>One grace period: synchronize_rcu by <paramref name="Who"/> from clock tick Begin to
+/// End, returning at scenario step <paramref name="Step"/>.</summary>
+public sealed record GracePeriod(long Seq, string Who, long Begin, long End, long Step);
+
 public sealed class Rcu
 {
+    private long _clock;
+    private readonly List<RcuReadSection> _sections = new();
+    private readonly List<GracePeriod> _gracePeriods = new();
+    private readonly Func<long> _step;
+
+    /// <summary>Every read-side section so far, in the order they began.</summary>
+    public IReadOnlyList<RcuReadSection> ReadSections => _sections;
+
+    /// <summary>Every grace period that has ended, in the order they ended.</summary>
+    public IReadOnlyList<GracePeriod> GracePeriodHistory => _gracePeriods;
+
     private readonly Cpu[] _cpus;
     private readonly bool _brokenNoWait;
 
-    internal Rcu(Cpu[] cpus, bool brokenNoWait)
+    private readonly bool _brokenLocalOnly;
+
+    internal Rcu(Cpu[] cpus, Config.Breakage broken, Func<long> step)
     {
         _cpus = cpus;
-        _brokenNoWait = brokenNoWait;
+        _brokenNoWait = broken.SynchronizeRcuNoWait;
+        _brokenLocalOnly = broken.SynchronizeRcuWaitsForLocalReadersOnly;
+        _step = step;
     }
 
     /// <summary>Number of grace periods started so far.</summary>
@@ -29,14 +62,33 @@ public sealed class Rcu
     /// <summary>rcu_read_lock.</summary>
     public void RcuReadLock(ExecContext ctx)
     {
-        if (ctx.RcuDepth++ == 0) ctx.RcuReaderSince = GpSeq;
+        if (ctx.RcuDepth++ != 0) return;
+        ctx.RcuReaderSince = GpSeq;
+        ctx.RcuSection = new RcuReadSection(ctx.ToString(), ++_clock);
+        _sections.Add(ctx.RcuSection);
     }
 
     /// <summary>rcu_read_unlock.</summary>
     public void RcuReadUnlock(ExecContext ctx)
     {
         if (ctx.RcuDepth <= 0) throw new ModelBugException($"{ctx}: rcu_read_unlock without rcu_read_lock");
-        if (--ctx.RcuDepth == 0) ctx.RcuReaderSince = -1;
+        if (--ctx.RcuDepth == 0) EndSection(ctx);
+    }
+
+    /// <summary>A context that ends (a task returning) leaves its read-side section, whatever its
+    /// depth: the scheduler reports the unbalanced lock as a kernel bug.</summary>
+    internal void Abandon(ExecContext ctx)
+    {
+        if (ctx.RcuDepth == 0) return;
+        ctx.RcuDepth = 0;
+        EndSection(ctx);
+    }
+
+    private void EndSection(ExecContext ctx)
+    {
+        ctx.RcuReaderSince = -1;
+        if (ctx.RcuSection is { } section) section.End = ++_clock;
+        ctx.RcuSection = null;
     }
 
     /// <summary>Contexts currently inside an RCU read-side section.</summary>
@@ -46,7 +98,8 @@ public sealed class Rcu
     public IEnumerable<StepStatus> SynchronizeRcu(ExecContext ctx)
     {
         long seq = ++GpSeq;
-        var before = Readers().Where(r => r != ctx && r.RcuReaderSince < seq).ToList();
+        long begin = ++_clock;
+        var before = Readers().Where(r => r != ctx && r.RcuReaderSince < seq && (!_brokenLocalOnly || r.CpuId == ctx.CpuId)).ToList();
         yield return StepStatus.After("synchronize_rcu");
         if (!_brokenNoWait)
         {
@@ -55,5 +108,6 @@ public sealed class Rcu
         }
         var still = before.Where(r => r.RcuDepth > 0 && r.RcuReaderSince < seq).Select(r => r.ToString()).ToList();
         Completed.Add((seq, ctx.ToString(), still));
+        _gracePeriods.Add(new GracePeriod(seq, ctx.ToString(), begin, ++_clock, _step()));
     }
 }

@@ -97,6 +97,9 @@ public sealed class Scheduler
         throw new ModelBugException($"task {task.Name} on cpu{cpu} did not finish in {maxSteps} steps");
     }
 
+    /// <summary>Told of every context that ends, so RCU closes its read-side section.</summary>
+    internal Action<ExecContext>? RcuAbandon { get; set; }
+
     private void FinishContext(Cpu c, ExecContext ctx)
     {
         if (ctx.Held.Count > 0)
@@ -105,6 +108,7 @@ public sealed class Scheduler
             _log.RecordFault(FaultKind.KernelBug, ctx, 0, $"{ctx.Task.Name} returned inside an RCU read-side section");
         foreach (var l in ctx.Held) l.Holder = null;
         ctx.Held.Clear();
+        if (RcuAbandon is { } abandon) abandon(ctx);
         ctx.RcuDepth = 0;
         ctx.Task.Done = true;
         _liveTasks.Remove(ctx.Task);

@@ -86,6 +86,8 @@ public sealed class ExecContext
     public int RcuDepth { get; internal set; }
     /// <summary>Grace-period sequence at which the current outermost RCU reader section began.</summary>
     public long RcuReaderSince { get; internal set; } = -1;
+    /// <summary>The outermost read-side section this context is inside, or null.</summary>
+    internal RcuReadSection? RcuSection { get; set; }
     public List<KernelLock> Held { get; } = new();
     public KernelLock? WaitingFor { get; internal set; }
     /// <summary>Deadlocked: this context can never run again (its CPU is hung).</summary>

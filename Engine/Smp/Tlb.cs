@@ -18,14 +18,19 @@
 namespace PropertySuite.Engine.Smp;
 
 /// <summary>One cached translation: [Va, Va+Size) → frames starting at Pfn, in address space
-/// <see cref="Asid"/> (<see cref="Global"/> for kernel mappings).</summary>
-public readonly record struct TlbEntry(ulong Va, ulong Size, long Pfn, bool Writable, int Asid = TlbEntry.Global)
+/// <see cref="Asid"/> (<see cref="Global"/> for kernel mappings). <see cref="FrameFreed"/>: a
+/// frame it maps was freed while it was cached (set by the free, not by the TLB: hardware does
+/// not know), so a later access through it reaches freed or reused memory.</summary>
+public readonly record struct TlbEntry(ulong Va, ulong Size, long Pfn, bool Writable, int Asid = TlbEntry.Global, bool FrameFreed = false)
 {
     /// <summary>The tag of global (kernel) translations, matched in every address space.</summary>
     public const int Global = -1;
 
     public long PfnFor(ulong va, int pageShift) => Pfn + (long)((va - Va) >> pageShift);
-    public override string ToString() => $"[{Va:x}+{Size:x}) -> pfn {Pfn:x} {(Writable ? "RW" : "RO")}{(Asid == Global ? "" : $" asid {Asid}")}";
+    public override string ToString() => $"[{Va:x}+{Size:x}) -> pfn {Pfn:x} {(Writable ? "RW" : "RO")}{(Asid == Global ? "" : $" asid {Asid}")}{(FrameFreed ? " (its frame was freed since)" : "")}";
+
+    /// <summary>Whether this entry maps any frame of [pfn, pfn + count).</summary>
+    public bool MapsAny(long pfn, long count, int pageShift) => Pfn < pfn + count && pfn < Pfn + (long)(Size >> pageShift);
 }
 
 /// <summary>One cached table entry: the table entry of level <see cref="Level"/> that
@@ -96,6 +101,19 @@ public sealed class Tlb(int capacity, IReadOnlyList<ulong> leafSizes) : ITlbView
     }
 
     public void FillWalk(WalkCacheEntry e) => _walk.Put(WalkKey(e.Asid, e.Va, e.Level), e);
+
+    /// <summary>Marks the leaf entries accepted by <paramref name="stale"/> as mapping a freed
+    /// frame (<see cref="TlbEntry.FrameFreed"/>), keeping their place in the eviction order, and
+    /// returns them as they were before the mark.</summary>
+    public List<TlbEntry>? MarkFrameFreed(Func<TlbEntry, bool> stale)
+    {
+        List<TlbEntry>? hit = null;
+        foreach (var e in _leaves.Values)
+            if (stale(e)) (hit ??= new()).Add(e);
+        if (hit is null) return null;
+        foreach (var e in hit) _leaves.Put(LeafKey(e.Asid, e.Va), e with { FrameFreed = true });
+        return hit;
+    }
 
     /// <summary>Drops every leaf entry that overlaps [start, end) (an end of 0 is the top of the
     /// address space) in the given address space (null: all). Returns how many were dropped.</summary>
