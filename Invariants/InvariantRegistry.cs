@@ -26,6 +26,7 @@ public static class InvariantRegistry
         new VmallocMappingsExact(),
         new HugeVmapLeafOnlyWhereAllowed(),
         new NoFreedFrameReachable(),
+        new DirectMapAliasPermissions(),
     ];
 
     public static IInvariant ByName(string name) =>
