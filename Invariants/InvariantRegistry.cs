@@ -27,6 +27,7 @@ public static class InvariantRegistry
         new HugeVmapLeafOnlyWhereAllowed(),
         new NoFreedFrameReachable(),
         new DirectMapAliasPermissions(),
+        new BackingPagesIndependent(),
     ];
 
     public static IInvariant ByName(string name) =>

@@ -164,11 +164,17 @@ public sealed class Vmalloc : IVmallocView
         Vmap = new VmapRange(arch, pgd, pgtable, tlb, log, current);
         Pgtable = pgtable;
         _tlb = tlb;
+        _current = current;
         SetMemory = new SetMemory(arch, pgd, pgtable, tlb, FindVmArea, _breakage);
     }
 
     private KernelPgtable Pgtable { get; }
     private readonly TlbFlush _tlb;
+    private readonly Func<ExecContext?> _current = () => null;
+
+    /// <summary>The MMU through which the backing pages' struct pages are written (set by the
+    /// composition root; null in a Vmalloc built without one, which then writes none).</summary>
+    internal Mmu? Mmu { get; init; }
 
     /// <summary>set_memory_* and set_direct_map_* (SetMemory.cs).</summary>
     public SetMemory SetMemory { get; }
@@ -292,9 +298,43 @@ public sealed class Vmalloc : IVmallocView
         {
             long pfn = _mem.AllocPages(order, FrameOwner.Vmalloc);
             if (pfn < 0) break;
+            PrepBackingPages(pfn, order);
             for (long i = 0; i < per; i++) pages.Add(pfn + i); // split_page, or the compound's subpages
         }
         return pages.Count;
+    }
+
+    /// <summary>The struct pages of a new allocation of 1 &lt;&lt; <paramref name="order"/> pages
+    /// as the allocator hands them over: split_page'd, every page an independent order-0 page
+    /// with refcount 1 (set_page_refcounted, split_page); before 3b8000ae185c (__GFP_COMP) a
+    /// compound page: the head with PG_head and refcount 1, the tails pointing at it with
+    /// refcount 0, the order in the first tail (prep_compound_page).</summary>
+    private void PrepBackingPages(long pfn, int order)
+    {
+        if (Mmu is null) return;
+        long n = 1L << order;
+        if (_options.CompoundBacking && order > 0)
+        {
+            ulong tail = _arch.PfnToPage(pfn) | 1;
+            Mmu.WriteStructPageRange(_current(), pfn, n, new StructPage { CompoundHead = tail },
+                [(pfn, new StructPage { Flags = PageFlags.Head, Refcount = 1 }), (pfn + 1, new StructPage { CompoundHead = tail, Order = (byte)order })], "prep_compound_page");
+        }
+        else
+            Mmu.WriteStructPageRange(_current(), pfn, n, new StructPage { Refcount = 1 }, [], "split_page");
+    }
+
+    /// <summary>free_pages_prepare: the struct pages of freed backing pages back to what the buddy
+    /// allocator keeps (no flags, refcount 0, no compound metadata).</summary>
+    private void ResetBackingPages(IReadOnlyList<long> pages, int order, int count)
+    {
+        if (Mmu is null) return;
+        int per = 1 << order;
+        for (int i = 0; i < count;)
+        {
+            int run = i % per == 0 && i + per <= count ? per : 1; // a whole high-order block is contiguous
+            Mmu.WriteStructPageRange(_current(), pages[i], run, default, [], "free_pages_prepare");
+            i += run;
+        }
     }
 
     /// <summary>vfree: remove_vm_area (unmap now, lazy flush), vm_reset_perms for an area with
@@ -305,6 +345,7 @@ public sealed class Vmalloc : IVmallocView
         RemoveVmArea(area);
         if ((area.Flags & VmFlags.VmFlushResetPerms) != 0) VmResetPerms(area);
         int n = area.PageList.Count - (_variant.Broken.VfreeLeaksLastPage && area.PageList.Count > 0 ? 1 : 0);
+        ResetBackingPages(area.PageList, area.PageOrder, n);
         if (_options.CompoundBacking && area.PageOrder > 0)
         {
             // Before 3b8000ae185c: __free_pages(page, page_order) for each compound page.

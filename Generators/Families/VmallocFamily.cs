@@ -69,9 +69,14 @@ public sealed class VmallocFamily : IOpFamily
         }
         Add("vmalloc_huge", live.Count < 4 ? 16 : 2, () => MakeAlloc(s, rng, huge: true));
         Add("vmalloc", live.Count < 4 ? 10 : 2, () => MakeAlloc(s, rng, huge: false));
+        var modules = live.Where(h => IsModule(s, h)).ToList();
+        var others = live.Where(h => !IsModule(s, h)).ToList();
+        // Areas whose permissions set_memory_* changed: their vfree resets the direct map, and a
+        // read of their alias puts its permission in a TLB, so frees and reads prefer them.
+        var changed = modules.Where(h => s.Handles.TryGet<Engine.Mm.VmArea>(h, out var a) && !a.PageWritable(0)).ToList();
         Add("vfree", live.Count > 0 ? 12 : 0, () =>
         {
-            string h = rng.Pick(live);
+            string h = changed.Count > 0 && rng.Chance(60) ? rng.Pick(changed) : rng.Pick(live);
             s.RemoveLive(h);
             return new VfreeOp(h);
         });
@@ -79,12 +84,13 @@ public sealed class VmallocFamily : IOpFamily
         Add("vm_unmap_aliases", lastWasFree ? 20 : 4, () => new VmUnmapAliasesOp());
         Add("fail_alloc", 3, () => new FailAllocOp(rng.Chance(50) ? 0 : (int)rng.Range(1, 8), rng.Chance(70) ? 1 : (int)rng.Range(2, 4)));
         Add("module_alloc", live.Count < 4 ? 8 : 1, () => MakeModuleAlloc(s, rng));
-        var modules = live.Where(h => IsModule(s, h)).ToList();
-        var others = live.Where(h => !IsModule(s, h)).ToList();
         Add("set_memory", modules.Count > 0 ? 14 : 0, () => MakeSetMemory(s, rng, rng.Pick(modules)));
-        Add("read_direct_map", live.Count > 0 ? 8 : 0, () => new ReadDirectMapOp(rng.Pick(live), rng.Chance(50) ? 0 : rng.Range(1, 2 * s.Arch.PmdSize / s.Arch.PageSize) * s.Arch.PageSize));
+        Add("read_direct_map", changed.Count > 0 ? 14 : live.Count > 0 ? 6 : 0, () => new ReadDirectMapOp(changed.Count > 0 && rng.Chance(70) ? rng.Pick(changed) : rng.Pick(live),
+            rng.Chance(50) ? 0 : rng.Range(1, 2 * s.Arch.PmdSize / s.Arch.PageSize) * s.Arch.PageSize));
         Add("set_vm_flush_reset_perms", others.Count > 0 ? 3 : 0, () => new SetVmFlushResetPermsOp(rng.Pick(others)));
-        Add("pressure", live.Count > 0 ? 2 : 0, () => new FailAllocOp(0, PressureAllocs));
+        // Pressure matters once an area's permissions differ from the default: its reset on vfree
+        // may then need a split.
+        Add("pressure", changed.Count > 0 ? 10 : live.Count > 0 ? 1 : 0, () => new FailAllocOp(0, PressureAllocs));
         int i = rng.PickIndex(choices.Select(c => c.W).ToList());
         return i < 0 ? null : choices[i].Make();
     }
@@ -108,7 +114,7 @@ public sealed class VmallocFamily : IOpFamily
     {
         long page = s.Arch.PageSize;
         long pmdPages = s.Arch.PmdSize / page;
-        long size = pmdPages <= MaxPmdPages && rng.Chance(50)
+        long size = pmdPages <= MaxPmdPages && rng.Chance(60)
             ? rng.Pick(new[] { pmdPages, pmdPages, pmdPages + 1, 2 * pmdPages }) * page
             : rng.Range(1, 4) * page;
         string h = s.FreshHandle('v');
@@ -122,7 +128,11 @@ public sealed class VmallocFamily : IOpFamily
     {
         long page = s.Arch.PageSize;
         long pages = s.Handles.TryGet<Engine.Mm.VmArea>(handle, out var area) ? (long)(area.Size / (ulong)page) : 1;
-        var kind = rng.Pick(new[] { SetMemoryKind.Ro, SetMemoryKind.Ro, SetMemoryKind.Ro, SetMemoryKind.X, SetMemoryKind.X, SetMemoryKind.Rw, SetMemoryKind.Nx });
+        // The loader's order: read-only first, then executable; back to RW or NX less often.
+        bool writable = area is null || area.PageWritable(0);
+        var kind = writable
+            ? rng.Pick(new[] { SetMemoryKind.Ro, SetMemoryKind.Ro, SetMemoryKind.Ro, SetMemoryKind.Ro, SetMemoryKind.X, SetMemoryKind.Nx })
+            : rng.Pick(new[] { SetMemoryKind.X, SetMemoryKind.X, SetMemoryKind.Nx, SetMemoryKind.Rw, SetMemoryKind.Ro });
         bool whole = rng.Chance(70) || pages == 1;
         long offset = whole ? 0 : rng.Range(0, pages - 1);
         long n = whole ? pages : rng.Range(1, Math.Min(4, pages - offset));
