@@ -8,6 +8,9 @@
 //                         allocator's fallback does; order > 0 alloc_pages then split_page, or
 //                         kept compound before 3b8000ae185c), vmap_pages_range; on failure the
 //                         partly built area is vfree'd;
+//                         the struct pages are written as the allocator leaves them (refcount 1
+//                         each after split_page; head, tails and order for a compound page) and
+//                         reset on free (free_pages_prepare), for BackingPagesIndependent;
 //   vfree / remove_vm_area  unmap at once (vunmap_range_noflush over the whole vmap area), the
 //                         vmap area goes to the purge list (VmapArea.cs: the TLB flush and the
 //                         reuse of the range wait for purge_vmap_area_lazy), and the backing
