@@ -128,7 +128,7 @@ public sealed class Kernel : IPteObserver, IKernelView
     /// plus one line here. Each gets the services it uses and registers its frame accountant.</summary>
     private void RegisterMechanisms()
     {
-        Vmalloc = new Vmalloc(Arch, Mem, Pgtable, SwapperPgDir, Tlb, Log, () => Sched.Current, Machine.Cpus, Variant);
+        Vmalloc = new Vmalloc(Arch, Mem, Pgtable, SwapperPgDir, Tlb, Log, () => Sched.Current, Machine.Cpus, Variant) { Mmu = Mmu };
         FrameAccountants.Add((FrameOwner.Vmalloc, "vmalloc areas", () => Vmalloc.PagesInUse));
         HugetlbVmemmap = new HugetlbVmemmap(this);
         Vmemmap.AddOffTableHolder(() => HugetlbVmemmap.FramesInFlight);

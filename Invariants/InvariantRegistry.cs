@@ -28,6 +28,8 @@ public static class InvariantRegistry
         new NoFreedFrameReachable(),
         new ClearFlushFree(),
         new StructPageMatchesOwner(),
+        new DirectMapAliasPermissions(),
+        new BackingPagesIndependent(),
     ];
 
     public static IInvariant ByName(string name) =>

@@ -5,7 +5,7 @@ namespace PropertySuite.Invariants;
 
 /// <summary>
 /// Every live vm area maps exactly its own backing pages: page i of [addr, addr + size) maps
-/// pages[i] with the area's protection, whatever the leaf size; its guard page is neither mapped
+/// pages[i] with the protection set_memory_* last gave it, whatever the leaf size; its guard page is neither mapped
 /// nor part of another area; and nothing else in [VMALLOC_START, VMALLOC_END) is mapped at all
 /// (a freed area is unmapped at once by remove_vm_area, only its TLB flush is lazy). Compares the
 /// page table, walked, with the vm_struct's own record (addr, size, pages[]), the two things
@@ -33,11 +33,11 @@ public sealed class VmallocMappingsExact : IInvariant
             var a = areas[ai];
             if (va + size > a.Addr + a.Size)
                 return new(Name, $"{w.Level} leaf [{va:x}, {va + size:x}) runs past the end {a.Addr + a.Size:x} of {Describe(a)}");
-            if (w.Entry.Writable != a.Writable)
-                return new(Name, $"{w.Level} leaf at {va:x} is {(w.Entry.Writable ? "RW" : "RO")}, {Describe(a)} is {(a.Writable ? "PAGE_KERNEL" : "read-only")}");
             long first = (long)((va - a.Addr) / page), n = (long)(size / page);
             for (long j = 0; j < n; j++)
             {
+                if (w.Entry.Writable != a.PageWritable(first + j) || w.Entry.Exec != a.PageExec(first + j))
+                    return new(Name, $"{w.Level} leaf at {va:x} is {Prot(w.Entry.Writable, w.Entry.Exec)}, page {first + j} of {Describe(a)} should be {Prot(a.PageWritable(first + j), a.PageExec(first + j))}");
                 long want = first + j < a.Pages.Count ? a.Pages[(int)(first + j)] : -1;
                 if (w.Entry.Pfn + j != want)
                     return new(Name, $"{va + (ulong)j * page:x} (page {first + j} of {Describe(a)}) maps pfn {w.Entry.Pfn + j:x}, pages[] has {(want < 0 ? "no such page" : $"pfn {want:x}")}");
@@ -72,6 +72,8 @@ public sealed class VmallocMappingsExact : IInvariant
             if (va >= a.Addr + a.Size && va - (a.Addr + a.Size) < 4096) return $": it is the guard page of {Describe(a)}";
         return "";
     }
+
+    private static string Prot(bool writable, bool exec) => (writable ? "RW" : "RO") + (exec ? "X" : "");
 
     internal static string Describe(IVmAreaView a) => $"vm area [{a.Addr:x}, {a.Addr + a.Size:x}) ({a.Pages.Count} pages, order {a.PageOrder}, {a.Flags})";
 }

@@ -124,6 +124,25 @@ public static class KernelVariants
         Buggy("broken-vmap-reuse-before-purge",
             "meta-test only: alloc_vmap_area hands out a lazily freed range before purge_vmap_area_lazy has flushed it, so a CPU still translates the new area through the old one's TLB entry",
             D with { VmallocBreakage = new() { ReuseBeforePurge = true } }),
+        // Correct, not buggy: the purge joins the (under-sized) direct-map range and the area's own
+        // lazily freed vmalloc range into one flush from the lowest to the highest address, and on
+        // x86-64 and arm64 the direct map lies below the vmalloc range, so the one flush covers
+        // every backing page anyway (DirectMapExamples shows the range and the clean run).
+        Correct("vmalloc-v8-undersized-flush",
+            "the v8 series before its fix (seed 003): vm_reset_perms steps by huge page but extends the direct-map range by PAGE_SIZE only; masked on x86-64 and arm64, where the purge's single flush up to the area's own vmalloc range covers the rest",
+            D with { Vmalloc = new() { Huge = VmallocHugePolicy.PageKernelAtLeastPmd, DirectMapFlushPageSizeOnly = true } }, "x86_64-4k-l4"),
+        Buggy("vmalloc-compound-backing",
+            "5.18-rc3, between 559089e0a93d and 3b8000ae185c: huge vmalloc keeps each high-order backing allocation one compound page (__GFP_COMP), so its pages past the first are compound tails with refcount 0",
+            D with { Vmalloc = new() { CompoundBacking = true } }),
+        Buggy("huge-module-alloc",
+            "the v5.13 policy on x86 as Rick Edgecombe describes it (seed 003): module_alloc is PAGE_KERNEL without VM_NO_HUGE_VMAP, so a module of PMD_SIZE gets huge pages, set_memory_ro leaves a large read-only direct-map block, and resetting it on vfree needs a split that can fail",
+            D with { Vmalloc = new() { Huge = VmallocHugePolicy.PageKernelAtLeastPmd, HugeModuleAlloc = true } }, "x86_64-4k-l4"),
+        Buggy("broken-set-memory-no-alias",
+            "meta-test only: x86 set_memory_ro changes the vmalloc mapping but not the direct-map alias of its pages",
+            D with { VmallocBreakage = new() { SetMemoryNoAlias = true } }, "x86_64-4k-l4"),
+        Buggy("broken-reset-perms-skips-direct-map-flush",
+            "meta-test only: vm_reset_perms flushes the lazily freed vmalloc ranges but not the direct-map range of the pages it then frees",
+            D with { VmallocBreakage = new() { ResetPermsSkipsDirectMapFlush = true } }, "x86_64-4k-l4"),
     ];
 
     /// <summary>Looks a variant up by name.</summary>

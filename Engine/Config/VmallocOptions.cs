@@ -37,12 +37,27 @@ public sealed record VmallocOptions
     /// page but the first handles a compound tail.</summary>
     public bool CompoundBacking { get; init; }
 
+    /// <summary>The v8 series before its fix (seed 003): vm_reset_perms (then
+    /// vm_remove_mappings) steps through the pages by huge page but extends the direct-map flush
+    /// range by PAGE_SIZE per step, so the range under-covers every huge backing page.</summary>
+    public bool DirectMapFlushPageSizeOnly { get; init; }
+
+    /// <summary>The v5.13 policy on x86 as Rick Edgecombe describes it (seed 003): module_alloc
+    /// allocates PAGE_KERNEL and does not pass VM_NO_HUGE_VMAP, so a module of PMD_SIZE gets huge
+    /// pages, set_memory_ro mirrors a large read-only block onto the direct map, and the reset on
+    /// vfree then needs a split that can fail.</summary>
+    public bool HugeModuleAlloc { get; init; }
+
     /// <summary>Checks that the switches describe a kernel that existed.</summary>
     /// <exception cref="ConfigException">An impossible combination, naming both switches.</exception>
     public void Validate()
     {
         if (CompoundBacking && Huge == VmallocHugePolicy.Off)
             throw new ConfigException("vmalloc CompoundBacking with Huge = Off: compound backing pages exist only where huge vmalloc allocates high-order pages");
+        if (HugeModuleAlloc && Huge != VmallocHugePolicy.PageKernelAtLeastPmd)
+            throw new ConfigException($"vmalloc HugeModuleAlloc with Huge = {Huge}: only the v5.13 policy (PageKernelAtLeastPmd) gave module allocations huge pages");
+        if (DirectMapFlushPageSizeOnly && Huge == VmallocHugePolicy.Off)
+            throw new ConfigException("vmalloc DirectMapFlushPageSizeOnly with Huge = Off: the under-sized range exists only for huge backing pages");
     }
 }
 
@@ -65,4 +80,12 @@ public sealed record VmallocBreakage
     /// <summary>alloc_vmap_area hands out address ranges of lazily freed areas before
     /// purge_vmap_area_lazy has flushed them.</summary>
     public bool ReuseBeforePurge { get; init; }
+
+    /// <summary>x86 set_memory_* changes the vmalloc mapping but not the direct-map alias of its
+    /// frames (no cpa_process_alias).</summary>
+    public bool SetMemoryNoAlias { get; init; }
+
+    /// <summary>vm_reset_perms flushes only the lazily freed vmalloc ranges, not the direct-map
+    /// range of the backing pages, before they are freed.</summary>
+    public bool ResetPermsSkipsDirectMapFlush { get; init; }
 }

@@ -162,7 +162,7 @@ public sealed class KernelPgtable
         var child = _pgd.NewTable(pfn, t.Level - 1, _pgd.EntryVa(t, index));
         long step = _arch.LevelSize(child.Level) >> _arch.PageShift;
         for (int i = 0; i < child.Entries.Length; i++)
-            _pgd.Set(child, i, Pte.MkLeaf(block.Pfn + i * step, block.Writable));
+            _pgd.Set(child, i, Pte.MkLeaf(block.Pfn + i * step, block.Writable, exec: block.Exec));
         _pgd.Set(t, index, Pte.MkTable(pfn));
         return child;
     }

@@ -8,17 +8,32 @@
 //                         allocator's fallback does; order > 0 alloc_pages then split_page, or
 //                         kept compound before 3b8000ae185c), vmap_pages_range; on failure the
 //                         partly built area is vfree'd;
+//                         the struct pages are written as the allocator leaves them (refcount 1
+//                         each after split_page; head, tails and order for a compound page) and
+//                         reset on free (free_pages_prepare), for BackingPagesIndependent;
 //   vfree / remove_vm_area  unmap at once (vunmap_range_noflush over the whole vmap area), the
 //                         vmap area goes to the purge list (VmapArea.cs: the TLB flush and the
 //                         reuse of the range wait for purge_vmap_area_lazy), and the backing
 //                         pages are freed right away, order 0 each (__free_pages(page, order)
 //                         per compound page in the compound variant);
-//   vm_unmap_aliases      purges the lazily freed areas (one flush).
+//   vm_unmap_aliases      purges the lazily freed areas (one flush);
+//   vm_reset_perms        for an area with VM_FLUSH_RESET_PERMS, before vfree frees its pages:
+//                         the direct-map range of every backing page at the area's page order
+//                         (seed 003's fix; the v8 series' PAGE_SIZE per huge page as a variant),
+//                         set_direct_map_invalid_noflush on every small page, _vm_unmap_aliases
+//                         over that range joined with the lazily freed areas, then
+//                         set_direct_map_default_noflush on every small page (SetMemory.cs);
+//   module_alloc          x86 arch/x86/kernel/module.c before execmem (6.10), execmem_alloc
+//                         after: PAGE_KERNEL, VM_FLUSH_RESET_PERMS (execmem passes it; before,
+//                         the module loader's set_vm_flush_reset_perms), never VM_ALLOW_HUGE_VMAP;
+//                         under the v5.13 policy it passed VM_NO_HUGE_VMAP where the arch opted
+//                         out (powerpc) and not on x86 (Rick Edgecombe in seed 003: the variant).
 //
 // Departures from the kernel: one NUMA node (no size_per_node division, which 2024 removed
 // anyway); no kvmalloc of the pages array (it cannot fail here); no __GFP_NOFAIL retries; no
-// kasan/kmemleak; VM_FLUSH_RESET_PERMS, set_memory_* and the direct-map alias are not modelled
-// yet; vmap/ioremap of caller-supplied pages are not modelled yet. The engine's Broken* switches
+// kasan/kmemleak; module allocations come from the vmalloc range, not [MODULES_VADDR,
+// MODULES_END), and there is no EXECMEM_ROX_CACHE; vmap/ioremap of caller-supplied pages are not
+// modelled yet. The engine's Broken* switches
 // of KernelVariant keep their meaning: BrokenVunmapSkipsFlush releases the range at once, with
 // no flush now or at a purge.
 using PropertySuite.Engine.Config;
@@ -57,6 +72,16 @@ public interface IVmAreaView
     bool Writable { get; }
     /// <summary>vm_area_page_order: the order of each backing allocation.</summary>
     int PageOrder { get; }
+    /// <summary>Whether page <paramref name="i"/> should be mapped writable: the area's protection,
+    /// then each change set_memory_* made to its mapping (the model's record; the kernel keeps
+    /// none, the page table is its only copy).</summary>
+    bool PageWritable(long i);
+    /// <summary>Whether page <paramref name="i"/> should be mapped executable (as PageWritable).</summary>
+    bool PageExec(long i);
+    /// <summary>Whether a set_memory_* on the area returned an error: the caller has been told that
+    /// the mapping and its direct-map alias may be half changed (x86 changes the vmalloc leaf
+    /// before it splits the alias), and must not rely on them (the module loader frees the area).</summary>
+    bool SetMemoryFailed { get; }
     /// <summary>The order-0 backing pages, one per PAGE_SIZE of Size (vm_struct.pages).</summary>
     IReadOnlyList<long> Pages { get; }
 }
@@ -76,7 +101,11 @@ public interface IVmallocView
 /// <summary>A vm_struct: a reserved VA range and its backing pages.</summary>
 public sealed class VmArea : IVmAreaView
 {
-    internal VmArea(VmapArea va, ulong size, ulong guard, VmFlags flags, bool writable, int pageOrder)
+    private const byte ProtWrite = 1, ProtExec = 2;
+    private readonly byte[] _prot;
+    private readonly int _pageShift;
+
+    internal VmArea(VmapArea va, ulong size, ulong guard, VmFlags flags, bool writable, int pageOrder, int pageShift)
     {
         Va = va;
         Size = size;
@@ -84,6 +113,21 @@ public sealed class VmArea : IVmAreaView
         Flags = flags;
         Writable = writable;
         PageOrder = pageOrder;
+        _pageShift = pageShift;
+        _prot = new byte[size >> pageShift];
+        if (writable) Array.Fill(_prot, ProtWrite);
+    }
+
+    public bool PageWritable(long i) => (_prot[i] & ProtWrite) != 0;
+    public bool PageExec(long i) => (_prot[i] & ProtExec) != 0;
+    public bool SetMemoryFailed { get; internal set; }
+
+    /// <summary>Records what set_memory_* made of the leaf [va, va + size) of this area.</summary>
+    internal void RecordProt(ulong va, ulong size, bool writable, bool exec)
+    {
+        byte p = (byte)((writable ? ProtWrite : 0) | (exec ? ProtExec : 0));
+        long first = (long)((va - Addr) >> _pageShift), n = (long)(size >> _pageShift);
+        for (long i = first; i < first + n && i < _prot.Length; i++) _prot[i] = p;
     }
 
     internal VmapArea Va { get; }
@@ -122,9 +166,50 @@ public sealed class Vmalloc : IVmallocView
         VmapAreas = new VmapAreaAllocator(arch, tlb, cpus, _breakage);
         Vmap = new VmapRange(arch, pgd, pgtable, tlb, log, current);
         Pgtable = pgtable;
+        _tlb = tlb;
+        _current = current;
+        SetMemory = new SetMemory(arch, pgd, pgtable, tlb, FindVmArea, _breakage);
     }
 
     private KernelPgtable Pgtable { get; }
+    private readonly TlbFlush _tlb;
+    private readonly Func<ExecContext?> _current = () => null;
+
+    /// <summary>The MMU through which the backing pages' struct pages are written (set by the
+    /// composition root; null in a Vmalloc built without one, which then writes none).</summary>
+    internal Mmu? Mmu { get; init; }
+
+    /// <summary>set_memory_* and set_direct_map_* (SetMemory.cs).</summary>
+    public SetMemory SetMemory { get; }
+
+    /// <summary>find_vm_area: the live area whose [addr, addr + size) contains <paramref name="addr"/>, or null.</summary>
+    [Kernel("mm/vmalloc.c", "find_vm_area")]
+    public VmArea? FindVmArea(ulong addr)
+    {
+        VmArea? found = null;
+        foreach (var a in _areas.Values)
+        {
+            if (a.Addr > addr) break;
+            if (addr - a.Addr < a.Size) found = a;
+        }
+        return found;
+    }
+
+    /// <summary>set_vm_flush_reset_perms: marks the area VM_FLUSH_RESET_PERMS, so that vfree
+    /// resets the direct map of its pages and flushes before freeing them.</summary>
+    [Kernel("include/linux/vmalloc.h", "set_vm_flush_reset_perms")]
+    public void SetVmFlushResetPerms(VmArea area) => area.Flags |= VmFlags.VmFlushResetPerms;
+
+    /// <summary>module_alloc / execmem_alloc(EXECMEM_MODULE_TEXT): PAGE_KERNEL and
+    /// VM_FLUSH_RESET_PERMS; VM_NO_HUGE_VMAP under the v5.13 policy unless the variant is the x86
+    /// case that did not exclude modules (seed 003).</summary>
+    [Kernel("arch/x86/kernel/module.c", "module_alloc")]
+    public (VmArea? Area, Errno Err) ModuleAlloc(ulong size)
+    {
+        var flags = VmFlags.VmFlushResetPerms;
+        if (_options.Huge == VmallocHugePolicy.PageKernelAtLeastPmd && !_options.HugeModuleAlloc) flags |= VmFlags.VmNoHugeVmap;
+        return VmallocNodeRange(AlignUp(Math.Max(size, 1), (ulong)_arch.PageSize), (ulong)_arch.PageSize, flags, writable: true);
+    }
 
     public IEnumerable<VmArea> Areas => _areas.Values;
 
@@ -187,7 +272,7 @@ public sealed class Vmalloc : IVmallocView
         ulong guard = (flags & VmFlags.VmNoGuard) != 0 || _breakage.NoGuardPage ? 0 : (ulong)_arch.PageSize;
         var va = VmapAreas.AllocVmapArea(size + guard, align);
         if (va is null) return null;
-        var area = new VmArea(va, size, guard, flags, writable, shift - _arch.PageShift);
+        var area = new VmArea(va, size, guard, flags, writable, shift - _arch.PageShift, _arch.PageShift);
         _areas[area.Addr] = area;
         return area;
     }
@@ -216,17 +301,54 @@ public sealed class Vmalloc : IVmallocView
         {
             long pfn = _mem.AllocPages(order, FrameOwner.Vmalloc);
             if (pfn < 0) break;
+            PrepBackingPages(pfn, order);
             for (long i = 0; i < per; i++) pages.Add(pfn + i); // split_page, or the compound's subpages
         }
         return pages.Count;
     }
 
-    /// <summary>vfree: remove_vm_area (unmap now, lazy flush), then free every backing page.</summary>
+    /// <summary>The struct pages of a new allocation of 1 &lt;&lt; <paramref name="order"/> pages
+    /// as the allocator hands them over: split_page'd, every page an independent order-0 page
+    /// with refcount 1 (set_page_refcounted, split_page); before 3b8000ae185c (__GFP_COMP) a
+    /// compound page: the head with PG_head and refcount 1, the tails pointing at it with
+    /// refcount 0, the order in the first tail (prep_compound_page).</summary>
+    private void PrepBackingPages(long pfn, int order)
+    {
+        if (Mmu is null) return;
+        long n = 1L << order;
+        if (_options.CompoundBacking && order > 0)
+        {
+            ulong tail = _arch.PfnToPage(pfn) | 1;
+            Mmu.WriteStructPageRange(_current(), pfn, n, new StructPage { CompoundHead = tail },
+                [(pfn, new StructPage { Flags = PageFlags.Head, Refcount = 1 }), (pfn + 1, new StructPage { CompoundHead = tail, Order = (byte)order })], "prep_compound_page");
+        }
+        else
+            Mmu.WriteStructPageRange(_current(), pfn, n, new StructPage { Refcount = 1 }, [], "split_page");
+    }
+
+    /// <summary>free_pages_prepare: the struct pages of freed backing pages back to what the buddy
+    /// allocator keeps (no flags, refcount 0, no compound metadata).</summary>
+    private void ResetBackingPages(IReadOnlyList<long> pages, int order, int count)
+    {
+        if (Mmu is null) return;
+        int per = 1 << order;
+        for (int i = 0; i < count;)
+        {
+            int run = i % per == 0 && i + per <= count ? per : 1; // a whole high-order block is contiguous
+            Mmu.WriteStructPageRange(_current(), pages[i], run, default, [], "free_pages_prepare");
+            i += run;
+        }
+    }
+
+    /// <summary>vfree: remove_vm_area (unmap now, lazy flush), vm_reset_perms for an area with
+    /// VM_FLUSH_RESET_PERMS, then free every backing page.</summary>
     [Kernel("mm/vmalloc.c", "vfree")]
     public void Vfree(VmArea area)
     {
         RemoveVmArea(area);
+        if ((area.Flags & VmFlags.VmFlushResetPerms) != 0) VmResetPerms(area);
         int n = area.PageList.Count - (_variant.Broken.VfreeLeaksLastPage && area.PageList.Count > 0 ? 1 : 0);
+        ResetBackingPages(area.PageList, area.PageOrder, n);
         if (_options.CompoundBacking && area.PageOrder > 0)
         {
             // Before 3b8000ae185c: __free_pages(page, page_order) for each compound page.
@@ -249,6 +371,39 @@ public sealed class Vmalloc : IVmallocView
         Pgtable.VunmapRangeNoflush(area.Addr, unmapEnd);
         if (_variant.Broken.VunmapSkipsFlush) VmapAreas.FreeVmapArea(area.Va);
         else VmapAreas.FreeVmapAreaNoflush(area.Va);
+    }
+
+    /// <summary>vm_reset_perms: the direct-map range [start, end) of the backing pages, each
+    /// huge page counted whole (PAGE_SIZE &lt;&lt; page_order; the v8 series before its fix counted
+    /// PAGE_SIZE); every small page's direct map invalid; one flush of that range joined with the
+    /// lazily freed areas; every small page's direct map back to default. The results of
+    /// set_direct_map_* are not looked at, as in the kernel.</summary>
+    [Kernel("mm/vmalloc.c", "vm_reset_perms")]
+    private void VmResetPerms(VmArea area)
+    {
+        ulong start = ulong.MaxValue, end = 0;
+        int order = area.PageOrder;
+        bool flushDmap = false;
+        ulong pageSize = _options.DirectMapFlushPageSizeOnly ? (ulong)_arch.PageSize : (ulong)_arch.PageSize << order;
+        for (int i = 0; i < area.PageList.Count; i += 1 << order)
+        {
+            ulong addr = _arch.PfnToVirt(area.PageList[i]); // page_address: every page has one (no highmem)
+            start = Math.Min(start, addr);
+            end = Math.Max(end, addr + pageSize);
+            flushDmap = true;
+        }
+        foreach (long pfn in area.PageList) SetMemory.SetDirectMapInvalidNoflush(pfn);
+        if (_breakage.ResetPermsSkipsDirectMapFlush) VmUnmapAliases(ulong.MaxValue, 0, false);
+        else VmUnmapAliases(start, end, flushDmap);
+        foreach (long pfn in area.PageList) SetMemory.SetDirectMapDefaultNoflush(pfn);
+    }
+
+    /// <summary>_vm_unmap_aliases: purge the lazily freed areas with [start, end) joined to the
+    /// flush; if nothing was waiting, flush [start, end) alone when asked to.</summary>
+    [Kernel("mm/vmalloc.c", "_vm_unmap_aliases")]
+    private void VmUnmapAliases(ulong start, ulong end, bool flush)
+    {
+        if (!VmapAreas.PurgeVmapAreaLazy(start, end) && flush) _tlb.FlushTlbKernelRange(start, end);
     }
 
     /// <summary>vm_unmap_aliases: purge the lazily freed areas now (one flush over them).</summary>

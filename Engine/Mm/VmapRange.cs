@@ -22,7 +22,8 @@
 // (the break of break-before-make), TLBI VAAE1IS for the address (every level) and frees, and the
 // huge entry is then the make.
 //
-// Departures from the kernel: protections are only PAGE_KERNEL (writable) or read-only; no
+// Departures from the kernel: areas are mapped PAGE_KERNEL (writable, not executable) or
+// read-only, and only set_memory_* (SetMemory.cs) changes the write and execute bits later; no
 // arm64 contiguous-PTE vmap (arch_vmap_pte_range_map_size) and no pte-level huge mappings;
 // pgtbl_mod_mask / arch_sync_kernel_mappings are not modelled (no per-mm kernel PGD copies).
 using PropertySuite.Engine.Config;

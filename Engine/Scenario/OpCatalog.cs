@@ -37,6 +37,13 @@ public static class OpCatalog
         ["flush_dcache_page"] = ((r, _) => new FlushDcachePageOp(r.Handle('f'), r.Int("subpage", 0, 1L << 32)), null),
         ["vmalloc_huge"] = ((r, _) => new VmallocHugeOp(r.Size("size", 1, MaxOpSize)), 'v'),
         ["vm_unmap_aliases"] = ((r, _) => new VmUnmapAliasesOp(), null),
+        ["module_alloc"] = ((r, _) => new ModuleAllocOp(r.Size("size", 1, MaxOpSize)), 'v'),
+        ["set_vm_flush_reset_perms"] = ((r, _) => new SetVmFlushResetPermsOp(r.Handle('v')), null),
+        ["set_memory_ro"] = ((r, _) => new SetMemoryOp(SetMemoryKind.Ro, r.Handle('v'), r.Size("offset", 0, MaxOpSize), r.Int("pages", 1, 1 << 24)), null),
+        ["set_memory_rw"] = ((r, _) => new SetMemoryOp(SetMemoryKind.Rw, r.Handle('v'), r.Size("offset", 0, MaxOpSize), r.Int("pages", 1, 1 << 24)), null),
+        ["set_memory_x"] = ((r, _) => new SetMemoryOp(SetMemoryKind.X, r.Handle('v'), r.Size("offset", 0, MaxOpSize), r.Int("pages", 1, 1 << 24)), null),
+        ["set_memory_nx"] = ((r, _) => new SetMemoryOp(SetMemoryKind.Nx, r.Handle('v'), r.Size("offset", 0, MaxOpSize), r.Int("pages", 1, 1 << 24)), null),
+        ["read_direct_map"] = ((r, _) => new ReadDirectMapOp(r.Handle('v'), r.Size("offset", 0, MaxOpSize)), null),
         ["hvo_knob"] = ((r, _) => new HvoKnobOp(HugetlbOpText.OnOff(r)), null),
     };
 

@@ -6,7 +6,16 @@
 //   vm_unmap_aliases after frees, so that the freed range (and its leftover PTE tables) is
 //   handed out again: a huge area over a PMD that small areas used replaces the old PTE table
 //   through pmd_free_pte_page;
-// - allocation failures just before a huge allocation, so that the fallback to small pages runs.
+// - allocation failures just before a huge allocation, so that the fallback to small pages runs;
+// - module allocations (module_alloc: VM_FLUSH_RESET_PERMS) whose permissions set_memory_ro/rw/
+//   x/nx change, mostly over the whole area, reads through the direct-map alias of their pages
+//   (so that a CPU caches the alias's permission), set_vm_flush_reset_perms on other areas (a
+//   vfree with the flag and without it), and sustained memory pressure (fail_alloc of 4096
+//   allocations: every split the permission reset would need fails, as Rick Edgecombe feared).
+//   set_memory_* is drawn only for module allocations: they are the callers that change vmalloc
+//   permissions (the module loader, BPF JIT, kprobes and ftrace trampolines all allocate through
+//   module_alloc / execmem), and a caller that changes permissions of an area it vfrees without
+//   VM_FLUSH_RESET_PERMS or set_memory_rw is buggy itself.
 //
 // Bounds (why): at most 4 live areas of this family, and huge sizes only where a PMD holds at
 // most 2048 pages (x86-64 and arm64 4K/16K: 2M, 32M; on arm64 64K a PMD is 512M, more than the
@@ -23,7 +32,12 @@ public sealed class VmallocFamily : IOpFamily
 
     public string Name => FamilyName;
 
-    public IReadOnlyList<string> Kinds { get; } = ["vmalloc_huge", "vmalloc", "vfree", "read", "vm_unmap_aliases", "fail_alloc"];
+    public IReadOnlyList<string> Kinds { get; } = ["vmalloc_huge", "vmalloc", "vfree", "read", "vm_unmap_aliases", "fail_alloc",
+        "module_alloc", "set_memory", "read_direct_map", "set_vm_flush_reset_perms", "pressure"];
+
+    /// <summary>How many allocations "pressure" makes fail: more than the 2 * 512 splits a reset
+    /// of one 2M huge page tries (invalid, then default, for each small page).</summary>
+    private const int PressureAllocs = 4096;
 
     /// <summary>Correct variants (drawn or fixed) and the variants that focus on vmalloc. A
     /// buggy variant of another mechanism does not get this family: it would only dilute that
@@ -55,15 +69,28 @@ public sealed class VmallocFamily : IOpFamily
         }
         Add("vmalloc_huge", live.Count < 4 ? 16 : 2, () => MakeAlloc(s, rng, huge: true));
         Add("vmalloc", live.Count < 4 ? 10 : 2, () => MakeAlloc(s, rng, huge: false));
+        var modules = live.Where(h => IsModule(s, h)).ToList();
+        var others = live.Where(h => !IsModule(s, h)).ToList();
+        // Areas whose permissions set_memory_* changed: their vfree resets the direct map, and a
+        // read of their alias puts its permission in a TLB, so frees and reads prefer them.
+        var changed = modules.Where(h => s.Handles.TryGet<Engine.Mm.VmArea>(h, out var a) && !a.PageWritable(0)).ToList();
         Add("vfree", live.Count > 0 ? 12 : 0, () =>
         {
-            string h = rng.Pick(live);
+            string h = changed.Count > 0 && rng.Chance(60) ? rng.Pick(changed) : rng.Pick(live);
             s.RemoveLive(h);
             return new VfreeOp(h);
         });
         Add("read", live.Count > 0 ? 16 : 0, () => MakeRead(s, rng));
         Add("vm_unmap_aliases", lastWasFree ? 20 : 4, () => new VmUnmapAliasesOp());
         Add("fail_alloc", 3, () => new FailAllocOp(rng.Chance(50) ? 0 : (int)rng.Range(1, 8), rng.Chance(70) ? 1 : (int)rng.Range(2, 4)));
+        Add("module_alloc", live.Count < 4 ? 8 : 1, () => MakeModuleAlloc(s, rng));
+        Add("set_memory", modules.Count > 0 ? 14 : 0, () => MakeSetMemory(s, rng, rng.Pick(modules)));
+        Add("read_direct_map", changed.Count > 0 ? 14 : live.Count > 0 ? 6 : 0, () => new ReadDirectMapOp(changed.Count > 0 && rng.Chance(70) ? rng.Pick(changed) : rng.Pick(live),
+            rng.Chance(50) ? 0 : rng.Range(1, 2 * s.Arch.PmdSize / s.Arch.PageSize) * s.Arch.PageSize));
+        Add("set_vm_flush_reset_perms", others.Count > 0 ? 3 : 0, () => new SetVmFlushResetPermsOp(rng.Pick(others)));
+        // Pressure matters once an area's permissions differ from the default: its reset on vfree
+        // may then need a split.
+        Add("pressure", changed.Count > 0 ? 10 : live.Count > 0 ? 1 : 0, () => new FailAllocOp(0, PressureAllocs));
         int i = rng.PickIndex(choices.Select(c => c.W).ToList());
         return i < 0 ? null : choices[i].Make();
     }
@@ -79,6 +106,37 @@ public sealed class VmallocFamily : IOpFamily
         string h = s.FreshHandle('v');
         s.AddLive(h);
         return huge ? new VmallocHugeOp(size) { Bind = h } : new VmallocOp(size) { Bind = h };
+    }
+
+    private static bool IsModule(GenState s, string handle) => s.Ops.Any(o => o is ModuleAllocOp && o.Bind == handle);
+
+    private static Op MakeModuleAlloc(GenState s, Prng rng)
+    {
+        long page = s.Arch.PageSize;
+        long pmdPages = s.Arch.PmdSize / page;
+        long size = pmdPages <= MaxPmdPages && rng.Chance(60)
+            ? rng.Pick(new[] { pmdPages, pmdPages, pmdPages + 1, 2 * pmdPages }) * page
+            : rng.Range(1, 4) * page;
+        string h = s.FreshHandle('v');
+        s.AddLive(h);
+        return new ModuleAllocOp(size) { Bind = h };
+    }
+
+    /// <summary>What the module loader does (module_enable_ro/nx, text made ROX): mostly the
+    /// whole area read-only, executable or back again; sometimes a few pages of it.</summary>
+    private static Op MakeSetMemory(GenState s, Prng rng, string handle)
+    {
+        long page = s.Arch.PageSize;
+        long pages = s.Handles.TryGet<Engine.Mm.VmArea>(handle, out var area) ? (long)(area.Size / (ulong)page) : 1;
+        // The loader's order: read-only first, then executable; back to RW or NX less often.
+        bool writable = area is null || area.PageWritable(0);
+        var kind = writable
+            ? rng.Pick(new[] { SetMemoryKind.Ro, SetMemoryKind.Ro, SetMemoryKind.Ro, SetMemoryKind.Ro, SetMemoryKind.X, SetMemoryKind.Nx })
+            : rng.Pick(new[] { SetMemoryKind.X, SetMemoryKind.X, SetMemoryKind.Nx, SetMemoryKind.Rw, SetMemoryKind.Ro });
+        bool whole = rng.Chance(70) || pages == 1;
+        long offset = whole ? 0 : rng.Range(0, pages - 1);
+        long n = whole ? pages : rng.Range(1, Math.Min(4, pages - offset));
+        return new SetMemoryOp(kind, handle, offset * page, n);
     }
 
     private static Op MakeRead(GenState s, Prng rng)
