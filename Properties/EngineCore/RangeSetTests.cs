@@ -2,6 +2,7 @@ using PropertySuite.Engine.Mm;
 
 namespace PropertySuite.Properties.EngineCore;
 
+[Trait("Category", "engine")]
 public class RangeSetTests
 {
     private static string Show(RangeSet s) => string.Join(" ", s.Ranges.Select(r => $"[{r.Start},{r.Start + r.Count})"));

@@ -8,6 +8,7 @@ using PropertySuite.Engine.Config;
 
 namespace PropertySuite.Properties.Geometry;
 
+[Trait("Category", "geometry")]
 public class ArchConfigTests
 {
     private static long Size(string text) =>

@@ -12,6 +12,7 @@ namespace PropertySuite.Properties.Harness;
 /// scenarios of every variant (with and without an expect line and comments); and every
 /// malformed input is refused with its line, column and reason.
 /// </summary>
+[Trait("Category", "harness")]
 public class ReproLanguageTests
 {
     private const string Header = "propertysuite-repro 1\nconfig x86_64-4k-l4\nmemory 256M\ncpus 2\nvariant default\n";
