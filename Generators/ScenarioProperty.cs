@@ -187,7 +187,8 @@ public static class ScenarioProperty
     /// <summary>
     /// The `dotnet test --filter` expression that selects exactly the test a property name
     /// stands for. A name `Class.Method/row` is a theory row (xunit's display name of a
-    /// one-argument theory ends in <c>"row")</c>), so the filter also pins the row: without it
+    /// one-argument theory ends in <c>"row")</c>), so the filter also pins the row (checked by
+    /// hand: `dotnet test --filter` with it runs exactly one row of MetaTests): without it
     /// every row of the theory would run. Other names select by FullyQualifiedName.
     /// </summary>
     public static string TestFilter(string name)
@@ -195,8 +196,10 @@ public static class ScenarioProperty
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
         int slash = name.IndexOf('/', StringComparison.Ordinal);
         if (slash < 0) return $"FullyQualifiedName~{name}";
-        // In a VSTest filter '(' and ')' are operators and must be escaped with a backslash.
-        return $"FullyQualifiedName~{name[..slash]}&DisplayName~\"{name[(slash + 1)..]}\"\\)";
+        // In a VSTest filter '(' and ')' are operators, escaped with a backslash; `dotnet test`
+        // hands the filter to MSBuild, which refuses a bare '"', so the quotes are written %22
+        // (MSBuild's escape, unescaped before VSTest sees the filter).
+        return $"FullyQualifiedName~{name[..slash]}&DisplayName~%22{name[(slash + 1)..]}%22\\)";
     }
 
     /// <summary>The failure database (FailureDatabase): repros an earlier run left in the repro

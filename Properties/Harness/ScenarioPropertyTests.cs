@@ -39,7 +39,7 @@ public sealed class ScenarioPropertyTests : IDisposable
         Assert.Equal(_dir, Path.GetDirectoryName(e.ReproPath));
         Assert.Equal(e.ReproText, File.ReadAllText(e.ReproPath!));
         Assert.Equal([Path.GetFileName(e.ReproPath!)], Directory.GetFiles(_dir).Select(Path.GetFileName));
-        Assert.Equal($"PS_REPLAY={e.StepReplay} dotnet test --filter 'FullyQualifiedName~ScenarioPropertyTests.Flush&DisplayName~\"broken-vunmap-skips-flush\"\\)'", e.ReplayCommands[0]);
+        Assert.Equal($"PS_REPLAY={e.StepReplay} dotnet test --filter 'FullyQualifiedName~ScenarioPropertyTests.Flush&DisplayName~%22broken-vunmap-skips-flush%22\\)'", e.ReplayCommands[0]);
         Assert.Contains($"# {e.ReplayCommands[0]} replays the failing case\n", e.ReproText, StringComparison.Ordinal);
         Assert.StartsWith($"PS_TESTS={budget.Tests} PS_REPLAY={e.RunReplay} ", e.ReplayCommands[1], StringComparison.Ordinal);
         Assert.Equal($"{ScenarioProperty.CliReplay} {e.ReproPath}", e.ReplayCommands[2]);
