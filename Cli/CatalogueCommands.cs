@@ -142,7 +142,9 @@ public static class CatalogueCommands
         for (int i = 0; i < header.Length; i++)
         {
             var column = new TableColumn(new Text(header[i]));
-            table.AddColumn(i < header.Length - 1 ? column.NoWrap() : column); // names never wrap; the last column does
+            // Only the name column never wraps: a long claim or description wraps within the
+            // width instead of squeezing the columns after it to "…".
+            table.AddColumn(i == 0 ? column.NoWrap() : column);
         }
         foreach (var row in rows) table.AddRow(row.Select(c => (Spectre.Console.Rendering.IRenderable)new Text(c)).ToArray());
         cx.Console.Write(table);

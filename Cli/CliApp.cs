@@ -45,7 +45,7 @@ public static class CliApp
     public const string Invocation = "dotnet run --project Cli -c Release --";
 
     /// <summary>Parses and runs one command line; returns the exit code.</summary>
-    public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, bool interactive = false, IReadOnlyDictionary<string, string?>? environment = null, StopRequest? stop = null)
+    public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, bool interactive = false, IReadOnlyDictionary<string, string?>? environment = null, StopRequest? stop = null, int? width = null)
     {
         var console = AnsiConsole.Create(new AnsiConsoleSettings
         {
@@ -54,7 +54,8 @@ public static class CliApp
             Ansi = interactive ? AnsiSupport.Detect : AnsiSupport.No,
             ColorSystem = interactive ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
         });
-        if (!interactive) console.Profile.Width = RedirectedWidth;
+        if (width is { } w) console.Profile.Width = w;
+        else if (!interactive) console.Profile.Width = RedirectedWidth;
         var cx = new CliContext(stdout, stderr, console, interactive, environment) { Stop = stop ?? new StopRequest() };
 
         var root = new RootCommand("PropertySuite: property-based verification of Linux kernel memory-management designs.")

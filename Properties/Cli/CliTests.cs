@@ -171,7 +171,7 @@ public sealed class CliTests : IDisposable
         Assert.Equal(ExitCodes.Violation, exit);
         Assert.Contains("step 1: v1 = vmalloc 4K", stdout, StringComparison.Ordinal);
         Assert.Contains("none -> leaf(", stdout, StringComparison.Ordinal);
-        Assert.Contains("tlb   cpu0 + [ffffc90000000000+1000)", stdout, StringComparison.Ordinal);
+        Assert.Contains("tlb   cpu0 + [0xffffc90000000000+0x1000) -> pfn 0x", stdout, StringComparison.Ordinal);
         Assert.Contains("step 3: vfree v1", stdout, StringComparison.Ordinal);
         Assert.Contains("-> none", stdout, StringComparison.Ordinal);
         Assert.Contains("now Free", stdout, StringComparison.Ordinal);
@@ -393,5 +393,49 @@ public sealed class CliTests : IDisposable
         Assert.Equal("dotnet run --project Cli -c Release --", CliApp.Invocation);
         Assert.Equal($"{CliApp.Invocation} replay", ScenarioProperty.CliReplay);
         Assert.True(File.Exists(Path.Combine(Snapshot.FindRepositoryRoot(), "Cli", "Cli.csproj")));
+    }
+
+    [Theory]
+    [InlineData("invariants", 160)]
+    [InlineData("variants", 160)]
+    [InlineData("ops", 160)]
+    [InlineData("invariants", 200)]
+    [InlineData("variants", 200)]
+    public async Task TablesShowEveryWordAtTheWidthTheyAreGiven(string command, int width)
+    {
+        var o = new StringWriter();
+        var e = new StringWriter();
+        int exit = await CliApp.RunAsync([command], o, e, interactive: false, environment: new Dictionary<string, string?>(), width: width);
+        var run = new CliRun([command], exit, o.ToString(), e.ToString());
+        AssertExit(ExitCodes.Ok, run);
+        Assert.DoesNotContain("…", run.Out, StringComparison.Ordinal);
+        Assert.All(run.Out.Split('\n'), l => Assert.True(l.Length <= width, $"a line of {l.Length} columns at width {width}:\n{l}"));
+        // Every word of every row is printed somewhere (wrapped, never cut).
+        var words = run.Out.Split([' ', '\n', '│'], StringSplitOptions.RemoveEmptyEntries).ToHashSet(StringComparer.Ordinal);
+        var rows = command switch
+        {
+            "invariants" => InvariantRegistry.All.SelectMany(i => new[] { i.Name, i.Claim }),
+            "variants" => KernelVariants.All.SelectMany(v => new[] { v.Name, v.Description }),
+            _ => OpsCatalogue.All.SelectMany(v => new[] { v.Verb, v.Description }),
+        };
+        foreach (var word in rows.SelectMany(t => t.Split(' ', StringSplitOptions.RemoveEmptyEntries)).Where(w => w.Length < width / 4))
+            Assert.True(words.Contains(word), $"'{word}' is missing from the {command} table at width {width}\n{run}");
+    }
+
+    [Fact]
+    public void ReplayTraceCoalescesRangesAndNamesLevelsAsTheKernelDoes()
+    {
+        string path = Write("big.repro", "propertysuite-repro 1\nconfig x86_64-4k-l4\nmemory 256M\ncpus 1\nvariant default\nv1 = vmalloc 2M\nvfree v1\nexpect none\n");
+        var run = Run("replay", path, "--trace");
+        AssertExit(ExitCodes.Ok, run);
+        var pte = run.Out.Split('\n').Where(l => l.StartsWith("  pte   ", StringComparison.Ordinal)).ToList();
+        // 512 pages mapped and unmapped: a few range lines, not a thousand.
+        Assert.True(pte.Count <= 12, $"{pte.Count} page-table lines\n{run}");
+        Assert.Contains(pte, l => l.Contains(" PTE x", StringComparison.Ordinal) && l.Contains("none -> leaf(0x", StringComparison.Ordinal));
+        Assert.Contains(pte, l => l.Contains(" PTE x", StringComparison.Ordinal) && l.Contains("-> none", StringComparison.Ordinal));
+        // x86-64 4-level: the top level is the PGD (the P4D is folded), never printed as P4D.
+        Assert.DoesNotContain(" P4D ", run.Out, StringComparison.Ordinal);
+        // One hex style: every address and frame with 0x.
+        Assert.DoesNotMatch(@"\[[0-9a-f]{8,}\+", run.Out);
     }
 }
