@@ -9,7 +9,8 @@
 // (`PTE x512 none -> leaf(0x1600-0x17ff,RW)`: one line for a 512-entry split or map, not 512);
 // levels are named as the kernel names them for the configuration (the top level is always
 // PGD: on x86-64 4-level the P4D is folded into it, on arm64 3-level the PUD); every number is
-// printed in one hex style, 0x and lower case.
+// printed in one hex style, 0x and lower case. A CPU's line lists, per context, the task, the
+// locks it holds, the lock it waits for, and whether it is inside an RCU read-side section.
 using System.Globalization;
 using PropertySuite.Engine;
 using PropertySuite.Engine.Config;
@@ -146,5 +147,5 @@ public sealed class StepTracer : IPteObserver
 
     private static List<string> CpuStates(Kernel k) =>
         k.Cpus.Select(c => c.Idle ? "idle" : string.Join(" <- ", c.Contexts.Select(x =>
-            $"{(x.InIrq ? "irq " : "")}[{x.Task.Name}]{(x.WaitingFor is { } l ? " waits for " + l.Name : "")}{(x.RcuDepth > 0 ? " in rcu" : "")}"))).ToList();
+            $"{(x.InIrq ? "irq " : "")}[{x.Task.Name}]{(x.Held.Count > 0 ? " holds " + string.Join(", ", x.Held.Select(h => h.Name)) : "")}{(x.WaitingFor is { } l ? " waits for " + l.Name : "")}{(x.RcuDepth > 0 ? " in rcu" : "")}"))).ToList();
 }

@@ -438,4 +438,13 @@ public sealed class CliTests : IDisposable
         // One hex style: every address and frame with 0x.
         Assert.DoesNotMatch(@"\[[0-9a-f]{8,}\+", run.Out);
     }
+
+    [Fact]
+    public void ReplayTraceShowsTheLocksEachCpuHolds()
+    {
+        string path = Write("lock.repro", "propertysuite-repro 1\nconfig x86_64-4k-l4\nmemory 512M\ncpus 2\nvariant default\nhugetlb_pool 2M 1\ncpu1: start hugetlb_alloc 2M\nstep cpu1 to spin_lock(hugetlb_lock)\nexpect none\n");
+        var run = Run("replay", path, "--trace");
+        AssertExit(ExitCodes.Ok, run);
+        Assert.Contains(run.Out.Split('\n'), l => l.StartsWith("  cpu1  ", StringComparison.Ordinal) && l.Contains(" holds hugetlb_lock", StringComparison.Ordinal));
+    }
 }

@@ -1,3 +1,4 @@
+using PropertySuite.Properties.Infra;
 using PropertySuite.Engine.Config;
 using PropertySuite.Generators;
 using PropertySuite.Generators.Harness;
@@ -11,7 +12,8 @@ namespace PropertySuite.Properties.Harness;
 /// shrunk repro has at most the variant's MaxReproOps operation lines (Generators/VariantTargets.cs). Every correct variant
 /// passes the same property. Both are theories over KernelVariants.All, so a new variant is
 /// covered as soon as it is catalogued; one whose operations no family generates yet fails here
-/// (with what was generated), it is never skipped.
+/// (with what was generated), it is never skipped. Each writes its statistics to
+/// TestResults/statistics/ (StatisticsFile), visible without raising the verbosity.
 /// </summary>
 [Trait("Category", "harness")]
 public class MetaTests(ITestOutputHelper output)
@@ -40,6 +42,7 @@ public class MetaTests(ITestOutputHelper output)
 
         output.WriteLine($"{variant}: {result.Pbt.TestsRun} test(s), find {result.TimeToFind.TotalMilliseconds:F0} ms, shrink {result.TimeToShrink.TotalMilliseconds:F0} ms");
         output.WriteLine(result.Statistics.Render());
+        output.WriteLine($"statistics: {StatisticsFile.Write(name, result.Statistics.Render())}");
         string filter = ScenarioProperty.TestFilter(name);
         if (result.Failure is not { } f)
         {
@@ -76,6 +79,7 @@ public class MetaTests(ITestOutputHelper output)
 
         output.WriteLine($"{variant}: {result.Pbt.TestsRun} tests in {result.TimeToFind.TotalMilliseconds:F0} ms");
         output.WriteLine(result.Statistics.Render());
+        output.WriteLine($"statistics: {StatisticsFile.Write(name, result.Statistics.Render())}");
     }
 
     /// <summary>The correct variants also pass when configurations and variants are drawn
@@ -87,5 +91,6 @@ public class MetaTests(ITestOutputHelper output)
         var result = ScenarioProperty.Assert($"{nameof(MetaTests)}.{nameof(AnyCorrectVariantOnAnyConfigurationHoldsEveryInvariant)}",
             new ScenarioOptions { MaxSteps = budget.MaxSteps }, budget);
         output.WriteLine(result.Statistics.Render());
+        output.WriteLine($"statistics: {StatisticsFile.Write(result.Name, result.Statistics.Render())}");
     }
 }

@@ -31,4 +31,20 @@ public class PsPropertyTests
         Assert.Contains($"[PsProperty(Replay = \"{a.Start}\")]", a.ReplayNote(), StringComparison.Ordinal);
         Assert.Contains($"PS_REPLAY={a.Start} dotnet test --filter 'FullyQualifiedName~SomeTests.Prop'", a.ReplayNote(), StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void StatisticsGoToOneFilePerPropertyUnderTestResults()
+    {
+        Assert.Equal("MetaTests.Correct_default_x.txt", StatisticsFile.FileName("MetaTests.Correct/default x"));
+        string path = StatisticsFile.Write("PsPropertyTests.Statistics/probe", "3 scenarios\n");
+        try
+        {
+            Assert.Equal(Path.Combine(Snapshot.FindRepositoryRoot(), "TestResults", "statistics", "PsPropertyTests.Statistics_probe.txt"), path);
+            Assert.Equal("PsPropertyTests.Statistics/probe\n3 scenarios\n", File.ReadAllText(path));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
 }
