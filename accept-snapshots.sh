@@ -3,11 +3,11 @@
 #
 #   ./accept-snapshots.sh              accept every received snapshot
 #   ./accept-snapshots.sh NAME         accept only the snapshot NAME (as a failing test prints it,
-#                                      e.g. Catalogue/Invariants); NAME may be a bash glob,
-#                                      e.g. 'Catalogue/*'
+#                                      e.g. invariants); NAME may be a bash glob, e.g. 'ptdump/*'
 #
 # Received files are written by Properties/Infra/Snapshot.cs when a test's output differs from
-# the verified file. Review the diff first: accepting is approving.
+# the verified file. Review the diff first: accepting is approving. Without bash, run the
+# failing tests with PS_ACCEPT_SNAPSHOTS=1 (dotnet test), which writes them as verified.
 set -euo pipefail
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then

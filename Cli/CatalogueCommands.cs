@@ -1,4 +1,4 @@
-// The catalogue commands: variants, invariants, configs, and the shrink benchmark.
+// The catalogue commands: variants, invariants, configs, ops, savings, and the shrink benchmark.
 using System.CommandLine;
 using PropertySuite.Engine;
 using PropertySuite.Engine.Config;
@@ -57,31 +57,62 @@ public static class CatalogueCommands
         return cmd;
     }
 
-    /// <summary>`savings [--format tsv] [--scheme NAME] [--memory 1T]`: vmemmap saved by HVO for
-    /// every config and HugeTLB size, measured by allocating folios in the engine and counting
-    /// frames (Engine/Hugetlb/Savings.cs).</summary>
+    /// <summary>`ops`: the verbs of the repro language with their arguments, then the other line forms.</summary>
+    public static Command Ops(CliContext cx)
+    {
+        var format = FormatOption();
+        var cmd = new Command("ops", "List the repro language: every operation verb with its arguments and the handle it binds, then the step/irq/expect forms.") { format };
+        cmd.SetAction(p =>
+        {
+            var rows = OpsCatalogue.All.Select(v => new[] { v.Verb, v.Arguments, v.Binds, v.Description })
+                .Concat(OpsCatalogue.Forms.Select(f => new[] { f.Form, "", "", f.Description }));
+            Print(cx, p.GetValue(format)!, ["verb", "arguments", "binds", "what it does"], rows);
+            return ExitCodes.Ok;
+        });
+        return cmd;
+    }
+
+    /// <summary>`savings [--format tsv] [--scheme NAME] [--memory 1T] [--config NAME]`: vmemmap saved
+    /// by HVO for every config (or one) and HugeTLB size, measured by allocating folios in the
+    /// engine and counting frames (Engine/Hugetlb/Savings.cs). The memory is checked against every
+    /// machine the measurement will boot before any runs.</summary>
     public static Command SavingsTable(CliContext cx)
     {
         var format = FormatOption();
         var scheme = new Option<string>("--scheme") { Description = "1-kept (v5.18+), 2-kept (v5.14) or all (default)", DefaultValueFactory = _ => "all" };
         scheme.AcceptOnlyFromAmong("1-kept", "2-kept", "all");
         var memory = new Option<string>("--memory") { Description = "HugeTLB memory actually allocated per row (e.g. 4G, 1T); per-TiB figures scale from it", DefaultValueFactory = _ => "4G" };
-        var cmd = new Command("savings", "Vmemmap saved by HugeTLB vmemmap optimization, per config and HugeTLB size, by running the engine.") { format, scheme, memory };
+        var config = new Option<string?>("--config") { Description = "one configuration (default: every one); see 'configs'" };
+        var cmd = new Command("savings", "Vmemmap saved by HugeTLB vmemmap optimization, per config and HugeTLB size, by running the engine.") { format, scheme, memory, config };
         cmd.SetAction(p =>
         {
             string m = p.GetValue(memory)!;
             if (!ArchConfig.TryParseSize(m, out long bytes) || bytes <= 0 || bytes > MachineConfig.MaxMemoryBytes / 2)
-            {
-                cx.Err.WriteLine($"error: --memory {m}: not a size between 1 and {ArchConfig.FormatSize(MachineConfig.MaxMemoryBytes / 2)} (e.g. 4G, 1T)");
-                return ExitCodes.BadInput;
-            }
+                throw new BadInputException($"--memory {m}: not a size between 1 and {ArchConfig.FormatSize(MachineConfig.MaxMemoryBytes / 2)} (e.g. 4G, 1T)");
+            IReadOnlyList<ArchConfig>? configs = p.GetValue(config) is { } c ? [ArchConfig.ByName(c)] : null;
             IReadOnlyList<HvoScheme>? schemes = p.GetValue(scheme) switch
             {
                 "1-kept" => [HvoScheme.OnePageKept],
                 "2-kept" => [HvoScheme.TwoPagesKept],
                 _ => null,
             };
-            var rows = Savings.Compute(new SavingsOptions(bytes, schemes));
+            var options = new SavingsOptions(bytes, schemes, configs);
+            // Every machine first: a size one configuration cannot hold is refused before the
+            // others have spent minutes on it.
+            foreach (var arch in options.ConfigsOrDefault)
+                foreach (long size in arch.HugetlbSizes)
+                {
+                    var machine = Savings.MachineFor(arch, size, bytes);
+                    try
+                    {
+                        machine.Validate(arch);
+                    }
+                    catch (ConfigException e)
+                    {
+                        throw new BadInputException($"--memory {m}: {ArchConfig.FormatSize(size)} folios on {arch.Name} need a {ArchConfig.FormatSize(machine.MemoryBytes)} machine, which the model refuses ({e.Message}); pass a smaller --memory or --config with a configuration that holds it");
+                    }
+                }
+            var rows = Savings.Compute(options);
             cx.Out.Write(Savings.Format(rows, p.GetValue(format) == "tsv"));
             return ExitCodes.Ok;
         });
@@ -111,7 +142,9 @@ public static class CatalogueCommands
         for (int i = 0; i < header.Length; i++)
         {
             var column = new TableColumn(new Text(header[i]));
-            table.AddColumn(i < header.Length - 1 ? column.NoWrap() : column); // names never wrap; the last column does
+            // Only the name column never wraps: a long claim or description wraps within the
+            // width instead of squeezing the columns after it to "…".
+            table.AddColumn(i == 0 ? column.NoWrap() : column);
         }
         foreach (var row in rows) table.AddRow(row.Select(c => (Spectre.Console.Rendering.IRenderable)new Text(c)).ToArray());
         cx.Console.Write(table);

@@ -65,6 +65,16 @@ public sealed class Fuzzer
     {
         long index = ScenariosRun++;
         var (seed, size) = ScenarioAt(index);
+        return Examine(index, seed, size);
+    }
+
+    /// <summary>Generates and runs the scenario of one (seed, size), as fuzz printed them for a
+    /// finding (`fuzz --scenario-seed`); the result as <see cref="Next"/> gives it, with
+    /// <paramref name="index"/> as its scenario number.</summary>
+    public FuzzFinding? Examine(long index, ulong seed, int size)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(size, 1);
+        if (index >= ScenariosRun) ScenariosRun = index + 1;
         var (s, _, r) = ScenarioGenerator.Generate(seed, size, _options);
         Statistics.Add(s, r);
         if (!r.Failed || _findings.Any(f => f.Invariant == r.FailedInvariant)) return null;

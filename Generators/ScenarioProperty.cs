@@ -138,14 +138,17 @@ public static class ScenarioProperty
     /// select the calling test (default: <paramref name="name"/> up to its first '/').</param>
     public static ScenarioPropertyResult Assert(string name, ScenarioOptions options, Budget? budget = null, string? testFilter = null)
     {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        ArgumentNullException.ThrowIfNull(options);
         budget ??= Budget.FromEnvironment();
+        string filter = testFilter is null ? TestFilter(name) : $"FullyQualifiedName~{testFilter}";
+        if (budget.Replay is null) ReplayStoredFirst(name, options, budget, filter);
         var result = Check(name, options, budget);
         if (result.Failure is not { } f) return result;
 
-        string text = ReproText(name, f);
-        string path = PbtRunner.WriteReproAtomically(budget.ReproDir, ReproFileName(f.Shrunk), text);
-        string filter = testFilter ?? name.Split('/')[0];
-        var commands = ReplayCommands(filter, f, result.Pbt.TestsPerRun, path);
+        string text = ReproText(name, f, filter);
+        string path = PbtRunner.WriteReproAtomically(budget.ReproDir, ReproFileName(f.Shrunk, name), text);
+        var commands = ReplayCommandsForFilter(filter, f, result.Pbt.TestsPerRun, path);
         var report = new StringBuilder();
         report.Append(CultureInfo.InvariantCulture, $"Property {name} falsified after {f.TestsRun} test(s); shrunk from {f.Original.Ops.Length} to {f.ReproOps} operation(s) in {f.Shrinks} shrink(s).\n");
         report.Append(f.Run).Append('\n');
@@ -169,13 +172,65 @@ public static class ScenarioProperty
     }
 
     /// <summary>The replay commands: the failing case and the whole run through `dotnet test`,
-    /// and the repro file through the CLI.</summary>
+    /// and the repro file through the CLI (<paramref name="testFilter"/>: a FullyQualifiedName~ value).</summary>
     public static IReadOnlyList<string> ReplayCommands(string testFilter, ScenarioFailure f, int testsPerRun, string reproPath) =>
+        ReplayCommandsForFilter($"FullyQualifiedName~{testFilter}", f, testsPerRun, reproPath);
+
+    /// <summary><see cref="ReplayCommands"/> with a whole `dotnet test --filter` expression.</summary>
+    public static IReadOnlyList<string> ReplayCommandsForFilter(string filter, ScenarioFailure f, int testsPerRun, string reproPath) =>
     [
-        PbtRunner.ReplayCommand(testFilter, f.StepReplay),
-        PbtRunner.ReplayCommand(testFilter, f.RunReplay, testsPerRun),
+        PbtRunner.ReplayCommandForFilter(filter, f.StepReplay),
+        PbtRunner.ReplayCommandForFilter(filter, f.RunReplay, testsPerRun),
         $"{CliReplay} {reproPath}",
     ];
+
+    /// <summary>
+    /// The `dotnet test --filter` expression that selects exactly the test a property name
+    /// stands for. A name `Class.Method/row` is a theory row (xunit's display name of a
+    /// one-argument theory ends in <c>"row")</c>), so the filter also pins the row (checked by
+    /// hand: `dotnet test --filter` with it runs exactly one row of MetaTests): without it
+    /// every row of the theory would run. Other names select by FullyQualifiedName.
+    /// </summary>
+    public static string TestFilter(string name)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        int slash = name.IndexOf('/', StringComparison.Ordinal);
+        if (slash < 0) return $"FullyQualifiedName~{name}";
+        // In a VSTest filter '(' and ')' are operators, escaped with a backslash; `dotnet test`
+        // hands the filter to MSBuild, which refuses a bare '"', so the quotes are written %22
+        // (MSBuild's escape, unescaped before VSTest sees the filter).
+        return $"FullyQualifiedName~{name[..slash]}&DisplayName~%22{name[(slash + 1)..]}%22\\)";
+    }
+
+    /// <summary>The failure database (FailureDatabase): repros an earlier run left in the repro
+    /// directory that this property covers are replayed before anything is generated; one that
+    /// still fails fails the property with its path, until it is deleted or pinned.</summary>
+    private static void ReplayStoredFirst(string name, ScenarioOptions options, Budget budget, string filter)
+    {
+        foreach (var r in FailureDatabase.Replay(budget.ReproDir, options, FailureDatabase.CorpusDirectory(Directory.GetCurrentDirectory())))
+        {
+            if (r.Error is { } error)
+                throw new PropertyFailedException($"Property {name}: a stored repro in {budget.ReproDir} does not parse: {error}\nFix or delete it.");
+            if (!r.StillFails) continue;
+            var run = r.Run!;
+            var report = new StringBuilder();
+            report.Append(CultureInfo.InvariantCulture, $"Property {name}: the stored repro {r.Path}, which an earlier run wrote, still fails (replayed before generating anything new):\n");
+            report.Append(run).Append('\n');
+            report.Append(File.ReadAllText(r.Path));
+            report.Append("Replay the repro file:   ").Append(CliReplay).Append(' ').Append(r.Path).Append('\n');
+            report.Append("Re-run this property:    dotnet test --filter '").Append(filter).Append("'\n");
+            report.Append("Delete the file once the bug is fixed, or pin it by moving it to Snapshots/Corpus.\n");
+            throw new PropertyFailedException(report.ToString(), run.EngineError)
+            {
+                Invariant = run.FailedInvariant,
+                Step = run.Step,
+                Evidence = run.Violation?.Evidence,
+                ReproText = File.ReadAllText(r.Path),
+                ReproPath = r.Path,
+                ReplayCommands = [$"{CliReplay} {r.Path}"],
+            };
+        }
+    }
 
     /// <summary>What identifies a failure while shrinking: the invariant, and for an engine
     /// exception also its type.</summary>
@@ -184,15 +239,18 @@ public static class ScenarioProperty
 
     /// <summary>The repro file: the shrunk scenario (with its expect line) and, as comments
     /// after the version line, where it comes from and how to replay the search.</summary>
-    public static string ReproText(string name, ScenarioFailure f)
+    public static string ReproText(string name, ScenarioFailure f) => ReproText(name, f, TestFilter(name));
+
+    /// <summary><see cref="ReproText(string, ScenarioFailure)"/> naming the test filter that replays it.</summary>
+    public static string ReproText(string name, ScenarioFailure f, string filter)
     {
-        var ci = CultureInfo.InvariantCulture;
+        ArgumentNullException.ThrowIfNull(f);
         var comments = new List<string>
         {
             $"property {name}: {f.Invariant} violated at step {f.Step}",
             f.Evidence,
             $"found after {f.TestsRun} test(s), shrunk from {f.Original.Ops.Length} to {f.ReproOps} operation(s) in {f.Shrinks} shrink(s)",
-            $"PS_REPLAY={f.StepReplay} replays the failing case",
+            $"{PbtRunner.ReplayCommandForFilter(filter, f.StepReplay)} replays the failing case",
         };
         return WithComments(f.Shrunk, comments);
     }
@@ -215,8 +273,19 @@ public static class ScenarioProperty
     }
 
     /// <summary>`variant-Invariant-hash.repro`: stable for the same scenario, distinct for different ones.</summary>
-    public static string ReproFileName(Scenario shrunk)
+    public static string ReproFileName(Scenario shrunk) => ReproFileName(shrunk, null);
+
+    /// <summary>`variant-Invariant-hash.repro` where the hash also covers the property's name, so
+    /// two properties that shrink to the same scenario write two files, not one over the other.</summary>
+    public static string ReproFileName(Scenario shrunk, string? property)
     {
+        ArgumentNullException.ThrowIfNull(shrunk);
+        if (property is not null)
+        {
+            string invariant = shrunk.Expect?.Invariant ?? "none";
+            uint h = (uint)PbtRunner.StableHash(property + "\n" + shrunk);
+            return string.Create(CultureInfo.InvariantCulture, $"{shrunk.VariantName}-{invariant}-{h:x8}.repro");
+        }
         string inv = shrunk.Expect?.Invariant ?? "none";
         uint hash = (uint)PbtRunner.StableHash(shrunk.ToString());
         return string.Create(CultureInfo.InvariantCulture, $"{shrunk.VariantName}-{inv}-{hash:x8}.repro");

@@ -3,8 +3,17 @@
 // each CPU gained or lost, kernel faults recorded, grace periods that ended, and what every
 // CPU runs afterwards. It observes only: entry changes come from wrapping init_mm's observer
 // (and forwarding every change to it), everything else from comparing snapshots.
+//
+// Readability: consecutive changes of neighbouring entries at one level that differ only by
+// their frames advancing in step are coalesced into one range line, as ptdump coalesces
+// (`PTE x512 none -> leaf(0x1600-0x17ff,RW)`: one line for a 512-entry split or map, not 512);
+// levels are named as the kernel names them for the configuration (the top level is always
+// PGD: on x86-64 4-level the P4D is folded into it, on arm64 3-level the PUD); every number is
+// printed in one hex style, 0x and lower case. A CPU's line lists, per context, the task, the
+// locks it holds, the lock it waits for, and whether it is inside an RCU read-side section.
 using System.Globalization;
 using PropertySuite.Engine;
+using PropertySuite.Engine.Config;
 using PropertySuite.Engine.Mm;
 using PropertySuite.Engine.Scenario;
 using PropertySuite.Engine.Smp;
@@ -13,17 +22,21 @@ namespace PropertySuite.Generators;
 
 public sealed class StepTracer : IPteObserver
 {
-    private readonly List<string> _entries = new();
+    private readonly record struct Change(string Mm, ulong Va, ulong Size, PtLevel Level, Pte Old, Pte New);
+
+    private readonly List<Change> _entries = new();
     private IPteObserver? _inner;
     private Dictionary<int, HashSet<TlbEntry>> _tlbs = new();
     private List<string> _cpus = new();
     private int _faults;
     private int _gracePeriods;
+    private ArchConfig? _arch;
 
     /// <summary>Call right after boot (ScenarioRunner.Run's booted hook).</summary>
     public void Attach(Kernel k)
     {
         ArgumentNullException.ThrowIfNull(k);
+        _arch = k.Arch;
         _inner = k.SwapperPgDir.Observer;
         k.SwapperPgDir.Observer = this;
         Snapshot(k);
@@ -33,11 +46,65 @@ public sealed class StepTracer : IPteObserver
 
     void IPteObserver.OnPteChange(PageTable mm, PtTable table, int index, Pte oldPte, Pte newPte)
     {
-        ulong va = mm.EntryVa(table, index);
-        ulong end = va + mm.EntrySize(table) - 1;
-        _entries.Add(string.Create(CultureInfo.InvariantCulture, $"{mm.Name} 0x{va:x16}-0x{end:x16} {table.Level,-4} {oldPte} -> {newPte}"));
+        _entries.Add(new Change(mm.Name, mm.EntryVa(table, index), mm.EntrySize(table), table.Level, oldPte, newPte));
         _inner?.OnPteChange(mm, table, index, oldPte, newPte);
     }
+
+    /// <summary>The kernel's name of a level in this configuration: the top level is the PGD.</summary>
+    public static string LevelName(ArchConfig arch, PtLevel level)
+    {
+        ArgumentNullException.ThrowIfNull(arch);
+        return level == arch.TopLevel ? "PGD" : level.ToString().ToUpperInvariant();
+    }
+
+    /// <summary>Whether <paramref name="next"/> continues a run that starts at <paramref name="first"/>
+    /// and has <paramref name="n"/> entries: same mm and level, the next address, the same kinds
+    /// and permissions, and leaf frames advancing by one entry's worth of pages.</summary>
+    private bool Continues(Change first, int n, Change next)
+    {
+        if (next.Mm != first.Mm || next.Level != first.Level || next.Size != first.Size) return false;
+        if (next.Va != first.Va + (ulong)n * first.Size) return false;
+        return Same(first.Old, next.Old, n, first.Size) && Same(first.New, next.New, n, first.Size);
+    }
+
+    private bool Same(Pte a, Pte b, int n, ulong size)
+    {
+        if (a.Kind != b.Kind || a.Writable != b.Writable || a.Cont != b.Cont) return false;
+        return a.Kind switch
+        {
+            PteKind.None => true,
+            PteKind.Leaf => b.Pfn == a.Pfn + n * (long)(size >> _arch!.PageShift),
+            _ => false, // table pages are not contiguous: one line each
+        };
+    }
+
+    private static string Hex(long v) => string.Create(CultureInfo.InvariantCulture, $"0x{v:x}");
+
+    private static string Format(Pte p, int n, ulong size, int pageShift) => p.Kind switch
+    {
+        PteKind.None => "none",
+        PteKind.Table => $"table({Hex(p.Pfn)})",
+        _ => $"leaf({Hex(p.Pfn)}{(n > 1 ? "-" + Hex(p.Pfn + (n - 1) * (long)(size >> pageShift) + (long)(size >> pageShift) - 1) : "")},{(p.Writable ? "RW" : "RO")}{(p.Cont ? ",CONT" : "")})",
+    };
+
+    private IEnumerable<string> EntryLines()
+    {
+        var ci = CultureInfo.InvariantCulture;
+        for (int i = 0; i < _entries.Count;)
+        {
+            var first = _entries[i];
+            int n = 1;
+            while (i + n < _entries.Count && Continues(first, n, _entries[i + n])) n++;
+            ulong end = first.Va + (ulong)n * first.Size - 1;
+            string count = n > 1 ? string.Create(ci, $" x{n}") : "";
+            yield return string.Create(ci,
+                $"  pte   {first.Mm} 0x{first.Va:x16}-0x{end:x16} {LevelName(_arch!, first.Level)}{count} {Format(first.Old, n, first.Size, _arch!.PageShift)} -> {Format(first.New, n, first.Size, _arch!.PageShift)}");
+            i += n;
+        }
+    }
+
+    private static string FormatTlb(TlbEntry e) =>
+        string.Create(CultureInfo.InvariantCulture, $"[0x{e.Va:x}+0x{e.Size:x}) -> pfn 0x{e.Pfn:x} {(e.Writable ? "RW" : "RO")}{(e.Asid == TlbEntry.Global ? "" : $" asid {e.Asid}")}");
 
     /// <summary>The lines describing step <paramref name="step"/> (call from the trace hook).</summary>
     public IReadOnlyList<string> Describe(int step, Op op, Kernel k)
@@ -46,7 +113,7 @@ public sealed class StepTracer : IPteObserver
         ArgumentNullException.ThrowIfNull(k);
         var ci = CultureInfo.InvariantCulture;
         var lines = new List<string> { string.Create(ci, $"step {step}: {op}") };
-        lines.AddRange(_entries.Select(e => "  pte   " + e));
+        lines.AddRange(EntryLines());
         _entries.Clear();
         foreach (var (pfn, count) in k.Mem.Changed.OrderBy(c => c.Pfn))
             lines.Add(string.Create(ci, $"  frame 0x{pfn:x}{(count > 1 ? string.Create(ci, $"-0x{pfn + count - 1:x}") : "")} now {k.Mem.OwnerOf(pfn)}"));
@@ -54,8 +121,8 @@ public sealed class StepTracer : IPteObserver
         {
             var now = cpu.Tlb.Entries.ToHashSet();
             var before = _tlbs.GetValueOrDefault(cpu.Id) ?? new HashSet<TlbEntry>();
-            foreach (var e in now.Where(e => !before.Contains(e)).OrderBy(e => e.Va)) lines.Add($"  tlb   cpu{cpu.Id} + {e}");
-            foreach (var e in before.Where(e => !now.Contains(e)).OrderBy(e => e.Va)) lines.Add($"  tlb   cpu{cpu.Id} - {e}");
+            foreach (var e in now.Where(e => !before.Contains(e)).OrderBy(e => e.Va)) lines.Add($"  tlb   cpu{cpu.Id} + {FormatTlb(e)}");
+            foreach (var e in before.Where(e => !now.Contains(e)).OrderBy(e => e.Va)) lines.Add($"  tlb   cpu{cpu.Id} - {FormatTlb(e)}");
         }
         for (int i = _faults; i < k.Faults.Count; i++) lines.Add($"  fault {k.Faults[i]}");
         for (int i = _gracePeriods; i < k.Rcu.Completed.Count; i++)
@@ -80,5 +147,5 @@ public sealed class StepTracer : IPteObserver
 
     private static List<string> CpuStates(Kernel k) =>
         k.Cpus.Select(c => c.Idle ? "idle" : string.Join(" <- ", c.Contexts.Select(x =>
-            $"{(x.InIrq ? "irq " : "")}[{x.Task.Name}]{(x.WaitingFor is { } l ? " waits for " + l.Name : "")}{(x.RcuDepth > 0 ? " in rcu" : "")}"))).ToList();
+            $"{(x.InIrq ? "irq " : "")}[{x.Task.Name}]{(x.Held.Count > 0 ? " holds " + string.Join(", ", x.Held.Select(h => h.Name)) : "")}{(x.WaitingFor is { } l ? " waits for " + l.Name : "")}{(x.RcuDepth > 0 ? " in rcu" : "")}"))).ToList();
 }

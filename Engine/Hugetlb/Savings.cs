@@ -80,15 +80,24 @@ public static class Savings
         return rows;
     }
 
+    /// <summary>The machine <see cref="Measure"/> boots for one row: room for the folios, one
+    /// more for the alignment of the first, the memmap (1/64 of memory at 4K) and the kernel,
+    /// rounded up to whole sections. Not validated: callers check it against the config first.</summary>
+    public static MachineConfig MachineFor(ArchConfig arch, long size, long memoryBytes)
+    {
+        ArgumentNullException.ThrowIfNull(arch);
+        long folios = Math.Max(1, memoryBytes / size);
+        long need = (folios + 1) * size;
+        long machineBytes = need + need / 32 + (1L << 30);
+        machineBytes = (machineBytes + arch.SectionSize - 1) / arch.SectionSize * arch.SectionSize;
+        return new MachineConfig(machineBytes, 1);
+    }
+
     /// <summary>Boots one machine and measures one row.</summary>
     public static SavingsRow Measure(ArchConfig arch, HvoScheme scheme, long size, long memoryBytes)
     {
         long folios = Math.Max(1, memoryBytes / size);
-        // Room for the folios, one more for the alignment of the first, the memmap (1/64 of
-        // memory at 4K) and the kernel, rounded up to whole sections.
-        long need = (folios + 1) * size;
-        long machineBytes = need + need / 32 + (1L << 30);
-        machineBytes = (machineBytes + arch.SectionSize - 1) / arch.SectionSize * arch.SectionSize;
+        long machineBytes = MachineFor(arch, size, memoryBytes).MemoryBytes;
         var variant = new KernelVariant
         {
             Name = "savings",

@@ -1,6 +1,12 @@
-// Our small FsCheck runner. FsCheck.Xunit is not obtainable here, so properties are plain
-// xunit facts that call PbtRunner.Run, which drives FsCheck core through Check.One with a
-// capturing IRunner and returns the outcome as data.
+// Our small FsCheck runner, kept where FsCheck.Xunit's [Property] cannot serve (a property
+// that is one method with generated arguments uses PsPropertyAttribute, Properties/Infra):
+//   - catalogue theories: one xunit row per kernel variant (MetaTests) — [Property] is a fact
+//     and has no rows, and a test per variant would have to be written by hand;
+//   - the time budget PS_TIME: keep starting fresh-seed FsCheck runs until the time is spent —
+//     FsCheck.Xunit runs exactly one run of MaxTest cases;
+//   - the outcome as data: scenario properties shrink, name steps, replay the repro and write
+//     it, and the meta-tests inspect which invariant was found and how short the repro is.
+// It drives FsCheck core through Check.One with a capturing IRunner.
 //
 // Determinism. Every FsCheck run starts from an explicit (seed, gamma):
 //   PS_REPLAY set    → exactly that seed, gamma and, if given, size; one run.
@@ -204,6 +210,20 @@ public static class PbtRunner
         ArgumentException.ThrowIfNullOrWhiteSpace(replay);
         var pin = tests is { } n ? string.Create(CultureInfo.InvariantCulture, $"{Budget.TestsVariable}={n} ") : "";
         return $"{pin}{Budget.ReplayVariable}={replay} dotnet test --filter \"FullyQualifiedName~{name}\"";
+    }
+
+    /// <summary>
+    /// <see cref="ReplayCommand"/> with a whole VSTest filter expression (e.g. one that also
+    /// pins a theory row), single-quoted for a POSIX shell.
+    /// </summary>
+    public static string ReplayCommandForFilter(string filter, string replay, int? tests = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(filter);
+        ArgumentException.ThrowIfNullOrWhiteSpace(replay);
+        if (filter.Contains('\''))
+            throw new ArgumentException("a test filter with a single quote cannot be single-quoted for the shell", nameof(filter));
+        var pin = tests is { } n ? string.Create(CultureInfo.InvariantCulture, $"{Budget.TestsVariable}={n} ") : "";
+        return $"{pin}{Budget.ReplayVariable}={replay} dotnet test --filter '{filter}'";
     }
 
     /// <summary>

@@ -8,6 +8,7 @@ namespace PropertySuite.Properties.Core;
 /// by the invariant it targets, at the step where the damage becomes observable, and the correct
 /// kernel runs the same scenario clean. (Random generation finding them is in the meta-tests.)
 /// </summary>
+[Trait("Category", "core")]
 public class CoreInvariantExamples
 {
     private static string Header(string variant, int cpus = 2) =>

@@ -1,3 +1,4 @@
+using PropertySuite.Properties.Infra;
 // The buddy allocator of mm/page_alloc.c as the model keeps it: natural alignment, expand()
 // keeping the lower half, merging with free buddies back to MAX_PAGE_ORDER, alloc_contig_pages,
 // ENOMEM as -1, and the fail_page_alloc-style injection hook of PhysMem.
@@ -6,6 +7,7 @@ using PropertySuite.Engine.Mm;
 
 namespace PropertySuite.Properties.EngineCore;
 
+[Trait("Category", "engine")]
 public class BuddyAllocatorTests
 {
     private const int MaxOrder = 10;
@@ -140,5 +142,39 @@ public class BuddyAllocatorTests
         mem.InjectFailures(after: 0, count: 1);
         Assert.Equal(-1, mem.AllocContigPages(Top, FrameOwner.HugetlbFolio));
         Assert.True(mem.AllocContigPages(Top, FrameOwner.HugetlbFolio) >= 0);
+    }
+
+    /// <summary>Any sequence of allocations and frees: every block is naturally aligned and
+    /// disjoint from the live ones, free plus allocated pages stay constant, and freeing what is
+    /// left merges everything back into max-order blocks.</summary>
+    [PsProperty]
+    public void AllocationsAreAlignedAndDisjointAndFreeingAllMergesBack((byte Order, bool Free, byte Which)[] steps)
+    {
+        const int Order = 3, Pages = 4 << Order;
+        var b = new BuddyAllocator(Order);
+        b.FreeRange(0, Pages);
+        var live = new List<(long Pfn, int Order)>();
+        foreach (var (rawOrder, free, which) in steps)
+        {
+            if (free && live.Count > 0)
+            {
+                var victim = live[which % live.Count];
+                live.Remove(victim);
+                b.FreePages(victim.Pfn, victim.Order);
+            }
+            else
+            {
+                int order = rawOrder % (Order + 1);
+                long pfn = b.AllocPages(order);
+                if (pfn < 0) continue;
+                Assert.Equal(0, pfn % (1L << order));
+                Assert.DoesNotContain(live, l => pfn < l.Pfn + (1L << l.Order) && l.Pfn < pfn + (1L << order));
+                live.Add((pfn, order));
+            }
+            Assert.Equal(Pages, b.NrFreePages + live.Sum(l => 1L << l.Order));
+        }
+        foreach (var (pfn, order) in live) b.FreePages(pfn, order);
+        Assert.Equal($"0+{Pages}", Blocks(b));
+        for (int i = 0; i < Pages >> Order; i++) Assert.Equal(i << Order, b.AllocPages(Order)); // whole max-order blocks again
     }
 }

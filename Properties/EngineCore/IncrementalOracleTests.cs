@@ -11,6 +11,7 @@ using PropertySuite.Invariants;
 
 namespace PropertySuite.Properties.EngineCore;
 
+[Trait("Category", "engine")]
 public class IncrementalOracleTests
 {
     private static readonly NoLeafMapsFreeFrame LeafInvariant = new();
@@ -159,6 +160,7 @@ public class IncrementalOracleTests
 /// <summary>The range queries behind FrameConservation's exact buddy cross-check agree with
 /// frame-by-frame oracles, and the cross-check catches owners that disagree with the free lists
 /// even when every count still adds up.</summary>
+[Trait("Category", "engine")]
 public class BuddyCrossCheckTests
 {
     [Fact]

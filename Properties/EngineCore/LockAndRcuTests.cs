@@ -6,6 +6,7 @@ using PropertySuite.Engine.Smp;
 
 namespace PropertySuite.Properties.EngineCore;
 
+[Trait("Category", "engine")]
 public class LockAndRcuTests
 {
     /// <summary>Takes the locks in order, holds them for <paramref name="hold"/> steps, releases them.</summary>

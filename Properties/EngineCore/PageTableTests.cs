@@ -6,6 +6,7 @@ using PropertySuite.Engine.Mm;
 
 namespace PropertySuite.Properties.EngineCore;
 
+[Trait("Category", "engine")]
 public class PageTableTests
 {
     private static ulong AlignUp(ulong va, long size) => (va + (ulong)size - 1) & ~((ulong)size - 1);

@@ -6,6 +6,7 @@ using PropertySuite.Engine.Mm;
 
 namespace PropertySuite.Properties.EngineCore;
 
+[Trait("Category", "engine")]
 public class PhysMemTests
 {
     /// <summary>The oracle: every frame's owner recounted one by one.</summary>

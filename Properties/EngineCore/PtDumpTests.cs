@@ -6,6 +6,7 @@ using PropertySuite.Engine.Mm;
 
 namespace PropertySuite.Properties.EngineCore;
 
+[Trait("Category", "engine")]
 public class PtDumpTests
 {
     private static (Kernel K, ulong Va, ulong P) Machine()

@@ -1,7 +1,9 @@
+using PropertySuite.Properties.Infra;
 using PropertySuite.Engine.Mm;
 
 namespace PropertySuite.Properties.EngineCore;
 
+[Trait("Category", "engine")]
 public class RangeSetTests
 {
     private static string Show(RangeSet s) => string.Join(" ", s.Ranges.Select(r => $"[{r.Start},{r.Start + r.Count})"));
@@ -82,5 +84,42 @@ public class RangeSetTests
         Assert.Equal(24, s.FindAlignedFit(6, 8));
         Assert.Equal(32, s.FindAlignedFit(16, 16));
         Assert.Equal(-1, s.FindAlignedFit(27, 8));
+    }
+
+    /// <summary>Any sequence of adds and removes that the rules allow (an add of free units, a
+    /// removal from inside one range) leaves exactly the maximal runs of a bitmap model, coalesced.</summary>
+    [PsProperty]
+    public void AddsAndRemovesKeepTheMaximalRunsOfABitmap((byte Start, byte Count, bool Add)[] steps)
+    {
+        const int Universe = 64;
+        var set = new RangeSet();
+        var model = new bool[Universe];
+        foreach (var (rawStart, rawCount, add) in steps)
+        {
+            int start = rawStart % Universe, count = 1 + rawCount % 8;
+            if (start + count > Universe) continue;
+            var span = model.AsSpan(start, count);
+            if (add && !span.Contains(true))
+            {
+                set.Add(start, count);
+                span.Fill(true);
+            }
+            else if (!add && !span.Contains(false))
+            {
+                set.Remove(start, count); // inside one maximal run, which is one range
+                span.Fill(false);
+            }
+        }
+        var runs = new List<(long Start, long Count)>();
+        for (int i = 0; i < Universe;)
+        {
+            if (!model[i]) { i++; continue; }
+            int j = i;
+            while (j < Universe && model[j]) j++;
+            runs.Add((i, j - i));
+            i = j;
+        }
+        Assert.Equal(runs, set.Ranges.ToList());
+        for (int x = 0; x < Universe; x++) Assert.Equal(model[x], set.Contains(x));
     }
 }

@@ -6,6 +6,7 @@ using PropertySuite.Engine.Smp;
 
 namespace PropertySuite.Properties.EngineCore;
 
+[Trait("Category", "engine")]
 public class TlbTests
 {
     private static readonly ulong[] Sizes4K = [1UL << 12, 1UL << 21, 1UL << 30];

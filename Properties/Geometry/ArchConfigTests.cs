@@ -1,3 +1,4 @@
+using PropertySuite.Properties.Infra;
 // The geometry the kernel documents, checked against ArchConfig.
 //
 // The expected rows are literals from Documentation/mm/vmemmap_dedup.rst, Documentation/arch/arm64/hugetlbpage.rst and memory.rst (and, for the virtual
@@ -8,6 +9,7 @@ using PropertySuite.Engine.Config;
 
 namespace PropertySuite.Properties.Geometry;
 
+[Trait("Category", "geometry")]
 public class ArchConfigTests
 {
     private static long Size(string text) =>
@@ -319,5 +321,20 @@ public class ArchConfigTests
     public void MalformedOrOverflowingSizesAreRejected(string text)
     {
         Assert.False(ArchConfig.TryParseSize(text, out _));
+    }
+
+    /// <summary>The relations between a configuration's address translations and sizes hold for
+    /// any PFN its linear map covers and any size: pfn_to_page and page_to_pfn are inverse, the
+    /// linear-map address of a PFN is inside the linear map, and a size prints and parses back.</summary>
+    [PsProperty]
+    public void TranslationsAreInverseAndSizesRoundTrip(byte config, uint pfnSeed, ushort pages)
+    {
+        var a = ArchConfig.All[config % ArchConfig.All.Count];
+        long pfn = pfnSeed % (a.LinearMapSize >> a.PageShift);
+        Assert.Equal(pfn, a.PageToPfn(a.PfnToPage(pfn)));
+        ulong va = a.PfnToVirt(pfn);
+        Assert.True(va >= a.PageOffset && va - a.PageOffset < (ulong)a.LinearMapSize, $"{a.Name}: pfn {pfn} maps at {va:x}, outside the linear map");
+        long bytes = (1L + pages) * a.PageSize;
+        Assert.True(ArchConfig.TryParseSize(ArchConfig.FormatSize(bytes), out long back) && back == bytes, $"{a.Name}: {bytes} prints as {ArchConfig.FormatSize(bytes)}");
     }
 }

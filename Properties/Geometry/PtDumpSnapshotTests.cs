@@ -12,6 +12,7 @@ using PropertySuite.Properties.Infra;
 
 namespace PropertySuite.Properties.Geometry;
 
+[Trait("Category", "geometry")]
 public class PtDumpSnapshotTests
 {
     private const long BootMemory = 1L << 30;

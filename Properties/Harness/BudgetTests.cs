@@ -2,6 +2,7 @@ using PropertySuite.Generators.Harness;
 
 namespace PropertySuite.Properties.Harness;
 
+[Trait("Category", "harness")]
 public class BudgetTests
 {
     private static Budget Parse(params (string Name, string? Value)[] vars) =>

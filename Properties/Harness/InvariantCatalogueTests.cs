@@ -12,6 +12,7 @@ namespace PropertySuite.Properties.Harness;
 /// every invariant type of the Invariants assembly; every invariant has a buggy variant that
 /// breaks it, except those explicitly pending.
 /// </summary>
+[Trait("Category", "harness")]
 public class InvariantCatalogueTests
 {
     /// <summary>Invariants no catalogued variant breaks yet: their mechanisms' variants are

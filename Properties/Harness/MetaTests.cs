@@ -1,3 +1,4 @@
+using PropertySuite.Properties.Infra;
 using PropertySuite.Engine.Config;
 using PropertySuite.Generators;
 using PropertySuite.Generators.Harness;
@@ -11,8 +12,10 @@ namespace PropertySuite.Properties.Harness;
 /// shrunk repro has at most the variant's MaxReproOps operation lines (Generators/VariantTargets.cs). Every correct variant
 /// passes the same property. Both are theories over KernelVariants.All, so a new variant is
 /// covered as soon as it is catalogued; one whose operations no family generates yet fails here
-/// (with what was generated), it is never skipped.
+/// (with what was generated), it is never skipped. Each writes its statistics to
+/// TestResults/statistics/ (StatisticsFile), visible without raising the verbosity.
 /// </summary>
+[Trait("Category", "harness")]
 public class MetaTests(ITestOutputHelper output)
 {
     public static TheoryData<string> BuggyVariants() => Names(v => !v.Correct);
@@ -39,16 +42,30 @@ public class MetaTests(ITestOutputHelper output)
 
         output.WriteLine($"{variant}: {result.Pbt.TestsRun} test(s), find {result.TimeToFind.TotalMilliseconds:F0} ms, shrink {result.TimeToShrink.TotalMilliseconds:F0} ms");
         output.WriteLine(result.Statistics.Render());
-        Assert.True(result.Failure is not null,
-            $"random generation found no violation of {string.Join(" or ", v.BreakNames)} for the buggy variant {variant} in {result.Pbt.TestsRun} tests. "
-            + "Does a family in Generators/Families generate the operations this bug needs (and enough of them)? What was generated:\n"
-            + result.Statistics.Render());
-        var f = result.Failure!;
-        output.WriteLine(ScenarioProperty.ReproText(name, f));
-        Assert.True(v.BreakNames.Contains(f.Invariant),
-            $"{variant} declares it breaks {string.Join(", ", v.BreakNames)}, but generation found {f.Run}:\n{f.Shrunk}");
-        Assert.True(f.ReproOps <= v.MaxReproOps,
-            $"{variant}: the shrunk repro has {f.ReproOps} operations, more than the variant's bound {v.MaxReproOps}:\n{f.Shrunk}");
+        output.WriteLine($"statistics: {StatisticsFile.Write(name, result.Statistics.Render())}");
+        string filter = ScenarioProperty.TestFilter(name);
+        if (result.Failure is not { } f)
+        {
+            var last = result.Pbt.Runs[^1];
+            Assert.Fail($"random generation found no violation of {string.Join(" or ", v.BreakNames)} for the buggy variant {variant} in {result.Pbt.TestsRun} tests "
+                + $"({result.Pbt.Runs.Count} FsCheck run(s) of {result.Pbt.TestsPerRun}, base seed {PbtRunner.BaseSeed(name, budget)}, last run {last}).\n"
+                + $"Re-run exactly this: {PbtRunner.ReplayCommandForFilter(filter, last.ToString(), result.Pbt.TestsPerRun)}\n"
+                + "Does a family in Generators/Families generate the operations this bug needs (and enough of them)? What was generated:\n"
+                + result.Statistics.Render());
+            return;
+        }
+        output.WriteLine(ScenarioProperty.ReproText(name, f, filter));
+        string? problem = !v.BreakNames.Contains(f.Invariant)
+            ? $"{variant} declares it breaks {string.Join(", ", v.BreakNames)}, but generation found {f.Run}"
+            : f.ReproOps > v.MaxReproOps
+                ? $"{variant}: the shrunk repro has {f.ReproOps} operations, more than the variant's bound {v.MaxReproOps}"
+                : null;
+        if (problem is null) return;
+        string text = ScenarioProperty.ReproText(name, f, filter);
+        string path = PbtRunner.WriteReproAtomically(budget.ReproDir, ScenarioProperty.ReproFileName(f.Shrunk, name), text);
+        var commands = ScenarioProperty.ReplayCommandsForFilter(filter, f, result.Pbt.TestsPerRun, path);
+        Assert.Fail($"{problem}\nRepro (written to {path}):\n{text}"
+            + $"Replay the failing case: {commands[0]}\nReplay the whole run:    {commands[1]}\nReplay the repro file:   {commands[2]}\n");
     }
 
     [Theory]
@@ -62,6 +79,7 @@ public class MetaTests(ITestOutputHelper output)
 
         output.WriteLine($"{variant}: {result.Pbt.TestsRun} tests in {result.TimeToFind.TotalMilliseconds:F0} ms");
         output.WriteLine(result.Statistics.Render());
+        output.WriteLine($"statistics: {StatisticsFile.Write(name, result.Statistics.Render())}");
     }
 
     /// <summary>The correct variants also pass when configurations and variants are drawn
@@ -73,5 +91,6 @@ public class MetaTests(ITestOutputHelper output)
         var result = ScenarioProperty.Assert($"{nameof(MetaTests)}.{nameof(AnyCorrectVariantOnAnyConfigurationHoldsEveryInvariant)}",
             new ScenarioOptions { MaxSteps = budget.MaxSteps }, budget);
         output.WriteLine(result.Statistics.Render());
+        output.WriteLine($"statistics: {StatisticsFile.Write(result.Name, result.Statistics.Render())}");
     }
 }

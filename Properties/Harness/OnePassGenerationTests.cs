@@ -12,6 +12,7 @@ namespace PropertySuite.Properties.Harness;
 /// fresh ScenarioRunner gives, a scenario ends at its first violation, and a family that takes
 /// no part in a scenario (not enabled, or enabled with nothing to do) leaves it unchanged.
 /// </summary>
+[Trait("Category", "harness")]
 public class OnePassGenerationTests(ITestOutputHelper output)
 {
     private static ulong Seed(int i) => (ulong)i * 0x9e3779b97f4a7c15UL + 12345;

@@ -4,6 +4,7 @@ using PropertySuite.Generators.Harness;
 
 namespace PropertySuite.Properties.Harness;
 
+[Trait("Category", "harness")]
 public class PbtRunnerTests
 {
     private const string ToyName = "PbtRunnerTests.Toy";

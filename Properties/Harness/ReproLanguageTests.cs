@@ -1,3 +1,4 @@
+using PropertySuite.Properties.Infra;
 using FsCheck.Fluent;
 using PropertySuite.Engine.Config;
 using PropertySuite.Engine.Scenario;
@@ -12,6 +13,7 @@ namespace PropertySuite.Properties.Harness;
 /// scenarios of every variant (with and without an expect line and comments); and every
 /// malformed input is refused with its line, column and reason.
 /// </summary>
+[Trait("Category", "harness")]
 public class ReproLanguageTests
 {
     private const string Header = "propertysuite-repro 1\nconfig x86_64-4k-l4\nmemory 256M\ncpus 2\nvariant default\n";
@@ -61,13 +63,48 @@ public class ReproLanguageTests
         return null;
     }
 
-    [Fact]
-    public void PrintThenParseGivesBackTheScenario()
+    /// <summary>Scenarios for [PsProperty] arguments: <see cref="AnyScenario"/>, shrunk by the
+    /// scenario shrinker.</summary>
+    public static class Scenarios
     {
-        var budget = Budget.FromEnvironment();
-        var result = PbtRunner.Run($"{nameof(ReproLanguageTests)}.{nameof(PrintThenParseGivesBackTheScenario)}",
-            AnyScenario(budget), s => ScenarioShrinker.Candidates(s), RoundTrips, budget);
-        Assert.True(result.Passed, result.Passed ? "" : PbtRunner.Report(result, s => s.ToString()));
+        public static FsCheck.Arbitrary<Scenario> Any() =>
+            Arb.From(AnyScenario(Budget.FromEnvironment()), s => ScenarioShrinker.Candidates(s));
+    }
+
+    [PsProperty(Arbitrary = [typeof(Scenarios)])]
+    public void PrintThenParseGivesBackTheScenario(Scenario s)
+    {
+        string? why = RoundTrips(s);
+        Assert.True(why is null, why);
+    }
+
+    private static readonly string[] Vocabulary =
+    [
+        "vmalloc", "vfree", "read", "step", "irq", "start", "cpu0:", "cpu1:", "cpu7:", "to", "until", "done", "expect", "at", "none",
+        "v1", "v9", "p1", "f1", "=", "4K", "2M", "0", "-1", "0x1f", "99999999999999999999", "4Q", "#", "spin_lock(x)", "(", ")",
+        "hugetlb_pool", "synchronize_rcu", "FrameConservation", "config", "memory", "\t", "é", "",
+    ];
+
+    /// <summary>Parser safety: any lines of repro words, numbers and junk after a valid header
+    /// either parse, or are refused with a ReproParseException whose line is one of them and
+    /// whose column is on it; nothing else is thrown.</summary>
+    [PsProperty]
+    public void AnyLinesParseOrAreRefusedWithTheirLineAndColumn(int[][] lines)
+    {
+        var text = new System.Text.StringBuilder(Header);
+        foreach (var line in lines ?? [])
+            text.Append(string.Join(' ', (line ?? []).Select(i => Vocabulary[(int)((uint)i % Vocabulary.Length)]))).Append('\n');
+        try
+        {
+            Repro.Parse(text.ToString());
+        }
+        catch (ReproParseException e)
+        {
+            int headerLines = Header.Count(c => c == '\n');
+            Assert.InRange(e.Line, headerLines + 1, headerLines + Math.Max(1, lines?.Length ?? 0) + 1);
+            Assert.True(e.Column >= 1, $"column {e.Column} of line {e.Line}");
+            Assert.False(string.IsNullOrWhiteSpace(e.Reason));
+        }
     }
 
     [Fact]

@@ -10,6 +10,7 @@ namespace PropertySuite.Properties.Harness;
 /// FsCheck's size up to MaxSteps, small machines, swarm subsets, options honoured, and every
 /// operation verb of the repro language reachable by generation.
 /// </summary>
+[Trait("Category", "harness")]
 public class ScenarioGeneratorTests
 {
     /// <summary>Correct variants, generated without checking invariants: the same scenarios as

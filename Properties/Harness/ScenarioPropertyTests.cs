@@ -9,6 +9,7 @@ namespace PropertySuite.Properties.Harness;
 /// ScenarioProperty: a failure is shrunk, written atomically as a repro with its expect line,
 /// replayable from the file and from the printed seeds; statistics count generated scenarios.
 /// </summary>
+[Trait("Category", "harness")]
 public sealed class ScenarioPropertyTests : IDisposable
 {
     private readonly string _dir = Path.Combine(Path.GetTempPath(), "ps-repros-" + Guid.NewGuid().ToString("N"));
@@ -38,7 +39,8 @@ public sealed class ScenarioPropertyTests : IDisposable
         Assert.Equal(_dir, Path.GetDirectoryName(e.ReproPath));
         Assert.Equal(e.ReproText, File.ReadAllText(e.ReproPath!));
         Assert.Equal([Path.GetFileName(e.ReproPath!)], Directory.GetFiles(_dir).Select(Path.GetFileName));
-        Assert.Equal($"PS_REPLAY={e.StepReplay} dotnet test --filter \"FullyQualifiedName~ScenarioPropertyTests.Flush\"", e.ReplayCommands[0]);
+        Assert.Equal($"PS_REPLAY={e.StepReplay} dotnet test --filter 'FullyQualifiedName~ScenarioPropertyTests.Flush&DisplayName~%22broken-vunmap-skips-flush%22\\)'", e.ReplayCommands[0]);
+        Assert.Contains($"# {e.ReplayCommands[0]} replays the failing case\n", e.ReproText, StringComparison.Ordinal);
         Assert.StartsWith($"PS_TESTS={budget.Tests} PS_REPLAY={e.RunReplay} ", e.ReplayCommands[1], StringComparison.Ordinal);
         Assert.Equal($"{ScenarioProperty.CliReplay} {e.ReproPath}", e.ReplayCommands[2]);
         foreach (var part in new[] { e.ReproText!, e.ReplayCommands[0], e.ReplayCommands[2], $"TlbCoherentAfterFlush violated at step {e.Step}: {e.Evidence}" })
@@ -46,6 +48,58 @@ public sealed class ScenarioPropertyTests : IDisposable
 
         var replayed = ScenarioRunner.Run(Repro.Parse(File.ReadAllText(e.ReproPath!)));
         Assert.Equal($"TlbCoherentAfterFlush violated at step {e.Step}: {e.Evidence}", replayed.ToString());
+    }
+
+    [Fact]
+    public void TwoPropertiesThatShrinkToTheSameScenarioWriteTwoFiles()
+    {
+        var budget = TestBudget(("PS_SEED", "7")); // the same seed: both draw and shrink the same scenario
+        var options = ScenarioOptions.For("broken-vunmap-skips-flush", budget, "x86_64-4k-l4");
+        var a = Assert.Throws<PropertyFailedException>(() => ScenarioProperty.Assert(Name, options, budget));
+        var b = Assert.Throws<PropertyFailedException>(() => ScenarioProperty.Assert(Name + "-again", options, budget with { ReproDir = _dir + "-b" }));
+        try
+        {
+            Assert.Equal(Repro.Parse(a.ReproText!).ToString(), Repro.Parse(b.ReproText!).ToString());
+            Assert.NotEqual(Path.GetFileName(a.ReproPath), Path.GetFileName(b.ReproPath));
+        }
+        finally
+        {
+            Directory.Delete(_dir + "-b", recursive: true);
+        }
+    }
+
+    [Fact]
+    public void AStoredReproIsReplayedFirstUntilDeleted()
+    {
+        var budget = TestBudget(("PS_TESTS", "5"));
+        Directory.CreateDirectory(_dir);
+        string stored = Path.Combine(_dir, "broken-vfree-leaks-page-FrameConservation-00000000.repro");
+        // An earlier run's repro of the bug this property looks for.
+        File.WriteAllText(stored, "propertysuite-repro 1\nconfig x86_64-4k-l4\nmemory 256M\ncpus 1\nvariant broken-vfree-leaks-page\nv1 = vmalloc 4K\nvfree v1\nexpect FrameConservation at 2\n");
+
+        var e = Assert.Throws<PropertyFailedException>(() =>
+            ScenarioProperty.Assert("ScenarioPropertyTests.Stored/broken-vfree-leaks-page", ScenarioOptions.For("broken-vfree-leaks-page", budget), budget));
+        Assert.Equal(stored, e.ReproPath);
+        Assert.Equal("FrameConservation", e.Invariant);
+        Assert.Contains("still fails (replayed before generating anything new)", e.Message, StringComparison.Ordinal);
+        Assert.Single(Directory.GetFiles(_dir)); // nothing new was generated or written
+
+        // A property whose options do not cover the file ignores it.
+        ScenarioProperty.Assert("ScenarioPropertyTests.Stored/default", ScenarioOptions.For("default", budget), budget);
+
+        // Pinned (a file of the same name in the corpus directory): skipped.
+        string pinned = _dir + "-pinned";
+        Directory.CreateDirectory(pinned);
+        try
+        {
+            File.Copy(stored, Path.Combine(pinned, Path.GetFileName(stored)));
+            Assert.Empty(FailureDatabase.Replay(_dir, ScenarioOptions.For("broken-vfree-leaks-page", budget), pinned));
+            Assert.Single(FailureDatabase.Replay(_dir, ScenarioOptions.For("broken-vfree-leaks-page", budget)));
+        }
+        finally
+        {
+            Directory.Delete(pinned, recursive: true);
+        }
     }
 
     [Fact]

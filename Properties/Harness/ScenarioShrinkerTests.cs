@@ -12,6 +12,7 @@ namespace PropertySuite.Properties.Harness;
 /// configuration and operation simplification, canonical handles; and the greedy loop reaches
 /// the bottom without cycling.
 /// </summary>
+[Trait("Category", "harness")]
 public class ScenarioShrinkerTests(ITestOutputHelper output)
 {
     private static Scenario Parse(string body, string config = "x86_64-4k-l4", string memory = "1G", int cpus = 4, string variant = "default") =>

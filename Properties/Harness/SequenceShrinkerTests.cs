@@ -2,6 +2,7 @@ using PropertySuite.Generators.Harness;
 
 namespace PropertySuite.Properties.Harness;
 
+[Trait("Category", "harness")]
 public class SequenceShrinkerTests
 {
     private static IEnumerable<int> NoSimplification(int x) => [];

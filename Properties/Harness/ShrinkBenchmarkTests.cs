@@ -7,6 +7,7 @@ namespace PropertySuite.Properties.Harness;
 /// Prints the shrink benchmark into the test log (run with
 /// <c>--logger "console;verbosity=detailed"</c> to see it). Timings are printed, never asserted.
 /// </summary>
+[Trait("Category", "harness")]
 public class ShrinkBenchmarkTests(ITestOutputHelper output)
 {
     [Fact]

@@ -14,6 +14,7 @@ namespace PropertySuite.Properties.Harness;
 /// delivered meanwhile run as under a count and never match), and StepNaming rewrites counted
 /// lines into named ones only when the run stays the same.
 /// </summary>
+[Trait("Category", "harness")]
 public class StepFormTests
 {
     private static string Header(string variant = "default", string config = "x86_64-4k-l4", int cpus = 2) =>

@@ -6,6 +6,7 @@ using PropertySuite.Generators;
 
 namespace PropertySuite.Properties.Harness;
 
+[Trait("Category", "harness")]
 public class VariantOptionsTests
 {
     public static TheoryData<string, string, string> Impossible => new()

@@ -14,6 +14,7 @@ namespace PropertySuite.Properties.Hugetlb;
 /// generation. (A small self-contained driver: seeded PRNG → scenarios → runner → greedy shrink
 /// with SequenceShrinker; the shared FsCheck harness drives the same family.)
 /// </summary>
+[Trait("Category", "hugetlb")]
 public class HugetlbGenerationTests
 {
     private const int OpsPerScenario = 40;

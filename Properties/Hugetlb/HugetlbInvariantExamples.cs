@@ -9,6 +9,7 @@ namespace PropertySuite.Properties.Hugetlb;
 /// (today's, or the correct variant of the same design) runs the same scenario clean.
 /// `step cpu0 to ACTION` stops a task right after the kernel function named (see the comments).
 /// </summary>
+[Trait("Category", "hugetlb")]
 public class HugetlbInvariantExamples
 {
     private static string Header(string variant, string config = "x86_64-4k-l4", string memory = "1G", int cpus = 2) =>

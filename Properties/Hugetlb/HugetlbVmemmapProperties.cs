@@ -10,6 +10,7 @@ namespace PropertySuite.Properties.Hugetlb;
 /// allocated, a split failing mid-walk, restore failing), the exclusions, and that fake heads are
 /// aliases that the page-flags helpers see through. Every scenario also runs all invariants.
 /// </summary>
+[Trait("Category", "hugetlb")]
 public class HugetlbVmemmapProperties
 {
     private static string Header(string variant = "default", string config = "x86_64-4k-l4", string memory = "1G") =>

@@ -8,6 +8,7 @@ namespace PropertySuite.Properties.Hugetlb;
 /// function is that function's name in PascalCase (leading underscores dropped), so grep works
 /// both ways; and the functions of mm/hugetlb_vmemmap.c the model claims to follow are all there.
 /// </summary>
+[Trait("Category", "hugetlb")]
 public class KernelVocabularyTests
 {
     private static IEnumerable<(MethodInfo Method, KernelAttribute Tag)> Tagged() =>

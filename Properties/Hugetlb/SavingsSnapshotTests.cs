@@ -11,6 +11,7 @@ namespace PropertySuite.Properties.Hugetlb;
 /// per size keeps the test fast; the per-TiB figures are exact regardless (the 1 TiB run is the
 /// benchmark, Bench/HvoBench.cs).
 /// </summary>
+[Trait("Category", "hugetlb")]
 public class SavingsSnapshotTests
 {
     /// <summary>HugeTLB memory allocated per row: 32 folios of 2M, one of anything from 64M up.</summary>

@@ -3,6 +3,7 @@ using PropertySuite.Invariants;
 
 namespace PropertySuite.Properties.Hugetlb;
 
+[Trait("Category", "hugetlb")]
 public class SmokeTests
 {
     [Theory]

@@ -3,8 +3,10 @@
 //   Snapshots/<name>.verified.txt   committed; what a reviewer approved
 //   Snapshots/<name>.received.txt   written on mismatch, git-ignored; what the code produced
 //
-// A mismatch fails the test with a line diff and the command that accepts every received
-// file (accept-snapshots.sh at the repository root). Text is compared after normalising
+// A mismatch fails the test with a line diff and the commands that accept it: the script
+// accept-snapshots.sh at the repository root (renames received files to verified), or, without
+// bash, `PS_ACCEPT_SNAPSHOTS=1 dotnet test` (as Verify's auto-accept does): every mismatching
+// snapshot is then written as the verified file and the test passes; review `git diff` after. Text is compared after normalising
 // line endings to \n and ensuring one trailing newline, so a checkout with CRLF endings
 // and an editor that adds a final newline do not make snapshots fail.
 
@@ -21,6 +23,12 @@ public static class Snapshot
     public const string VerifiedSuffix = ".verified.txt";
     public const string ReceivedSuffix = ".received.txt";
     public const string AcceptScript = "accept-snapshots.sh";
+    /// <summary>Set to 1 to accept every mismatching snapshot as the test runs (no bash needed).</summary>
+    public const string AcceptVariable = "PS_ACCEPT_SNAPSHOTS";
+
+    /// <summary>Whether this run accepts snapshots: <see cref="AcceptVariable"/> is 1.</summary>
+    public static bool AcceptFromEnvironment() =>
+        Environment.GetEnvironmentVariable(AcceptVariable) is { } v && v.Trim() == "1";
 
     /// <summary>How many differing lines a failure message shows before summarising the rest.</summary>
     public const int MaxDiffLines = 40;
@@ -41,10 +49,11 @@ public static class Snapshot
     /// <c>Catalogue/Invariants</c>; segments use letters, digits, '.', '_' and '-'.</param>
     /// <exception cref="XunitException">The verified file is missing or differs; the
     /// received file has been written.</exception>
-    public static void Verify(string name, string text) => Verify(FindRepositoryRoot(), name, text);
+    public static void Verify(string name, string text) => Verify(FindRepositoryRoot(), name, text, AcceptFromEnvironment());
 
-    /// <summary><see cref="Verify(string, string)"/> against an explicit root, for tests of this helper.</summary>
-    internal static void Verify(string repositoryRoot, string name, string text)
+    /// <summary><see cref="Verify(string, string)"/> against an explicit root, for tests of this helper;
+    /// <paramref name="accept"/>: write a mismatch as the verified file instead of failing.</summary>
+    internal static void Verify(string repositoryRoot, string name, string text, bool accept = false)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(repositoryRoot);
         ArgumentNullException.ThrowIfNull(text);
@@ -61,6 +70,12 @@ public static class Snapshot
             return;
         }
 
+        if (accept)
+        {
+            PbtRunner.WriteReproAtomically(Path.GetDirectoryName(verifiedPath)!, Path.GetFileName(verifiedPath), received);
+            File.Delete(receivedPath);
+            return;
+        }
         PbtRunner.WriteReproAtomically(Path.GetDirectoryName(receivedPath)!, Path.GetFileName(receivedPath), received);
         throw new XunitException(FailureMessage(relative, verified, received));
     }
@@ -135,7 +150,8 @@ public static class Snapshot
         text.Append("Diff (- verified, + received):\n");
         text.Append(Diff(verified ?? "", received));
         text.Append(CultureInfo.InvariantCulture,
-            $"Review the diff, then accept from the repository root with: ./{AcceptScript} {name}\n");
+            $"Review the diff, then accept from the repository root with: ./{AcceptScript} {name}\n"
+            + $"(without bash: {AcceptVariable}=1 dotnet test --filter ..., which writes every mismatching snapshot as verified)\n");
         return text.ToString();
     }
 

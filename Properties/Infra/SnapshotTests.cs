@@ -4,6 +4,7 @@ using Xunit.Sdk;
 namespace PropertySuite.Properties.Infra;
 
 /// <summary>Tests of the snapshot helper itself, each in its own temporary repository root.</summary>
+[Trait("Category", "infra")]
 public sealed class SnapshotTests : IDisposable
 {
     private readonly string _root = Path.Combine(Path.GetTempPath(), "ps-snapshots-" + Guid.NewGuid().ToString("N"));
@@ -109,6 +110,34 @@ public sealed class SnapshotTests : IDisposable
         Assert.Equal("\n", Snapshot.Normalize(""));
         Assert.Equal("a\n", Snapshot.Normalize("a"));
         Assert.Equal("a\n\n", Snapshot.Normalize("a\r\n\r\n"));
+    }
+
+    [Fact]
+    public void AcceptSwitchWritesTheVerifiedFileAndPasses()
+    {
+        Assert.Throws<XunitException>(() => Snapshot.Verify(_root, "Accepted", "old\n"));
+        Snapshot.Verify(_root, "Accepted", "new\n", accept: true);
+        string basePath = Path.Combine(_root, Snapshot.DirectoryName, "Accepted");
+        Assert.Equal("new\n", File.ReadAllText(basePath + Snapshot.VerifiedSuffix));
+        Assert.False(File.Exists(basePath + Snapshot.ReceivedSuffix));
+        Snapshot.Verify(_root, "Accepted", "new\n"); // now approved
+    }
+
+    [Fact]
+    public void AcceptScriptHelpNamesSnapshotsThatExist()
+    {
+        string script = File.ReadAllText(Path.Combine(Snapshot.FindRepositoryRoot(), Snapshot.AcceptScript));
+        string help = string.Join('\n', script.Split('\n').Skip(1).TakeWhile(l => l.StartsWith('#')));
+        var names = System.Text.RegularExpressions.Regex.Matches(help, @"e\.g\. '?([A-Za-z0-9_./*-]+)'?").Select(m => m.Groups[1].Value).ToList();
+        Assert.NotEmpty(names);
+        var snapshots = Path.Combine(Snapshot.FindRepositoryRoot(), Snapshot.DirectoryName);
+        foreach (var n in names)
+        {
+            var dir = Path.GetDirectoryName(Path.Combine(snapshots, n))!;
+            var pattern = Path.GetFileName(n) + Snapshot.VerifiedSuffix;
+            Assert.True(Directory.Exists(dir) && Directory.GetFiles(dir, pattern).Length > 0, $"accept-snapshots.sh's help names '{n}', which matches no Snapshots/*{Snapshot.VerifiedSuffix}");
+        }
+        Assert.Contains(Snapshot.AcceptVariable, help, StringComparison.Ordinal);
     }
 
     [Fact]

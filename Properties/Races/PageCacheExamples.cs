@@ -3,6 +3,7 @@ using PropertySuite.Invariants;
 
 namespace PropertySuite.Properties.Races;
 
+[Trait("Category", "races")]
 public class PageCacheExamples
 {
     private const string Header = "propertysuite-repro 1\nconfig x86_64-4k-l4\nmemory 256M\ncpus 2\nvariant default\n";

@@ -7,6 +7,7 @@ namespace PropertySuite.Properties.Races;
 /// The interleavings of S001 written out by hand: each buggy variant fails at the step where the
 /// kernel would crash or mis-count, and today's kernel runs the same schedule clean.
 /// </summary>
+[Trait("Category", "races")]
 public class RaceExamples
 {
     private static string Header(string variant, string config = "x86_64-4k-l4", int cpus = 2) =>

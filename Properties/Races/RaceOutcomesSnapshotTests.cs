@@ -15,6 +15,7 @@ namespace PropertySuite.Properties.Races;
 /// that moves any of these shows up for approval. Everything here is deterministic: seeds come
 /// from the property names, and no timing is printed.
 /// </summary>
+[Trait("Category", "races")]
 public class RaceOutcomesSnapshotTests
 {
     private static readonly string[] Variants =

@@ -9,6 +9,7 @@ using PropertySuite.Properties.Infra;
 
 namespace PropertySuite.Properties.Vmalloc;
 
+[Trait("Category", "vmalloc")]
 public class HugeVmallocExamples
 {
     private static string Header(string variant, string config = "x86_64-4k-l4", int cpus = 2) =>
