@@ -26,6 +26,11 @@ public static class InvariantRegistry
         new VmallocMappingsExact(),
         new HugeVmapLeafOnlyWhereAllowed(),
         new NoFreedFrameReachable(),
+        new VmaTreeWellFormed(),
+        new HugetlbPteShape(),
+        new UserLeafMapsLiveFolio(),
+        new MapcountEqualsPageTableReferences(),
+        new RefcountCoversMappings(),
     ];
 
     public static IInvariant ByName(string name) =>
