@@ -92,14 +92,15 @@ public static class VariantTargets
         Buggy("broken-pmd-free-pte-page-skips-flush", Inv<NoFreedFrameReachable>(), Inv<TlbCoherentAfterFlush>(), Inv<BreakBeforeMake>()) with { MaxReproOps = 6, Focus = Vmalloc },
         Buggy("broken-vmap-reuse-before-purge", Inv<TlbCoherentAfterFlush>(), Inv<NoFreedFrameReachable>(), Inv<BreakBeforeMake>()) with { MaxReproOps = 5, Focus = Vmalloc },
         // HugeTLB high-granularity mapping: v2 mapcounts against HVO, and one breakage per HGM invariant.
-        Buggy("hgm-v2-hvo", Inv<NoWriteThroughReadOnlyVmemmap>(), Inv<MapcountEqualsPageTableReferences>()) with { MaxReproOps = 5, Focus = Hgm },
-        Buggy("broken-hgm-continue-skips-mapcount", Inv<MapcountEqualsPageTableReferences>()) with { MaxReproOps = 5, Focus = Hgm },
-        Buggy("broken-hgm-collapse-skips-folio-get", Inv<RefcountCoversMappings>()) with { MaxReproOps = 6, Focus = Hgm },
-        Buggy("broken-hgm-continue-maps-next-subpage", Inv<HugetlbPteShape>(), Inv<UserLeafMapsLiveFolio>()) with { MaxReproOps = 5, Focus = Hgm },
-        Buggy("broken-hgm-split-ignores-huge-alignment", Inv<VmaTreeWellFormed>()) with { MaxReproOps = 3, Focus = Hgm },
+        Buggy("hgm-v2-hvo", Inv<NoWriteThroughReadOnlyVmemmap>(), Inv<MapcountEqualsPageTableReferences>()) with { MaxReproOps = 7, Focus = Hgm },
+        Buggy("broken-hgm-continue-skips-mapcount", Inv<MapcountEqualsPageTableReferences>()) with { MaxReproOps = 7, Focus = Hgm },
+        Buggy("broken-hgm-collapse-skips-folio-get", Inv<RefcountCoversMappings>()) with { MaxReproOps = 8, Focus = Hgm },
+        Buggy("broken-hgm-continue-maps-next-subpage", Inv<HugetlbPteShape>(), Inv<UserLeafMapsLiveFolio>()) with { MaxReproOps = 7, Focus = Hgm },
+        Buggy("broken-hgm-split-ignores-huge-alignment", Inv<VmaTreeWellFormed>()) with { MaxReproOps = 4, Focus = Hgm },
         Buggy("broken-hgm-punch-hole-skips-unmap", Inv<UserLeafMapsLiveFolio>()) with { MaxReproOps = 4, Focus = Hgm },
-        Buggy("broken-hgm-collapse-frees-tables-before-flush", Inv<NoFreedFrameReachable>(), Inv<TlbCoherentAfterFlush>(), Inv<NoKernelOops>()) with { MaxReproOps = 8, Focus = Hgm },
-        Buggy("broken-hgm-collapse-skips-vma-lock", Inv<NoKernelOops>()) with { MaxReproOps = 8, Focus = Hgm },
+        Buggy("broken-hgm-collapse-frees-tables-before-flush", Inv<NoFreedFrameReachable>(), Inv<TlbCoherentAfterFlush>(), Inv<NoKernelOops>()) with { MaxReproOps = 10, SearchTests = 600, Focus = Hgm },
+        // Without i_mmap_rwsem a hole punch can also run inside the collapse, which then maps a folio the punch took out of the page cache.
+        Buggy("broken-hgm-collapse-skips-vma-lock", Inv<NoKernelOops>(), Inv<UserLeafMapsLiveFolio>()) with { MaxReproOps = 11, SearchTests = 600, Focus = Hgm },
     ];
 
     /// <summary>The entry of a variant; null for a correct one.</summary>

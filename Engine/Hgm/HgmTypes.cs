@@ -79,6 +79,7 @@ public sealed class HugetlbfsInode
 {
     private readonly SortedDictionary<long, HugetlbFolio> _pageCache = new();
     private readonly List<VmAreaStruct> _iMmap = new();
+    private readonly Dictionary<long, KernelLock> _faultMutexes = new();
 
     internal HugetlbfsInode(int id, Hstate h, long sizeInHugePages)
     {
@@ -99,6 +100,15 @@ public sealed class HugetlbfsInode
     public IReadOnlyDictionary<long, HugetlbFolio> PageCache => _pageCache;
     /// <summary>mapping->i_mmap: every VMA mapping this file, in the order they were linked.</summary>
     public IReadOnlyList<VmAreaStruct> IMmap => _iMmap;
+
+    /// <summary>hugetlb_fault_mutex_table[hugetlb_fault_mutex_hash(mapping, index)]: serialises
+    /// faults, UFFDIO_CONTINUE and page-cache removal of one huge page (one mutex per index
+    /// here, no hash collisions).</summary>
+    public KernelLock FaultMutex(long index)
+    {
+        if (!_faultMutexes.TryGetValue(index, out var l)) _faultMutexes[index] = l = new KernelLock($"hugetlbfs{Id}.fault_mutex[{index}]");
+        return l;
+    }
 
     internal void CacheAdd(long index, HugetlbFolio f) => _pageCache.Add(index, f);
     internal bool CacheRemove(long index) => _pageCache.Remove(index);
@@ -148,9 +158,15 @@ public sealed class HugetlbMm
 {
     private readonly List<VmAreaStruct> _vmas = new();
 
-    internal HugetlbMm(MmStruct mm) => Mm = mm;
+    internal HugetlbMm(MmStruct mm)
+    {
+        Mm = mm;
+        MmapLock = new RwSemaphore($"{mm.Name}.mmap_lock");
+    }
 
     public MmStruct Mm { get; }
+    /// <summary>mm->mmap_lock: write for changes of the VMA tree, read for faults and walks.</summary>
+    public RwSemaphore MmapLock { get; }
     /// <summary>The VMAs, sorted by vm_start.</summary>
     public IReadOnlyList<VmAreaStruct> Vmas => _vmas;
     /// <summary>exit_mmap has run: the address space is gone.</summary>

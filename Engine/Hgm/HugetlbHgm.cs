@@ -364,6 +364,31 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
         }
     }
 
+    private static IEnumerable<StepStatus> WithMmapLock(ExecContext ctx, HugetlbMm hm, bool write, IEnumerable<StepStatus> body)
+    {
+        foreach (var s in write ? hm.MmapLock.DownWrite(ctx) : hm.MmapLock.DownRead(ctx)) yield return s;
+        try
+        {
+            foreach (var s in body) yield return s;
+        }
+        finally
+        {
+            if (write) hm.MmapLock.UpWrite(ctx);
+            else hm.MmapLock.UpRead(ctx);
+        }
+    }
+
+    /// <summary>A VMA-tree change that is one step of kernel code (madvise, userfaultfd_register,
+    /// mmap of an alias) made under mm->mmap_lock for write.</summary>
+    public IEnumerable<StepStatus> UnderMmapWriteLock(ExecContext ctx, HugetlbMm hm, Func<Errno> change, Ret<Errno> ret, string action) =>
+        WithMmapLock(ctx, hm, write: true, Once(change, ret, action));
+
+    private static IEnumerable<StepStatus> Once(Func<Errno> change, Ret<Errno> ret, string action)
+    {
+        ret.Value = change();
+        yield return StepStatus.After(action);
+    }
+
     private HugetlbFolio? FolioOfLeaf(Pte e)
     {
         foreach (var h in K.Hugetlb.Hstates)
@@ -381,7 +406,10 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
     /// cache of a VMA registered in minor mode is a minor fault for userspace (EAGAIN; with
     /// MADV_SPLIT its address is reported rounded to PAGE_SIZE, else to the huge page size).</summary>
     [Kernel("mm/hugetlb.c", "hugetlb_fault")]
-    public IEnumerable<StepStatus> HugetlbFault(ExecContext ctx, HugetlbMm hm, ulong addr, bool write, Ret<Errno> ret)
+    public IEnumerable<StepStatus> HugetlbFault(ExecContext ctx, HugetlbMm hm, ulong addr, bool write, Ret<Errno> ret) =>
+        WithMmapLock(ctx, hm, write: false, HugetlbFaultLocked(ctx, hm, addr, write, ret));
+
+    private IEnumerable<StepStatus> HugetlbFaultLocked(ExecContext ctx, HugetlbMm hm, ulong addr, bool write, Ret<Errno> ret)
     {
         var v = hm.VmaLookup(addr);
         ret.Value = Errno.EFAULT;
@@ -394,10 +422,13 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
         var file = v.VmFile!;
         var h = file.Hstate;
         foreach (var s in v.VmaLock!.DownRead(ctx)) yield return s;
+        KernelLock? mutex = null;
         try
         {
-            if (FindLeaf(hm.Mm, h, addr) is not null) { ret.Value = Errno.Ok; Note("hgm.fault_spurious"); yield break; }
             var (index, subpage) = FileOffset(v, addr, Arch.PageShift);
+            foreach (var s in SpinLock(ctx, file.FaultMutex(index))) yield return s;
+            mutex = file.FaultMutex(index);
+            if (FindLeaf(hm.Mm, h, addr) is not null) { ret.Value = Errno.Ok; Note("hgm.fault_spurious"); yield break; }
             if (index >= file.ISize) { Note("hgm.fault_sigbus"); yield break; }
             bool fresh = false;
             if (!file.PageCache.TryGetValue(index, out var f))
@@ -440,7 +471,11 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
             Note(nr == f.NrPages ? "hgm.fault_natural" : "hgm.fault_hgm");
             yield return StepStatus.After("set_huge_pte_at");
         }
-        finally { v.VmaLock!.UpRead(ctx); }
+        finally
+        {
+            if (mutex is not null) SpinUnlock(ctx, mutex);
+            v.VmaLock!.UpRead(ctx);
+        }
     }
 
     /// <summary>A user load or store at <paramref name="addr"/>: through the TLB or a hardware
@@ -548,7 +583,10 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
     /// VMA's end; EINVAL: not aligned to PAGE_SIZE (HGM VMA) or to the huge page size; EFAULT:
     /// the page is not in the page cache; EEXIST: already mapped; ENOMEM.</summary>
     [Kernel("mm/userfaultfd.c", "mfill_atomic_hugetlb")]
-    public IEnumerable<StepStatus> MfillAtomicHugetlb(ExecContext ctx, HugetlbMm hm, ulong start, ulong len, Ret<Errno> ret)
+    public IEnumerable<StepStatus> MfillAtomicHugetlb(ExecContext ctx, HugetlbMm hm, ulong start, ulong len, Ret<Errno> ret) =>
+        WithMmapLock(ctx, hm, write: false, MfillAtomicHugetlbLocked(ctx, hm, start, len, ret));
+
+    private IEnumerable<StepStatus> MfillAtomicHugetlbLocked(ExecContext ctx, HugetlbMm hm, ulong start, ulong len, Ret<Errno> ret)
     {
         var v = hm.Exited ? null : hm.VmaLookup(start);
         ret.Value = Errno.ENOENT;
@@ -561,6 +599,7 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
         if (len == 0 || start % gran != 0 || len % gran != 0) { ret.Value = Errno.EINVAL; yield return StepStatus.After("find_dst_vma"); yield break; }
         var file = v.VmFile!;
         foreach (var s in v.VmaLock!.DownRead(ctx)) yield return s;
+        KernelLock? held = null;
         try
         {
             ulong end = start + len;
@@ -568,6 +607,9 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
             for (ulong addr = start; addr < end;)
             {
                 var (index, subpage) = FileOffset(v, addr, Arch.PageShift);
+                var mutex = file.FaultMutex(index);
+                foreach (var s in SpinLock(ctx, mutex)) yield return s;
+                held = mutex;
                 if (!file.PageCache.TryGetValue(index, out var f)) { ret.Value = Errno.EFAULT; yield break; }
                 // A piece never crosses a huge page: clip the range at the end of this one.
                 ulong pageEnd = Math.Min(end, addr - (ulong)subpage * PageSize + (ulong)file.Hstate.Size);
@@ -580,12 +622,18 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
                 if (!Bad.ContinueSkipsMapcount) HugetlbAddFileRmap(ctx, f, subpage, nr);
                 FolioGet(ctx, f);
                 SpinUnlock(ctx, p.Ptl);
+                SpinUnlock(ctx, mutex);
+                held = null;
                 Note(nr == f.NrPages ? "hgm.continue_natural" : "hgm.continue_hgm");
                 yield return StepStatus.After("hugetlb_mfill_atomic_pte");
                 addr += p.Size;
             }
         }
-        finally { v.VmaLock!.UpRead(ctx); }
+        finally
+        {
+            if (held is not null) SpinUnlock(ctx, held);
+            v.VmaLock!.UpRead(ctx);
+        }
     }
 
     /// <summary>MADV_COLLAPSE on a hugetlb range (hugetlb_collapse): every huge page of
@@ -595,7 +643,10 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
     /// over the page, free the lower tables, set the new entry. EINVAL: unaligned start or a
     /// non-hugetlb VMA; ENOMEM: a hole.</summary>
     [Kernel("mm/hugetlb.c", "hugetlb_collapse")]
-    public IEnumerable<StepStatus> HugetlbCollapse(ExecContext ctx, HugetlbMm hm, ulong start, ulong end, Ret<Errno> ret)
+    public IEnumerable<StepStatus> HugetlbCollapse(ExecContext ctx, HugetlbMm hm, ulong start, ulong end, Ret<Errno> ret) =>
+        WithMmapLock(ctx, hm, write: false, HugetlbCollapseLocked(ctx, hm, start, end, ret));
+
+    private IEnumerable<StepStatus> HugetlbCollapseLocked(ExecContext ctx, HugetlbMm hm, ulong start, ulong end, Ret<Errno> ret)
     {
         ret.Value = Errno.Ok;
         if (hm.Exited || start % PageSize != 0 || end <= start) { ret.Value = Errno.EINVAL; yield return StepStatus.After("madvise_collapse"); yield break; }
@@ -801,7 +852,10 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
     /// hugetlb_vm_op_split refuses), unmap and unlink the VMAs inside, free the page tables of
     /// the gap. EINVAL: start not page aligned or len 0. Unmapped parts are skipped.</summary>
     [Kernel("mm/mmap.c", "do_vmi_munmap")]
-    public IEnumerable<StepStatus> DoVmiMunmap(ExecContext ctx, HugetlbMm hm, ulong start, ulong len, Ret<Errno> ret)
+    public IEnumerable<StepStatus> DoVmiMunmap(ExecContext ctx, HugetlbMm hm, ulong start, ulong len, Ret<Errno> ret) =>
+        WithMmapLock(ctx, hm, write: true, DoVmiMunmapLocked(ctx, hm, start, len, ret));
+
+    private IEnumerable<StepStatus> DoVmiMunmapLocked(ExecContext ctx, HugetlbMm hm, ulong start, ulong len, Ret<Errno> ret)
     {
         ulong end = start + (len + PageSize - 1) / PageSize * PageSize;
         ret.Value = Errno.Ok;
@@ -823,8 +877,8 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
     {
         if (v.VmFile is { } file)
         {
-            foreach (var s in file.IMmapRwsem.DownWrite(ctx)) yield return s;
             foreach (var s in v.VmaLock!.DownWrite(ctx)) yield return s;
+            foreach (var s in file.IMmapRwsem.DownWrite(ctx)) yield return s;
             try
             {
                 foreach (var s in UnmapHugepageRange(ctx, v, v.VmStart, v.VmEnd)) yield return s;
@@ -832,8 +886,8 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
             }
             finally
             {
-                v.VmaLock!.UpWrite(ctx);
                 file.IMmapRwsem.UpWrite(ctx);
+                v.VmaLock!.UpWrite(ctx);
             }
         }
         v.Mm.Remove(v);
@@ -856,7 +910,10 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
     /// hugetlb_pte leaf at any level, under i_mmap_rwsem and the VMA lock for write; one
     /// flush_tlb_range. EINVAL: unaligned split, non-hugetlb VMA; ENOMEM: a hole.</summary>
     [Kernel("mm/hugetlb.c", "hugetlb_change_protection")]
-    public IEnumerable<StepStatus> HugetlbChangeProtection(ExecContext ctx, HugetlbMm hm, ulong start, ulong len, bool writable, Ret<Errno> ret)
+    public IEnumerable<StepStatus> HugetlbChangeProtection(ExecContext ctx, HugetlbMm hm, ulong start, ulong len, bool writable, Ret<Errno> ret) =>
+        WithMmapLock(ctx, hm, write: true, HugetlbChangeProtectionLocked(ctx, hm, start, len, writable, ret));
+
+    private IEnumerable<StepStatus> HugetlbChangeProtectionLocked(ExecContext ctx, HugetlbMm hm, ulong start, ulong len, bool writable, Ret<Errno> ret)
     {
         var vmas = RangeVmas(hm, start, start + len, hugetlbOnly: true, out var err);
         ret.Value = err;
@@ -864,8 +921,8 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
         foreach (var v in vmas)
         {
             var file = v.VmFile!;
-            foreach (var s in file.IMmapRwsem.DownWrite(ctx)) yield return s;
             foreach (var s in v.VmaLock!.DownWrite(ctx)) yield return s;
+            foreach (var s in file.IMmapRwsem.DownWrite(ctx)) yield return s;
             try
             {
                 var mm = hm.Mm;
@@ -882,27 +939,25 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
             }
             finally
             {
-                v.VmaLock!.UpWrite(ctx);
                 file.IMmapRwsem.UpWrite(ctx);
+                v.VmaLock!.UpWrite(ctx);
             }
         }
     }
 
     /// <summary>hugetlb_vmdelete_list for huge page <paramref name="index"/> of
-    /// <paramref name="file"/> (i_mmap_rwsem held for write by the caller): unmap it from every
-    /// VMA that maps it.</summary>
+    /// <paramref name="file"/> (i_mmap_rwsem held for write and the page's fault mutex held by
+    /// the caller): unmap it from every VMA that maps it. The kernel only trylocks each VMA's
+    /// hugetlb VMA lock here (it is taken before i_mmap_rwsem elsewhere); the model does not take
+    /// it: the unmap frees no page table, so a walker holding the VMA lock for read reads
+    /// cleared entries at worst.</summary>
     [Kernel("fs/hugetlbfs/inode.c", "hugetlb_vmdelete_list")]
     public IEnumerable<StepStatus> HugetlbVmdeleteList(ExecContext ctx, HugetlbfsInode file, long index)
     {
         foreach (var v in file.IMmap.ToList())
         {
             if (VaOfIndex(v, index) is not { } va) continue;
-            foreach (var s in v.VmaLock!.DownWrite(ctx)) yield return s;
-            try
-            {
-                foreach (var s in UnmapHugepageRange(ctx, v, va, va + (ulong)file.Hstate.Size)) yield return s;
-            }
-            finally { v.VmaLock!.UpWrite(ctx); }
+            foreach (var s in UnmapHugepageRange(ctx, v, va, va + (ulong)file.Hstate.Size)) yield return s;
         }
     }
 
@@ -923,14 +978,20 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
     [Kernel("fs/hugetlbfs/inode.c", "hugetlbfs_punch_hole")]
     public IEnumerable<StepStatus> HugetlbfsPunchHole(ExecContext ctx, HugetlbfsInode file, long index)
     {
-        foreach (var s in file.IMmapRwsem.DownWrite(ctx)) yield return s;
+        var mutex = file.FaultMutex(index);
+        foreach (var s in SpinLock(ctx, mutex)) yield return s;
         try
         {
-            if (!Bad.PunchHoleSkipsUnmap)
-                foreach (var s in HugetlbVmdeleteList(ctx, file, index)) yield return s;
-            foreach (var s in RemoveInodeHugepage(ctx, file, index)) yield return s;
+            foreach (var s in file.IMmapRwsem.DownWrite(ctx)) yield return s;
+            try
+            {
+                if (!Bad.PunchHoleSkipsUnmap)
+                    foreach (var s in HugetlbVmdeleteList(ctx, file, index)) yield return s;
+                foreach (var s in RemoveInodeHugepage(ctx, file, index)) yield return s;
+            }
+            finally { file.IMmapRwsem.UpWrite(ctx); }
         }
-        finally { file.IMmapRwsem.UpWrite(ctx); }
+        finally { SpinUnlock(ctx, mutex); }
     }
 
     private IEnumerable<StepStatus> RemoveInodeHugepage(ExecContext ctx, HugetlbfsInode file, long index)
@@ -967,6 +1028,8 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
         if (!f.RawHwpPages.Contains(subpage)) f.RawHwpPages.Add(subpage);
         ModifyPageFlags(ctx, Page(f, 0), PageFlags.HwPoison, PageFlags.None, "folio_set_hwpoison");
         yield return StepStatus.After("folio_set_hwpoison");
+        var mutex = file.FaultMutex(index);
+        foreach (var s in SpinLock(ctx, mutex)) yield return s;
         foreach (var s in file.IMmapRwsem.DownWrite(ctx)) yield return s;
         try
         {
@@ -983,19 +1046,18 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
                 if (VaOfIndex(v, index) is not { } va0) continue;
                 ulong va = va0 + (ulong)subpage * PageSize;
                 var mm = v.Mm.Mm;
-                foreach (var s in v.VmaLock!.DownWrite(ctx)) yield return s;
-                try
-                {
-                    while (FindLeaf(mm, file.Hstate, va) is { } leaf && leaf.Shift > Arch.PageShift)
-                        if (SplitHugetlbPte(ctx, mm, leaf, f) != Errno.Ok) { ret.Value = Errno.ENOMEM; yield break; }
-                    if (FindLeaf(mm, file.Hstate, va) is not null)
-                        foreach (var s in UnmapHugepageRange(ctx, v, va, va + PageSize)) yield return s;
-                }
-                finally { v.VmaLock!.UpWrite(ctx); }
+                while (FindLeaf(mm, file.Hstate, va) is { } leaf && leaf.Shift > Arch.PageShift)
+                    if (SplitHugetlbPte(ctx, mm, leaf, f) != Errno.Ok) { ret.Value = Errno.ENOMEM; yield break; }
+                if (FindLeaf(mm, file.Hstate, va) is not null)
+                    foreach (var s in UnmapHugepageRange(ctx, v, va, va + PageSize)) yield return s;
             }
             Note("hgm.memory_failure_piece_only");
         }
-        finally { file.IMmapRwsem.UpWrite(ctx); }
+        finally
+        {
+            file.IMmapRwsem.UpWrite(ctx);
+            SpinUnlock(ctx, mutex);
+        }
     }
 
     /// <summary>dup_mmap for a child of <paramref name="parent"/>: a new mm with a copy of every
@@ -1005,7 +1067,10 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
     /// UFFD_FEATURE_EVENT_FORK, so the child keeps it); elsewhere the child faults pages in.
     /// ENOMEM: no mm or no page-table page.</summary>
     [Kernel("kernel/fork.c", "dup_mmap")]
-    public IEnumerable<StepStatus> DupMmap(ExecContext ctx, HugetlbMm parent, Ret<HugetlbMm?> child, Ret<Errno> ret)
+    public IEnumerable<StepStatus> DupMmap(ExecContext ctx, HugetlbMm parent, Ret<HugetlbMm?> child, Ret<Errno> ret) =>
+        WithMmapLock(ctx, parent, write: true, DupMmapLocked(ctx, parent, child, ret));
+
+    private IEnumerable<StepStatus> DupMmapLocked(ExecContext ctx, HugetlbMm parent, Ret<HugetlbMm?> child, Ret<Errno> ret)
     {
         child.Value = null;
         ret.Value = Errno.ENOMEM;
@@ -1053,7 +1118,10 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
     /// <summary>exit_mmap: unmap every VMA, free every page table but the root, flush_tlb_mm,
     /// then the mm is dropped (mmdrop → pgd_free).</summary>
     [Kernel("mm/mmap.c", "exit_mmap")]
-    public IEnumerable<StepStatus> ExitMmap(ExecContext ctx, HugetlbMm hm)
+    public IEnumerable<StepStatus> ExitMmap(ExecContext ctx, HugetlbMm hm) =>
+        WithMmapLock(ctx, hm, write: true, ExitMmapLocked(ctx, hm));
+
+    private IEnumerable<StepStatus> ExitMmapLocked(ExecContext ctx, HugetlbMm hm)
     {
         if (hm.Exited) yield break;
         foreach (var v in hm.Vmas.ToList())
@@ -1072,7 +1140,10 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
     /// down to the leaf, one kernel-visible step per level. Each step reads the table the
     /// previous one reached: if a concurrent collapse freed it meanwhile, the read is of a freed
     /// page-table page (recorded as a kernel bug).</summary>
-    public IEnumerable<StepStatus> HgmWalkTask(ExecContext ctx, HugetlbMm hm, ulong addr, Ret<Errno> ret)
+    public IEnumerable<StepStatus> HgmWalkTask(ExecContext ctx, HugetlbMm hm, ulong addr, Ret<Errno> ret) =>
+        WithMmapLock(ctx, hm, write: false, HgmWalkTaskLocked(ctx, hm, addr, ret));
+
+    private IEnumerable<StepStatus> HgmWalkTaskLocked(ExecContext ctx, HugetlbMm hm, ulong addr, Ret<Errno> ret)
     {
         var v = hm.Exited ? null : hm.VmaLookup(addr);
         ret.Value = Errno.EFAULT;

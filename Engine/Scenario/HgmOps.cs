@@ -132,11 +132,6 @@ public abstract record HgmRangeOp(string Mapping, long Offset, long Length) : Op
         if (Length > 8192) yield return this with { Length = Length / 2 / 4096 * 4096 };
     }
 
-    protected static IEnumerable<StepStatus> Sync(Func<Errno> f, Ret<Errno> ret, string action)
-    {
-        ret.Value = f();
-        yield return StepStatus.After(action);
-    }
 }
 
 /// <summary>`madvise_split a1 OFF LEN`.</summary>
@@ -144,7 +139,7 @@ public sealed record MadviseSplitOp(string Mapping, long Offset, long Length) : 
 {
     public override string Verb => "madvise_split";
     protected override IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx, HgmMapping m, ulong start, ulong len, Ret<Errno> ret) =>
-        Sync(() => k.Hgm.HugetlbEnableHgmVma(m.Mm, start, start + len), ret, "hugetlb_enable_hgm_vma");
+        k.Hgm.UnderMmapWriteLock(ctx, m.Mm, () => k.Hgm.HugetlbEnableHgmVma(m.Mm, start, start + len), ret, "hugetlb_enable_hgm_vma");
 }
 
 /// <summary>`uffd_register a1 OFF LEN minor|wp`.</summary>
@@ -153,7 +148,7 @@ public sealed record UffdRegisterOp(string Mapping, long Offset, long Length, bo
     public override string Verb => "uffd_register";
     protected override string Extra() => Minor ? " minor" : " wp";
     protected override IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx, HgmMapping m, ulong start, ulong len, Ret<Errno> ret) =>
-        Sync(() => k.Hgm.UserfaultfdRegister(m.Mm, start, start + len, Minor), ret, "userfaultfd_register");
+        k.Hgm.UnderMmapWriteLock(ctx, m.Mm, () => k.Hgm.UserfaultfdRegister(m.Mm, start, start + len, Minor), ret, "userfaultfd_register");
 }
 
 /// <summary>`uffdio_continue a1 OFF LEN`.</summary>
@@ -297,14 +292,16 @@ public sealed record HgmAliasOp(string Mapping) : Op
     public override string Args() => Mapping;
     public override IEnumerable<string> Uses => [Mapping];
     public override KernelTask? CreateTask(RunContext rc) =>
-        HgmOpText.TryMapping(rc, Mapping, out var m) && m.File is { } f ? HgmOpText.Task(this, (k, ctx, ret) => Body(rc, k, m, f, ret)) : null;
+        HgmOpText.TryMapping(rc, Mapping, out var m) && m.File is { } f
+            ? HgmOpText.Task(this, (k, ctx, ret) => k.Hgm.UnderMmapWriteLock(ctx, m.Mm, () => Map(rc, k, m, f), ret, "do_mmap"))
+            : null;
 
-    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k, HgmMapping m, HugetlbfsInode f, Ret<Errno> ret)
+    private Errno Map(RunContext rc, Kernel k, HgmMapping m, HugetlbfsInode f)
     {
         ulong top = m.Mm.Vmas.Count == 0 ? HgmOpText.MapBase : m.Mm.Vmas[^1].VmEnd;
         ulong at = (top + HgmOpText.MapBase - 1) / HgmOpText.MapBase * HgmOpText.MapBase;
-        ret.Value = k.Hgm.DoMmap(m.Mm, f, at, m.Length, 0, writable: true);
-        if (ret.Value == Errno.Ok) rc.BindHandle(Bind, m with { Base = at });
-        yield return StepStatus.After("do_mmap");
+        var err = k.Hgm.DoMmap(m.Mm, f, at, m.Length, 0, writable: true);
+        if (err == Errno.Ok) rc.BindHandle(Bind, m with { Base = at });
+        return err;
     }
 }

@@ -33,27 +33,66 @@ public sealed class HgmFamily : IOpFamily
         arch.Arch == Arch.X86_64 && arch.HugetlbSizes.Contains(Huge)
         && (variant.Correct || (VariantTargets.For(variant.Name)?.Focus.Contains(typeof(HgmFamily)) ?? false));
 
-    public int Weight(GenState s) => s.Live('a').Count == 0 ? 8 : 24;
+    /// <summary>Heavier when the run targets an HGM variant: its bugs need a post-copy sequence
+    /// of six or more HGM operations in order, which the other families would dilute.</summary>
+    public int Weight(GenState s) =>
+        (VariantTargets.For(s.Variant.Name)?.Focuses(this) ?? false) ? 80 : s.Live('a').Count == 0 ? 8 : 24;
 
     public Op? Next(GenState s, Prng rng)
     {
         var busy = s.BusyCpus;
         int idle = s.IdleCpu(rng);
+        if (Chain(s, rng, idle) is { } chained) return chained;
         if (busy.Count > 0 && (idle < 0 || rng.Chance(50)))
         {
             int cpu = rng.Pick(busy);
+            var top = s.Tasks.LastOrDefault(t => !t.Done && t.Op.Cpu == cpu);
+            // A started collapse: stop it between freeing the old tables and the flush (where
+            // the order matters), or let it finish.
+            if (top?.Op is MadviseCollapseOp && rng.Chance(60))
+                return rng.Chance(50) ? StepOp.To(cpu, "pte_free") : StepOp.To(cpu, "huge_ptep_clear_flush");
             // A walker holds a table on that CPU: reshape the tables under it from another one.
-            if (idle >= 0 && s.Live('a').Count > 0 && rng.Chance(50))
+            if (top?.Op is HgmWalkOp && idle >= 0 && rng.Chance(50))
             {
-                string m = rng.Pick(s.Live('a'));
-                var reshape = rng.Chance(70) ? (Op)new MadviseCollapseOp(m, 0, Huge) : new HgmMunmapOp(m, 0, Huge);
+                var w = (HgmWalkOp)top.Op;
+                var reshape = rng.Chance(70) ? (Op)new MadviseCollapseOp(w.Mapping, w.Offset / Huge * Huge, Huge) : new HgmMunmapOp(w.Mapping, w.Offset / Huge * Huge, Huge);
                 return reshape with { Cpu = idle };
             }
-            return rng.Chance(60) ? StepOp.UntilDone(cpu) : new StepOp((int)rng.Range(1, 3)) { Cpu = cpu };
+            return rng.Chance(50) ? StepOp.UntilDone(cpu) : new StepOp((int)rng.Range(1, 3)) { Cpu = cpu };
         }
         if (idle < 0) return null;
         var op = Draw(s, rng);
         return op is null ? null : op with { Cpu = idle };
+    }
+
+    /// <summary>The races of the HGM locks, as chains from the last operation: a started walk is
+    /// stepped to its first hugetlb_walk_step (it then holds the lower table), a collapse of that
+    /// huge page runs on another CPU, and the walk finishes; a continued piece is read by a CPU
+    /// (its TLB and walk cache now hold the PTE table), then a collapse is started elsewhere and
+    /// stepped to pte_free, between freeing the old tables and the flush.</summary>
+    private static Op? Chain(GenState s, Prng rng, int idle)
+    {
+        if (s.Ops.Count == 0 || !rng.Chance(80)) return null;
+        var last = s.Ops[^1];
+        var walk = s.Tasks.LastOrDefault(t => !t.Done && t.Op is HgmWalkOp);
+        switch (last)
+        {
+            case HgmWalkOp { Start: true } w when walk is not null:
+                return StepOp.To(w.Cpu, "hugetlb_walk_step");
+            case StepOp { Until: StepUntil.Action, ToAction: "hugetlb_walk_step" } when walk is not null && idle >= 0:
+                var wo = (HgmWalkOp)walk.Op;
+                return new MadviseCollapseOp(wo.Mapping, wo.Offset / Huge * Huge, Huge) { Cpu = idle };
+            case MadviseCollapseOp when walk is not null:
+                return StepOp.UntilDone(walk.Op.Cpu);
+            case UffdioContinueOp c when idle >= 0:
+                return new HgmTouchOp(c.Mapping, c.Offset) { Cpu = idle };
+            case HgmTouchOp t when idle >= 0 && s.Handles.TryGet<HgmMapping>(t.Mapping, out var m) && m.Mm.VmaLookup(m.Base + (ulong)t.Offset) is { HgmEnabled: true }:
+                int other = s.IdleCpus.FirstOrDefault(c => c != t.Cpu, idle);
+                return new MadviseCollapseOp(t.Mapping, t.Offset / Huge * Huge, Huge) { Cpu = other, Start = true };
+            case MadviseCollapseOp { Start: true } mc:
+                return StepOp.To(mc.Cpu, rng.Chance(70) ? "pte_free" : "flush_tlb_range");
+        }
+        return null;
     }
 
     public Op? NextTask(GenState s, Prng rng)
@@ -80,20 +119,26 @@ public sealed class HgmFamily : IOpFamily
         if (live.Count > 0)
         {
             string m = rng.Pick(live);
-            long len = Length(s, m);
+            s.Handles.TryGet<HgmMapping>(m, out var map);
+            var vma = map?.Mm.VmaLookup(map.Base);
+            bool hgm = vma?.HgmEnabled ?? false;
+            bool minor = vma is not null && (vma.VmFlags & Engine.Hgm.VmaFlags.VmUffdMinor) != 0;
+            int cached = map?.File?.PageCache.Count ?? 0;
+            bool aliased = map is not null && live.Any(o => o != m && s.Handles.TryGet<HgmMapping>(o, out var x) && x.File == map.File && x.Mm == map.Mm);
+            long len = map is null ? Huge : (long)map.Length;
             long pages = Math.Max(1, len / Huge);
             long AnyHuge() => rng.Range(0, pages - 1) * Huge;
             long Piece() => rng.Chance(85) ? Page : rng.Chance(50) ? rng.Range(2, 4) * Page : Huge;
-            Add("hgm_alias", live.Count < 3 ? 3 : 0, () =>
+            Add("hgm_alias", live.Count < 3 ? (minor && !aliased ? 20 : 2) : 0, () =>
             {
                 string h = s.FreshHandle('a');
                 s.AddLive(h);
                 return new HgmAliasOp(m) { Bind = h };
             });
-            Add("hgm_touch", 14, () => new HgmTouchOp(m, AnyHuge() + rng.Range(0, 511) * Page, rng.Chance(50)));
-            Add("madvise_split", 8, () => new MadviseSplitOp(m, 0, len));
-            Add("uffd_register", 8, () => new UffdRegisterOp(m, 0, len, Minor: rng.Chance(80)));
-            Add("uffdio_continue", 30, () =>
+            Add("hgm_touch", minor ? 4 : 16, () => new HgmTouchOp(m, AnyHuge() + rng.Range(0, 511) * Page, rng.Chance(50)));
+            Add("madvise_split", hgm ? 2 : 20, () => new MadviseSplitOp(m, 0, len));
+            Add("uffd_register", hgm && !minor ? 20 : 3, () => new UffdRegisterOp(m, 0, len, Minor: rng.Chance(80)));
+            Add("uffdio_continue", minor && cached > 0 ? 40 : 2, () =>
             {
                 // In order (the next page after the last continue), at random, or sparse.
                 long off = s.Ops.LastOrDefault(o => o is UffdioContinueOp c && c.Mapping == m) is UffdioContinueOp last && rng.Chance(50)
@@ -101,7 +146,8 @@ public sealed class HgmFamily : IOpFamily
                     : rng.Chance(50) ? AnyHuge() + rng.Range(0, 511) * Page : AnyHuge() + rng.Range(0, 7) * 64 * Page;
                 return new UffdioContinueOp(m, off, Piece());
             });
-            Add("madvise_collapse", 8, () => rng.Chance(70) ? new MadviseCollapseOp(m, AnyHuge(), Huge) : new MadviseCollapseOp(m, 0, len));
+            Add("madvise_collapse", minor && cached > 0 ? 10 : 3, () =>
+                (rng.Chance(70) ? new MadviseCollapseOp(m, AnyHuge(), Huge) : new MadviseCollapseOp(m, 0, len)) with { Start = rng.Chance(40) });
             Add("hgm_munmap", 3, () => new HgmMunmapOp(m, rng.Chance(60) ? AnyHuge() : rng.Range(1, 511) * Page, rng.Chance(70) ? Huge : rng.Range(1, 511) * Page));
             Add("hgm_mprotect", 3, () => new HgmMprotectOp(m, rng.Chance(60) ? AnyHuge() : rng.Range(1, 511) * Page, rng.Chance(70) ? Huge : rng.Range(1, 511) * Page, rng.Chance(40)));
             Add("hgm_fork", live.Count < 3 ? 3 : 0, () =>
@@ -113,7 +159,7 @@ public sealed class HgmFamily : IOpFamily
             Add("hgm_punch_hole", 3, () => new HgmPunchHoleOp(m, rng.Range(0, pages - 1)));
             Add("hgm_truncate", 1, () => new HgmTruncateOp(m, rng.Range(0, pages - 1)));
             Add("hgm_memory_failure", 2, () => new HgmMemoryFailureOp(m, rng.Range(0, pages - 1), rng.Range(0, 511)));
-            Add("hgm_walk", 6, () => new HgmWalkOp(m, AnyHuge() + rng.Range(0, 511) * Page) { Start = rng.Chance(60) });
+            Add("hgm_walk", hgm && cached > 0 ? 8 : 2, () => new HgmWalkOp(m, AnyHuge() + rng.Range(0, 511) * Page) { Start = rng.Chance(60) });
             Add("hgm_exit", 1, () =>
             {
                 s.RemoveLive(m);
@@ -123,8 +169,4 @@ public sealed class HgmFamily : IOpFamily
         int i = rng.PickIndex(choices.Select(c => c.W).ToList());
         return i < 0 ? null : choices[i].Make();
     }
-
-    /// <summary>The length of the mapping behind a handle, from the engine (2M when it failed).</summary>
-    private static long Length(GenState s, string handle) =>
-        s.Handles.TryGet<HgmMapping>(handle, out var m) ? (long)m.Length : Huge;
 }

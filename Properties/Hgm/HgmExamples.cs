@@ -98,6 +98,27 @@ public class HgmExamples
         Assert.True(ok.Violation is null, ok.ToString());
     }
 
+    // A walk holds the PTE table of a continued piece when a collapse of that huge page runs on
+    // another CPU: without the hugetlb VMA lock the collapse frees the table under the walk.
+    private const string WalkRacesCollapse = "start hgm_walk a1 0\nstep cpu0 to hugetlb_walk_step\ncpu1: madvise_collapse a1 0 2M\nstep cpu0 until done\n";
+    // A CPU's walk cache holds the PTE table of a continued piece; a collapse is stopped after
+    // it frees the old tables.
+    private const string CollapseStoppedAtPteFree = "hgm_touch a1 0\ncpu1: start madvise_collapse a1 0 2M\nstep cpu1 to pte_free\n";
+
+    [Theory]
+    [InlineData("broken-hgm-collapse-skips-vma-lock", WalkRacesCollapse, "NoKernelOops", 10)]
+    [InlineData("broken-hgm-collapse-frees-tables-before-flush", CollapseStoppedAtPteFree, "NoFreedFrameReachable", 9)]
+    public void BrokenHgmLockingIsCaughtInItsInterleaving(string variant, string extra, string invariant, int step)
+    {
+        string body = Continued(1, extra);
+        var (_, r) = RunKeep(Header(variant) + body, [InvariantRegistry.ByName(invariant)]);
+        Assert.True(r.FailedInvariant == invariant, r.ToString());
+        Assert.Equal(step, r.Step);
+
+        var (k, ok) = RunKeep(Header("default") + body);
+        Assert.True(ok.Violation is null, ok.ToString());
+    }
+
     [Fact]
     public void V2WithoutHvoKeepsSubpageMapcountsAndV1WithHvoKeepsTheEntireCount()
     {
