@@ -721,13 +721,15 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
             FreeUserTables(mm, tables, "hugetlb_collapse");
             yield return StepStatus.After("pte_free");
         }
+        // The removed entries' references go after the flush (none is the last: the page cache
+        // holds the folio), before the new entry takes its own.
+        foreach (var s in PutAll(ctx, puts)) yield return s;
         pgd.Set(natural.Table, natural.Index, Pte.MkLeaf(f.HeadPfn, (v.VmFlags & VmaFlags.VmWrite) != 0));
         HugetlbAddFileRmap(ctx, f, 0, f.NrPages);
         if (!Bad.CollapseSkipsFolioGet) FolioGet(ctx, f);
         SpinUnlock(ctx, natural.Ptl);
         Note("hgm.collapsed");
         yield return StepStatus.After("set_huge_pte_at");
-        foreach (var s in PutAll(ctx, puts)) yield return s;
     }
 
     /// <summary>The tables of the subtree under <paramref name="t"/> (bottom-up) and, for every
