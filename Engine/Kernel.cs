@@ -165,6 +165,7 @@ public sealed class Kernel : IPteObserver, IKernelView
         Log.StepCount = step;
         Mem.ClearChanged();
         Events.Clear();
+        Hgm?.BeginStep();
     }
 
     /// <summary>mm_alloc with pgd_alloc (kernel/fork.c): a new user address space with an empty

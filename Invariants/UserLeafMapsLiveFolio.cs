@@ -12,8 +12,11 @@ namespace PropertySuite.Invariants;
 /// remove_inode_hugepages and hugetlb_vmdelete_list, mm/hugetlb.c __unmap_hugepage_range and
 /// free_huge_folio.
 /// </summary>
-/// <remarks>Reads each user mm's incrementally kept index of leaf frames (PageTable.LeafFrames),
-/// one check per run of frames.</remarks>
+/// <remarks>Incremental: a leaf can come to map such memory only by being stored (every leaf
+/// stored in the step is judged) or by its folio leaving the page cache or losing its last
+/// reference while mapped (every folio that did so in the step, IHgmView.LeftThisStep, is
+/// looked up through its file's i_mmap). An entry in an mm the i_mmap does not list is seen
+/// only by <see cref="CheckFullScan"/>, the oracle over every user leaf.</remarks>
 public sealed class UserLeafMapsLiveFolio : IInvariant
 {
     public string Name => nameof(UserLeafMapsLiveFolio);
@@ -21,6 +24,53 @@ public sealed class UserLeafMapsLiveFolio : IInvariant
     public string Source => "fs/hugetlbfs/inode.c hugetlbfs_punch_hole, remove_inode_hugepages, hugetlb_vmdelete_list; mm/hugetlb.c __unmap_hugepage_range, free_huge_folio";
 
     public Violation? Check(IKernelView k)
+    {
+        foreach (var e in k.StepEvents)
+        {
+            if (e.Kind != KernelEventKind.EntryStore || e.Mm == "init_mm" || !e.New.IsLeaf) continue;
+            if (k.Mms.FirstOrDefault(m => m.Name == e.Mm) is not { } mm) continue;
+            var w = mm.Pgd.Walk(e.Start);
+            if (!w.IsLeaf || w.Entry != e.New) continue; // replaced later in the step
+            long n = (long)((e.End - e.Start) >> k.Arch.PageShift);
+            for (long p = e.New.Pfn; p < e.New.Pfn + n;)
+            {
+                var (why, next) = Judge(k, p);
+                if (why is not null) return new(Name, $"{mm.Name}: {w.Level} leaf at {e.Start:x} maps frame {p:x}, {why}");
+                p = next;
+            }
+        }
+        foreach (var (f, file, index) in k.Hgm.LeftThisStep)
+        {
+            if (file is null || Judge(k, f.HeadPfn).Why is null) continue;
+            foreach (var v in file.IMmap)
+            {
+                long off = index * file.Hstate.PagesPerHugePage - v.VmPgoff;
+                if (off < 0) continue;
+                ulong va = v.VmStart + ((ulong)off << k.Arch.PageShift);
+                if (va >= v.VmEnd) continue;
+                var pgd = v.Mm.Mm.Pgd;
+                foreach (var w in pgd.Leaves(va, Math.Min(v.VmEnd, va + (ulong)file.Hstate.Size)))
+                    if (w.Entry.Pfn >= f.HeadPfn && w.Entry.Pfn < f.HeadPfn + f.NrPages)
+                        return new(Name, $"{v.Mm.Mm.Name}: {w.Level} leaf at {pgd.EntryVa(w.Table, w.Index):x} maps frame {w.Entry.Pfn:x}, {Judge(k, w.Entry.Pfn).Why}");
+            }
+        }
+        return null;
+    }
+
+    /// <summary>Why frame <paramref name="pfn"/> may not be mapped by a user leaf (null: it may),
+    /// and the first frame past its folio.</summary>
+    private static (string? Why, long Next) Judge(IKernelView k, long pfn)
+    {
+        var owner = k.Mem.OwnerOf(pfn);
+        var f = owner == FrameOwner.HugetlbFolio ? HgmReferences.FolioOfPfn(k, pfn) : null;
+        if (f is null) return ($"owned {owner}, in no HugeTLB folio", pfn + 1);
+        string? why = f.State != FolioState.Active ? $"of {f}, not in use"
+            : k.Hgm.PageCacheSlot(f) is null ? $"of {f}, in no page cache" : null;
+        return (why, f.HeadPfn + f.NrPages);
+    }
+
+    /// <summary>The oracle: every user leaf's frames, through each mm's leaf-frame index.</summary>
+    public Violation? CheckFullScan(IKernelView k)
     {
         foreach (var mm in k.Mms)
         {

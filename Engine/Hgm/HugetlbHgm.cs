@@ -67,6 +67,9 @@ public interface IHgmView
     (HugetlbfsInode File, long Index)? PageCacheSlot(HugetlbFolio f);
     /// <summary>TASK_SIZE.</summary>
     ulong UserTop { get; }
+    /// <summary>Folios that left a hugetlbfs page cache or whose last reference went in the
+    /// current step, with the file and index they were cached at (File null: not cached).</summary>
+    IReadOnlyList<(HugetlbFolio Folio, HugetlbfsInode? File, long Index)> LeftThisStep { get; }
 }
 
 /// <summary>HugeTLB high-granularity mapping over user address spaces.</summary>
@@ -101,9 +104,22 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
 
     private void CacheRemove(HugetlbfsInode file, long index)
     {
-        if (file.PageCache.TryGetValue(index, out var f)) _cacheSlots.Remove(f);
+        if (file.PageCache.TryGetValue(index, out var f))
+        {
+            _cacheSlots.Remove(f);
+            _leftThisStep.Add((f, file, index));
+        }
         file.CacheRemove(index);
     }
+
+    // Folios that left a page cache or were freed in the current step, with the file and index
+    // they were cached at (null when not cached): the kernel events after which no user entry
+    // may map them. Cleared when a step begins (Kernel.BeginStep).
+    private readonly List<(HugetlbFolio Folio, HugetlbfsInode? File, long Index)> _leftThisStep = new();
+
+    public IReadOnlyList<(HugetlbFolio Folio, HugetlbfsInode? File, long Index)> LeftThisStep => _leftThisStep;
+
+    internal void BeginStep() => _leftThisStep.Clear();
 
     private ulong PageSize => (ulong)Arch.PageSize;
 
@@ -360,6 +376,8 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
         foreach (var f in puts)
         {
             if (!FolioPut(ctx, f)) continue;
+            var slot = PageCacheSlot(f);
+            _leftThisStep.Add((f, slot?.File, slot?.Index ?? -1));
             foreach (var s in K.Hugetlb.FreeHugeFolio(ctx, f)) yield return s;
         }
     }

@@ -1,7 +1,7 @@
 // The incremental HGM invariants agree with their full-scan oracles: after every step of
 // generated HGM scenarios (the HGM family alone, so every step is an HGM operation), under the
 // correct kernel, v2 mapcounts, and the two breakages the counting invariants exist for,
-// MapcountEqualsPageTableReferences and RefcountCoversMappings give the same verdict by
+// MapcountEqualsPageTableReferences, RefcountCoversMappings and UserLeafMapsLiveFolio give the same verdict by
 // recounting only the folios the step touched (through the rmap) as by counting every user
 // leaf of every folio. Runs stop at the first violation (the oracle keeps reporting it after).
 // What the incremental checks cannot see by design — a count changed in a step without any
@@ -21,10 +21,12 @@ public class HgmIncrementalOracleTests
     [InlineData("hgm-v2-hvo-off", 0)]
     [InlineData("broken-hgm-continue-skips-mapcount", 1)]
     [InlineData("broken-hgm-collapse-skips-folio-get", 1)]
+    [InlineData("broken-hgm-punch-hole-skips-unmap", 1)]
     public void IncrementalVerdictsEqualFullScans(string variant, int mustFind)
     {
         var mapcount = new MapcountEqualsPageTableReferences();
         var refcount = new RefcountCoversMappings();
+        var live = new UserLeafMapsLiveFolio();
         var family = new HgmFamily();
         var nv = KernelVariants.ByName(variant);
         int found = 0, steps = 0;
@@ -44,7 +46,9 @@ public class HgmIncrementalOracleTests
                 string? fullR = Verdict(refcount.CheckFullScan(k)), incR = Verdict(refcount.Check(k));
                 Assert.True(fullM == incM, $"{variant} seed {seed} after `{op}`: mapcount full scan says {fullM ?? "ok"}, incremental {incM ?? "ok"}\n{string.Join("\n", s.Ops)}");
                 Assert.True(fullR == incR, $"{variant} seed {seed} after `{op}`: refcount full scan says {fullR ?? "ok"}, incremental {incR ?? "ok"}\n{string.Join("\n", s.Ops)}");
-                if (fullM is not null || fullR is not null) { found++; break; }
+                string? fullL = live.CheckFullScan(k)?.Invariant, incL = live.Check(k)?.Invariant;
+                Assert.True(fullL == incL, $"{variant} seed {seed} after `{op}`: live-folio full scan says {fullL ?? "ok"}, incremental {incL ?? "ok"}\n{string.Join("\n", s.Ops)}");
+                if (fullM is not null || fullR is not null || fullL is not null) { found++; break; }
             }
         }
         Assert.True(steps > 500, $"only {steps} steps generated");
