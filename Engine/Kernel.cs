@@ -189,7 +189,7 @@ public sealed class Kernel : IPteObserver, IKernelView
     /// page tables below the root are already freed and whose TLB entries are flushed.</summary>
     /// <exception cref="ModelBugException">init_mm, or tables other than the root remain.</exception>
     [Kernel("kernel/fork.c", "mmdrop")]
-    public void MmDrop(MmStruct mm)
+    public void Mmdrop(MmStruct mm)
     {
         if (mm == InitMm || !_mms.Contains(mm)) throw new ModelBugException($"mmdrop of {mm.Name}: not a live user mm");
         if (mm.Pgd.Tables.Count != 1) throw new ModelBugException($"mmdrop of {mm.Name}: {mm.Pgd.Tables.Count - 1} page tables below the root remain");

@@ -1151,7 +1151,7 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
         hm.Exited = true;
         _mms.Remove(hm);
         _byName.Remove(hm.Mm.Name);
-        K.MmDrop(hm.Mm);
+        K.Mmdrop(hm.Mm);
         yield return StepStatus.After("mmdrop");
     }
 
