@@ -49,6 +49,8 @@ public interface IKernelView
     IFilemapView? Filemap { get; }
     /// <summary>vmalloc: live vm areas and the lazily freed ranges awaiting their flush.</summary>
     IVmallocView Vmalloc { get; }
+    /// <summary>HugeTLB high-granularity mapping: hugetlbfs files and user address spaces.</summary>
+    IHgmView Hgm { get; }
 }
 
 public interface IPhysMemView

@@ -65,6 +65,8 @@ public sealed class Kernel : IPteObserver, IKernelView
     public Hugetlb Hugetlb { get; private set; } = null!;
     public Hwpoison Hwpoison { get; private set; } = null!;
     public Arm64Flush Arm64Flush { get; private set; } = null!;
+    /// <summary>HugeTLB high-granularity mapping over user address spaces (Engine/Hgm).</summary>
+    public HugetlbHgm Hgm { get; private set; } = null!;
     private Filemap? _filemap;
 
     /// <summary>The page cache, created on first use (it registers its frame accountant then;
@@ -136,6 +138,7 @@ public sealed class Kernel : IPteObserver, IKernelView
         FrameAccountants.Add((FrameOwner.HugetlbFolio, "hugetlb folios of the hstates", () => Hugetlb.PagesInFolios));
         Hwpoison = new Hwpoison(this);
         Arm64Flush = new Arm64Flush(this);
+        Hgm = new HugetlbHgm(this); // its folios are the hstates'; its page tables are counted with every mm's
     }
 
     /// <summary>Boots a machine: linear map, vmemmap, buddy allocator, then the mechanisms.</summary>
@@ -166,6 +169,7 @@ public sealed class Kernel : IPteObserver, IKernelView
         Mem.ClearChanged();
         Events.Clear();
         if (Hugetlb is not null) foreach (var h in Hugetlb.Hstates) h.ClearTouched();
+        Hgm?.BeginStep();
     }
 
     /// <summary>mm_alloc with pgd_alloc (kernel/fork.c): a new user address space with an empty
@@ -173,13 +177,29 @@ public sealed class Kernel : IPteObserver, IKernelView
     [Kernel("kernel/fork.c", "mm_alloc")]
     public MmStruct? MmAlloc()
     {
-        if (_mms.Count > Smp.Tlb.MaxAsid) return null; // no ASID left (ASID rollover is not modelled)
+        if (_nextAsid > Smp.Tlb.MaxAsid) return null; // no ASID left (ASID rollover is not modelled)
         long pgd = Pgtable.AllocPageTablePage();
         if (pgd < 0) return null;
-        string name = $"mm{_mms.Count}";
-        var mm = new MmStruct(name, new PageTable(Arch, name, pgd, 0) { Observer = this }, _mms.Count);
+        string name = $"mm{_nextAsid}";
+        var mm = new MmStruct(name, new PageTable(Arch, name, pgd, 0) { Observer = this }, _nextAsid++);
         _mms.Add(mm);
         return mm;
+    }
+
+    // ASIDs (and mm names) are never reused: a dropped mm's ASID is not handed out again.
+    private int _nextAsid = 1;
+
+    /// <summary>mmdrop → pgd_free (kernel/fork.c __mmdrop): the last reference to a user mm whose
+    /// page tables below the root are already freed and whose TLB entries are flushed.</summary>
+    /// <exception cref="ModelBugException">init_mm, or tables other than the root remain.</exception>
+    [Kernel("kernel/fork.c", "mmdrop")]
+    public void Mmdrop(MmStruct mm)
+    {
+        if (mm == InitMm || !_mms.Contains(mm)) throw new ModelBugException($"mmdrop of {mm.Name}: not a live user mm");
+        if (mm.Pgd.Tables.Count != 1) throw new ModelBugException($"mmdrop of {mm.Name}: {mm.Pgd.Tables.Count - 1} page tables below the root remain");
+        mm.Pgd.ForgetTable(mm.Pgd.Root);
+        Mem.FreePages(mm.Pgd.Root.Pfn, 0, FrameOwner.PageTable, "pgd_free");
+        _mms.Remove(mm);
     }
 
     /// <summary>The mm whose TLB entries carry <paramref name="asid"/> (global: init_mm), or null.</summary>
@@ -216,6 +236,7 @@ public sealed class Kernel : IPteObserver, IKernelView
     IReadOnlyList<KernelEvent> IKernelView.StepEvents => Events.StepEvents;
     IReadOnlyList<FrameFree> IKernelView.StepFrees => Events.StepFrees;
     IVmallocView IKernelView.Vmalloc => Vmalloc;
+    IHgmView IKernelView.Hgm => Hgm;
 
     /// <summary>Every entry store of every page table: the event log and the TLB bookkeeping.</summary>
     void IPteObserver.OnPteChange(PageTable mm, PtTable table, int index, Pte oldPte, Pte newPte)

@@ -54,6 +54,7 @@ public static class VariantTargets
     /// interleaves them with what frees and reshapes their pages.</summary>
     private static readonly Type[] Races = [Fam<PageCacheFamily>(), Fam<ScheduleFamily>()];
     private static readonly Type[] Vmalloc = [Fam<VmallocFamily>()];
+    private static readonly Type[] Hgm = [Fam<HgmFamily>()];
 
     /// <summary>One entry per buggy variant, in KernelVariants.All order.</summary>
     public static IReadOnlyList<VariantTarget> All { get; } =
@@ -101,6 +102,16 @@ public static class VariantTargets
         Buggy("broken-set-memory-no-alias", Inv<DirectMapAliasPermissions>()) with { MaxReproOps = 2, Focus = Vmalloc },
         // The stale read-only alias is incoherent once the reset made it writable again, and it covers a freed page.
         Buggy("broken-reset-perms-skips-direct-map-flush", Inv<TlbCoherentAfterFlush>(), Inv<DirectMapAliasPermissions>()) with { MaxReproOps = 4, SearchTests = 250, Focus = Vmalloc },
+        // HugeTLB high-granularity mapping: v2 mapcounts against HVO, and one breakage per HGM invariant.
+        Buggy("hgm-v2-hvo", Inv<NoWriteThroughReadOnlyVmemmap>(), Inv<MapcountEqualsPageTableReferences>()) with { MaxReproOps = 7, Focus = Hgm },
+        Buggy("broken-hgm-continue-skips-mapcount", Inv<MapcountEqualsPageTableReferences>()) with { MaxReproOps = 7, Focus = Hgm },
+        Buggy("broken-hgm-collapse-skips-folio-get", Inv<RefcountCoversMappings>()) with { MaxReproOps = 8, Focus = Hgm },
+        Buggy("broken-hgm-continue-maps-next-subpage", Inv<HugetlbPteShape>(), Inv<UserLeafMapsLiveFolio>()) with { MaxReproOps = 7, Focus = Hgm },
+        Buggy("broken-hgm-split-ignores-huge-alignment", Inv<VmaTreeWellFormed>()) with { MaxReproOps = 4, Focus = Hgm },
+        Buggy("broken-hgm-punch-hole-skips-unmap", Inv<UserLeafMapsLiveFolio>()) with { MaxReproOps = 4, Focus = Hgm },
+        Buggy("broken-hgm-collapse-frees-tables-before-flush", Inv<NoFreedFrameReachable>(), Inv<TlbCoherentAfterFlush>(), Inv<NoKernelOops>()) with { MaxReproOps = 10, SearchTests = 600, Focus = Hgm },
+        // Without i_mmap_rwsem a hole punch can also run inside the collapse, which then maps a folio the punch took out of the page cache.
+        Buggy("broken-hgm-collapse-skips-vma-lock", Inv<NoKernelOops>(), Inv<UserLeafMapsLiveFolio>()) with { MaxReproOps = 11, SearchTests = 600, Focus = Hgm },
     ];
 
     /// <summary>The entry of a variant; null for a correct one.</summary>

@@ -30,6 +30,11 @@ public static class InvariantRegistry
         new StructPageMatchesOwner(),
         new DirectMapAliasPermissions(),
         new BackingPagesIndependent(),
+        new VmaTreeWellFormed(),
+        new HugetlbPteShape(),
+        new UserLeafMapsLiveFolio(),
+        new MapcountEqualsPageTableReferences(),
+        new RefcountCoversMappings(),
     ];
 
     public static IInvariant ByName(string name) =>

@@ -180,6 +180,10 @@ public sealed record KernelVariant
     public VmallocOptions Vmalloc { get; init; } = new();
     /// <summary>The huge-vmalloc meta-test breakages (Engine/Config/VmallocOptions.cs).</summary>
     public VmallocBreakage VmallocBreakage { get; init; } = new();
+    /// <summary>The HGM design switches (Engine/Config/HgmOptions.cs).</summary>
+    public HgmOptions Hgm { get; init; } = new();
+    /// <summary>The HGM meta-test breakages (Engine/Config/HgmOptions.cs).</summary>
+    public HgmBreakage HgmBreakage { get; init; } = new();
 
     public override string ToString() => Name;
 }

@@ -1,7 +1,7 @@
 namespace PropertySuite.Engine.Mm;
 
 /// <summary>Kernel error numbers the model returns as values (never as exceptions).</summary>
-public enum Errno { Ok = 0, ENOMEM = 12, EBUSY = 16, EINVAL = 22, EFAULT = 14, ENOENT = 2, ENOTSUPP = 524 }
+public enum Errno { Ok = 0, ENOMEM = 12, EBUSY = 16, EINVAL = 22, EFAULT = 14, ENOENT = 2, EAGAIN = 11, EEXIST = 17, ENOTSUPP = 524 }
 
 /// <summary>
 /// An internal inconsistency of the model itself (the model's BUG_ON). Carries the evidence in

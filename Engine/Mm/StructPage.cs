@@ -47,6 +47,8 @@ public record struct StructPage
     public int Mapcount;
     /// <summary>compound_head: for a tail, the vmemmap address of its head with bit 0 set; else 0.</summary>
     public ulong CompoundHead;
+    /// <summary>folio->_entire_mapcount as a plain count (whole-folio mappings), meaningful in the first tail page.</summary>
+    public int EntireMapcount;
     /// <summary>folio->_folio_order, meaningful in the first tail page.</summary>
     public byte Order;
     /// <summary>page->private.</summary>
@@ -65,6 +67,7 @@ public record struct StructPage
     {
         var parts = new List<string> { $"flags={Flags}", $"ref={Refcount}" };
         if (Mapcount != 0) parts.Add($"map={Mapcount}");
+        if (EntireMapcount != 0) parts.Add($"entire_map={EntireMapcount}");
         if (CompoundHead != 0) parts.Add($"compound_head={CompoundHead:x}");
         if (Order != 0) parts.Add($"order={Order}");
         if (Private != 0) parts.Add($"private={Private}");

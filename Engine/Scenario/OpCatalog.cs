@@ -45,6 +45,22 @@ public static class OpCatalog
         ["set_memory_nx"] = ((r, _) => new SetMemoryOp(SetMemoryKind.Nx, r.Handle('v'), r.Size("offset", 0, MaxOpSize), r.Int("pages", 1, 1 << 24)), null),
         ["read_direct_map"] = ((r, _) => new ReadDirectMapOp(r.Handle('v'), r.Size("offset", 0, MaxOpSize)), null),
         ["hvo_knob"] = ((r, _) => new HvoKnobOp(HugetlbOpText.OnOff(r)), null),
+        // HugeTLB high-granularity mapping (HgmOps.cs)
+        ["hgm_mmap"] = ((r, _) => new HgmMmapOp(r.Size("hugetlb size", 1, MaxOpSize), r.Int("pages", 1, HgmOpText.MaxFilePages), HgmOpText.Flag(r, "anon")), 'a'),
+        ["hgm_touch"] = ((r, _) => new HgmTouchOp(r.Handle('a'), HgmOpText.Offset(r), HgmOpText.Flag(r, "write")), null),
+        ["madvise_split"] = ((r, _) => new MadviseSplitOp(r.Handle('a'), HgmOpText.Offset(r), HgmOpText.Offset(r)), null),
+        ["uffd_register"] = ((r, _) => new UffdRegisterOp(r.Handle('a'), HgmOpText.Offset(r), HgmOpText.Offset(r), HgmOpText.Mode(r, "minor", "wp")), null),
+        ["uffdio_continue"] = ((r, _) => new UffdioContinueOp(r.Handle('a'), HgmOpText.Offset(r), HgmOpText.Offset(r)), null),
+        ["madvise_collapse"] = ((r, _) => new MadviseCollapseOp(r.Handle('a'), HgmOpText.Offset(r), HgmOpText.Offset(r)), null),
+        ["hgm_munmap"] = ((r, _) => new HgmMunmapOp(r.Handle('a'), HgmOpText.Offset(r), HgmOpText.Offset(r)), null),
+        ["hgm_mprotect"] = ((r, _) => new HgmMprotectOp(r.Handle('a'), HgmOpText.Offset(r), HgmOpText.Offset(r), !HgmOpText.Mode(r, "ro", "rw")), null),
+        ["hgm_fork"] = ((r, _) => new HgmForkOp(r.Handle('a')), 'a'),
+        ["hgm_alias"] = ((r, _) => new HgmAliasOp(r.Handle('a')), 'a'),
+        ["hgm_exit"] = ((r, _) => new HgmExitOp(r.Handle('a')), null),
+        ["hgm_walk"] = ((r, _) => new HgmWalkOp(r.Handle('a'), HgmOpText.Offset(r)), null),
+        ["hgm_punch_hole"] = ((r, _) => new HgmPunchHoleOp(r.Handle('a'), r.Int("index", 0, HgmOpText.MaxFilePages)), null),
+        ["hgm_truncate"] = ((r, _) => new HgmTruncateOp(r.Handle('a'), r.Int("pages", 0, HgmOpText.MaxFilePages)), null),
+        ["hgm_memory_failure"] = ((r, _) => new HgmMemoryFailureOp(r.Handle('a'), r.Int("index", 0, HgmOpText.MaxFilePages), r.Int("subpage", 0, 1L << 32)), null),
     };
 
     public static IEnumerable<string> KnownVerbs => Verbs.Keys.Order(StringComparer.Ordinal);

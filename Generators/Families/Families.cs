@@ -20,6 +20,7 @@ public static class Families
         new PageCacheFamily(),
         new HugetlbFamily(),
         new VmallocFamily(),
+        new HgmFamily(),
     ];
 
     /// <summary>Looks a family up by name.</summary>
