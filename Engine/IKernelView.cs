@@ -43,6 +43,9 @@ public interface IKernelView
     IFilemapView? Filemap { get; }
     /// <summary>vmalloc: live vm areas and the lazily freed ranges awaiting their flush.</summary>
     IVmallocView Vmalloc { get; }
+
+    /// <summary>Memory hot-plug: sections, walkers' held tables (Engine/Hotplug).</summary>
+    PropertySuite.Engine.Hotplug.IHotplugView Hotplug { get; }
 }
 
 public interface IPhysMemView

@@ -65,6 +65,8 @@ public sealed class Kernel : IPteObserver, IKernelView
     public Hugetlb Hugetlb { get; private set; } = null!;
     public Hwpoison Hwpoison { get; private set; } = null!;
     public Arm64Flush Arm64Flush { get; private set; } = null!;
+    /// <summary>Memory hot-plug (Engine/Hotplug): memory blocks beside boot memory.</summary>
+    public PropertySuite.Engine.Hotplug.MemoryHotplug Hotplug { get; private set; } = null!;
     private Filemap? _filemap;
 
     /// <summary>The page cache, created on first use (it registers its frame accountant then;
@@ -135,6 +137,9 @@ public sealed class Kernel : IPteObserver, IKernelView
         FrameAccountants.Add((FrameOwner.HugetlbFolio, "hugetlb folios of the hstates", () => Hugetlb.PagesInFolios));
         Hwpoison = new Hwpoison(this);
         Arm64Flush = new Arm64Flush(this);
+        Hotplug = new PropertySuite.Engine.Hotplug.MemoryHotplug(this);
+        FrameAccountants.Add((FrameOwner.Offline, "present memory that is not online", () => Hotplug.OfflineFrames));
+        Vmemmap.AddOffTableHolder(() => Hotplug.VmemmapFramesInFlight);
     }
 
     /// <summary>Boots a machine: linear map, vmemmap, buddy allocator, then the mechanisms.</summary>
@@ -209,6 +214,7 @@ public sealed class Kernel : IPteObserver, IKernelView
     IFilemapView? IKernelView.Filemap => _filemap;
     IReadOnlyList<KernelEvent> IKernelView.StepEvents => Events.StepEvents;
     IVmallocView IKernelView.Vmalloc => Vmalloc;
+    PropertySuite.Engine.Hotplug.IHotplugView IKernelView.Hotplug => Hotplug;
 
     /// <summary>Every entry store of every page table: the event log and the TLB bookkeeping.</summary>
     void IPteObserver.OnPteChange(PageTable mm, PtTable table, int index, Pte oldPte, Pte newPte)

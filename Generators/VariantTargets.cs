@@ -54,6 +54,7 @@ public static class VariantTargets
     /// interleaves them with what frees and reshapes their pages.</summary>
     private static readonly Type[] Races = [Fam<PageCacheFamily>(), Fam<ScheduleFamily>()];
     private static readonly Type[] Vmalloc = [Fam<VmallocFamily>()];
+    private static readonly Type[] Hotplug = [Fam<HotplugFamily>()];
 
     /// <summary>One entry per buggy variant, in KernelVariants.All order.</summary>
     public static IReadOnlyList<VariantTarget> All { get; } =
@@ -90,6 +91,13 @@ public static class VariantTargets
         Buggy("broken-huge-vmalloc-ignores-opt-in", Inv<HugeVmapLeafOnlyWhereAllowed>()) with { MaxReproOps = 2, Focus = Vmalloc },
         Buggy("broken-pmd-free-pte-page-skips-flush", Inv<NoFreedFrameReachable>(), Inv<TlbCoherentAfterFlush>(), Inv<BreakBeforeMake>()) with { MaxReproOps = 6, Focus = Vmalloc },
         Buggy("broken-vmap-reuse-before-purge", Inv<TlbCoherentAfterFlush>(), Inv<NoFreedFrameReachable>(), Inv<BreakBeforeMake>()) with { MaxReproOps = 5, Focus = Vmalloc },
+        // Memory hot-plug: ptdump against the teardown, sub-section vmemmap, the removal and the accounting.
+        Buggy("ptdump-without-get-online-mems", Inv<NoWalkerHoldsFreedTable>()) with { MaxReproOps = 6, Focus = Hotplug },
+        Buggy("arm64-vmemmap-pmd-for-subsections", Inv<SectionsHavePrivateLeaves>()) with { MaxReproOps = 3, Focus = Hotplug },
+        Buggy("broken-remove-keeps-linear-map", Inv<RemovedMemoryIsGone>()) with { MaxReproOps = 2, Focus = Hotplug },
+        Buggy("broken-offline-keeps-section-online", Inv<OnlineAccounting>()) with { MaxReproOps = 3, Focus = Hotplug },
+        Buggy("broken-remove-skips-mem-hotplug-begin", Inv<NoWalkerHoldsFreedTable>()) with { MaxReproOps = 6, Focus = Hotplug },
+        Buggy("broken-subsection-vmemmap-pmd", Inv<SectionsHavePrivateLeaves>()) with { MaxReproOps = 3, Focus = Hotplug },
     ];
 
     /// <summary>The entry of a variant; null for a correct one.</summary>

@@ -26,6 +26,10 @@ public static class InvariantRegistry
         new VmallocMappingsExact(),
         new HugeVmapLeafOnlyWhereAllowed(),
         new NoFreedFrameReachable(),
+        new OnlineAccounting(),
+        new RemovedMemoryIsGone(),
+        new SectionsHavePrivateLeaves(),
+        new NoWalkerHoldsFreedTable(),
     ];
 
     public static IInvariant ByName(string name) =>

@@ -161,6 +161,7 @@ public sealed record KernelVariant
             Arm64.Validate(arch);
             Broken.Validate(this);
             Vmalloc.Validate();
+            Hotplug.Validate(arch);
         }
         catch (ConfigException e)
         {
@@ -172,6 +173,11 @@ public sealed record KernelVariant
     public VmallocOptions Vmalloc { get; init; } = new();
     /// <summary>The huge-vmalloc meta-test breakages (Engine/Config/VmallocOptions.cs).</summary>
     public VmallocBreakage VmallocBreakage { get; init; } = new();
+
+    /// <summary>The memory hot-plug switches (Engine/Config/HotplugOptions.cs).</summary>
+    public HotplugOptions Hotplug { get; init; } = new();
+    /// <summary>The memory hot-plug meta-test breakages (Engine/Config/HotplugOptions.cs).</summary>
+    public HotplugBreakage HotplugBreakage { get; init; } = new();
 
     public override string ToString() => Name;
 }

@@ -38,6 +38,13 @@ public static class OpCatalog
         ["vmalloc_huge"] = ((r, _) => new VmallocHugeOp(r.Size("size", 1, MaxOpSize)), 'v'),
         ["vm_unmap_aliases"] = ((r, _) => new VmUnmapAliasesOp(), null),
         ["hvo_knob"] = ((r, _) => new HvoKnobOp(HugetlbOpText.OnOff(r)), null),
+        ["add_memory"] = ((r, _) => HotplugOpText.Parse(HotplugCall.AddMemory, r), null),
+        ["online_pages"] = ((r, _) => HotplugOpText.Parse(HotplugCall.OnlinePages, r), null),
+        ["offline_pages"] = ((r, _) => HotplugOpText.Parse(HotplugCall.OfflinePages, r), null),
+        ["remove_memory"] = ((r, _) => HotplugOpText.Parse(HotplugCall.RemoveMemory, r), null),
+        ["memremap_pages"] = ((r, _) => HotplugOpText.Parse(HotplugCall.MemremapPages, r), null),
+        ["memunmap_pages"] = ((r, _) => HotplugOpText.Parse(HotplugCall.MemunmapPages, r), null),
+        ["ptdump"] = ((r, _) => new PtdumpOp(), null),
     };
 
     public static IEnumerable<string> KnownVerbs => Verbs.Keys.Order(StringComparer.Ordinal);

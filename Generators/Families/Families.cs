@@ -20,6 +20,7 @@ public static class Families
         new PageCacheFamily(),
         new HugetlbFamily(),
         new VmallocFamily(),
+        new HotplugFamily(),
     ];
 
     /// <summary>Looks a family up by name.</summary>
