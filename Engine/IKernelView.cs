@@ -51,6 +51,9 @@ public interface IKernelView
     IVmallocView Vmalloc { get; }
     /// <summary>HugeTLB high-granularity mapping: hugetlbfs files and user address spaces.</summary>
     IHgmView Hgm { get; }
+
+    /// <summary>Memory hot-plug: sections, walkers' held tables (Engine/Hotplug).</summary>
+    PropertySuite.Engine.Hotplug.IHotplugView Hotplug { get; }
 }
 
 public interface IPhysMemView

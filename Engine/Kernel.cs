@@ -67,6 +67,8 @@ public sealed class Kernel : IPteObserver, IKernelView
     public Arm64Flush Arm64Flush { get; private set; } = null!;
     /// <summary>HugeTLB high-granularity mapping over user address spaces (Engine/Hgm).</summary>
     public HugetlbHgm Hgm { get; private set; } = null!;
+    /// <summary>Memory hot-plug (Engine/Hotplug): memory blocks beside boot memory.</summary>
+    public PropertySuite.Engine.Hotplug.MemoryHotplug Hotplug { get; private set; } = null!;
     private Filemap? _filemap;
 
     /// <summary>The page cache, created on first use (it registers its frame accountant then;
@@ -139,6 +141,9 @@ public sealed class Kernel : IPteObserver, IKernelView
         Hwpoison = new Hwpoison(this);
         Arm64Flush = new Arm64Flush(this);
         Hgm = new HugetlbHgm(this); // its folios are the hstates'; its page tables are counted with every mm's
+        Hotplug = new PropertySuite.Engine.Hotplug.MemoryHotplug(this);
+        FrameAccountants.Add((FrameOwner.Offline, "present memory that is not online", () => Hotplug.OfflineFrames));
+        Vmemmap.AddOffTableHolder(() => Hotplug.VmemmapFramesInFlight);
     }
 
     /// <summary>Boots a machine: linear map, vmemmap, buddy allocator, then the mechanisms.</summary>
@@ -237,6 +242,7 @@ public sealed class Kernel : IPteObserver, IKernelView
     IReadOnlyList<FrameFree> IKernelView.StepFrees => Events.StepFrees;
     IVmallocView IKernelView.Vmalloc => Vmalloc;
     IHgmView IKernelView.Hgm => Hgm;
+    PropertySuite.Engine.Hotplug.IHotplugView IKernelView.Hotplug => Hotplug;
 
     /// <summary>Every entry store of every page table: the event log and the TLB bookkeeping.</summary>
     void IPteObserver.OnPteChange(PageTable mm, PtTable table, int index, Pte oldPte, Pte newPte)

@@ -185,7 +185,11 @@ public static class ScenarioGenerator
         var memories = options.MemorySizes.Where(m => IsValid(arch, new MachineConfig(m, 1))).ToList();
         long memory = memories.Count > 0 ? rng.Pick(memories) : MinMemory(arch);
         int cpus = DrawCpus(rng, options.MaxCpus);
-        var machine = new MachineConfig(memory, cpus);
+        // A hot-plug range beside boot memory when the hot-plug family takes part (drawn from
+        // nothing: the other draws of the scenario stay as they were).
+        long hotplug = options.Families.Any(f => f is HotplugFamily && f.AppliesTo(arch, variant)) ? HotplugFamily.RangeBytes(arch) : 0;
+        var machine = new MachineConfig(memory, cpus, hotplug);
+        if (!IsValid(arch, machine)) machine = machine with { HotplugBytes = 0 };
         var s = new GenState(arch, machine, variant, options.Invariants);
 
         var applicable = options.Families.Where(f => f.AppliesTo(arch, variant)).ToList();

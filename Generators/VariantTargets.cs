@@ -55,6 +55,7 @@ public static class VariantTargets
     private static readonly Type[] Races = [Fam<PageCacheFamily>(), Fam<ScheduleFamily>()];
     private static readonly Type[] Vmalloc = [Fam<VmallocFamily>()];
     private static readonly Type[] Hgm = [Fam<HgmFamily>()];
+    private static readonly Type[] Hotplug = [Fam<HotplugFamily>()];
 
     /// <summary>One entry per buggy variant, in KernelVariants.All order.</summary>
     public static IReadOnlyList<VariantTarget> All { get; } =
@@ -112,6 +113,18 @@ public static class VariantTargets
         Buggy("broken-hgm-collapse-frees-tables-before-flush", Inv<NoFreedFrameReachable>(), Inv<TlbCoherentAfterFlush>(), Inv<NoKernelOops>()) with { MaxReproOps = 10, SearchTests = 600, Focus = Hgm },
         // Without i_mmap_rwsem a hole punch can also run inside the collapse, which then maps a folio the punch took out of the page cache.
         Buggy("broken-hgm-collapse-skips-vma-lock", Inv<NoKernelOops>(), Inv<UserLeafMapsLiveFolio>()) with { MaxReproOps = 11, SearchTests = 600, Focus = Hgm },
+        // Memory hot-plug: ptdump against the teardown, sub-section vmemmap, the removal and the accounting.
+        // Measured with `find rates 600`: ptdump-without-get-online-mems 5 (0.83 %),
+        // broken-remove-skips-mem-hotplug-begin 2 (0.33 %); the walk must be inside the hot block's
+        // own PMD table when the remove runs, which needs 1G of boot memory (1 in 3 machines).
+        // Too few finds for the p_low bound above: these two are ln(100) / p at the measured p,
+        // to be re-measured with a larger N.
+        Buggy("ptdump-without-get-online-mems", Inv<NoWalkerHoldsFreedTable>()) with { SearchTests = 551, MaxReproOps = 6, Focus = Hotplug },
+        Buggy("arm64-vmemmap-pmd-for-subsections", Inv<SectionsHavePrivateLeaves>()) with { MaxReproOps = 3, Focus = Hotplug },
+        Buggy("broken-remove-keeps-linear-map", Inv<RemovedMemoryIsGone>()) with { MaxReproOps = 2, Focus = Hotplug },
+        Buggy("broken-offline-keeps-section-online", Inv<OnlineAccounting>()) with { MaxReproOps = 3, Focus = Hotplug },
+        Buggy("broken-remove-skips-mem-hotplug-begin", Inv<NoWalkerHoldsFreedTable>()) with { SearchTests = 1380, MaxReproOps = 6, Focus = Hotplug },
+        Buggy("broken-subsection-vmemmap-pmd", Inv<SectionsHavePrivateLeaves>()) with { MaxReproOps = 3, Focus = Hotplug },
     ];
 
     /// <summary>The entry of a variant; null for a correct one.</summary>

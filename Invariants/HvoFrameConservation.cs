@@ -25,10 +25,13 @@ public sealed class HvoFrameConservation : IInvariant
     {
         if (k.LiveTasks.Count > 0) return null;
         long framesPerSection = k.Arch.SectionVmemmapBytes >> k.Arch.PageShift;
-        long sections = 0;
+        long sections = 0, expected = 0;
         for (long s = 0; s < k.Mem.NrSections; s++)
-            if (k.Mem.SectionStateOf(s) is SectionState.Online or SectionState.Offline or SectionState.Present) sections++;
-        long expected = sections * framesPerSection;
+            if (k.Mem.SectionStateOf(s) is SectionState.Online or SectionState.Offline or SectionState.Present)
+            {
+                sections++;
+                expected += k.Hotplug.Section(s).Device ? DeviceSectionFrames(k, s) : framesPerSection;
+            }
         var v = k.PeekView;
         int r = k.Hugetlb.ReservePages;
         long optimized = 0;
@@ -42,5 +45,17 @@ public sealed class HvoFrameConservation : IInvariant
         long actual = k.Mem.Count(FrameOwner.Vmemmap);
         if (actual == expected) return null;
         return new(Name, $"{actual} vmemmap frames, expected {expected} ({sections} sections × {framesPerSection} − (V − {r}) for each of {optimized} optimized folios): {(actual > expected ? "leaked" : "freed")} {Math.Abs(actual - expected)} more");
+    }
+
+    /// <summary>A ZONE_DEVICE section (memremap_pages, Engine/Hotplug) got the memmap of its
+    /// present sub-sections only: their vmemmap pages, or the section's whole PMD block where
+    /// population mapped one.</summary>
+    private static long DeviceSectionFrames(IKernelView k, long s)
+    {
+        ulong start = k.Arch.PfnToPage(s * k.Arch.PagesPerSection);
+        var w = k.SwapperPgDir.Walk(start);
+        if (w.IsLeaf && w.Level > Engine.Config.PtLevel.Pte) return k.Arch.SectionVmemmapBytes >> k.Arch.PageShift;
+        long perSub = k.Hotplug.SubsectionPages * Engine.Config.ArchConfig.StructPageSize >> k.Arch.PageShift;
+        return System.Numerics.BitOperations.PopCount(k.Hotplug.Section(s).SubsectionMap) * perSub;
     }
 }

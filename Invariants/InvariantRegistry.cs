@@ -35,6 +35,10 @@ public static class InvariantRegistry
         new UserLeafMapsLiveFolio(),
         new MapcountEqualsPageTableReferences(),
         new RefcountCoversMappings(),
+        new OnlineAccounting(),
+        new RemovedMemoryIsGone(),
+        new SectionsHavePrivateLeaves(),
+        new NoWalkerHoldsFreedTable(),
     ];
 
     public static IInvariant ByName(string name) =>

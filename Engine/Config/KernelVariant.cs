@@ -169,6 +169,7 @@ public sealed record KernelVariant
             Arm64.Validate(arch);
             Broken.Validate(this);
             Vmalloc.Validate();
+            Hotplug.Validate(arch);
         }
         catch (ConfigException e)
         {
@@ -184,6 +185,11 @@ public sealed record KernelVariant
     public HgmOptions Hgm { get; init; } = new();
     /// <summary>The HGM meta-test breakages (Engine/Config/HgmOptions.cs).</summary>
     public HgmBreakage HgmBreakage { get; init; } = new();
+
+    /// <summary>The memory hot-plug switches (Engine/Config/HotplugOptions.cs).</summary>
+    public HotplugOptions Hotplug { get; init; } = new();
+    /// <summary>The memory hot-plug meta-test breakages (Engine/Config/HotplugOptions.cs).</summary>
+    public HotplugBreakage HotplugBreakage { get; init; } = new();
 
     public override string ToString() => Name;
 }

@@ -126,6 +126,31 @@ public sealed class BuddyAllocator : IBuddyView
         return pfn;
     }
 
+    /// <summary>Removes [start, start+count), wholly free and aligned to MAX_PAGE_ORDER blocks,
+    /// from the free lists (offline_pages: isolated pages leave the buddy). A free block never
+    /// straddles a max-order boundary, so every block inside the range lies wholly inside it.</summary>
+    public void TakeFreeRange(long start, long count)
+    {
+        long top = 1L << _maxOrder;
+        if ((start & (top - 1)) != 0 || (count & (top - 1)) != 0)
+            throw new ModelBugException($"buddy take of {start:x}+{count}: not aligned to MAX_PAGE_ORDER blocks");
+        long taken = 0;
+        foreach (var (s, n) in _maxOrderBlocks.Overlapping(start, start + count).ToList())
+        {
+            long a = Math.Max(s, start), b = Math.Min(s + n, start + count);
+            _maxOrderBlocks.Remove(a, b - a);
+            taken += b - a;
+        }
+        for (int order = 0; order < _maxOrder; order++)
+            foreach (long b in _freeArea[order].GetViewBetween(start, start + count - 1).ToList())
+            {
+                _freeArea[order].Remove(b);
+                taken += 1L << order;
+            }
+        if (taken != count) throw new ModelBugException($"buddy take of {start:x}+{count}: only {taken} pages were free");
+        NrFreePages -= count;
+    }
+
     /// <summary>Whether <paramref name="pfn"/> lies in a free block (slow; for checks).</summary>
     public bool IsFree(long pfn)
     {

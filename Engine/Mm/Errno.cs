@@ -1,7 +1,7 @@
 namespace PropertySuite.Engine.Mm;
 
 /// <summary>Kernel error numbers the model returns as values (never as exceptions).</summary>
-public enum Errno { Ok = 0, ENOMEM = 12, EBUSY = 16, EINVAL = 22, EFAULT = 14, ENOENT = 2, EAGAIN = 11, EEXIST = 17, ENOTSUPP = 524 }
+public enum Errno { Ok = 0, EPERM = 1, ENOENT = 2, EAGAIN = 11, ENOMEM = 12, EFAULT = 14, EBUSY = 16, EEXIST = 17, EINVAL = 22, ERANGE = 34, ENOTSUPP = 524 }
 
 /// <summary>
 /// An internal inconsistency of the model itself (the model's BUG_ON). Carries the evidence in
@@ -30,4 +30,7 @@ public enum FrameOwner : byte
     PageCache,
     /// <summary>Allocated and held by a task that has not yet installed or freed it.</summary>
     InFlight,
+    /// <summary>Present but not in the buddy: a hot-added memory block that is not (or no
+    /// longer) online, or ZONE_DEVICE memory added by memremap_pages (Engine/Hotplug).</summary>
+    Offline,
 }

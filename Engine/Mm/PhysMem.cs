@@ -7,7 +7,7 @@
 //   boot-reserved frames form one range [0, BootReservedEnd).
 // - Frame owners are the model's bookkeeping, not a kernel structure: the kernel does not know
 //   who owns a page. They exist so that conservation can be checked against independent records.
-// - Section states are tracked but memory hot-plug itself is a later mechanism.
+// - Section states are tracked here; memory hot-plug (Engine/Hotplug) changes them.
 using PropertySuite.Engine.Config;
 
 namespace PropertySuite.Engine.Mm;
@@ -72,6 +72,10 @@ public sealed class PhysMem : IPhysMemView
     }
 
     public SectionState SectionStateOf(long section) => _sectionState[section];
+
+    /// <summary>pfn_valid: the PFN lies in a present section (its struct page exists).</summary>
+    public bool PfnValid(long pfn) =>
+        pfn >= 0 && pfn < MaxPfn && _sectionState[pfn / _arch.PagesPerSection] is SectionState.Online or SectionState.Present or SectionState.Offline;
     public long PfnToSection(long pfn) => pfn / _arch.PagesPerSection;
 
     /// <summary>Frames with the given owner.</summary>
@@ -84,6 +88,20 @@ public sealed class PhysMem : IPhysMemView
             throw new ModelBugException($"section {section} added twice (state {_sectionState[section]})");
         _sectionState[section] = SectionState.Online;
         SetOwner(section * PagesPerSection, PagesPerSection, owner);
+    }
+
+    /// <summary>Sets a section's state (memory hot-plug, Engine/Hotplug/MemoryHotplug.cs).</summary>
+    internal void SetSectionState(long section, SectionState state) => _sectionState[section] = state;
+
+    /// <summary>Takes [pfn, pfn+count), every frame of it free, out of the buddy to
+    /// <paramref name="owner"/> (offline_pages after isolation). The range must be aligned to
+    /// MAX_PAGE_ORDER blocks, as a memory section is.</summary>
+    internal void TakeFreeRange(long pfn, long count, FrameOwner owner)
+    {
+        if (!AllOwnedBy(pfn, count, FrameOwner.Free))
+            throw new ModelBugException($"take of pfn range {pfn:x}+{count}: not every frame is free");
+        Buddy.TakeFreeRange(pfn, count);
+        SetOwner(pfn, count, owner);
     }
 
     public FrameOwner OwnerOf(long pfn)

@@ -159,7 +159,7 @@ public sealed record ReadStructPageOp(long Pfn) : Op
     public override string Verb => "read_page";
     public override string Args() => $"0x{Pfn:x}";
     public override KernelTask? CreateTask(RunContext rc) =>
-        Pfn >= rc.Kernel.Mem.MaxPfn ? null : new LambdaTask(ToString(), Body);
+        !rc.Kernel.Mem.PfnValid(Pfn) ? null : new LambdaTask(ToString(), Body);
 
     private IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx)
     {

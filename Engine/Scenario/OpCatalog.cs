@@ -61,6 +61,13 @@ public static class OpCatalog
         ["hgm_punch_hole"] = ((r, _) => new HgmPunchHoleOp(r.Handle('a'), r.Int("index", 0, HgmOpText.MaxFilePages)), null),
         ["hgm_truncate"] = ((r, _) => new HgmTruncateOp(r.Handle('a'), r.Int("pages", 0, HgmOpText.MaxFilePages)), null),
         ["hgm_memory_failure"] = ((r, _) => new HgmMemoryFailureOp(r.Handle('a'), r.Int("index", 0, HgmOpText.MaxFilePages), r.Int("subpage", 0, 1L << 32)), null),
+        ["add_memory"] = ((r, _) => HotplugOpText.Parse(HotplugCall.AddMemory, r), null),
+        ["online_pages"] = ((r, _) => HotplugOpText.Parse(HotplugCall.OnlinePages, r), null),
+        ["offline_pages"] = ((r, _) => HotplugOpText.Parse(HotplugCall.OfflinePages, r), null),
+        ["remove_memory"] = ((r, _) => HotplugOpText.Parse(HotplugCall.RemoveMemory, r), null),
+        ["memremap_pages"] = ((r, _) => HotplugOpText.Parse(HotplugCall.MemremapPages, r), null),
+        ["memunmap_pages"] = ((r, _) => HotplugOpText.Parse(HotplugCall.MemunmapPages, r), null),
+        ["ptdump"] = ((r, _) => new PtdumpOp(), null),
     };
 
     public static IEnumerable<string> KnownVerbs => Verbs.Keys.Order(StringComparer.Ordinal);

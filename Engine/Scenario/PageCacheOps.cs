@@ -163,7 +163,7 @@ public sealed record CompactPfnOp(long Pfn) : Op
     public override string Args() => $"0x{Pfn:x}";
 
     public override KernelTask? CreateTask(RunContext rc) =>
-        Pfn >= rc.Kernel.Mem.MaxPfn ? null : new LambdaTask(ToString(), (k, ctx) => PfnWalkOp.Body(k, ctx, k.Arch.PfnToPage(Pfn)));
+        !rc.Kernel.Mem.PfnValid(Pfn) ? null : new LambdaTask(ToString(), (k, ctx) => PfnWalkOp.Body(k, ctx, k.Arch.PfnToPage(Pfn)));
 
     public override IEnumerable<Op> ShrinkArgs()
     {

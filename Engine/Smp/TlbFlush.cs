@@ -116,9 +116,12 @@ public sealed class TlbFlush(ArchConfig arch, Cpu[] cpus, Func<ExecContext?> cur
             var p = _pending[i];
             if (p.Mm != mm || (p.WalkCache && !walkCaches) || !VaRange.Overlaps(p.Start, p.End, start, end)) continue;
             _pending.RemoveAt(i);
-            if (p.WalkCache) continue; // a cached table entry goes whole, whatever address it was flushed by
-            if (p.Start < start) _pending.Add(p with { End = start });
-            if (p.End - 1 > end - 1) _pending.Add(p with { Start = end });
+            // A flush of any address an entry translates invalidates that entry whole, as the
+            // CPUs' TLBs here drop it (Tlb.FlushRange): a block's one TLB entry (or its fractured
+            // copies) goes with an invalidation of one of its addresses, which is what arm64's
+            // unmap_hotplug_pmd_range relies on ("One TLBI should be sufficient here as the
+            // PMD_SIZE range is mapped with a single block entry") and INVLPG guarantees on x86.
+            // Each pending change is one entry's store, so it goes whole.
         }
     }
 }

@@ -21,6 +21,7 @@ public static class Families
         new HugetlbFamily(),
         new VmallocFamily(),
         new HgmFamily(),
+        new HotplugFamily(),
     ];
 
     /// <summary>Looks a family up by name.</summary>

@@ -1,0 +1,94 @@
+// Memory hot-plug operations (Engine/Hotplug): physical ranges as the kernel's entry points take
+// them, the errno a value the run records (KernelLog states "memory_hotplug.<fn>.<errno>").
+//
+//   add_memory 0x40000000 128M        add_memory(nid, start, size, MHP_NONE): present, offline
+//   online_pages 0x40000000 128M      online_pages of the block(s) (echo online > .../state)
+//   offline_pages 0x40000000 128M     offline_pages (echo offline > .../state)
+//   remove_memory 0x40000000 128M     remove_memory(start, size)
+//   memremap_pages 0x40000000 2M      memremap_pages of ZONE_DEVICE memory (sub-sections)
+//   memunmap_pages 0x40000000 2M      memunmap_pages
+//   ptdump                            ptdump_walk_pgd over init_mm (a walker task)
+//
+// Every one is a task, so `start` interleaves it with others; bad input (a range over boot
+// memory, misaligned, outside the hot-plug range) returns the kernel's errno as a value.
+using System.Globalization;
+using PropertySuite.Engine.Config;
+using PropertySuite.Engine.Mm;
+using PropertySuite.Engine.Smp;
+
+namespace PropertySuite.Engine.Scenario;
+
+/// <summary>Which hot-plug entry point a <see cref="HotplugRangeOp"/> calls.</summary>
+public enum HotplugCall { AddMemory, OnlinePages, OfflinePages, RemoveMemory, MemremapPages, MemunmapPages }
+
+/// <summary>`add_memory | online_pages | offline_pages | remove_memory | memremap_pages |
+/// memunmap_pages START SIZE`.</summary>
+public sealed record HotplugRangeOp(HotplugCall Call, long Address, long Size) : Op
+{
+    public static string VerbOf(HotplugCall c) => c switch
+    {
+        HotplugCall.AddMemory => "add_memory",
+        HotplugCall.OnlinePages => "online_pages",
+        HotplugCall.OfflinePages => "offline_pages",
+        HotplugCall.RemoveMemory => "remove_memory",
+        HotplugCall.MemremapPages => "memremap_pages",
+        _ => "memunmap_pages",
+    };
+
+    public override string Verb => VerbOf(Call);
+    public override string Args() => $"0x{Address:x} {ArchConfig.FormatSize(Size)}";
+
+    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), Body);
+
+    private IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx)
+    {
+        var h = k.Hotplug;
+        var ret = new Ret<Errno>(Errno.Ok);
+        int shift = k.Arch.PageShift;
+        return Call switch
+        {
+            HotplugCall.AddMemory => h.AddMemory(ctx, Address, Size, ret),
+            HotplugCall.OnlinePages => h.OnlinePages(ctx, Address >> shift, Size >> shift, ret),
+            HotplugCall.OfflinePages => h.OfflinePages(ctx, Address >> shift, Size >> shift, ret),
+            HotplugCall.RemoveMemory => h.RemoveMemory(ctx, Address, Size, ret),
+            HotplugCall.MemremapPages => h.MemremapPages(ctx, Address, Size, ret),
+            _ => h.MemunmapPages(ctx, Address, Size, ret),
+        };
+    }
+
+    /// <summary>Smaller sizes: one memory section of some configuration (128M, 512M) or one
+    /// sub-section (2M); a size the configuration cannot use is then an EINVAL no-op.</summary>
+    public override IEnumerable<Op> ShrinkArgs()
+    {
+        long[] sizes = Call is HotplugCall.MemremapPages or HotplugCall.MemunmapPages
+            ? [2L << 20]
+            : [.. ArchConfig.All.Select(a => a.SectionSize).Distinct().Order()];
+        foreach (long s in sizes.Where(s => s < Size)) yield return this with { Size = s };
+    }
+}
+
+/// <summary>`ptdump`: ptdump_walk_pgd over init_mm.</summary>
+public sealed record PtdumpOp : Op
+{
+    public override string Verb => "ptdump";
+    public override string Args() => "";
+    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => Walk(k, ctx));
+
+    private static IEnumerable<StepStatus> Walk(Kernel k, ExecContext ctx)
+    {
+        try
+        {
+            foreach (var s in k.Hotplug.PtdumpWalkPgd(ctx)) yield return s;
+        }
+        finally
+        {
+            k.Hotplug.Walkers.ReleaseAll(ctx.Task);
+        }
+    }
+}
+
+internal static class HotplugOpText
+{
+    public static HotplugRangeOp Parse(HotplugCall call, LineReader r) =>
+        new(call, r.Int("physical address", 0, Repro.MaxMemory), r.Size("size", 1, Repro.MaxMemory));
+}

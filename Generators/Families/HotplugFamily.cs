@@ -1,0 +1,175 @@
+// Generation of memory hot-plug operations (Engine/Scenario/HotplugOps.cs), drawn from the state
+// of the generation engine's memory blocks, weighted toward where the hot-plug bugs live:
+// - the life cycle of each block of the hot-plug range (add, online, offline, remove, and the
+//   re-add of the same range once it is gone), with removes preferred once a block is offline
+//   and a remove right after an offline that failed (the block still online: EBUSY);
+// - walkers started just before a remove: `cpuN: start ptdump`, a few `step cpuN`, then
+//   remove_memory on another CPU, so that the walk holds the tables the teardown frees;
+// - HugeTLB churn next to the block while it comes and goes (Anshuman Khandual's concern, S000):
+//   folios allocated, freed and dissolved while the block is online, so that offlining dissolves
+//   free folios in it and HVO's vmemmap changes sit next to the teardown's;
+// - ZONE_DEVICE sub-sections (memremap_pages / memunmap_pages of 2M pieces of one section) where
+//   the configuration offers them (4K base pages), so that two device ranges share a section;
+// - bad input now and then: a range over boot memory, misaligned, or past the hot-plug range,
+//   and offlining or removing boot memory (the kernel's errno, nothing changes).
+//
+// Bounds (why): the hot-plug range is two memory sections (RangeBytes): two blocks are enough
+// for a block next to a block and next to boot memory, and keep every step's checks small.
+using PropertySuite.Engine.Config;
+using PropertySuite.Engine.Mm;
+using PropertySuite.Engine.Scenario;
+
+namespace PropertySuite.Generators.Families;
+
+public sealed class HotplugFamily : IOpFamily
+{
+    public const string FamilyName = "hotplug";
+
+    public string Name => FamilyName;
+
+    public IReadOnlyList<string> Kinds { get; } = ["add_memory", "online_pages", "offline_pages", "remove_memory", "memremap_pages", "ptdump", "hugetlb", "bad_input"];
+
+    /// <summary>The hot-plug range generated machines get when this family applies: two sections.</summary>
+    public static long RangeBytes(ArchConfig arch) => 2 * arch.SectionSize;
+
+    /// <summary>Correct variants and the variants that focus on hot-plug (as VmallocFamily).</summary>
+    public bool AppliesTo(ArchConfig arch, NamedVariant variant) =>
+        variant.Correct || (VariantTargets.For(variant.Name)?.Focus.Contains(typeof(HotplugFamily)) ?? false);
+
+    public int Weight(GenState s) => s.Machine.HotplugBytes > 0 ? 12 : 0;
+
+    public Op? Next(GenState s, Prng rng)
+    {
+        if (s.Machine.HotplugBytes == 0) return null;
+        // A started walker followed by its steps, then the remove it was started for.
+        if (s.Ops.Count > 0 && s.Ops[^1] is PtdumpOp { Start: true } started && !s.Engine.Cpus[started.Cpu].Idle)
+            return new StepOp((int)rng.Range(1, 4)) { Cpu = started.Cpu };
+        if (s.Ops.Count > 1 && s.Ops[^1] is StepOp step && s.Ops[^2] is PtdumpOp { Start: true } && !s.Engine.Cpus[step.Cpu].Idle
+            && Removable(s).Count > 0 && s.IdleCpu(rng) is var c && c >= 0)
+            return Remove(s, rng) with { Cpu = c };
+        int cpu = s.IdleCpu(rng);
+        if (cpu < 0) return null;
+        var op = Draw(s, rng);
+        return op is null ? null : op with { Cpu = cpu };
+    }
+
+    /// <summary>The teardown and the walker are the multi-step paths worth starting.</summary>
+    public Op? NextTask(GenState s, Prng rng)
+    {
+        if (s.Machine.HotplugBytes == 0) return null;
+        if (Removable(s).Count > 0 && rng.Chance(50)) return Remove(s, rng);
+        return s.Enabled(this, "ptdump") ? new PtdumpOp() : Next(s, rng);
+    }
+
+    private static long HotStart(GenState s) => s.Machine.MemoryBytes;
+
+    private static SectionState State(GenState s, long block) => s.Engine.Mem.SectionStateOf(s.Engine.Hotplug.FirstHotplugSection + block);
+
+    private static int Blocks(GenState s) => (int)(s.Machine.HotplugBytes / s.Arch.SectionSize);
+
+    private static List<int> BlocksIn(GenState s, Func<SectionState, bool> which) =>
+        [.. Enumerable.Range(0, Blocks(s)).Where(b => !s.Engine.Hotplug.Section(s.Engine.Hotplug.FirstHotplugSection + b).Device && which(State(s, b)))];
+
+    private static List<int> Removable(GenState s) => BlocksIn(s, st => st is SectionState.Present or SectionState.Offline);
+
+    private static HotplugRangeOp Block(GenState s, HotplugCall call, int block) =>
+        new(call, HotStart(s) + block * s.Arch.SectionSize, s.Arch.SectionSize);
+
+    private static HotplugRangeOp Remove(GenState s, Prng rng) => Block(s, HotplugCall.RemoveMemory, rng.Pick(Removable(s)));
+
+    private Op? Draw(GenState s, Prng rng)
+    {
+        var absent = BlocksIn(s, st => st is SectionState.Absent or SectionState.Removed);
+        var offline = Removable(s);
+        var online = BlocksIn(s, st => st == SectionState.Online);
+        bool failedOffline = s.Ops.Count > 0 && s.Ops[^1] is HotplugRangeOp { Call: HotplugCall.OfflinePages } last
+            && online.Any(b => Block(s, HotplugCall.OfflinePages, b).Address == last.Address);
+        var choices = new List<(int W, Func<Op?> Make)>();
+        void Add(string kind, int weight, Func<Op?> make)
+        {
+            if (weight > 0 && s.Enabled(this, kind)) choices.Add((weight, make));
+        }
+        Add("add_memory", absent.Count > 0 ? 14 : 0, () => Block(s, HotplugCall.AddMemory, rng.Pick(absent)));
+        Add("online_pages", offline.Count > 0 ? 10 : 0, () => Block(s, HotplugCall.OnlinePages, rng.Pick(offline)));
+        Add("offline_pages", online.Count > 0 ? 12 : 0, () => Block(s, HotplugCall.OfflinePages, rng.Pick(online)));
+        Add("remove_memory", offline.Count > 0 ? 10 : failedOffline ? 20 : 0, () =>
+            failedOffline ? Block(s, HotplugCall.RemoveMemory, online[0]) : Remove(s, rng));
+        Add("ptdump", offline.Count > 0 && s.IdleCpus.Count > 1 ? 8 : 1, () => new PtdumpOp { Start = offline.Count > 0 });
+        Add("memremap_pages", SubsectionsOffered(s) ? 6 : 0, () => Device(s, rng));
+        Add("hugetlb", online.Count > 0 ? 10 : 0, () => Hugetlb(s, rng));
+        Add("bad_input", 2, () => BadInput(s, rng));
+        int i = rng.PickIndex(choices.Select(c => c.W).ToList());
+        return i < 0 ? null : choices[i].Make();
+    }
+
+    /// <summary>Sub-section hot-plug exists in the model where a sub-section's memmap is whole
+    /// vmemmap pages (MemoryHotplug.MemremapPages).</summary>
+    private static bool SubsectionsOffered(GenState s) => s.Engine.Hotplug.SubsectionPages * ArchConfig.StructPageSize % s.Arch.PageSize == 0;
+
+    /// <summary>memremap_pages of 1-4 sub-sections in a section that holds no System RAM, or
+    /// memunmap_pages of a range an earlier memremap_pages of this scenario mapped.</summary>
+    private static Op? Device(GenState s, Prng rng)
+    {
+        var hp = s.Engine.Hotplug;
+        long sub = hp.SubsectionPages << s.Arch.PageShift;
+        var mapped = s.Ops.OfType<HotplugRangeOp>().Where(o => o.Call == HotplugCall.MemremapPages
+            && hp.LifetimeOf(o.Address >> s.Arch.PageShift) is { } life && life.StartsWith("dev", StringComparison.Ordinal)).ToList();
+        if (mapped.Count > 0 && rng.Chance(40))
+        {
+            var m = rng.Pick(mapped);
+            return new HotplugRangeOp(HotplugCall.MemunmapPages, m.Address, m.Size);
+        }
+        var sections = Enumerable.Range(0, Blocks(s)).Where(b => State(s, b) is SectionState.Absent or SectionState.Removed || hp.Section(hp.FirstHotplugSection + b).Device).ToList();
+        if (sections.Count == 0) return null;
+        int block = rng.Pick(sections);
+        int count = (int)rng.Range(1, 4);
+        int at = (int)rng.Range(0, hp.SubsectionsPerSection - count);
+        return new HotplugRangeOp(HotplugCall.MemremapPages, HotStart(s) + block * s.Arch.SectionSize + at * sub, count * sub);
+    }
+
+    /// <summary>HugeTLB churn while a block is online: allocate (pool folios come from the
+    /// lowest free memory, so a full pool reaches the top of boot memory and the block),
+    /// free, dissolve.</summary>
+    private static Op Hugetlb(GenState s, Prng rng)
+    {
+        long size = s.Arch.PmdSize;
+        var live = s.Live('f');
+        int pick = rng.PickIndex([live.Count < 6 ? 10 : 1, live.Count > 0 ? 6 : 0, live.Count > 0 ? 4 : 0, 3]);
+        switch (pick)
+        {
+            case 1:
+            {
+                string h = rng.Pick(live);
+                return new HugetlbFreeOp(h);
+            }
+            case 2:
+            {
+                string h = rng.Pick(live);
+                s.RemoveLive(h);
+                return new DissolveOp(h);
+            }
+            case 3:
+                return new HugetlbPoolOp(size, rng.Range(1, 16));
+            default:
+            {
+                string h = s.FreshHandle('f');
+                s.AddLive(h);
+                return new HugetlbAllocOp(size) { Bind = h };
+            }
+        }
+    }
+
+    private static Op BadInput(GenState s, Prng rng)
+    {
+        long sec = s.Arch.SectionSize, hot = HotStart(s);
+        return rng.Next(6) switch
+        {
+            0 => new HotplugRangeOp(HotplugCall.AddMemory, 0, sec),                                 // over boot memory: EEXIST
+            1 => new HotplugRangeOp(HotplugCall.AddMemory, hot, sec / 2),                           // misaligned size: EINVAL
+            2 => new HotplugRangeOp(HotplugCall.AddMemory, hot + s.Machine.HotplugBytes, sec),      // past the range: ERANGE
+            3 => new HotplugRangeOp(HotplugCall.OfflinePages, hot - sec, sec),                      // boot memory: EPERM / EBUSY
+            4 => new HotplugRangeOp(HotplugCall.RemoveMemory, hot - sec, sec),                      // boot memory: EBUSY
+            _ => new HotplugRangeOp(HotplugCall.AddMemory, hot + sec / 2, sec),                     // misaligned start: EINVAL
+        };
+    }
+}
