@@ -30,6 +30,8 @@ public sealed class RunStatistics
     public SortedDictionary<string, long> Configs { get; } = new(StringComparer.Ordinal);
     public SortedDictionary<string, long> Variants { get; } = new(StringComparer.Ordinal);
     public SortedDictionary<int, long> Cpus { get; } = new();
+    /// <summary>Boot memory sizes drawn (bytes).</summary>
+    public SortedDictionary<long, long> Memories { get; } = new();
 
     /// <summary>Adds one scenario and its run.</summary>
     public void Add(Scenario s, RunResult r)
@@ -55,6 +57,7 @@ public sealed class RunStatistics
         Bump(Configs, s.Arch.Name);
         Bump(Variants, s.VariantName);
         Cpus[s.Machine.Cpus] = Cpus.GetValueOrDefault(s.Machine.Cpus) + 1;
+        Memories[s.Machine.MemoryBytes] = Memories.GetValueOrDefault(s.Machine.MemoryBytes) + 1;
     }
 
     /// <summary>Adds every counter of <paramref name="other"/>.</summary>
@@ -71,6 +74,7 @@ public sealed class RunStatistics
         foreach (var (k, v) in other.Configs) Bump(Configs, k, v);
         foreach (var (k, v) in other.Variants) Bump(Variants, k, v);
         foreach (var (k, v) in other.Cpus) Cpus[k] = Cpus.GetValueOrDefault(k) + v;
+        foreach (var (k, v) in other.Memories) Memories[k] = Memories.GetValueOrDefault(k) + v;
     }
 
     private static void Bump(SortedDictionary<string, long> d, string key, long by = 1) => d[key] = d.GetValueOrDefault(key) + by;

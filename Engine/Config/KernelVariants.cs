@@ -195,6 +195,9 @@ public static class KernelVariants
             D with { HotplugBreakage = new() { SubsectionVmemmapPmd = true } }, "x86_64-4k-l4"),
     ];
 
+    /// <summary>The name of today's correct kernel, the variant a repro without a variant line runs.</summary>
+    public const string DefaultName = "default";
+
     /// <summary>Looks a variant up by name.</summary>
     /// <exception cref="ConfigException">Unknown name; the message lists the known names.</exception>
     public static NamedVariant ByName(string name) =>

@@ -3,8 +3,8 @@
 // - allocation failure injected right before a path that restores vmemmap (free of a surplus
 //   folio, dissolve, pool shrink) reaches the restore-failure → surplus path, and right
 //   before a pool grow reaches the head-copy fallback and, with a burst of failures before a
-//   gigantic folio whose vmemmap spans several PMDs, the split failure that rolls a half-done
-//   walk back;
+//   gigantic folio whose vmemmap spans several PMDs (half of the injections, on a machine that
+//   holds one), the split failure that rolls a half-done walk back;
 // - `start` of an allocation or free on one CPU, with `step`s and memory_failure /
 //   flush_dcache_page on the same folio from another CPU, reaches the windows between the
 //   hugetlb flag and the remap;
@@ -62,7 +62,7 @@ public sealed class HugetlbFamily : IOpFamily
         if (roll < 58 && folios.Count > 0) return new MemoryFailureOp(rng.Pick(folios), Index(s, rng));
         if (roll < 64 && folios.Count > 0) return new FlushDcachePageOp(rng.Pick(folios), Index(s, rng));
         if (roll < 68) return new HvoKnobOp(rng.Chance(40));
-        if (roll < 78) return rng.Chance(15) ? new FailAllocOp(3, 16) : new FailAllocOp(rng.Next(4), 1 + rng.Next(2));
+        if (roll < 78) return rng.Chance(Gigantic(s).Count > 0 ? 50 : 15) ? new FailAllocOp(3, 16) : new FailAllocOp(rng.Next(4), 1 + rng.Next(2));
         int cpu = s.IdleCpu(rng);
         if (cpu < 0) return new StepOp(1 + rng.Next(32)) { Cpu = busyCpus[0] };
         if (roll < 92 || folios.Count == 0) return Alloc(s, rng, cpu, start: true);
@@ -76,8 +76,7 @@ public sealed class HugetlbFamily : IOpFamily
         // Allocations of a gigantic pool folio: 1 the folio, then the PTE tables of its PMDs in
         // the batch's split pass; a burst of failures from the 4th on stops that pass early, and
         // the remap walk then fails to split in the middle of the folio and rolls back.
-        var gigantic = s.Arch.HugetlbSizes.Where(z => s.Arch.HugePageOrder(z) > s.Arch.MaxPageOrder && 2 * z <= s.Machine.MemoryBytes
-            && s.Arch.VmemmapPagesPerFolio(z) * s.Arch.PageSize > s.Arch.PmdSize).ToList();
+        var gigantic = Gigantic(s);
         if (s.Ops[^1] is FailAllocOp { After: 3 } && gigantic.Count > 0 && rng.Chance(60))
             return new HugetlbPoolOp(rng.Pick(gigantic), 1);
         int pick = rng.Next(folios.Count > 0 ? 5 : 2);
@@ -90,6 +89,12 @@ public sealed class HugetlbFamily : IOpFamily
             _ => new HugetlbPoolOp(Size(s, rng), 0),
         };
     }
+
+    /// <summary>The gigantic sizes that fit twice in the machine and whose vmemmap spans several
+    /// PMDs (so a split can fail in the middle of the walk).</summary>
+    private static List<long> Gigantic(GenState s) =>
+        s.Arch.HugetlbSizes.Where(z => s.Arch.HugePageOrder(z) > s.Arch.MaxPageOrder && 2 * z <= s.Machine.MemoryBytes
+            && s.Arch.VmemmapPagesPerFolio(z) * s.Arch.PageSize > s.Arch.PmdSize).ToList();
 
     private static Op Alloc(GenState s, Prng rng, int cpu, bool start)
     {
