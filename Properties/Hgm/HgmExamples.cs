@@ -12,6 +12,7 @@ using PropertySuite.Invariants;
 
 namespace PropertySuite.Properties.Hgm;
 
+[Trait("Category", "hgm")]
 public class HgmExamples
 {
     internal static string Header(string variant, string memory = "256M", int cpus = 2) =>

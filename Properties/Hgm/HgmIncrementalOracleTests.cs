@@ -14,6 +14,7 @@ using PropertySuite.Invariants;
 
 namespace PropertySuite.Properties.Hgm;
 
+[Trait("Category", "hgm")]
 public class HgmIncrementalOracleTests
 {
     [Theory]

@@ -17,6 +17,7 @@ namespace PropertySuite.Properties.Hgm;
 /// granularity mapping writes a tail struct page through read-only vmemmap) and v1 + HVO holds.
 /// Deterministic: seeds come from the property names, no timing is printed.
 /// </summary>
+[Trait("Category", "hgm")]
 public class HgmOutcomesSnapshotTests
 {
     /// <summary>(variant, mapcount semantics, HVO) in the order of the matrix.</summary>

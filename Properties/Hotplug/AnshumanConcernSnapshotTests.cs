@@ -26,6 +26,7 @@ using PropertySuite.Properties.Infra;
 
 namespace PropertySuite.Properties.Hotplug;
 
+[Trait("Category", "hotplug")]
 public class AnshumanConcernSnapshotTests
 {
     private static readonly (string Variant, string What)[] Variants =

@@ -8,6 +8,7 @@ using PropertySuite.Invariants;
 
 namespace PropertySuite.Properties.Hotplug;
 
+[Trait("Category", "hotplug")]
 public class HotplugProperties
 {
     public static TheoryData<string> Configs => new(ArchConfig.All.Select(c => c.Name));

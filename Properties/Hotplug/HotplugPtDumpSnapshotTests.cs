@@ -12,6 +12,7 @@ using PropertySuite.Properties.Infra;
 
 namespace PropertySuite.Properties.Hotplug;
 
+[Trait("Category", "hotplug")]
 public class HotplugPtDumpSnapshotTests
 {
     [Theory]

@@ -10,7 +10,7 @@ namespace PropertySuite.Properties.Infra;
 [Trait("Category", "infra")]
 public class TestCategoryTests
 {
-    public static readonly IReadOnlyList<string> Areas = ["cli", "core", "engine", "geometry", "harness", "hugetlb", "infra", "races", "vmalloc"];
+    public static readonly IReadOnlyList<string> Areas = ["cli", "core", "engine", "geometry", "harness", "hgm", "hotplug", "hugetlb", "infra", "races", "vmalloc"];
 
     [Fact]
     public void EveryTestClassHasOneAreaCategory()

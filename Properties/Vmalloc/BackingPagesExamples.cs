@@ -4,6 +4,7 @@ using PropertySuite.Invariants;
 
 namespace PropertySuite.Properties.Vmalloc;
 
+[Trait("Category", "vmalloc")]
 public class BackingPagesExamples
 {
     private static string Header(string variant, string config = "x86_64-4k-l4", int cpus = 2, string memory = "256M") =>
