@@ -67,9 +67,32 @@ public static class ReachTargets
         R<HugetlbFamily>("mf.compound_page", 1),
         R<HugetlbFamily>("vmemmap.stop_machine", 20),
         R<HugetlbFamily>("vmemmap_fault.waited", 1, variant: "arm64-hvo-fault-handler"),
+        R<HgmFamily>("hgm.collapsed", 1),
+        R<HgmFamily>("hgm.continue_hgm", 1),
+        R<HgmFamily>("hgm.madvise_collapse.Ok", 1),
+        R<HgmFamily>("hgm.uffdio_continue.Ok", 1),
+        R<HotplugFamily>("memory_hotplug.add_memory.Ok", 1),
+        R<HotplugFamily>("memory_hotplug.offline_pages.Ok", 1),
+        R<HotplugFamily>("memory_hotplug.remove_memory.Ok", 1),
+        R<HotplugFamily>("memremap.memremap_pages.Ok", 1),
         R<ScheduleFamily>("irq.raised", 80),
         R<ScheduleFamily>("task.blocked", 15),
     ];
+
+    /// <summary>Families that note a state per operation and outcome (an errno as a value, say
+    /// "hgm.uffdio_continue.EINVAL"): every state under one of these prefixes is declared, owned by
+    /// that family; the ones that matter most are bounded in <see cref="All"/>, the rest are not
+    /// yet (their bounds are to be measured).</summary>
+    public static IReadOnlyList<(string Prefix, Type Owner)> OutcomePrefixes { get; } =
+    [
+        ("hgm.", typeof(HgmFamily)),
+        ("memory_hotplug.", typeof(HotplugFamily)),
+        ("memremap.", typeof(HotplugFamily)),
+    ];
+
+    /// <summary>Whether <paramref name="state"/> is declared, by name or by its family's prefix.</summary>
+    public static bool IsDeclared(string state) =>
+        All.Any(t => t.State == state) || Unbounded.ContainsKey(state) || OutcomePrefixes.Any(p => state.StartsWith(p.Prefix, StringComparison.Ordinal));
 
     /// <summary>Noted states generation reaches too rarely (or not at all) to hold to a bound, each
     /// with what reaching it takes: the open work of generation, listed so that none is

@@ -110,7 +110,7 @@ public static class VariantTargets
         Buggy("broken-hgm-continue-maps-next-subpage", Inv<HugetlbPteShape>(), Inv<UserLeafMapsLiveFolio>()) with { MaxReproOps = 7, Focus = Hgm },
         Buggy("broken-hgm-split-ignores-huge-alignment", Inv<VmaTreeWellFormed>()) with { MaxReproOps = 4, Focus = Hgm },
         Buggy("broken-hgm-punch-hole-skips-unmap", Inv<UserLeafMapsLiveFolio>()) with { MaxReproOps = 4, Focus = Hgm },
-        Buggy("broken-hgm-collapse-frees-tables-before-flush", Inv<NoFreedFrameReachable>(), Inv<TlbCoherentAfterFlush>(), Inv<NoKernelOops>()) with { MaxReproOps = 10, SearchTests = 600, Focus = Hgm },
+        Buggy("broken-hgm-collapse-frees-tables-before-flush", Inv<NoFreedFrameReachable>(), Inv<TlbCoherentAfterFlush>(), Inv<NoKernelOops>(), Inv<ClearFlushFree>()) with { MaxReproOps = 10, SearchTests = 600, Focus = Hgm },
         // Without i_mmap_rwsem a hole punch can also run inside the collapse, which then maps a folio the punch took out of the page cache.
         Buggy("broken-hgm-collapse-skips-vma-lock", Inv<NoKernelOops>(), Inv<UserLeafMapsLiveFolio>()) with { MaxReproOps = 11, SearchTests = 600, Focus = Hgm },
         // Memory hot-plug: ptdump against the teardown, sub-section vmemmap, the removal and the accounting.

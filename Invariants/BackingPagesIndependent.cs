@@ -40,8 +40,11 @@ public sealed class BackingPagesIndependent : IInvariant
                     cachedPage = vmemmapPage;
                 }
                 var p = content!.Read((int)((sp - vmemmapPage) / Engine.Config.ArchConfig.StructPageSize));
+                // PG_hwpoison is exempt: the model gives a freed raw error page back to the buddy
+                // (Engine/Hugetlb/MemoryFailure.cs: taking it off the buddy is not modelled), so a
+                // later allocation may receive it; the kernel would never hand it out.
                 if (p.Refcount < 1 || p.CompoundHead != 0 || (p.Flags & PageFlags.Head) != 0 || p.Order != 0
-                    || p.Flags != PageFlags.None || p.Private != 0 || p.Mapping != 0 || p.Mapcount != 0)
+                    || (p.Flags & ~PageFlags.HwPoison) != PageFlags.None || p.Private != 0 || p.Mapping != 0 || p.Mapcount != 0)
                     return new(Name, $"backing page pfn {pfn:x} of {VmallocMappingsExact.Describe(a)} is {p}, not an independent order-0 page (a reference of its own, no compound head, fresh fields)");
             }
         }

@@ -39,9 +39,14 @@ public sealed class FreeWitness(ArchConfig arch, IReadOnlyList<MmStruct> mms, Cp
             if (owner != FrameOwner.PageTable) continue;
             for (long p = pfn; p < pfn + count; p++)
                 foreach (var parent in pgd.ParentsOf(p))
+                {
+                    // A table entry inside a detached subtree (freed whole after its top entry was
+                    // cleared, as a collapse or free_pgd_range does) is no longer reachable by a walk.
+                    if (!Reachable(pgd, parent)) continue;
                     for (int i = 0; i < parent.Entries.Length; i++)
                         if (parent.Entries[i].IsTable && parent.Entries[i].Pfn == p)
                             (refs ??= new()).Add(new(FreeRefKind.TableEntry, mm.Name, -1, parent.Level, pgd.EntryVa(parent, i), pgd.EntrySize(parent), p, false));
+                }
         }
         foreach (var cpu in cpus)
         {
@@ -70,6 +75,15 @@ public sealed class FreeWitness(ArchConfig arch, IReadOnlyList<MmStruct> mms, Cp
         ulong kernelBase = PageTable.KernelVaBase(arch);
         if (_linearStart > kernelBase) yield return (kernelBase, _linearStart);
         if (_linearEnd != 0) yield return (_linearEnd, 0);
+    }
+
+    /// <summary>Whether a walk from the root of <paramref name="pgd"/> reaches <paramref name="table"/>.</summary>
+    private static bool Reachable(PageTable pgd, PtTable table)
+    {
+        var t = pgd.Root;
+        while (t != table && t.Level > table.Level)
+            if (!pgd.TryGetChild(t, t.Entries[pgd.Index(table.BaseVa, t.Level)], out t)) return false;
+        return t == table;
     }
 
     /// <summary>Whether sorted disjoint <paramref name="runs"/> meet [pfn, pfn + count).</summary>
