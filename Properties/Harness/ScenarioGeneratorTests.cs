@@ -43,17 +43,21 @@ public class ScenarioGeneratorTests
     }
 
     [Fact]
-    public void MachinesAreSmallAndOperationsStayOnTheirCpus()
+    public void MachinesAreTheOptionsSizesOrLargeEnoughForTheLargestFolioAndOperationsStayOnTheirCpus()
     {
+        int large = 0;
         foreach (var (s, _) in Sample(AnyCorrect, 300, size: 40))
         {
-            Assert.InRange(s.Machine.MemoryBytes, 256L << 20, 1L << 30);
+            if (s.Machine.MemoryBytes == ScenarioGenerator.LargeMemory(s.Arch)) large++;
+            else Assert.Contains(s.Machine.MemoryBytes, AnyCorrect.MemorySizes);
             Assert.InRange(s.Machine.Cpus, 1, 4);
             // Correct variants get the hot-plug family, and with it a hot-plug range of two sections.
             Assert.Equal(HotplugFamily.RangeBytes(s.Arch), s.Machine.HotplugBytes);
             Assert.All(s.Ops, op => Assert.InRange(op.Cpu, 0, s.Machine.Cpus - 1));
             Assert.True(KernelVariants.ByName(s.VariantName).Correct);
         }
+        // ScenarioGenerator.LargeMachineShare is 12 %: about 36 of 300.
+        Assert.InRange(large, 15, 60);
     }
 
     [Fact]
