@@ -66,19 +66,7 @@ public class HgmOutcomesSnapshotTests
         sb.Append("\n# Part 2: random generation at the meta-test budget (variant search effort where set).\n");
         foreach (var (v, mapcount, hvo) in Matrix)
         {
-            var nv = KernelVariants.ByName(v);
-            var budget = Budget.Parse(new Dictionary<string, string?>());
-            if (VariantTargets.For(v) is { } t && t.SearchTests > budget.Tests) budget = budget with { Tests = t.SearchTests };
-            var options = ScenarioOptions.For(v, budget, "x86_64-4k-l4");
-            var result = ScenarioProperty.Check($"{nameof(HgmOutcomesSnapshotTests)}/{v}", options, budget);
-            sb.Append($"\n## {mapcount} HVO {hvo}: {v}").Append(nv.Correct ? " (correct)" : " (buggy)").Append(": ").Append(nv.Description).Append('\n');
-            if (result.Failure is not { } fl)
-            {
-                sb.Append($"  no violation in {result.Pbt.TestsRun} generated scenarios\n");
-                continue;
-            }
-            sb.Append($"  {fl.Invariant} at step {fl.Step}, shrunk to {fl.ReproOps} operations:\n");
-            foreach (var line in fl.Shrunk.ToString().TrimEnd('\n').Split('\n')) sb.Append("    ").Append(line).Append('\n');
+            VariantOutcome.Append(sb, $"{nameof(HgmOutcomesSnapshotTests)}/{v}", $"{mapcount} HVO {hvo}: {v}", v, "x86_64-4k-l4");
         }
         return sb.ToString();
     }

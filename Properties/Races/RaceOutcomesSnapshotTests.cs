@@ -58,18 +58,7 @@ public class RaceOutcomesSnapshotTests
         sb.Append("\n# Part 2: random generation at the meta-test budget (variant search effort where set).\n");
         foreach (var v in Variants)
         {
-            var nv = KernelVariants.ByName(v);
-            var budget = Budget.Parse(new Dictionary<string, string?>());
-            if (VariantTargets.For(v) is { } t && t.SearchTests > budget.Tests) budget = budget with { Tests = t.SearchTests };
-            var result = ScenarioProperty.Check($"{nameof(RaceOutcomesSnapshotTests)}/{v}", ScenarioOptions.For(v, budget), budget);
-            sb.Append("\n## ").Append(v).Append(nv.Correct ? " (correct)" : " (buggy)").Append(": ").Append(nv.Description).Append('\n');
-            if (result.Failure is not { } f)
-            {
-                sb.Append($"  no violation in {result.Pbt.TestsRun} generated scenarios\n");
-                continue;
-            }
-            sb.Append($"  {f.Invariant} at step {f.Step}, shrunk to {f.ReproOps} operations:\n");
-            foreach (var line in f.Shrunk.ToString().TrimEnd('\n').Split('\n')) sb.Append("    ").Append(line).Append('\n');
+            VariantOutcome.Append(sb, $"{nameof(RaceOutcomesSnapshotTests)}/{v}", v, v);
         }
         return sb.ToString();
     }
