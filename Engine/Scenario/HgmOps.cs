@@ -1,4 +1,4 @@
-// Operations of HugeTLB high-granularity mapping (Engine/Hgm/HugetlbHgm.cs). A handle `aN` is one
+// Operations of HugeTLB high-granularity mapping (Engine/Hgm/). A handle `aN` is one
 // address space with one MAP_SHARED mapping of a hugetlbfs file at HgmOpText.MapBase; offsets and
 // lengths are bytes from the mapping's start (so they survive VMA splits), indices count huge
 // pages of the file. Every operation is a task; its kernel result (0 or an errno) is noted as
@@ -139,7 +139,7 @@ public sealed record MadviseSplitOp(string Mapping, long Offset, long Length) : 
 {
     public override string Verb => "madvise_split";
     protected override IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx, HgmMapping m, ulong start, ulong len, Ret<Errno> ret) =>
-        k.Hgm.UnderMmapWriteLock(ctx, m.Mm, () => k.Hgm.HugetlbEnableHgmVma(m.Mm, start, start + len), ret, "hugetlb_enable_hgm_vma");
+        k.Hgm.UnderMmapWriteLock(ctx, m.Mm, () => k.Hgm.VmaOps.HugetlbEnableHgmVma(m.Mm, start, start + len), ret, "hugetlb_enable_hgm_vma");
 }
 
 /// <summary>`uffd_register a1 OFF LEN minor|wp`.</summary>
@@ -148,7 +148,7 @@ public sealed record UffdRegisterOp(string Mapping, long Offset, long Length, bo
     public override string Verb => "uffd_register";
     protected override string Extra() => Minor ? " minor" : " wp";
     protected override IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx, HgmMapping m, ulong start, ulong len, Ret<Errno> ret) =>
-        k.Hgm.UnderMmapWriteLock(ctx, m.Mm, () => k.Hgm.UserfaultfdRegister(m.Mm, start, start + len, Minor), ret, "userfaultfd_register");
+        k.Hgm.UnderMmapWriteLock(ctx, m.Mm, () => k.Hgm.VmaOps.UserfaultfdRegister(m.Mm, start, start + len, Minor), ret, "userfaultfd_register");
 }
 
 /// <summary>`uffdio_continue a1 OFF LEN`.</summary>
@@ -156,7 +156,7 @@ public sealed record UffdioContinueOp(string Mapping, long Offset, long Length) 
 {
     public override string Verb => "uffdio_continue";
     protected override IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx, HgmMapping m, ulong start, ulong len, Ret<Errno> ret) =>
-        k.Hgm.MfillAtomicHugetlb(ctx, m.Mm, start, len, ret);
+        k.Hgm.Faults.MfillAtomicHugetlb(ctx, m.Mm, start, len, ret);
 }
 
 /// <summary>`madvise_collapse a1 OFF LEN`.</summary>
@@ -164,7 +164,7 @@ public sealed record MadviseCollapseOp(string Mapping, long Offset, long Length)
 {
     public override string Verb => "madvise_collapse";
     protected override IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx, HgmMapping m, ulong start, ulong len, Ret<Errno> ret) =>
-        k.Hgm.HugetlbCollapse(ctx, m.Mm, start, start + len, ret);
+        k.Hgm.Collapse.HugetlbCollapse(ctx, m.Mm, start, start + len, ret);
 }
 
 /// <summary>`hgm_munmap a1 OFF LEN`.</summary>
@@ -172,7 +172,7 @@ public sealed record HgmMunmapOp(string Mapping, long Offset, long Length) : Hgm
 {
     public override string Verb => "hgm_munmap";
     protected override IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx, HgmMapping m, ulong start, ulong len, Ret<Errno> ret) =>
-        k.Hgm.DoVmiMunmap(ctx, m.Mm, start, len, ret);
+        k.Hgm.Unmap.DoVmiMunmap(ctx, m.Mm, start, len, ret);
 }
 
 /// <summary>`hgm_mprotect a1 OFF LEN ro|rw`.</summary>
@@ -181,7 +181,7 @@ public sealed record HgmMprotectOp(string Mapping, long Offset, long Length, boo
     public override string Verb => "hgm_mprotect";
     protected override string Extra() => Writable ? " rw" : " ro";
     protected override IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx, HgmMapping m, ulong start, ulong len, Ret<Errno> ret) =>
-        k.Hgm.HugetlbChangeProtection(ctx, m.Mm, start, len, Writable, ret);
+        k.Hgm.Unmap.HugetlbChangeProtection(ctx, m.Mm, start, len, Writable, ret);
 }
 
 /// <summary>Base of the operations on one mapping at one offset.</summary>
@@ -199,7 +199,7 @@ public sealed record HgmTouchOp(string Mapping, long Offset, bool Write = false)
     public override string Verb => "hgm_touch";
     public override string Args() => $"{Mapping} {HgmOpText.Off(Offset)}{(Write ? " write" : "")}";
     protected override IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx, HgmMapping m, ulong va, Ret<Errno> ret) =>
-        k.Hgm.UserAccess(ctx, m.Mm, va, Write, ret);
+        k.Hgm.Faults.UserAccess(ctx, m.Mm, va, Write, ret);
     public override IEnumerable<Op> ShrinkArgs()
     {
         if (Write) yield return this with { Write = false };
@@ -213,7 +213,7 @@ public sealed record HgmWalkOp(string Mapping, long Offset) : HgmAtOp(Mapping, O
     public override string Verb => "hgm_walk";
     public override string Args() => $"{Mapping} {HgmOpText.Off(Offset)}";
     protected override IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx, HgmMapping m, ulong va, Ret<Errno> ret) =>
-        k.Hgm.HgmWalkTask(ctx, m.Mm, va, ret);
+        k.Hgm.Walk.HgmWalkTask(ctx, m.Mm, va, ret);
     public override IEnumerable<Op> ShrinkArgs()
     {
         foreach (long o in HgmOpText.ShrinkOffset(Offset, 4096)) yield return this with { Offset = o };
@@ -232,7 +232,7 @@ public sealed record HgmForkOp(string Mapping) : Op
     private IEnumerable<StepStatus> Body(RunContext rc, Kernel k, ExecContext ctx, HgmMapping m, Ret<Errno> ret)
     {
         var child = new Ret<HugetlbMm?>();
-        foreach (var s in k.Hgm.DupMmap(ctx, m.Mm, child, ret)) yield return s;
+        foreach (var s in k.Hgm.Fork.DupMmap(ctx, m.Mm, child, ret)) yield return s;
         if (child.Value is { } c) rc.BindHandle(Bind, m with { Mm = c });
     }
 }
@@ -244,7 +244,7 @@ public sealed record HgmExitOp(string Mapping) : Op
     public override string Args() => Mapping;
     public override IEnumerable<string> Uses => [Mapping];
     public override KernelTask? CreateTask(RunContext rc) =>
-        HgmOpText.TryMapping(rc, Mapping, out var m) ? HgmOpText.Task(this, (k, ctx, ret) => k.Hgm.ExitMmap(ctx, m.Mm)) : null;
+        HgmOpText.TryMapping(rc, Mapping, out var m) ? HgmOpText.Task(this, (k, ctx, ret) => k.Hgm.Fork.ExitMmap(ctx, m.Mm)) : null;
 }
 
 /// <summary>`hgm_punch_hole a1 INDEX`.</summary>
@@ -254,7 +254,7 @@ public sealed record HgmPunchHoleOp(string Mapping, long Index) : Op
     public override string Args() => $"{Mapping} {Index.ToString(CultureInfo.InvariantCulture)}";
     public override IEnumerable<string> Uses => [Mapping];
     public override KernelTask? CreateTask(RunContext rc) =>
-        rc.TryGet<HgmMapping>(Mapping, out var m) && m.File is { } f ? HgmOpText.Task(this, (k, ctx, ret) => k.Hgm.HugetlbfsPunchHole(ctx, f, Index)) : null;
+        rc.TryGet<HgmMapping>(Mapping, out var m) && m.File is { } f ? HgmOpText.Task(this, (k, ctx, ret) => k.Hgm.Unmap.HugetlbfsPunchHole(ctx, f, Index)) : null;
     public override IEnumerable<Op> ShrinkArgs() => HugetlbOpText.ShrinkIndex(Index).Select(i => this with { Index = i });
 }
 
@@ -265,7 +265,7 @@ public sealed record HgmTruncateOp(string Mapping, long Pages) : Op
     public override string Args() => $"{Mapping} {Pages.ToString(CultureInfo.InvariantCulture)}";
     public override IEnumerable<string> Uses => [Mapping];
     public override KernelTask? CreateTask(RunContext rc) =>
-        rc.TryGet<HgmMapping>(Mapping, out var m) && m.File is { } f ? HgmOpText.Task(this, (k, ctx, ret) => k.Hgm.HugetlbVmtruncate(ctx, f, Pages)) : null;
+        rc.TryGet<HgmMapping>(Mapping, out var m) && m.File is { } f ? HgmOpText.Task(this, (k, ctx, ret) => k.Hgm.Unmap.HugetlbVmtruncate(ctx, f, Pages)) : null;
     public override IEnumerable<Op> ShrinkArgs() => HugetlbOpText.ShrinkIndex(Pages).Select(i => this with { Pages = i });
 }
 
@@ -276,7 +276,7 @@ public sealed record HgmMemoryFailureOp(string Mapping, long Index, long Subpage
     public override string Args() => $"{Mapping} {Index.ToString(CultureInfo.InvariantCulture)} {Subpage.ToString(CultureInfo.InvariantCulture)}";
     public override IEnumerable<string> Uses => [Mapping];
     public override KernelTask? CreateTask(RunContext rc) =>
-        rc.TryGet<HgmMapping>(Mapping, out var m) && m.File is { } f ? HgmOpText.Task(this, (k, ctx, ret) => k.Hgm.MemoryFailure(ctx, f, Index, Subpage, ret)) : null;
+        rc.TryGet<HgmMapping>(Mapping, out var m) && m.File is { } f ? HgmOpText.Task(this, (k, ctx, ret) => k.Hgm.Unmap.MemoryFailure(ctx, f, Index, Subpage, ret)) : null;
     public override IEnumerable<Op> ShrinkArgs()
     {
         foreach (long i in HugetlbOpText.ShrinkIndex(Index)) yield return this with { Index = i };

@@ -151,10 +151,10 @@ public class HgmExamples
         Assert.Equal(Errno.Ok, hgm.DoMmap(hm, file, b, 4UL << 20, 0, true));
         Assert.Equal(Errno.EEXIST, hgm.DoMmap(hm, file, b, 2UL << 20, 0, true));
         Assert.Equal(Errno.Ok, hgm.DoMmap(hm, null, b + (1UL << 30), 2UL << 20, 0, true)); // anonymous PROT_NONE
-        Assert.Equal(Errno.EINVAL, hgm.HugetlbEnableHgmVma(hm, b + (1UL << 30), b + (1UL << 30) + (2UL << 20))); // not hugetlb
-        Assert.Equal(Errno.ENOMEM, hgm.HugetlbEnableHgmVma(hm, b, b + (8UL << 20))); // a hole
-        Assert.Equal(Errno.EINVAL, hgm.UserfaultfdRegister(hm, b, b + 4096, minor: true)); // not huge aligned
-        Assert.Equal(Errno.Ok, hgm.UserfaultfdRegister(hm, b, b + (4UL << 20), minor: true));
+        Assert.Equal(Errno.EINVAL, hgm.VmaOps.HugetlbEnableHgmVma(hm, b + (1UL << 30), b + (1UL << 30) + (2UL << 20))); // not hugetlb
+        Assert.Equal(Errno.ENOMEM, hgm.VmaOps.HugetlbEnableHgmVma(hm, b, b + (8UL << 20))); // a hole
+        Assert.Equal(Errno.EINVAL, hgm.VmaOps.UserfaultfdRegister(hm, b, b + 4096, minor: true)); // not huge aligned
+        Assert.Equal(Errno.Ok, hgm.VmaOps.UserfaultfdRegister(hm, b, b + (4UL << 20), minor: true));
 
         Errno Run(Func<ExecContext, Ret<Errno>, IEnumerable<StepStatus>> body)
         {
@@ -165,15 +165,15 @@ public class HgmExamples
             return ret.Value;
         }
         // Without MADV_SPLIT UFFDIO_CONTINUE wants whole huge pages.
-        Assert.Equal(Errno.EINVAL, Run((c, r) => hgm.MfillAtomicHugetlb(c, hm, b, 4096, r)));
-        Assert.Equal(Errno.Ok, hgm.HugetlbEnableHgmVma(hm, b, b + (4UL << 20)));
-        Assert.Equal(Errno.EINVAL, Run((c, r) => hgm.MfillAtomicHugetlb(c, hm, b + 512, 4096, r))); // misaligned
-        Assert.Equal(Errno.ENOENT, Run((c, r) => hgm.MfillAtomicHugetlb(c, hm, b + (2UL << 20), 4UL << 20, r))); // past the VMA
-        Assert.Equal(Errno.EFAULT, Run((c, r) => hgm.MfillAtomicHugetlb(c, hm, b, 4096, r))); // not in the page cache
-        Assert.Equal(Errno.EINVAL, Run((c, r) => hgm.HugetlbCollapse(c, hm, b + (1UL << 30), b + (1UL << 30) + (2UL << 20), r))); // not hugetlb
-        Assert.Equal(Errno.EINVAL, Run((c, r) => hgm.DoVmiMunmap(c, hm, b + 4096, 4096, r))); // splits inside a huge page
-        Assert.Equal(Errno.EINVAL, Run((c, r) => hgm.HugetlbChangeProtection(c, hm, b, 4096, false, r)));
-        Assert.Equal(Errno.Ok, Run((c, r) => hgm.DoVmiMunmap(c, hm, b + (2UL << 20), 2UL << 20, r))); // aligned: allowed
+        Assert.Equal(Errno.EINVAL, Run((c, r) => hgm.Faults.MfillAtomicHugetlb(c, hm, b, 4096, r)));
+        Assert.Equal(Errno.Ok, hgm.VmaOps.HugetlbEnableHgmVma(hm, b, b + (4UL << 20)));
+        Assert.Equal(Errno.EINVAL, Run((c, r) => hgm.Faults.MfillAtomicHugetlb(c, hm, b + 512, 4096, r))); // misaligned
+        Assert.Equal(Errno.ENOENT, Run((c, r) => hgm.Faults.MfillAtomicHugetlb(c, hm, b + (2UL << 20), 4UL << 20, r))); // past the VMA
+        Assert.Equal(Errno.EFAULT, Run((c, r) => hgm.Faults.MfillAtomicHugetlb(c, hm, b, 4096, r))); // not in the page cache
+        Assert.Equal(Errno.EINVAL, Run((c, r) => hgm.Collapse.HugetlbCollapse(c, hm, b + (1UL << 30), b + (1UL << 30) + (2UL << 20), r))); // not hugetlb
+        Assert.Equal(Errno.EINVAL, Run((c, r) => hgm.Unmap.DoVmiMunmap(c, hm, b + 4096, 4096, r))); // splits inside a huge page
+        Assert.Equal(Errno.EINVAL, Run((c, r) => hgm.Unmap.HugetlbChangeProtection(c, hm, b, 4096, false, r)));
+        Assert.Equal(Errno.Ok, Run((c, r) => hgm.Unmap.DoVmiMunmap(c, hm, b + (2UL << 20), 2UL << 20, r))); // aligned: allowed
         Assert.Equal(2, hm.Vmas.Count);
     }
 }
