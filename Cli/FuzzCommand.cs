@@ -260,6 +260,7 @@ public static class FuzzCommand
         cx.Out.WriteLine(string.Create(ci, $"time {clock.Elapsed.TotalSeconds:F1} s, {stats.Steps / Math.Max(clock.Elapsed.TotalSeconds, 1e-9):F0} steps/s"));
         cx.Console.Write(OperationsTable(stats));
         cx.Console.Write(StatesTable(stats));
+        if (stats.NeverReached().Count > 0) cx.Console.Write(NeverReachedTable(stats));
         cx.Console.Write(DistributionTable(stats));
         if (stats.Violations.Count > 0) cx.Console.Write(ViolationsTable(stats, written));
         foreach (var (f, path) in written)
@@ -303,6 +304,17 @@ public static class FuzzCommand
         var table = NewTable("state reached", "scenarios reaching it", "times in all");
         foreach (var (state, n) in stats.ReachedScenarios) table.AddRow(Cells(state, N(n), N(stats.ReachedTimes.GetValueOrDefault(state))));
         if (stats.ReachedScenarios.Count == 0) table.AddRow(Cells("(none noted)", "", ""));
+        return table;
+    }
+
+    /// <summary>The declared states (Generators/ReachTargets.cs) that no scenario of the run
+    /// reached: the states this run did not check at all, with what reaching them takes.</summary>
+    private static Table NeverReachedTable(RunStatistics stats)
+    {
+        var table = new Table().Border(TableBorder.Simple);
+        table.AddColumn(new TableColumn(new Text("declared state never reached")));
+        table.AddColumn(new TableColumn(new Text("what reaching it takes")));
+        foreach (var (state, needs) in stats.NeverReached()) table.AddRow(Cells(state, needs));
         return table;
     }
 

@@ -79,6 +79,28 @@ public sealed class RunStatistics
 
     private static void Bump(SortedDictionary<string, long> d, string key, long by = 1) => d[key] = d.GetValueOrDefault(key) + by;
 
+    /// <summary>The states <see cref="ReachTargets"/> declares that no scenario of this run
+    /// reached, in name order, each with what reaching it takes: its owner family, the variant,
+    /// configuration or memory its targeted run fixes, or (for the states generation reaches too
+    /// rarely to bound) the reason.</summary>
+    public IReadOnlyList<(string State, string Needs)> NeverReached()
+    {
+        var ci = CultureInfo.InvariantCulture;
+        var never = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        foreach (var t in ReachTargets.All)
+        {
+            if (ReachedScenarios.ContainsKey(t.State)) continue;
+            var needs = new List<string> { $"family {Families.Families.All.First(f => f.GetType() == t.Owner).Name}" };
+            if (t.Variant is not null) needs.Add($"variant {t.Variant}");
+            if (t.Config is not null) needs.Add($"config {t.Config}");
+            if (t.Memory != 0) needs.Add(string.Create(ci, $"memory {t.Memory >> 30}G"));
+            never[t.State] = string.Join(", ", needs);
+        }
+        foreach (var (state, why) in ReachTargets.Unbounded)
+            if (!ReachedScenarios.ContainsKey(state)) never[state] = why;
+        return [.. never.Select(kv => (kv.Key, kv.Value))];
+    }
+
     /// <summary>Plain-text tables, deterministic for the same counters.</summary>
     public string Render()
     {
@@ -95,6 +117,8 @@ public sealed class RunStatistics
         if (ReachedScenarios.Count == 0) sb.Append("(none noted)\n");
         foreach (var (state, n) in ReachedScenarios)
             sb.Append(ci, $"{state,-28} {n,10} {ReachedTimes.GetValueOrDefault(state),10}\n");
+        var never = NeverReached();
+        if (never.Count > 0) sb.Append("never reached: ").Append(string.Join(", ", never.Select(n => n.State))).Append('\n');
         sb.Append("configs: ").Append(string.Join(", ", Configs.Select(kv => string.Create(ci, $"{kv.Key} {kv.Value}")))).Append('\n');
         sb.Append("variants: ").Append(string.Join(", ", Variants.Select(kv => string.Create(ci, $"{kv.Key} {kv.Value}")))).Append('\n');
         sb.Append("cpus: ").Append(string.Join(", ", Cpus.Select(kv => string.Create(ci, $"{kv.Key}:{kv.Value}")))).Append('\n');

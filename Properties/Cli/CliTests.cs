@@ -137,6 +137,11 @@ public sealed class CliTests : IDisposable
         AssertContains("vmalloc", a.Out, a);
         AssertContains("no violation found", a.Out, a);
         Assert.False(Directory.Exists(_dir));
+        // The declared states the run never reached are listed with what reaching them takes:
+        // a state only a reverted design has cannot be reached by the default kernel.
+        AssertContains("declared state never reached", a.Out, a);
+        AssertContains("vmemmap_fault.waited", a.Out, a);
+        AssertContains("variant arm64-hvo-fault-handler", a.Out, a);
     }
 
     [Fact]

@@ -34,6 +34,21 @@ public sealed class ReachTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void FuzzSummaryListsTheDeclaredStatesARunNeverReached()
+    {
+        var empty = new RunStatistics();
+        var declared = ReachTargets.All.Select(t => t.State).Concat(ReachTargets.Unbounded.Keys).Distinct().Order(StringComparer.Ordinal);
+        Assert.Equal(declared, empty.NeverReached().Select(n => n.State));
+        Assert.Contains(empty.NeverReached(), n => n.State == "hvo.rollback" && n.Needs.Contains("memory 4G", StringComparison.Ordinal));
+
+        var some = Run(null, 40);
+        var never = some.NeverReached();
+        Assert.All(never, n => Assert.False(some.ReachedScenarios.ContainsKey(n.State), n.State));
+        Assert.All(some.ReachedScenarios.Keys.Where(ReachTargets.IsDeclared), s => Assert.DoesNotContain(never, n => n.State == s));
+        Assert.Contains("never reached: ", some.Render(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void CorrectVariantsReachEveryDeclaredState()
     {
         var stats = Run(null, ReachTargets.ReachBudget);
