@@ -10,7 +10,9 @@
 // levels are named as the kernel names them for the configuration (the top level is always
 // PGD: on x86-64 4-level the P4D is folded into it, on arm64 3-level the PUD); every number is
 // printed in one hex style, 0x and lower case. A CPU's line lists, per context, the task, the
-// locks it holds, the lock it waits for, and whether it is inside an RCU read-side section.
+// locks it holds, the lock it waits for, whether it is inside an RCU read-side section, and the
+// struct-page pointer it holds without a reference (a speculative lookup's, a PFN walker's), with
+// the step it was taken at and what it resolves to now.
 using System.Globalization;
 using PropertySuite.Engine;
 using PropertySuite.Engine.Config;
@@ -147,5 +149,19 @@ public sealed class StepTracer : IPteObserver
 
     private static List<string> CpuStates(Kernel k) =>
         k.Cpus.Select(c => c.Idle ? "idle" : string.Join(" <- ", c.Contexts.Select(x =>
-            $"{(x.InIrq ? "irq " : "")}[{x.Task.Name}]{(x.Held.Count > 0 ? " holds " + string.Join(", ", x.Held.Select(h => h.Name)) : "")}{(x.WaitingFor is { } l ? " waits for " + l.Name : "")}{(x.RcuDepth > 0 ? " in rcu" : "")}"))).ToList();
+            $"{(x.InIrq ? "irq " : "")}[{x.Task.Name}]{(x.Held.Count > 0 ? " holds " + string.Join(", ", x.Held.Select(h => h.Name)) : "")}{(x.WaitingFor is { } l ? " waits for " + l.Name : "")}{(x.RcuDepth > 0 ? " in rcu" : "")}{PagePointer(k, x)}"))).ToList();
+
+    /// <summary>The struct-page pointer a context holds without a reference, with what it
+    /// resolves to now: a head that changed since the pointer was taken, or a struct page whose
+    /// vmemmap mapping became read-only, is the stale pointer of an HVO race.</summary>
+    private static string PagePointer(Kernel k, ExecContext x)
+    {
+        if (x.PagePointer is not { } p) return "";
+        var ci = CultureInfo.InvariantCulture;
+        ulong headNow = k.PageFlags.CompoundHead(k.PageFlags.PeekView, p.Page);
+        var w = k.SwapperPgDir.Walk(p.Page);
+        string now = (headNow != p.HeadThen ? $", head then {Hex((long)p.HeadThen)} now {Hex((long)headNow)}" : "")
+            + (!w.IsLeaf ? ", vmemmap now unmapped" : !w.Entry.Writable ? $", vmemmap now read-only (leaf {Hex(w.Entry.Pfn)})" : "");
+        return string.Create(ci, $" page pointer {Hex((long)p.Page)} (pfn {Hex(k.Arch.PageToPfn(p.Page))}, {p.Source} at step {p.Step}{now})");
+    }
 }

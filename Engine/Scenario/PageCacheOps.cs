@@ -60,12 +60,26 @@ public sealed record SpecLookupOp(string File, long Index) : Op
     {
         k.Rcu.RcuReadLock(ctx);
         ulong page = Filemap.XaLoad(f, Index);
-        yield return StepStatus.After("xa_load");
         if (page == 0)
         {
+            yield return StepStatus.After("xa_load");
             k.Rcu.RcuReadUnlock(ctx);
             yield break;
         }
+        ctx.PagePointer = TakePointer(k, page, "xa_load");
+        try
+        {
+            yield return StepStatus.After("xa_load");
+            foreach (var s in TryGetAndRevalidate(k, ctx, f, page)) yield return s;
+        }
+        finally { ctx.PagePointer = null; }
+    }
+
+    internal static HeldPagePointer TakePointer(Kernel k, ulong page, string source) =>
+        new(page, k.Log.StepCount, source, k.PageFlags.CompoundHead(k.PageFlags.PeekView, page));
+
+    private IEnumerable<StepStatus> TryGetAndRevalidate(Kernel k, ExecContext ctx, AddressSpace f, ulong page)
+    {
         var got = new RefResult();
         foreach (var s in PageRef.PageRefAddUnless(k, ctx, page, 1, 0, got, "folio_try_get_rcu")) yield return s;
         if (got.Got && Filemap.XaLoad(f, Index) != page)
@@ -107,6 +121,16 @@ public sealed record PfnWalkOp(string File, long Index) : Op
     }
 
     internal static IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx, ulong page)
+    {
+        ctx.PagePointer = SpecLookupOp.TakePointer(k, page, "pfn_to_page");
+        try
+        {
+            foreach (var s in Walk(k, ctx, page)) yield return s;
+        }
+        finally { ctx.PagePointer = null; }
+    }
+
+    private static IEnumerable<StepStatus> Walk(Kernel k, ExecContext ctx, ulong page)
     {
         bool lru = k.Mmu.ReadStructPage(ctx, page, out var sp) && (sp.Flags & Mm.PageFlags.Lru) != 0;
         yield return StepStatus.After("PageLRU");

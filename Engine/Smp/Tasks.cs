@@ -89,6 +89,10 @@ public sealed class ExecContext
     /// <summary>The outermost read-side section this context is inside, or null.</summary>
     internal RcuReadSection? RcuSection { get; set; }
     public List<KernelLock> Held { get; } = new();
+    /// <summary>A struct-page pointer this context took without a reference (a speculative
+    /// lookup's xa_load, a PFN walker's pfn_to_page) and still uses, or null: what a race
+    /// against HVO is about, shown by `replay --trace`.</summary>
+    public HeldPagePointer? PagePointer { get; internal set; }
     public KernelLock? WaitingFor { get; internal set; }
     /// <summary>Deadlocked: this context can never run again (its CPU is hung).</summary>
     public bool Hung { get; internal set; }
@@ -220,3 +224,7 @@ public static class CpuStepping
         return n;
     }
 }
+
+/// <summary>A struct-page pointer held without a reference: the struct page's address, the
+/// step at which it was taken, how it was taken, and the compound head it resolved to then.</summary>
+public sealed record HeldPagePointer(ulong Page, long Step, string Source, ulong HeadThen);

@@ -452,4 +452,20 @@ public sealed class CliTests : IDisposable
         AssertExit(ExitCodes.Ok, run);
         Assert.Contains(run.Out.Split('\n'), l => l.StartsWith("  cpu1  ", StringComparison.Ordinal) && l.Contains(" holds hugetlb_lock", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public void ReplayTraceShowsTheStalePagePointerOfASpeculativeWalker()
+    {
+        // Yu Zhao's interleaving on the pre-fix kernel: the PFN walker takes its struct-page
+        // pointer, the page is freed and its memory becomes an HVO-optimized HugeTLB folio, and the
+        // walker's get_page_unless_zero writes through the read-only alias. The trace shows the
+        // pointer from the step it was taken, and, once HVO ran, what it resolves to now.
+        string path = Write("spec.repro", "propertysuite-repro 1\nconfig x86_64-4k-l4\nmemory 256M\ncpus 2\nvariant spec-get-pre-fix\np1 = filemap_add 129\ncpu1: start pfn_walk p1 64\nstep cpu1 to PageLRU\ntruncate p1\nhugetlb_alloc 2M\nstep cpu1 until done\nexpect NoWriteThroughReadOnlyVmemmap at 6\n");
+        var run = Run("replay", path, "--trace");
+        AssertExit(ExitCodes.Violation, run);
+        var cpu1 = run.Out.Split('\n').Where(l => l.StartsWith("  cpu1  ", StringComparison.Ordinal)).ToList();
+        Assert.Contains(cpu1, l => l.Contains(" page pointer 0xffffea0000061000 (pfn 0x1840, pfn_to_page at step 3)", StringComparison.Ordinal));
+        Assert.Contains(cpu1, l => l.Contains("pfn_to_page at step 3, head then 0xffffea0000061000 now 0xffffea0000060000, vmemmap now read-only", StringComparison.Ordinal));
+        Assert.Contains("  cpu1  idle", run.Out, StringComparison.Ordinal);
+    }
 }
