@@ -4,8 +4,11 @@
 //     and has no rows, and a test per variant would have to be written by hand;
 //   - the time budget PS_TIME: keep starting fresh-seed FsCheck runs until the time is spent —
 //     FsCheck.Xunit runs exactly one run of MaxTest cases;
-//   - the outcome as data: scenario properties shrink, name steps, replay the repro and write
-//     it, and the meta-tests inspect which invariant was found and how short the repro is.
+//   - the outcome as data: scenario properties shrink to the failure first found, name steps,
+//     replay the repro and write it, replay the failure database first, and the meta-tests
+//     inspect which invariant was found and how short the repro is. (A scenario property that
+//     only has to pass or fail with a written repro can be a [PsProperty] over a Scenario
+//     argument: Generators/ScenarioCases.cs.)
 // It drives FsCheck core through Check.One with a capturing IRunner.
 //
 // Determinism. Every FsCheck run starts from an explicit (seed, gamma):
