@@ -40,17 +40,18 @@ public static class FuzzCommand
         var maxSteps = new Option<string?>("--max-steps") { Description = $"longest scenario, at most {MaxStepsBound} (default: PS_MAX_STEPS, else 100)" };
         var stopOnFirst = new Option<bool>("--stop-on-first") { Description = "stop at the first violation (after shrinking and writing it)" };
         var scenarioSeed = new Option<string?>("--scenario-seed") { Description = "run only the scenario of this seed (as a finding prints it; needs --size and the same --variant/--config/--max-steps)" };
+        var jobs = new Option<string?>("--jobs") { Description = $"scenarios run at once on this many threads, 1-{MaxJobs} (default: the number of cores, {Environment.ProcessorCount} here); what a run finds does not depend on it" };
         var size = new Option<string?>("--size") { Description = "the size of the --scenario-seed scenario (1-100)" };
         var cmd = new Command("fuzz", "Search for invariant violations with random scenarios; shrink and save what is found.")
         {
-            time, count, seed, variant, config, output, maxSteps, stopOnFirst, scenarioSeed, size,
+            time, count, seed, variant, config, output, maxSteps, stopOnFirst, scenarioSeed, size, jobs,
         };
         cmd.SetAction((p, ct) =>
         {
             try
             {
                 var args = Validate(cx, p.GetValue(time), p.GetValue(count), p.GetValue(seed), p.GetValue(variant), p.GetValue(config), p.GetValue(output), p.GetValue(maxSteps))
-                    with { StopOnFirst = p.GetValue(stopOnFirst) };
+                    with { StopOnFirst = p.GetValue(stopOnFirst), Jobs = ParseJobs(p.GetValue(jobs)) };
                 args = WithScenario(args, p.GetValue(scenarioSeed), p.GetValue(size));
                 return Task.FromResult(Run(cx, args, ct));
             }
@@ -63,10 +64,20 @@ public static class FuzzCommand
         return cmd;
     }
 
+    /// <summary>Most threads `--jobs` may ask for.</summary>
+    public const int MaxJobs = 64;
+
+    private static int ParseJobs(string? text) =>
+        text is null ? Math.Clamp(Environment.ProcessorCount, 1, MaxJobs)
+        : int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int j) && j >= 1 && j <= MaxJobs ? j
+        : throw new BadInputException($"--jobs {text}: must be a whole number from 1 to {MaxJobs}");
+
     /// <summary>Validated arguments of one fuzz run.</summary>
     public sealed record FuzzArgs(ScenarioOptions Options, ulong Seed, bool SeedGiven, TimeSpan? Time, long? Count, string OutDir, Shard Shard)
     {
         public bool StopOnFirst { get; init; }
+        /// <summary>Threads that run scenarios at once (--jobs); the findings do not depend on it.</summary>
+        public int Jobs { get; init; } = 1;
         /// <summary>Set by --scenario-seed/--size: run that one scenario only.</summary>
         public (ulong Seed, int Size)? Scenario { get; init; }
 
@@ -175,7 +186,7 @@ public static class FuzzCommand
         if (a.Scenario is { } one)
             cx.Out.WriteLine($"fuzz: one scenario, seed {one.Seed}, size {one.Size}, variant {a.Options.Variant ?? "any correct"}, config {a.Options.Config ?? "any"}, max steps {a.Options.MaxSteps}");
         else
-            cx.Out.WriteLine($"fuzz: seed {a.Seed}{(a.SeedGiven ? "" : " (random; pass --seed to repeat)")}{(a.Shard.Count > 1 ? $", shard {a.Shard}" : "")}, variant {a.Options.Variant ?? "any correct"}, config {a.Options.Config ?? "any"}, max steps {a.Options.MaxSteps}, "
+            cx.Out.WriteLine($"fuzz: seed {a.Seed}{(a.SeedGiven ? "" : " (random; pass --seed to repeat)")}{(a.Shard.Count > 1 ? $", shard {a.Shard}" : "")}, variant {a.Options.Variant ?? "any correct"}, config {a.Options.Config ?? "any"}, max steps {a.Options.MaxSteps}, {a.Jobs} job(s), "
                 + $"stop after {string.Join(" or ", new[] { a.Time is { } t ? FormatTime(t) : null, a.Count is { } c ? string.Create(ci, $"{c} scenarios") : null }.Where(x => x is not null))}{(a.StopOnFirst ? " or the first violation" : "")}");
 
         // The failure database first: what an earlier run saved and this run would look for.
@@ -212,11 +223,18 @@ public static class FuzzCommand
             !ct.IsCancellationRequested && !stop.Requested
             && !(a.StopOnFirst && (written.Count > 0 || storedFailing.Count > 0))
             && (a.Count is null || fuzzer.ScenariosRun < a.Count) && (a.Time is null || clock.Elapsed < a.Time);
+        void Write(FuzzFinding f) =>
+            written.Add((f, PbtRunner.WriteReproAtomically(a.OutDir, ScenarioProperty.ReproFileName(f.Shrunk), fuzzer.ReproText(f, a.Command()))));
         void One()
         {
-            var f = a.Scenario is { } sc ? fuzzer.Examine(0, sc.Seed, sc.Size) : fuzzer.Next();
-            if (f is not null)
-                written.Add((f, PbtRunner.WriteReproAtomically(a.OutDir, ScenarioProperty.ReproFileName(f.Shrunk), fuzzer.ReproText(f, a.Command()))));
+            if (a.Scenario is { } sc)
+            {
+                if (fuzzer.Examine(0, sc.Seed, sc.Size) is { } f) Write(f);
+                return;
+            }
+            // A batch of consecutive scenarios, one per job (no more than --count leaves).
+            int n = a.Count is { } c ? (int)Math.Min(a.Jobs, c - fuzzer.ScenariosRun) : a.Jobs;
+            foreach (var f in fuzzer.NextBatch(n, a.Jobs, a.StopOnFirst)) Write(f);
         }
 
         if (cx.Interactive)

@@ -6,7 +6,9 @@
 //
 // Scenario i uses seed Shard.SeedFor(baseSeed, i) and FsCheck-like size 1 + i mod 100, so a run
 // is a pure function of (base seed, shard, options) up to where it stops; only the stopping
-// point depends on the wall clock.
+// point depends on the wall clock. Parallel fuzzing (NextBatch) generates and runs a batch of
+// consecutive scenarios on several threads and then takes their results in scenario order, so
+// the number of jobs changes how fast a run goes, never what it finds.
 using System.Diagnostics;
 using System.Globalization;
 using PropertySuite.Engine.Scenario;
@@ -76,6 +78,44 @@ public sealed class Fuzzer
         ArgumentOutOfRangeException.ThrowIfLessThan(size, 1);
         if (index >= ScenariosRun) ScenariosRun = index + 1;
         var (s, _, r) = ScenarioGenerator.Generate(seed, size, _options);
+        return Consider(index, seed, size, s, r);
+    }
+
+    /// <summary>Generates and runs the next <paramref name="n"/> scenarios on up to
+    /// <paramref name="jobs"/> threads, then takes their results in scenario order (statistics,
+    /// findings, shrinking), so that the outcome is the one <paramref name="n"/> calls of
+    /// <see cref="Next"/> give, whatever the number of jobs. With
+    /// <paramref name="stopAtFirstFinding"/>, the scenarios after the first new finding are
+    /// dropped as if never run.</summary>
+    public IReadOnlyList<FuzzFinding> NextBatch(int n, int jobs, bool stopAtFirstFinding = false)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(n, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(jobs, 1);
+        long first = ScenariosRun;
+        var drawn = new (Scenario Scenario, RunResult Run)[n];
+        // Each scenario boots its own kernel; generation and the invariants share no mutable state.
+        Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = jobs }, i =>
+        {
+            var (seed, size) = ScenarioAt(first + i);
+            var (s, _, r) = ScenarioGenerator.Generate(seed, size, _options);
+            drawn[i] = (s, r);
+        });
+        var found = new List<FuzzFinding>();
+        for (int i = 0; i < n; i++)
+        {
+            ScenariosRun = first + i + 1;
+            var (seed, size) = ScenarioAt(first + i);
+            if (Consider(first + i, seed, size, drawn[i].Scenario, drawn[i].Run) is { } f)
+            {
+                found.Add(f);
+                if (stopAtFirstFinding) break;
+            }
+        }
+        return found;
+    }
+
+    private FuzzFinding? Consider(long index, ulong seed, int size, Scenario s, RunResult r)
+    {
         Statistics.Add(s, r);
         if (!r.Failed || _findings.Any(f => f.Invariant == r.FailedInvariant)) return null;
 

@@ -145,6 +145,28 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void FuzzJobsChangeHowFastNotWhatARunFinds()
+    {
+        // A buggy variant, so that the findings, their shrinking and the repros are compared too.
+        string[] common = ["fuzz", "--count", "60", "--seed", "3", "--variant", "hugetlb-folio-misaligned", "--config", "x86_64-4k-l4"];
+        string one = Path.Combine(_dir, "one"), three = Path.Combine(_dir, "three");
+        var a = Run([.. common, "--jobs", "1", "--out", one]);
+        var b = Run([.. common, "--jobs", "3", "--out", three]);
+        AssertExit(ExitCodes.Violation, a);
+        AssertExit(ExitCodes.Violation, b);
+        AssertContains("1 job(s)", a.Out, a);
+        AssertContains("3 job(s)", b.Out, b);
+        string Same(CliRun r, string dir) => Untimed(r.Out).Replace("1 job(s)", "N job(s)", StringComparison.Ordinal).Replace("3 job(s)", "N job(s)", StringComparison.Ordinal).Replace(dir, "DIR", StringComparison.Ordinal);
+        Assert.True(Same(a, one) == Same(b, three), $"--jobs 1 and --jobs 3 differ\nfirst {a}\nsecond {b}");
+        var filesA = Directory.GetFiles(one).Select(Path.GetFileName).Order(StringComparer.Ordinal).ToList();
+        var filesB = Directory.GetFiles(three).Select(Path.GetFileName).Order(StringComparer.Ordinal).ToList();
+        Assert.NotEmpty(filesA);
+        Assert.Equal(filesA, filesB);
+        foreach (var f in filesA) Assert.Equal(File.ReadAllText(Path.Combine(one, f!)), File.ReadAllText(Path.Combine(three, f!)));
+        AssertExit(ExitCodes.BadInput, Run("fuzz", "--count", "1", "--jobs", "0"));
+    }
+
+    [Fact]
     public void FuzzOfABuggyVariantWritesTheShrunkReproAndReplayReproducesIt()
     {
         var fuzz = Run("fuzz", "--count", "200", "--seed", "3", "--variant", "broken-vunmap-skips-flush", "--config", "x86_64-4k-l4", "--out", _dir);
