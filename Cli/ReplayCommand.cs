@@ -114,6 +114,10 @@ public static class ReplayCommand
             trace: tracer is null ? null : (i, op, k) => { foreach (var line in tracer.Describe(i, op, k)) output.WriteLine(line); },
             booted: tracer is null ? null : tracer.Attach);
         output.WriteLine(r.ToString());
+        // The states of interest the run reached (KernelLog.Note), so that a hand-written
+        // interleaving can be checked to reach the window it aims at.
+        if (r.Reached.Any(kv => kv.Value > 0))
+            output.WriteLine("reached: " + string.Join(", ", r.Reached.Where(kv => kv.Value > 0).Select(kv => kv.Value == 1 ? kv.Key : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{kv.Key} x{kv.Value}"))));
         bool differs = false;
         if (s.Expect is { } expect)
         {

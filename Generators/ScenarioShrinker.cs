@@ -12,7 +12,8 @@
 //      leaves a prefix ending before the failing step is skipped: that run is known to pass.
 //      In short scenarios also every adjacent pair (halving never tries pairs off its grid);
 //   3. simplify the configuration: fewer CPUs (idle CPUs removed and the rest renumbered;
-//      operations on removed CPUs dropped, or moved onto the remaining ones), less memory, no hot-plug range, a simpler configuration
+//      operations on removed CPUs dropped, or moved onto the remaining ones; or every operation
+//      of one CPU dropped and the CPUs above it renumbered down), less memory, no hot-plug range, a simpler configuration
 //      the variant allows (4K pages first);
 //   4. run a started task as a plain operation where its CPU is first stepped (one line fewer);
 //      simplify single operations: an interrupt handler run as a plain operation, then
@@ -169,6 +170,17 @@ public static class ScenarioShrinker
             if (s.Ops.Any(op => op.Cpu >= n))
                 yield return fewer with { Ops = [.. s.Ops.Select(op => op.Cpu < n ? op : op with { Cpu = op.Cpu % n })] };
         }
+        // One CPU fewer by dropping the work of a lower CPU (the highest is dropped above), the
+        // CPUs above it renumbered down: a task on cpu0 that only set the stage for the bug on
+        // cpu1 goes in one candidate, though its lines are not consecutive.
+        if (m.Cpus > 1)
+            for (int c = 0; c < m.Cpus - 1; c++)
+                if (s.Ops.Any(op => op.Cpu == c))
+                    yield return s with
+                    {
+                        Machine = m with { Cpus = m.Cpus - 1 },
+                        Ops = [.. s.Ops.Where(op => op.Cpu != c).Select(op => op.Cpu > c ? op with { Cpu = op.Cpu - 1 } : op)],
+                    };
 
         long min = ScenarioGenerator.MinMemory(s.Arch);
         if (m.MemoryBytes > min)

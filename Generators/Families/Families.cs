@@ -22,6 +22,7 @@ public static class Families
         new VmallocFamily(),
         new HgmFamily(),
         new HotplugFamily(),
+        new HvoSplitRaceFamily(),
     ];
 
     /// <summary>Looks a family up by name.</summary>

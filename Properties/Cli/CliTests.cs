@@ -489,5 +489,7 @@ public sealed class CliTests : IDisposable
         Assert.Contains(cpu1, l => l.Contains(" page pointer 0xffffea0000061000 (pfn 0x1840, pfn_to_page at step 3)", StringComparison.Ordinal));
         Assert.Contains(cpu1, l => l.Contains("pfn_to_page at step 3, head then 0xffffea0000061000 now 0xffffea0000060000, vmemmap now read-only", StringComparison.Ordinal));
         Assert.Contains("  cpu1  idle", run.Out, StringComparison.Ordinal);
+        // Replay names the states of interest the run reached.
+        Assert.Contains(run.Out.Split('\n'), l => l.StartsWith("reached: ", StringComparison.Ordinal) && l.Contains("hvo.optimized", StringComparison.Ordinal));
     }
 }
