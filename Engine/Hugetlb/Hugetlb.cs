@@ -313,6 +313,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
     [Kernel("mm/hugetlb.c", "set_max_huge_pages")]
     public IEnumerable<StepStatus> SetMaxHugePages(ExecContext ctx, Hstate h, long count)
     {
+        h.ResizesRunning++; // mutex_lock(&h->resize_lock)
         foreach (var s in SpinLock(ctx, HugetlbLock)) yield return s;
         // Increase the pool: first convert surplus pages to persistent ones.
         while (h.SurplusHugePages > 0 && count > h.PersistentHugePages)
@@ -353,6 +354,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
             if (!AdjustPoolSurplus(h, 1)) break;
         h.MaxHugePages = h.PersistentHugePages;
         SpinUnlock(ctx, HugetlbLock);
+        h.ResizesRunning--; // mutex_unlock(&h->resize_lock)
         yield return StepStatus.After("adjust_pool_surplus");
     }
 
@@ -455,7 +457,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
         foreach (var s in SpinLock(ctx, HugetlbLock)) yield return s;
         if (h.SurplusHugePages > 0)
         {
-            RemoveHugetlbFolio(ctx, h, f, adjustSurplus: true);
+            RemoveHugetlbFolio(ctx, h, f, adjustSurplus: !Broken.FreeSurplusSkipsDecrement);
             SpinUnlock(ctx, HugetlbLock);
             yield return StepStatus.After("remove_hugetlb_folio");
             Note("hugetlb.free_surplus");
