@@ -129,6 +129,7 @@ public static class VariantTargets
         Buggy("broken-truncate-frees-twice", Inv<BuddyWellFormed>(), Inv<FrameConservation>()) with { MaxReproOps = 2, Focus = Races },
         Buggy("broken-free-surplus-skips-decrement", Inv<HugetlbPoolAccounting>()) with { MaxReproOps = 4, Focus = [Fam<HugetlbFamily>()] },
         Buggy("broken-pfn-walk-skips-put", Inv<RefcountAudit>()) with { MaxReproOps = 3, Focus = Races },
+        Buggy("broken-hvo-reserve-off-by-one", Inv<HvoShape>()) with { MaxReproOps = 2 },
     ];
 
     /// <summary>The entry of a variant; null for a correct one.</summary>

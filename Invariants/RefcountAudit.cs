@@ -12,9 +12,10 @@ namespace PropertySuite.Invariants;
 /// free page is held by nobody and has refcount 0. The counter is read only to be compared. A lost
 /// put_page leaves a count above its holders (and the page is never freed: a leak every book
 /// balances, because the page stays owned and cached or mapped); an extra put leaves one below
-/// (a use-after-free waiting for the next put). Judged: frames some holder declares, frames
+/// (a use-after-free waiting for the next put). Judged: frames their owner's holder declares, frames
 /// owned by the page cache, and free frames. Not judged: HugeTLB folios (their fault, mapping
-/// and hugetlbfs page-cache references are bounded by RefcountCoversMappings), page tables
+/// and hugetlbfs page-cache references are bounded by RefcountCoversMappings; a task's
+/// speculative reference on one, legal on a reused head, is not judged either), page tables
 /// (not counted by the model), vmemmap and kernel pages, and a vmalloc-owned frame no live area
 /// lists (an area being built or torn down in this step's task; FrameConservation counts those).
 /// Incremental: the frames whose holders changed this step (a reference taken or put, a page
@@ -60,22 +61,24 @@ public sealed class RefcountAudit : IInvariant
         return null;
     }
 
-    private static Dictionary<long, (int Refs, List<string> Why)> Declarations(IKernelView k)
+    /// <summary>Per frame: the references declared, by whom, and which owners' holders declared it.</summary>
+    private static Dictionary<long, (int Refs, List<string> Why, List<FrameOwner> By)> Declarations(IKernelView k)
     {
-        var d = new Dictionary<long, (int Refs, List<string> Why)>();
+        var d = new Dictionary<long, (int Refs, List<string> Why, List<FrameOwner> By)>();
         foreach (var h in k.RefHolders)
             h.Declare((pfn, refs, why) =>
             {
                 d.TryGetValue(pfn, out var e);
                 (e.Why ??= new()).Add($"{h.Who}: {why}");
-                d[pfn] = (e.Refs + refs, e.Why);
+                (e.By ??= new()).Add(h.Owner);
+                d[pfn] = (e.Refs + refs, e.Why, e.By);
             });
         return d;
     }
 
     /// <summary>Judges [pfn, pfn+n): a run of free frames whose struct pages all share one vmemmap
     /// page's uniform contents is judged by one read.</summary>
-    private Violation? JudgeRange(IKernelView k, long pfn, long n, Dictionary<long, (int Refs, List<string> Why)> declared)
+    private Violation? JudgeRange(IKernelView k, long pfn, long n, Dictionary<long, (int Refs, List<string> Why, List<FrameOwner> By)> declared)
     {
         long end = Math.Min(pfn + n, k.Mem.MaxPfn);
         int s = k.Arch.StructPagesPerVmemmapPage;
@@ -94,12 +97,14 @@ public sealed class RefcountAudit : IInvariant
         return null;
     }
 
-    private Violation? Judge(IKernelView k, long p, Dictionary<long, (int Refs, List<string> Why)> declared)
+    private Violation? Judge(IKernelView k, long p, Dictionary<long, (int Refs, List<string> Why, List<FrameOwner> By)> declared)
     {
         if (p < 0 || p >= k.Mem.MaxPfn) return null;
         var owner = k.Mem.OwnerOf(p);
         bool has = declared.TryGetValue(p, out var d);
-        if (!has && owner is not (FrameOwner.Free or FrameOwner.PageCache)) return null;
+        // Audited: free frames, page-cache frames, and frames their owner's holder declares (a
+        // vmalloc frame no live area lists, or a HugeTLB folio, has references nobody declares).
+        if (owner is not (FrameOwner.Free or FrameOwner.PageCache) && !(has && d.By.Contains(owner))) return null;
         if (owner is FrameOwner.Absent or FrameOwner.Offline || k.WalkToFrame(k.Arch.PfnToPage(p), out _) < 0) return null;
         int refcount = k.PeekView.Read(k.Arch.PfnToPage(p)).Refcount;
         if (refcount == d.Refs) return null;

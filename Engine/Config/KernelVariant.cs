@@ -148,6 +148,9 @@ public sealed record Breakage
     /// <summary>The PFN walker (isolate_migratepages_block's peek) returns without the put_page of
     /// the reference its get_page_unless_zero took.</summary>
     public bool PfnWalkSkipsPut { get; init; }
+    /// <summary>The engine's HUGETLB_VMEMMAP_RESERVE_PAGES is one more than the scheme's: HVO keeps
+    /// one vmemmap page too many per folio (and remaps the tails onto the wrong page).</summary>
+    public bool HvoReserveOffByOne { get; init; }
 
     /// <exception cref="ConfigException">A breakage of a path the variant does not take.</exception>
     public void Validate(KernelVariant v)

@@ -202,6 +202,9 @@ public static class KernelVariants
         Buggy("broken-pfn-walk-skips-put",
             "meta-test only: the PFN walker (isolate_migratepages_block's peek at a page-cache page) returns without putting the reference get_page_unless_zero took, so the page outlives its truncate",
             D with { Broken = new() { PfnWalkSkipsPut = true } }),
+        Buggy("broken-hvo-reserve-off-by-one",
+            "meta-test only: under the v5.18 scheme the engine keeps two vmemmap pages per optimized folio (its reserve count one too many) and remaps the tails onto page 1; every check that reads the engine's reserve sees a consistent shape",
+            D with { Broken = new() { HvoReserveOffByOne = true } }),
     ];
 
     /// <summary>The name of today's correct kernel, the variant a repro without a variant line runs.</summary>

@@ -24,6 +24,11 @@ public interface IRefHolder
     /// <summary>Who holds them, for evidence ("page cache", "vmalloc areas").</summary>
     string Who { get; }
 
+    /// <summary>The owner of the frames this holder keeps alive (PageCache, Vmalloc), or Absent
+    /// for references on frames of any owner (a task's speculative reference). A frame is audited
+    /// where its owner's holder declares it: then every reference on it is one of the declared.</summary>
+    FrameOwner Owner { get; }
+
     /// <summary>Reports every reference held: (pfn of the struct page, references, why).</summary>
     void Declare(Action<long, int, string> add);
 
@@ -47,6 +52,8 @@ public sealed class SpeculativeRefs : IRefHolder
     private readonly List<long> _changed = new();
 
     public string Who => "speculative references of running tasks";
+
+    public FrameOwner Owner => FrameOwner.Absent;
 
     public IReadOnlyList<HeldRef> Held => _held;
 
@@ -92,6 +99,8 @@ internal sealed class PageCacheRefs(Kernel k) : IRefHolder
 {
     public string Who => "page cache";
 
+    public FrameOwner Owner => FrameOwner.PageCache;
+
     public IEnumerable<long> ChangedThisStep => k.FilemapIfUsed?.CacheChangedThisStep ?? [];
 
     public void Declare(Action<long, int, string> add)
@@ -108,6 +117,8 @@ internal sealed class PageCacheRefs(Kernel k) : IRefHolder
 internal sealed class VmallocRefs(Kernel k) : IRefHolder
 {
     public string Who => "vmalloc areas";
+
+    public FrameOwner Owner => FrameOwner.Vmalloc;
 
     // Area changes move frames between owners (Vmalloc <-> Free), which the audit reads itself.
     public IEnumerable<long> ChangedThisStep => [];

@@ -68,7 +68,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
         // ARCH_WANT_OPTIMIZE_HUGETLB_VMEMMAP: x86-64 since v5.14; arm64 only v6.1-v6.2 (Arm64Hvo).
         ArchWantsHvo = k.Arch.Arch == Config.Arch.X86_64 || v.Arm64Hvo;
         // HUGETLB_VMEMMAP_RESERVE_PAGES: 2 in v5.14-v5.17, 1 since v5.18.
-        ReservePages = Scheme == HvoScheme.TwoPagesKept ? 2 : ArchConfig.HugetlbVmemmapReservePages;
+        ReservePages = (Scheme == HvoScheme.TwoPagesKept ? 2 : ArchConfig.HugetlbVmemmapReservePages) + (k.Variant.Broken.HvoReserveOffByOne ? 1 : 0);
         HvoConfigured = ArchWantsHvo && Scheme != HvoScheme.Off;
         VmemmapOptimizeEnabled = HvoConfigured; // hugetlb_free_vmemmap= default on
         _hstates = k.Arch.HugetlbSizes.Select(s => new Hstate(k.Arch, s, ReservePages)).ToArray();

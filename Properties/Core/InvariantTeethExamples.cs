@@ -20,11 +20,13 @@ public class InvariantTeethExamples
     // (2 - 1) is below max_huge_pages (2).
     [InlineData("broken-free-surplus-skips-decrement", "hugetlb_pool 2M 2\nf1 = hugetlb_alloc 2M\nf2 = hugetlb_alloc 2M\nf3 = hugetlb_alloc 2M\nhugetlb_free f3\n", "HugetlbPoolAccounting", 5)]
     [InlineData("broken-pfn-walk-skips-put", "p1 = filemap_add 1\npfn_walk p1 0\n", "RefcountAudit", 2)]
-    public void BrokenPathIsCaughtByItsInvariant(string variant, string body, string invariant, int step)
+    [InlineData("broken-hvo-reserve-off-by-one", "f1 = hugetlb_alloc 2M\n", "HvoShape", 1)]
+    [InlineData("broken-hvo-reserve-off-by-one", "f1 = hugetlb_alloc 2M\n", "HvoShape", 1, "x86_64-4k-l5")]
+    public void BrokenPathIsCaughtByItsInvariant(string variant, string body, string invariant, int step, string config = "x86_64-4k-l4")
     {
-        var r = ScenarioRunner.Run(Repro.Parse(Header(variant) + body));
+        var r = ScenarioRunner.Run(Repro.Parse(Header(variant, config) + body));
         Assert.True(r.FailedInvariant == invariant && r.Step == step, r.ToString());
-        var ok = ScenarioRunner.Run(Repro.Parse(Header("default") + body));
+        var ok = ScenarioRunner.Run(Repro.Parse(Header("default", config) + body));
         Assert.True(ok.Violation is null, ok.ToString());
     }
 
@@ -69,5 +71,27 @@ public class InvariantTeethExamples
         var all = ScenarioRunner.Run(s);
         Assert.True(all.FailedInvariant == "RefcountAudit" && all.Step == 2, all.ToString());
         Assert.Contains("was never put", all.Violation!.Evidence);
+    }
+
+    /// <summary>The shape HVO leaves under the reserve breakage agrees with the engine's own
+    /// reserve count (what HvoShape used to read): pages 0..R-1 distinct, R..V-1 on page R-1, with
+    /// R = k.Hugetlb.ReservePages = 2. Only the scheme's own R (1 since v5.18) shows it wrong.</summary>
+    [Fact]
+    public void ReserveOffByOneLooksRightAgainstTheEnginesReserve()
+    {
+        var s = Repro.Parse(Header("broken-hvo-reserve-off-by-one") + "f1 = hugetlb_alloc 2M\n");
+        bool consistent = false;
+        var r = ScenarioRunner.Run(s, invariants: [], trace: (_, _, k) =>
+        {
+            var f = k.Hugetlb.AllFoliosByPfn().Single();
+            int reserve = k.Hugetlb.ReservePages;
+            long nv = f.Hstate.VmemmapPages;
+            ulong start = k.Hugetlb.FolioPage(f);
+            var frames = Enumerable.Range(0, (int)nv).Select(i => k.Mmu.WalkToFrame(start + (ulong)(i * k.Arch.PageSize), out _)).ToArray();
+            consistent = reserve == 2 && frames.Take(reserve).Distinct().Count() == reserve && frames.Skip(reserve).All(x => x == frames[reserve - 1]);
+        });
+        Assert.True(r.Violation is null, r.ToString());
+        Assert.True(consistent, "the broken shape should match the engine's reserve of 2");
+        Assert.Equal("HvoShape", ScenarioRunner.Run(s).FailedInvariant);
     }
 }
