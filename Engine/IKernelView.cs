@@ -32,6 +32,11 @@ public interface IKernelView
     /// <summary>Every RCU read-side section so far, with its begin and end on the same clock.</summary>
     IReadOnlyList<RcuReadSection> RcuReadSections { get; }
     IReadOnlyList<(FrameOwner Owner, string Who, Func<long> Count)> FrameAccountants { get; }
+    /// <summary>Each mechanism's declaration of the struct-page references it holds (Engine/Core/RefHolders.cs).</summary>
+    IReadOnlyList<IRefHolder> RefHolders { get; }
+    /// <summary>Speculative references taken and not yet put, with the task that took each
+    /// (a record whose task ended is a leaked reference).</summary>
+    IReadOnlyList<HeldRef> SpeculativeRefs { get; }
     IReadOnlyList<Arm64Mmu.BbmWindow> BbmWindows { get; }
     /// <summary>The struct pages as init_mm maps them (no TLB, no faults).</summary>
     VmemmapView PeekView { get; }
@@ -78,6 +83,14 @@ public interface IBuddyView
     long NrFreePages { get; }
     bool IsFree(long pfn);
     IEnumerable<(long Pfn, long Pages)> FreeBlocksIn(long start, long end);
+    /// <summary>The order of the largest block (MAX_PAGE_ORDER).</summary>
+    int MaxOrder { get; }
+    /// <summary>Every block overlapping [start, end), whole, with its order (corrupt duplicates as strays).</summary>
+    IEnumerable<BuddyBlock> BlocksOverlapping(long start, long end);
+    /// <summary>Every block the free lists hold.</summary>
+    IEnumerable<BuddyBlock> AllBlocks();
+    /// <summary>Ranges whose free blocks changed in the current step.</summary>
+    IReadOnlyList<(long Pfn, long Pages)> TouchedThisStep { get; }
 }
 
 public interface IPageTableView

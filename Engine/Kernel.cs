@@ -86,6 +86,13 @@ public sealed class Kernel : IPteObserver, IKernelView
     /// their sums with the frame owners.</summary>
     public List<(FrameOwner Owner, string Who, Func<long> Count)> FrameAccountants { get; } = new();
 
+    /// <summary>The mechanisms' declarations of the struct-page references they hold
+    /// (Engine/Core/RefHolders.cs), which RefcountAudit sums and compares with _refcount.</summary>
+    public List<IRefHolder> RefHolders { get; } = new();
+
+    /// <summary>References taken by speculative paths and not yet put.</summary>
+    public SpeculativeRefs SpeculativeRefs { get; } = new();
+
     // ---- shorthands for what nearly every caller needs ----
     public Cpu[] Cpus => Sched.Cpus;
     public List<KernelFault> Faults => Log.Faults;
@@ -134,6 +141,9 @@ public sealed class Kernel : IPteObserver, IKernelView
     {
         Vmalloc = new Vmalloc(Arch, Mem, Pgtable, SwapperPgDir, Tlb, Log, () => Sched.Current, Machine.Cpus, Variant) { Mmu = Mmu };
         FrameAccountants.Add((FrameOwner.Vmalloc, "vmalloc areas", () => Vmalloc.PagesInUse));
+        RefHolders.Add(new VmallocRefs(this));
+        RefHolders.Add(new PageCacheRefs(this));
+        RefHolders.Add(SpeculativeRefs);
         HugetlbVmemmap = new HugetlbVmemmap(this);
         Vmemmap.AddOffTableHolder(() => HugetlbVmemmap.FramesInFlight);
         Hugetlb = new Hugetlb(this);
@@ -172,6 +182,9 @@ public sealed class Kernel : IPteObserver, IKernelView
     {
         Log.StepCount = step;
         Mem.ClearChanged();
+        Mem.Buddy.ClearTouched();
+        SpeculativeRefs.BeginStep();
+        _filemap?.CacheChangedThisStep.Clear();
         Events.Clear();
         if (Hugetlb is not null) foreach (var h in Hugetlb.Hstates) h.ClearTouched();
         Hgm?.BeginStep();
@@ -231,6 +244,8 @@ public sealed class Kernel : IPteObserver, IKernelView
     IReadOnlyList<RcuReadSection> IKernelView.RcuReadSections => Rcu.ReadSections;
     long IKernelView.Step => Log.StepCount;
     IReadOnlyList<(FrameOwner Owner, string Who, Func<long> Count)> IKernelView.FrameAccountants => FrameAccountants;
+    IReadOnlyList<IRefHolder> IKernelView.RefHolders => RefHolders;
+    IReadOnlyList<HeldRef> IKernelView.SpeculativeRefs => SpeculativeRefs.Held;
     IReadOnlyList<Arm64Mmu.BbmWindow> IKernelView.BbmWindows => Arm64.BbmWindows;
     VmemmapView IKernelView.PeekView => PageFlags.PeekView;
     IPageFlagsView IKernelView.PageFlags => PageFlags;

@@ -125,6 +125,11 @@ public static class VariantTargets
         Buggy("broken-offline-keeps-section-online", Inv<OnlineAccounting>()) with { MaxReproOps = 3, Focus = Hotplug },
         Buggy("broken-remove-skips-mem-hotplug-begin", Inv<NoWalkerHoldsFreedTable>()) with { SearchTests = 1380, MaxReproOps = 6, Focus = Hotplug },
         Buggy("broken-subsection-vmemmap-pmd", Inv<SectionsHavePrivateLeaves>()) with { MaxReproOps = 3, Focus = Hotplug },
+        // Invariant teeth (issue 9, item 6): the free lists judged from their own shape.
+        Buggy("broken-truncate-frees-twice", Inv<BuddyWellFormed>(), Inv<FrameConservation>()) with { MaxReproOps = 2, Focus = Races },
+        Buggy("broken-free-surplus-skips-decrement", Inv<HugetlbPoolAccounting>()) with { MaxReproOps = 4, Focus = [Fam<HugetlbFamily>()] },
+        Buggy("broken-pfn-walk-skips-put", Inv<RefcountAudit>()) with { MaxReproOps = 3, Focus = Races },
+        Buggy("broken-hvo-reserve-off-by-one", Inv<HvoShape>()) with { MaxReproOps = 2 },
     ];
 
     /// <summary>The entry of a variant; null for a correct one.</summary>

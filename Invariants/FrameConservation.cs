@@ -10,8 +10,9 @@ namespace PropertySuite.Invariants;
 /// once) plus those a task holds, vmalloc frames with the live areas, HugeTLB frames with the
 /// folios. No free of an unallocated or foreign frame (double free) ever happened, and every
 /// frame whose owner changed this step is in the buddy exactly when it is owned Free. A leak is
-/// an owner count above its record; a double free is a bad free. Source:
-/// mm/page_alloc.c (bad_page, __free_one_page).
+/// an owner count above its record; a double free is a bad free; free lists that disagree with
+/// the owners (a frame listed twice) are a violation with the counts, not a model exception
+/// (BuddyWellFormed judges the lists' shape). Source: mm/page_alloc.c (bad_page, __free_one_page).
 /// </summary>
 public sealed class FrameConservation : IInvariant
 {
@@ -52,7 +53,7 @@ public sealed class FrameConservation : IInvariant
             }
             if (foreignInBuddy || inBuddy != k.Mem.CountOwned(pfn, n, FrameOwner.Free))
                 return CheckChangedFramesOneByOne(k, pfn, n)
-                    ?? throw new Engine.Mm.ModelBugException($"{Name}: frames {pfn:x}+{n} disagree with the buddy in total but not one by one");
+                    ?? new(Name, $"frames {pfn:x}+{n}: the free lists hold {inBuddy} frames there{(foreignInBuddy ? ", some of them owned" : "")}, {k.Mem.CountOwned(pfn, n, FrameOwner.Free)} are owned Free, yet every frame agrees one by one: a frame is on the free lists twice");
         }
         return null;
     }

@@ -8,6 +8,7 @@ public static class InvariantRegistry
     public static IReadOnlyList<IInvariant> All { get; } =
     [
         new PageTableTreeWellFormed(),
+        new BuddyWellFormed(),
         new FrameConservation(),
         new NoLeafMapsFreeFrame(),
         new NoSharedLeafEntries(),
@@ -39,6 +40,7 @@ public static class InvariantRegistry
         new RemovedMemoryIsGone(),
         new SectionsHavePrivateLeaves(),
         new NoWalkerHoldsFreedTable(),
+        new RefcountAudit(),
     ];
 
     public static IInvariant ByName(string name) =>

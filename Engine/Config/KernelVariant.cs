@@ -139,6 +139,18 @@ public sealed record Breakage
     public bool FreeHugeFolioKeepsCompound { get; init; }
     /// <summary>vmemmap_restore_pte copies the head page but skips reset_struct_pages.</summary>
     public bool RestoreSkipsReset { get; init; }
+    /// <summary>truncate_inode_pages, after folio_put freed a folio, hands it to __free_one_page a
+    /// second time, past free_pages_prepare's checks: the buddy's lists hold the frame twice.</summary>
+    public bool TruncateFreesTwice { get; init; }
+    /// <summary>free_huge_folio frees a surplus folio to the buddy without the surplus_huge_pages
+    /// decrement (remove_hugetlb_folio with adjust_surplus false).</summary>
+    public bool FreeSurplusSkipsDecrement { get; init; }
+    /// <summary>The PFN walker (isolate_migratepages_block's peek) returns without the put_page of
+    /// the reference its get_page_unless_zero took.</summary>
+    public bool PfnWalkSkipsPut { get; init; }
+    /// <summary>The engine's HUGETLB_VMEMMAP_RESERVE_PAGES is one more than the scheme's: HVO keeps
+    /// one vmemmap page too many per folio (and remaps the tails onto the wrong page).</summary>
+    public bool HvoReserveOffByOne { get; init; }
 
     /// <exception cref="ConfigException">A breakage of a path the variant does not take.</exception>
     public void Validate(KernelVariant v)

@@ -193,6 +193,18 @@ public static class KernelVariants
         Buggy("broken-subsection-vmemmap-pmd",
             "meta-test only: memremap_pages maps a sub-section's memmap with its section's PMD block on x86-64 (whose teardown keeps a partly used block), so two device ranges share a vmemmap leaf",
             D with { HotplugBreakage = new() { SubsectionVmemmapPmd = true } }, "x86_64-4k-l4"),
+        Buggy("broken-truncate-frees-twice",
+            "meta-test only: truncate_inode_pages hands each folio its folio_put freed to __free_one_page a second time, past free_pages_prepare's checks, so the buddy lists hold the frame twice",
+            D with { Broken = new() { TruncateFreesTwice = true } }),
+        Buggy("broken-free-surplus-skips-decrement",
+            "meta-test only: free_huge_folio frees a surplus folio to the buddy without decrementing surplus_huge_pages, which then counts a page the pool no longer holds",
+            D with { Broken = new() { FreeSurplusSkipsDecrement = true } }),
+        Buggy("broken-pfn-walk-skips-put",
+            "meta-test only: the PFN walker (isolate_migratepages_block's peek at a page-cache page) returns without putting the reference get_page_unless_zero took, so the page outlives its truncate",
+            D with { Broken = new() { PfnWalkSkipsPut = true } }),
+        Buggy("broken-hvo-reserve-off-by-one",
+            "meta-test only: under the v5.18 scheme the engine keeps two vmemmap pages per optimized folio (its reserve count one too many) and remaps the tails onto page 1; every check that reads the engine's reserve sees a consistent shape",
+            D with { Broken = new() { HvoReserveOffByOne = true } }),
     ];
 
     /// <summary>The name of today's correct kernel, the variant a repro without a variant line runs.</summary>

@@ -90,6 +90,10 @@ public sealed class Hstate
     /// <summary>h->nr_overcommit_huge_pages (unlimited by default in the model).</summary>
     public long NrOvercommitHugePages { get; set; } = long.MaxValue;
 
+    /// <summary>How many set_max_huge_pages are running (the kernel's h->resize_lock holder; the
+    /// model does not serialise them, so this is a count).</summary>
+    public int ResizesRunning { get; internal set; }
+
     /// <summary>persistent_huge_pages(h) = nr_huge_pages − surplus_huge_pages.</summary>
     public long PersistentHugePages => NrHugePages - SurplusHugePages;
 

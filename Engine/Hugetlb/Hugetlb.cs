@@ -68,7 +68,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
         // ARCH_WANT_OPTIMIZE_HUGETLB_VMEMMAP: x86-64 since v5.14; arm64 only v6.1-v6.2 (Arm64Hvo).
         ArchWantsHvo = k.Arch.Arch == Config.Arch.X86_64 || v.Arm64Hvo;
         // HUGETLB_VMEMMAP_RESERVE_PAGES: 2 in v5.14-v5.17, 1 since v5.18.
-        ReservePages = Scheme == HvoScheme.TwoPagesKept ? 2 : ArchConfig.HugetlbVmemmapReservePages;
+        ReservePages = (Scheme == HvoScheme.TwoPagesKept ? 2 : ArchConfig.HugetlbVmemmapReservePages) + (k.Variant.Broken.HvoReserveOffByOne ? 1 : 0);
         HvoConfigured = ArchWantsHvo && Scheme != HvoScheme.Off;
         VmemmapOptimizeEnabled = HvoConfigured; // hugetlb_free_vmemmap= default on
         _hstates = k.Arch.HugetlbSizes.Select(s => new Hstate(k.Arch, s, ReservePages)).ToArray();
@@ -313,6 +313,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
     [Kernel("mm/hugetlb.c", "set_max_huge_pages")]
     public IEnumerable<StepStatus> SetMaxHugePages(ExecContext ctx, Hstate h, long count)
     {
+        h.ResizesRunning++; // mutex_lock(&h->resize_lock)
         foreach (var s in SpinLock(ctx, HugetlbLock)) yield return s;
         // Increase the pool: first convert surplus pages to persistent ones.
         while (h.SurplusHugePages > 0 && count > h.PersistentHugePages)
@@ -353,6 +354,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
             if (!AdjustPoolSurplus(h, 1)) break;
         h.MaxHugePages = h.PersistentHugePages;
         SpinUnlock(ctx, HugetlbLock);
+        h.ResizesRunning--; // mutex_unlock(&h->resize_lock)
         yield return StepStatus.After("adjust_pool_surplus");
     }
 
@@ -455,7 +457,7 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
         foreach (var s in SpinLock(ctx, HugetlbLock)) yield return s;
         if (h.SurplusHugePages > 0)
         {
-            RemoveHugetlbFolio(ctx, h, f, adjustSurplus: true);
+            RemoveHugetlbFolio(ctx, h, f, adjustSurplus: !Broken.FreeSurplusSkipsDecrement);
             SpinUnlock(ctx, HugetlbLock);
             yield return StepStatus.After("remove_hugetlb_folio");
             Note("hugetlb.free_surplus");

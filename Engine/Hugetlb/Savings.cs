@@ -119,6 +119,7 @@ public static class Savings
                 throw new Mm.ModelBugException($"savings: {arch.Name} {machineBytes >> 20} MiB holds {h.NrHugePages} of {target} {ArchConfig.FormatSize(size)} folios");
             done = target;
             k.Mem.ClearChanged();
+            k.Mem.Buddy.ClearTouched();
         }
         var first = h.FoliosByPfn()[0];
         long after = k.Mem.Count(Mm.FrameOwner.Vmemmap);

@@ -8,7 +8,18 @@
 // - Blocks of MAX_PAGE_ORDER are held as coalesced ranges, not one list node per block, so a
 //   64 TiB machine costs what its fragmented memory costs, not what its free memory costs.
 // - Migration types, zones, watermarks and per-CPU lists are not modelled.
+// - A free that the lists cannot hold — a block already on its list, or a max-order block that
+//   overlaps a free range — is kept on a list of strays instead of throwing, as the kernel's
+//   list_add would link the page in twice: the lists are then corrupt, and BuddyWellFormed
+//   reports it with the blocks as evidence.
 namespace PropertySuite.Engine.Mm;
+
+/// <summary>One free block as the lists hold it: 2^Order pages at Pfn; a run of max-order blocks
+/// has Order = MAX_PAGE_ORDER and Pages a multiple of its size. Stray: held twice (corrupt).</summary>
+public readonly record struct BuddyBlock(long Pfn, long Pages, int Order, bool Stray)
+{
+    public override string ToString() => $"{(Stray ? "stray " : "")}order-{Order} block {Pfn:x}+{Pages}";
+}
 
 /// <summary>A buddy allocator over PFNs. Callers check ownership; this class trusts its input.</summary>
 public sealed class BuddyAllocator : IBuddyView
@@ -16,6 +27,30 @@ public sealed class BuddyAllocator : IBuddyView
     private readonly int _maxOrder;
     private readonly SortedSet<long>[] _freeArea;
     private readonly RangeSet _maxOrderBlocks = new();
+    private readonly List<BuddyBlock> _strays = new();
+
+    /// <summary>The ranges whose free blocks changed since <see cref="ClearTouched"/> (frees,
+    /// merges, allocations, splits), for incremental checks.</summary>
+    public List<(long Pfn, long Pages)> TouchedThisStep { get; } = new();
+    IReadOnlyList<(long Pfn, long Pages)> IBuddyView.TouchedThisStep => TouchedThisStep;
+
+    public void ClearTouched() => TouchedThisStep.Clear();
+
+    private void Touch(long pfn, long pages)
+    {
+        if (TouchedThisStep.Count > 0 && TouchedThisStep[^1].Pfn + TouchedThisStep[^1].Pages == pfn)
+            TouchedThisStep[^1] = (TouchedThisStep[^1].Pfn, TouchedThisStep[^1].Pages + pages);
+        else TouchedThisStep.Add((pfn, pages));
+    }
+
+    /// <summary>Adds a run of max-order blocks, or keeps it as a stray if the lists already hold
+    /// any of its pages as a max-order run.</summary>
+    private void AddMaxOrder(long pfn, long pages)
+    {
+        Touch(pfn, pages);
+        if (_maxOrderBlocks.Overlapping(pfn, pfn + pages).Any()) { _strays.Add(new(pfn, pages, _maxOrder, true)); return; }
+        _maxOrderBlocks.Add(pfn, pages);
+    }
 
     public BuddyAllocator(int maxOrder)
     {
@@ -42,7 +77,7 @@ public sealed class BuddyAllocator : IBuddyView
                 // (the blocks on either side are either free max-order blocks or not free).
                 long run = (end - pfn) & ~(top - 1);
                 NrFreePages += run;
-                _maxOrderBlocks.Add(pfn, run);
+                AddMaxOrder(pfn, run);
                 pfn += run;
                 continue;
             }
@@ -69,8 +104,12 @@ public sealed class BuddyAllocator : IBuddyView
             pfn = Math.Min(pfn, buddy);
             order++;
         }
-        if (order == _maxOrder) _maxOrderBlocks.Add(pfn, 1L << _maxOrder);
-        else _freeArea[order].Add(pfn);
+        if (order == _maxOrder) AddMaxOrder(pfn, 1L << _maxOrder);
+        else
+        {
+            Touch(pfn, 1L << order);
+            if (!_freeArea[order].Add(pfn)) _strays.Add(new(pfn, 1L << order, order, true));
+        }
     }
 
     /// <summary>__rmqueue_smallest + expand: allocates 2^order naturally aligned pages, or -1.</summary>
@@ -91,6 +130,7 @@ public sealed class BuddyAllocator : IBuddyView
                 if (!_maxOrderBlocks.TryFirst(out pfn)) return -1;
                 _maxOrderBlocks.Remove(pfn, 1L << _maxOrder);
             }
+            Touch(pfn, 1L << current);
             // expand(): give the upper halves back, keep the lower one.
             while (current > order)
             {
@@ -121,6 +161,7 @@ public sealed class BuddyAllocator : IBuddyView
         long pfn = _maxOrderBlocks.FindAlignedFit(whole, Math.Max(align, top));
         if (pfn < 0) return -1;
         _maxOrderBlocks.Remove(pfn, whole);
+        Touch(pfn, whole);
         NrFreePages -= whole;
         if (whole > nrPages) FreeRange(pfn + nrPages, whole - nrPages);
         return pfn;
@@ -148,6 +189,7 @@ public sealed class BuddyAllocator : IBuddyView
                 taken += 1L << order;
             }
         if (taken != count) throw new ModelBugException($"buddy take of {start:x}+{count}: only {taken} pages were free");
+        Touch(start, count);
         NrFreePages -= count;
     }
 
@@ -155,6 +197,7 @@ public sealed class BuddyAllocator : IBuddyView
     public bool IsFree(long pfn)
     {
         if (_maxOrderBlocks.Contains(pfn)) return true;
+        foreach (var b in _strays) if (pfn >= b.Pfn && pfn < b.Pfn + b.Pages) return true;
         for (int order = 0; order < _maxOrder; order++)
             if (_freeArea[order].Contains(pfn & ~((1L << order) - 1))) return true;
         return false;
@@ -184,6 +227,40 @@ public sealed class BuddyAllocator : IBuddyView
                 yield return (a, e - a);
             }
         }
+        foreach (var b in _strays)
+            if (b.Pfn < end && b.Pfn + b.Pages > start)
+            {
+                long a = Math.Max(b.Pfn, start), e = Math.Min(b.Pfn + b.Pages, end);
+                yield return (a, e - a);
+            }
+    }
+
+    /// <summary>Every block that overlaps [start, end), whole (not clipped), with its order; strays
+    /// last. Costs what the blocks overlapping the range cost.</summary>
+    public IEnumerable<BuddyBlock> BlocksOverlapping(long start, long end)
+    {
+        if (end <= start) yield break;
+        foreach (var (s, n) in _maxOrderBlocks.Overlapping(start, end)) yield return new(s, n, _maxOrder, false);
+        for (int order = _maxOrder - 1; order >= 0; order--)
+        {
+            long size = 1L << order;
+            var set = _freeArea[order];
+            if (set.Count == 0) continue;
+            long lo = Math.Max(set.Min, start - size + 1), hi = end - 1;
+            if (lo > hi) continue;
+            foreach (long b in set.GetViewBetween(lo, hi)) yield return new(b, size, order, false);
+        }
+        foreach (var b in _strays)
+            if (b.Pfn < end && b.Pfn + b.Pages > start) yield return b;
+    }
+
+    /// <summary>Every block the lists hold (max-order runs, each order's list, strays); for checks.</summary>
+    public IEnumerable<BuddyBlock> AllBlocks()
+    {
+        foreach (var (s, n) in _maxOrderBlocks.Ranges) yield return new(s, n, _maxOrder, false);
+        for (int order = _maxOrder - 1; order >= 0; order--)
+            foreach (long pfn in _freeArea[order]) yield return new(pfn, 1L << order, order, false);
+        foreach (var b in _strays) yield return b;
     }
 
     /// <summary>Every free block as (pfn, pages), in address order within each order; for checks.</summary>
@@ -192,6 +269,7 @@ public sealed class BuddyAllocator : IBuddyView
         foreach (var r in _maxOrderBlocks.Ranges) yield return r;
         for (int order = _maxOrder - 1; order >= 0; order--)
             foreach (long pfn in _freeArea[order]) yield return (pfn, 1L << order);
+        foreach (var b in _strays) yield return (b.Pfn, b.Pages);
     }
 }
 

@@ -298,6 +298,11 @@ public sealed class PhysMem : IPhysMemView
         Buddy.FreePages(pfn, order);
     }
 
+    /// <summary>__free_one_page alone: hands the block to the buddy with none of
+    /// free_pages_prepare's checks and no owner change. Only a deliberately broken path calls it
+    /// (a double free that bypasses the checks corrupts the free lists).</summary>
+    internal void FreeOnePageUnchecked(long pfn, int order) => Buddy.FreePages(pfn, order);
+
     /// <summary>Frees a range of order-0-compatible frames (e.g. a gigantic folio).</summary>
     public void FreeContigPages(long pfn, long nrPages, FrameOwner expectedOwner, string who)
     {

@@ -52,6 +52,10 @@ public sealed class Filemap : IFilemapView
 
     public IReadOnlyList<AddressSpace> Files => _files;
 
+    /// <summary>PFNs of pages added to or removed from a file in the current step (the page
+    /// cache's references on them changed; RefcountAudit judges them).</summary>
+    public List<long> CacheChangedThisStep { get; } = new();
+
     public Filemap(Kernel k)
     {
         _k = k;
@@ -79,6 +83,7 @@ public sealed class Filemap : IFilemapView
             var sp = new StructPage { Refcount = 1, Flags = PageFlags.Lru, Mapping = f.Id + 1, Index = i };
             _k.Mmu.WriteStructPage(ctx, page, sp, "filemap_add_folio");
             f.IPages[i] = page;
+            CacheChangedThisStep.Add(pfn);
         }
         return Errno.Ok;
     }
@@ -93,6 +98,7 @@ public sealed class Filemap : IFilemapView
         foreach (var (index, page) in f.IPages.ToList())
         {
             f.IPages.Remove(index);
+            CacheChangedThisStep.Add(_k.Arch.PageToPfn(page));
             if (_k.Mmu.ReadStructPage(ctx, page, out var sp))
             {
                 sp.Flags &= ~PageFlags.Lru;
@@ -116,12 +122,14 @@ public sealed class Filemap : IFilemapView
         }
         sp.Refcount--;
         if (!_k.Mmu.WriteStructPage(ctx, page, sp, who)) return;
+        _k.SpeculativeRefs.Release(ctx, _k.Arch.PageToPfn(page));
         if (sp.Refcount != 0) return;
         long pfn = _k.Arch.PageToPfn(page);
         if (LivePfns.Remove(pfn))
         {
             _k.Mmu.WriteStructPage(ctx, page, default, "free_pages_prepare");
             _k.Mem.FreePages(pfn, 0, FrameOwner.PageCache, who);
+            if (_k.Variant.Broken.TruncateFreesTwice && who == "truncate") _k.Mem.FreeOnePageUnchecked(pfn, 0);
             _k.Log.Note("filemap.folio_freed");
         }
         else

@@ -46,6 +46,7 @@ public static class PageRef
         {
             ulong head = k.PageFlags.CompoundHead(k.PageFlags.PeekView, page); // evidence: what the pointer was at this moment
             k.Filemap.RefAdds.Add(new RefAdd(k.Log.StepCount, ctx.CpuId, page, head, who));
+            k.SpeculativeRefs.Take(ctx, k.Arch.PageToPfn(page), who, k.Log.StepCount);
             if (flavour == SpeculativeGet.DropOnMismatch && head != page)
             {
                 // Muchun Song (S001): the genuine head differs: drop the reference (on the

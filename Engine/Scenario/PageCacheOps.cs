@@ -139,6 +139,7 @@ public sealed record PfnWalkOp(string File, long Index) : Op
         foreach (var s in PageRef.PageRefAddUnless(k, ctx, page, 1, 0, got, "get_page_unless_zero")) yield return s;
         if (!got.Got) yield break;
         // isolate_migratepages_block would now re-check the folio; the walk here only wanted a peek.
+        if (k.Variant.Broken.PfnWalkSkipsPut) yield break; // the lost put_page of the breakage
         k.Filemap.FolioPut(ctx, page, "pfn walker put_page");
         yield return StepStatus.After("put_page");
     }

@@ -1,0 +1,115 @@
+using PropertySuite.Engine;
+using PropertySuite.Engine.Mm;
+
+namespace PropertySuite.Invariants;
+
+/// <summary>
+/// Every struct page's _refcount equals the references its holders account for. The holders are
+/// counted from their own records (IKernelView.RefHolders): the page cache holds one reference
+/// per page in a file's xarray (filemap_add_folio takes it, truncate's folio_put drops it); a
+/// vm_struct holds one per backing page (one per compound head with __GFP_COMP backing); a task
+/// whose folio_try_get_rcu / get_page_unless_zero succeeded holds one until it puts the page; a
+/// free page is held by nobody and has refcount 0. The counter is read only to be compared. A lost
+/// put_page leaves a count above its holders (and the page is never freed: a leak every book
+/// balances, because the page stays owned and cached or mapped); an extra put leaves one below
+/// (a use-after-free waiting for the next put). Judged: frames their owner's holder declares, frames
+/// owned by the page cache, and free frames. Not judged: HugeTLB folios (their fault, mapping
+/// and hugetlbfs page-cache references are bounded by RefcountCoversMappings; a task's
+/// speculative reference on one, legal on a reused head, is not judged either), page tables
+/// (not counted by the model), vmemmap and kernel pages, and a vmalloc-owned frame no live area
+/// lists (an area being built or torn down in this step's task; FrameConservation counts those).
+/// Incremental: the frames whose holders changed this step (a reference taken or put, a page
+/// added to or removed from a file, a task ended holding a reference) and the frames whose
+/// owner changed; <see cref="CheckFullScan"/> judges every frame of the kinds above and is the
+/// oracle. Sources: include/linux/page_ref.h (page_ref_add_unless, page_ref_dec_and_test),
+/// include/linux/mm.h (get_page_unless_zero, folio_try_get, put_page / folio_put), mm/filemap.c
+/// (filemap_add_folio: "the page cache holds a reference"; __filemap_remove_folio and
+/// folio_put in truncate_inode_pages), mm/vmalloc.c (vm_struct.pages, __vunmap's put),
+/// mm/page_alloc.c free_pages_prepare / page_expected_state (a free page has refcount 0).
+/// </summary>
+public sealed class RefcountAudit : IInvariant
+{
+    public string Name => nameof(RefcountAudit);
+    public string Claim => "every page-cache, vmalloc and free page's refcount equals the references its holders (page cache, vm areas, tasks holding a speculative reference) declare";
+    public string Source => "include/linux/page_ref.h, include/linux/mm.h get_page_unless_zero / folio_put, mm/filemap.c filemap_add_folio, mm/vmalloc.c, mm/page_alloc.c free_pages_prepare";
+
+    public Violation? Check(IKernelView k)
+    {
+        var frames = new SortedSet<long>();
+        foreach (var h in k.RefHolders)
+            foreach (long p in h.ChangedThisStep) frames.Add(p);
+        if (frames.Count == 0 && k.Mem.Changed.Count == 0) return null;
+        var declared = Declarations(k);
+        foreach (long p in frames)
+            if (Judge(k, p, declared) is { } v) return v;
+        foreach (var (pfn, n) in k.Mem.Changed)
+            if (JudgeRange(k, pfn, n, declared) is { } v) return v;
+        return null;
+    }
+
+    /// <summary>The oracle: every declared frame, every page-cache frame and every free frame.</summary>
+    public Violation? CheckFullScan(IKernelView k)
+    {
+        var declared = Declarations(k);
+        foreach (long p in declared.Keys.Order())
+            if (Judge(k, p, declared) is { } v) return v;
+        if (k.Filemap is { } fm)
+            foreach (long p in fm.LivePfns)
+                if (Judge(k, p, declared) is { } v) return v;
+        foreach (var b in k.Mem.Buddy.AllBlocks())
+            if (JudgeRange(k, b.Pfn, b.Pages, declared) is { } v) return v;
+        return null;
+    }
+
+    /// <summary>Per frame: the references declared, by whom, and which owners' holders declared it.</summary>
+    private static Dictionary<long, (int Refs, List<string> Why, List<FrameOwner> By)> Declarations(IKernelView k)
+    {
+        var d = new Dictionary<long, (int Refs, List<string> Why, List<FrameOwner> By)>();
+        foreach (var h in k.RefHolders)
+            h.Declare((pfn, refs, why) =>
+            {
+                d.TryGetValue(pfn, out var e);
+                (e.Why ??= new()).Add($"{h.Who}: {why}");
+                (e.By ??= new()).Add(h.Owner);
+                d[pfn] = (e.Refs + refs, e.Why, e.By);
+            });
+        return d;
+    }
+
+    /// <summary>Judges [pfn, pfn+n): a run of free frames whose struct pages all share one vmemmap
+    /// page's uniform contents is judged by one read.</summary>
+    private Violation? JudgeRange(IKernelView k, long pfn, long n, Dictionary<long, (int Refs, List<string> Why, List<FrameOwner> By)> declared)
+    {
+        long end = Math.Min(pfn + n, k.Mem.MaxPfn);
+        int s = k.Arch.StructPagesPerVmemmapPage;
+        while (pfn < end)
+        {
+            long runEnd = Math.Min(end, pfn - pfn % s + s);
+            long frame = k.WalkToFrame(k.Arch.PfnToPage(pfn), out _);
+            bool uniformFree = frame >= 0 && k.PeekFrameContent(frame).IsUniform && k.Mem.AllOwnedBy(pfn, runEnd - pfn, FrameOwner.Free);
+            for (long p = pfn; p < runEnd; p++)
+            {
+                if (uniformFree && p != pfn && !declared.ContainsKey(p)) continue;
+                if (Judge(k, p, declared) is { } v) return v;
+            }
+            pfn = runEnd;
+        }
+        return null;
+    }
+
+    private Violation? Judge(IKernelView k, long p, Dictionary<long, (int Refs, List<string> Why, List<FrameOwner> By)> declared)
+    {
+        if (p < 0 || p >= k.Mem.MaxPfn) return null;
+        var owner = k.Mem.OwnerOf(p);
+        bool has = declared.TryGetValue(p, out var d);
+        // Audited: free frames, page-cache frames, and frames their owner's holder declares (a
+        // vmalloc frame no live area lists, or a HugeTLB folio, has references nobody declares).
+        if (owner is not (FrameOwner.Free or FrameOwner.PageCache) && !(has && d.By.Contains(owner))) return null;
+        if (owner is FrameOwner.Absent or FrameOwner.Offline || k.WalkToFrame(k.Arch.PfnToPage(p), out _) < 0) return null;
+        int refcount = k.PeekView.Read(k.Arch.PfnToPage(p)).Refcount;
+        if (refcount == d.Refs) return null;
+        string holders = has ? string.Join("; ", d.Why) : "no holder";
+        string leaked = string.Join("; ", k.SpeculativeRefs.Where(h => h.Pfn == p && h.Task.Done).Select(h => $"a reference {h} was never put"));
+        return new(Name, $"{owner} frame {p:x} has refcount {refcount} but its holders account for {d.Refs} ({holders}){(leaked.Length > 0 ? ": " + leaked : "")}");
+    }
+}
