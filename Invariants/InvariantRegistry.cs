@@ -39,6 +39,7 @@ public static class InvariantRegistry
         new RemovedMemoryIsGone(),
         new SectionsHavePrivateLeaves(),
         new NoWalkerHoldsFreedTable(),
+        new NoConflictingTlbEntries(),
     ];
 
     public static IInvariant ByName(string name) =>
