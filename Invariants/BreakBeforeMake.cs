@@ -13,7 +13,7 @@ namespace PropertySuite.Invariants;
 /// invalidated yet — inside one step or across steps. Permission-only changes of a leaf are
 /// allowed in place, and under FEAT_BBM level 2 (BBML2_NOABORT) so is a block split into a table
 /// of the same frames. The make rule holds for every address, not only for the entry that was
-/// broken: in every mm (init_mm and each user mm's ASID) and at every level, a valid entry may be
+/// broken: in every mm (init_mm and each user mm's ASID) and at every level, a valid leaf may be
 /// made over [start, end) only when every break of any entry overlapping that range (a PTE under
 /// a PMD that is now made a block, a PMD block over a table that is now made) has been
 /// invalidated on every CPU; otherwise a CPU can cache the old translation and the new one
@@ -87,7 +87,10 @@ public sealed class BreakBeforeMake : IInvariant
                 (open ??= new()).Add(e);
                 continue;
             }
-            if (e.New.IsNone || !e.Old.IsNone) continue;
+            // A new leaf is a translation a CPU can cache beside the old one; a new table entry
+            // translates nothing by itself (what walk caches keep of the old table is
+            // ClearFlushFree's rule), and a leaf made under it later is judged here.
+            if (!e.New.IsLeaf || !e.Old.IsNone) continue;
             if (open is not null)
                 foreach (var b in open)
                     if (b.Mm == e.Mm && (b.Level != e.Level || b.Start != e.Start) && VaRange.Overlaps(b.Start, b.End, e.Start, e.End))

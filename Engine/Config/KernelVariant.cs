@@ -134,9 +134,6 @@ public sealed record Breakage
     /// <summary>vmemmap_remap_range frees the pages it unmapped before flush_tlb_kernel_range
     /// instead of after it (both inside one step).</summary>
     public bool HvoFreesBeforeFlush { get; init; }
-    /// <summary>hugetlb_vmemmap_optimize_folios skips the flush_tlb_all between splitting the
-    /// batch's vmemmap PMDs (VMEMMAP_SPLIT_NO_TLB_FLUSH) and remapping their PTEs.</summary>
-    public bool HvoBatchSplitSkipsFlush { get; init; }
     /// <summary>hugetlb_free_folio frees the frames without free_pages_prepare's reset of the
     /// compound metadata: the freed struct pages still read as a head and its tails.</summary>
     public bool FreeHugeFolioKeepsCompound { get; init; }

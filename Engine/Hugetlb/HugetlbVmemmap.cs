@@ -277,7 +277,7 @@ namespace PropertySuite.Engine
                 foreach (var s in HugetlbVmemmapSplitFolio(ctx, h, f, ret)) yield return s;
                 if (ret.Value == Errno.ENOMEM) break;
             }
-            if (!Broken.HvoBatchSplitSkipsFlush) FlushTlbAll();
+            FlushTlbAll();
             yield return StepStatus.After("flush_tlb_all");
             var flags = VmemmapRemapFlags.RemapNoTlbFlush | VmemmapRemapFlags.SynchronizeRcu;
             foreach (var f in folios)
