@@ -56,6 +56,7 @@ public static class OpsCatalogue
         new("pfn_walk", "pN INDEX", "", "a compaction-style PFN walker on the PFN page INDEX of the file has when it starts"),
         new("compact_pfn", "PFN", "", "the same walker at an absolute PFN (isolate_migratepages_block)"),
         new("read_page", "PFN", "", "a kernel read of the struct page of PFN through this CPU's TLB"),
+        new("prefetch_page", "PFN", "", "a speculative table walk of the struct page of PFN: caches the current translation even beside an entry the TLB holds"),
         new("hugetlb_pool", "SIZE NR", "", "set_max_huge_pages: grow or shrink the pool of SIZE folios to NR"),
         new("hugetlb_alloc", "SIZE", "fN", "allocate a HugeTLB folio of SIZE from the pool (a fault on a hugetlbfs mapping)"),
         new("hugetlb_free", "fN", "", "folio_put of the folio: free_huge_folio back to the pool"),

@@ -12,14 +12,20 @@ namespace PropertySuite.Invariants;
 /// valid) is also wrong while the "break" before it (valid → none) of the same entry has not been
 /// invalidated yet — inside one step or across steps. Permission-only changes of a leaf are
 /// allowed in place, and under FEAT_BBM level 2 (BBML2_NOABORT) so is a block split into a table
-/// of the same frames. Judged from the step's entry stores and flushes, in order.
+/// of the same frames. The make rule holds for every address, not only for the entry that was
+/// broken: in every mm (init_mm and each user mm's ASID) and at every level, a valid leaf may be
+/// made over [start, end) only when every break of any entry overlapping that range (a PTE under
+/// a PMD that is now made a block, a PMD block over a table that is now made) has been
+/// invalidated on every CPU; otherwise a CPU can cache the old translation and the new one
+/// together (the TLB conflict of Arm ARM D8.16.1). Judged from the step's entry stores and
+/// flushes, in order, and from the breaks earlier steps left unflushed.
 /// Source: 060a2c92d1b6 (arm64 HVO disabled for lack of BBM); pgattr_change_is_safe in
 /// arch/arm64/mm/mmu.c; the BBM thread of Nanyong Sun's vmemmap series.
 /// </summary>
 public sealed class BreakBeforeMake : IInvariant
 {
     public string Name => nameof(BreakBeforeMake);
-    public string Claim => "on arm64 no valid entry changes output address, contiguity or block size in place, and no entry is made again before its break was invalidated";
+    public string Claim => "on arm64 no valid entry changes output address, contiguity or block size in place, and no entry is made over an address (any mm, any level) before every break there was invalidated";
     public string Source => "Arm ARM D8.16; 060a2c92d1b6; arch/arm64/mm/mmu.c pgattr_change_is_safe";
 
     public Violation? Check(IKernelView k)
@@ -53,6 +59,49 @@ public sealed class BreakBeforeMake : IInvariant
             // A make: find the break of the same entry, and whether an invalidation followed it.
             if (UninvalidatedBreak(k, events, flushes, i, prev, last[key] > i, ref pendingBreaks) is { } brk)
                 return new(Name, $"{e.Mm} {e.Level} entry at {e.Start:x} made ({e.New}) before the break {brk} was invalidated");
+        }
+        return OverlappingBreakNotInvalidated(k, events);
+    }
+
+    /// <summary>The make rule across entries: a make over [start, end) of an mm while a break of
+    /// another entry of that mm (another level or another base address) overlapping the range is
+    /// not invalidated yet, in this step or left by an earlier one. The same entry's break is
+    /// judged above.</summary>
+    private Violation? OverlappingBreakNotInvalidated(IKernelView k, IReadOnlyList<KernelEvent> events)
+    {
+        List<KernelEvent>? open = null; // this step's breaks not yet covered by a flush
+        HashSet<(string?, PtLevel, ulong)>? brokenThisStep = null;
+        foreach (var e in events)
+            if (e.Kind == KernelEventKind.EntryStore && e.New.IsNone && !e.Old.IsNone) (brokenThisStep ??= new()).Add((e.Mm, e.Level, e.Start));
+        List<Engine.Smp.PendingFlush>? earlier = null;
+        foreach (var e in events)
+        {
+            if (e.Kind == KernelEventKind.Flush)
+            {
+                open?.RemoveAll(b => e.Covers(b.Mm!, b.Start, b.End, tableEntry: b.Old.IsTable));
+                continue;
+            }
+            if (e.Kind != KernelEventKind.EntryStore) continue;
+            if (e.New.IsNone && !e.Old.IsNone)
+            {
+                (open ??= new()).Add(e);
+                continue;
+            }
+            // A new leaf is a translation a CPU can cache beside the old one; a new table entry
+            // translates nothing by itself (what walk caches keep of the old table is
+            // ClearFlushFree's rule), and a leaf made under it later is judged here.
+            if (!e.New.IsLeaf || !e.Old.IsNone) continue;
+            if (open is not null)
+                foreach (var b in open)
+                    if (b.Mm == e.Mm && (b.Level != e.Level || b.Start != e.Start) && VaRange.Overlaps(b.Start, b.End, e.Start, e.End))
+                        return new(Name, $"{e.Mm} {e.Level} entry at {e.Start:x} made ({e.New}) over [{b.Start:x}, {b.End:x}), whose {b.Level} entry was broken ({b.Old} -> none, this step, by cpu{b.Cpu}) and not invalidated yet");
+            earlier ??= k.PendingFlushes.Where(p => p.New.IsNone && !p.Old.IsNone).ToList();
+            foreach (var p in earlier)
+            {
+                if (p.Mm != e.Mm || (p.Level == e.Level && p.EntryVa == e.Start) || !VaRange.Overlaps(p.Start, p.End, e.Start, e.End)) continue;
+                if (brokenThisStep is not null && brokenThisStep.Contains((p.Mm, p.Level, p.EntryVa))) continue; // this step's own, judged above
+                return new(Name, $"{e.Mm} {e.Level} entry at {e.Start:x} made ({e.New}) over [{p.Start:x}, {p.End:x}), whose {p.Level} entry was broken ({p.Old} -> none) in an earlier step and is not invalidated yet");
+            }
         }
         return null;
     }

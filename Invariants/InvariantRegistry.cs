@@ -41,6 +41,7 @@ public static class InvariantRegistry
         new SectionsHavePrivateLeaves(),
         new NoWalkerHoldsFreedTable(),
         new RefcountAudit(),
+        new NoConflictingTlbEntries(),
     ];
 
     public static IInvariant ByName(string name) =>

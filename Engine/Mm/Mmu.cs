@@ -28,6 +28,20 @@ public sealed class Mmu(ArchConfig arch, MmStruct initMm, Cpu[] cpus, StructPage
         return true;
     }
 
+    /// <summary>A speculative table walk of the struct page at <paramref name="page"/> by the
+    /// current CPU: the MMU may walk any address at any time and cache what it finds (Arm ARM
+    /// D8.2 "speculative translation table walks"; Intel SDM 4.10.2.3 "the processor may cache
+    /// translations ... speculatively"), also when its TLB already holds an entry for that
+    /// address; so a CPU that kept a stale block entry can cache the new smaller entry beside
+    /// it. Nothing is read or written, and an address with no valid leaf caches nothing.</summary>
+    public void SpeculativeWalk(ExecContext? ctx, ulong va)
+    {
+        var cpu = ctx is null ? null : cpus[ctx.CpuId];
+        if (cpu is null) return;
+        var w = HardwareWalk(ctx, cpu, initMm, TlbEntry.Global, va);
+        if (w is { IsLeaf: true } leaf) FillLeaf(cpu, initMm, TlbEntry.Global, va, leaf);
+    }
+
     /// <summary>Writes the struct page at <paramref name="page"/>. A write through a read-only
     /// mapping does not happen: it is recorded as a <see cref="FaultKind.WriteToReadOnly"/> fault
     /// and false is returned.</summary>
@@ -192,18 +206,25 @@ public sealed class Mmu(ArchConfig arch, MmStruct initMm, Cpu[] cpus, StructPage
         frame = leaf.Entry.Pfn + (long)((va - baseVa) >> arch.PageShift);
         writable = leaf.Entry.Writable;
         if (ctx is not null && ctx.WaitingFor == initMm.PageTableLock && initMm.PageTableLock.Holder != ctx) ctx.WaitingFor = null;
-        if (cpu is not null)
-        {
-            // A contiguous-bit leaf is cached as one entry for its whole aligned run.
-            ulong cont = leaf.Entry.Cont ? (ulong)arch.ContSize(leaf.Level) : 0;
-            if (cont != 0)
-            {
-                ulong runVa = va & ~(cont - 1);
-                cpu.Tlb.Fill(new TlbEntry(runVa, cont, frame - (long)((va - runVa) >> arch.PageShift), leaf.Entry.Writable, asid));
-            }
-            else cpu.Tlb.Fill(new TlbEntry(baseVa, size, leaf.Entry.Pfn, leaf.Entry.Writable, asid));
-        }
+        if (cpu is not null) FillLeaf(cpu, mm, asid, va, leaf);
         return true;
+    }
+
+    /// <summary>Caches the leaf a walk of <paramref name="va"/> found; a contiguous-bit leaf as
+    /// one entry for its whole aligned run.</summary>
+    private void FillLeaf(Cpu cpu, MmStruct mm, int asid, ulong va, PtWalk leaf)
+    {
+        var pgd = mm.Pgd;
+        ulong size = pgd.EntrySize(leaf.Table);
+        ulong baseVa = pgd.EntryVa(leaf.Table, leaf.Index);
+        ulong cont = leaf.Entry.Cont ? (ulong)arch.ContSize(leaf.Level) : 0;
+        if (cont != 0)
+        {
+            ulong runVa = va & ~(cont - 1);
+            long frame = leaf.Entry.Pfn + (long)((va - baseVa) >> arch.PageShift);
+            cpu.Tlb.Fill(new TlbEntry(runVa, cont, frame - (long)((va - runVa) >> arch.PageShift), leaf.Entry.Writable, asid));
+        }
+        else cpu.Tlb.Fill(new TlbEntry(baseVa, size, leaf.Entry.Pfn, leaf.Entry.Writable, asid));
     }
 
     /// <summary>The MMU's table walk for <paramref name="va"/>: from the lowest table this CPU's

@@ -152,6 +152,29 @@ public sealed record SynchronizeRcuOp : Op
     public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => k.Rcu.SynchronizeRcu(ctx));
 }
 
+/// <summary>`prefetch_page pfn`: a speculative table walk of the struct page of PFN by this
+/// CPU's MMU, which caches the current translation even when the TLB already holds one (see
+/// Mmu.SpeculativeWalk).</summary>
+public sealed record PrefetchPageOp(long Pfn) : Op
+{
+    public override string Verb => "prefetch_page";
+    public override string Args() => $"0x{Pfn:x}";
+    public override KernelTask? CreateTask(RunContext rc) =>
+        !rc.Kernel.Mem.PfnValid(Pfn) ? null : new LambdaTask(ToString(), Body);
+
+    private IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx)
+    {
+        k.Mmu.SpeculativeWalk(ctx, k.Arch.PfnToPage(Pfn));
+        yield return StepStatus.After("speculative table walk");
+    }
+
+    public override IEnumerable<Op> ShrinkArgs()
+    {
+        if (Pfn != 0) yield return this with { Pfn = 0 };
+        if (Pfn > 1) yield return this with { Pfn = Pfn / 2 };
+    }
+}
+
 /// <summary>`page_ref pfn`: a kernel read of the struct page of PFN (e.g. a PFN walker peeking
 /// at page flags), through the CPU's TLB.</summary>
 public sealed record ReadStructPageOp(long Pfn) : Op

@@ -29,6 +29,7 @@ public static class OpCatalog
         ["compact_pfn"] = ((r, _) => new CompactPfnOp(r.Int("pfn", 0, long.MaxValue >> 16)), null),
         ["read_folio_page"] = ((r, _) => new ReadFolioPageOp(r.Handle('f'), r.Int("subpage", 0, 1L << 32)), null),
         ["read_page"] = ((r, _) => new ReadStructPageOp(r.Int("pfn", 0, long.MaxValue >> 16)), null),
+        ["prefetch_page"] = ((r, _) => new PrefetchPageOp(r.Int("pfn", 0, long.MaxValue >> 16)), null),
         ["hugetlb_pool"] = ((r, _) => new HugetlbPoolOp(r.Size("hugetlb size", 1, MaxOpSize), r.Int("nr_hugepages", 0, HugetlbOpText.MaxPoolCount)), null),
         ["hugetlb_alloc"] = ((r, _) => new HugetlbAllocOp(r.Size("hugetlb size", 1, MaxOpSize)), 'f'),
         ["hugetlb_free"] = ((r, _) => new HugetlbFreeOp(r.Handle('f')), null),

@@ -10,6 +10,12 @@
 //   cached as one entry for its whole aligned run (CONT_PTE_SIZE / CONT_PMD_SIZE), which the
 //   model always does, so an invalidation by address removes the run's entry only if it covers
 //   that address.
+// - Entries of different sizes for one address are separate entries: filling a 2 MiB entry does
+//   not remove a 4 KiB entry cached for an address inside it (nor the other way round), because
+//   hardware does not either. Only an invalidation that covers an entry removes it. So a change
+//   of block size made without the invalidation the architecture asks for (break-before-make on
+//   arm64, Arm ARM D8.16; Intel SDM 4.10.2.3 on x86) leaves the CPU with both translations,
+//   which is what NoConflictingTlbEntries looks for.
 // - Walk-cache entries: the table entries (above PTE level) a walk went through, so a later walk
 //   of an address below them starts at the cached lower table without reading the upper ones.
 //   Only flushes that invalidate intermediate levels remove them (arm64: TLBI VAE1IS/VAAE1IS as
@@ -51,14 +57,26 @@ public sealed class Tlb(int capacity, IReadOnlyList<ulong> leafSizes) : ITlbView
     // removes the oldest live entry, and the FIFO is compacted when stale items outnumber live ones.
     //
     // Keys are one ulong: an entry's VA is page aligned, so its low 12 bits carry the tag
-    // (ASID + 1, 0 for global) and, for the walk cache, the level (bits 0-2, tag in bits 3-11).
+    // (ASID + 1, 0 for global, bits 0-8) and, for leaves, the entry's size as its index in
+    // leafSizes (bits 9-11), so that entries of two sizes at one VA are both kept; for the walk
+    // cache, the level (bits 0-2, tag in bits 3-11).
     private readonly Fifo<ulong, TlbEntry> _leaves = new(capacity);
     private readonly Fifo<ulong, WalkCacheEntry> _walk = new(WalkCacheCapacity);
 
     /// <summary>Largest ASID a TLB tag can hold.</summary>
     public const int MaxAsid = 510;
 
-    private static ulong LeafKey(int asid, ulong va) => va | Tag(asid);
+    private readonly int _sizeCount = leafSizes.Count <= 8 ? leafSizes.Count
+        : throw new Mm.ModelBugException($"{leafSizes.Count} TLB entry sizes do not fit the 3 bits of a leaf key");
+
+    private ulong LeafKey(int asid, ulong va, ulong size) => va | Tag(asid) | SizeIndex(size) << 9;
+
+    private ulong SizeIndex(ulong size)
+    {
+        for (int i = 0; i < _sizeCount; i++)
+            if (leafSizes[i] == size) return (ulong)i;
+        throw new Mm.ModelBugException($"TLB entry size {size:x} is none of the leaf sizes {string.Join(", ", leafSizes.Select(x => x.ToString("x")))}");
+    }
     private static ulong WalkKey(int asid, ulong va, Config.PtLevel level) => va | (Tag(asid) << 3) | (ulong)level;
 
     private static ulong Tag(int asid) => asid is >= TlbEntry.Global and <= MaxAsid
@@ -74,17 +92,17 @@ public sealed class Tlb(int capacity, IReadOnlyList<ulong> leafSizes) : ITlbView
     /// <paramref name="asid"/> (a global entry, or one tagged with that ASID).</summary>
     public bool TryLookup(ulong va, out TlbEntry entry, int asid = TlbEntry.Global)
     {
-        foreach (ulong size in leafSizes)
+        for (int i = 0; i < leafSizes.Count; i++)
         {
-            ulong b = va & ~(size - 1);
-            if (_leaves.TryGet(b, out var e) && e.Size == size) { entry = e; return true; }
-            if (asid != TlbEntry.Global && _leaves.TryGet(LeafKey(asid, b), out e) && e.Size == size) { entry = e; return true; }
+            ulong size = leafSizes[i], b = (va & ~(size - 1)) | (ulong)i << 9;
+            if (_leaves.TryGet(b, out var e)) { entry = e; return true; }
+            if (asid != TlbEntry.Global && _leaves.TryGet(b | Tag(asid), out e)) { entry = e; return true; }
         }
         entry = default;
         return false;
     }
 
-    public void Fill(TlbEntry e) => _leaves.Put(LeafKey(e.Asid, e.Va), e);
+    public void Fill(TlbEntry e) => _leaves.Put(LeafKey(e.Asid, e.Va, e.Size), e);
 
     /// <summary>The lowest cached table entry covering <paramref name="va"/> in
     /// <paramref name="asid"/>'s view, if any.</summary>
@@ -111,7 +129,7 @@ public sealed class Tlb(int capacity, IReadOnlyList<ulong> leafSizes) : ITlbView
         foreach (var e in _leaves.Values)
             if (stale(e)) (hit ??= new()).Add(e);
         if (hit is null) return null;
-        foreach (var e in hit) _leaves.Put(LeafKey(e.Asid, e.Va), e with { FrameFreed = true });
+        foreach (var e in hit) _leaves.Put(LeafKey(e.Asid, e.Va, e.Size), e with { FrameFreed = true });
         return hit;
     }
 

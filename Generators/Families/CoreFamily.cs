@@ -25,7 +25,7 @@ public sealed class CoreFamily : IOpFamily
     public string Name => FamilyName;
 
     public IReadOnlyList<string> Kinds { get; } =
-        ["vmalloc", "vfree", "read", "free_empty_tables", "fail_alloc", "rcu_reader", "synchronize_rcu", "read_page"];
+        ["vmalloc", "vfree", "read", "free_empty_tables", "fail_alloc", "rcu_reader", "synchronize_rcu", "read_page", "prefetch_page"];
 
     /// <summary>The core operations exist on every configuration and variant.</summary>
     public bool AppliesTo(ArchConfig arch, NamedVariant variant) => true;
@@ -68,6 +68,9 @@ public sealed class CoreFamily : IOpFamily
         if (live.Count > 0 && s.Enabled(this, "read")) choices.Add((4, () => MakeRead(s, rng)));
         if (s.Enabled(this, "read_page")) choices.Add((3, () => MakeReadPage(s, rng)));
         if (s.Enabled(this, "rcu_reader")) choices.Add((1, () => new RcuReaderOp(rng.Next(3))));
+        // The MMU of an interrupted CPU may walk speculatively too: that CPU may hold entries
+        // the code it interrupted left unflushed.
+        if (s.Enabled(this, "prefetch_page")) choices.Add((VmemmapChanging(s) ? 12 : 2, () => MakePrefetch(s, rng)));
         return Pick(choices, rng);
     }
 
@@ -95,6 +98,7 @@ public sealed class CoreFamily : IOpFamily
         // be: some CPU runs a task.
         Add("synchronize_rcu", s.RcuReaderInside ? 14 : s.BusyCpus.Count > 0 ? 8 : 4, () => new SynchronizeRcuOp());
         Add("read_page", 5, () => MakeReadPage(s, rng));
+        Add("prefetch_page", VmemmapChanging(s) ? 12 : 2, () => MakePrefetch(s, rng));
         return Pick(choices, rng);
     }
 
@@ -128,6 +132,25 @@ public sealed class CoreFamily : IOpFamily
         long pfns = s.Machine.MemoryBytes >> s.Arch.PageShift;
         return new ReadStructPageOp(rng.Range(0, pfns - 1));
     }
+
+    /// <summary>A speculative walk: hardware may make one for any address at any time; aimed, most
+    /// of the time, at a vmemmap entry changed to a new leaf and not yet flushed (where what a
+    /// CPU caches matters), else at any struct page.</summary>
+    private static Op MakePrefetch(GenState s, Prng rng)
+    {
+        var a = s.Arch;
+        var changed = VmemmapChanges(s).ToList();
+        if (changed.Count == 0 || !rng.Chance(80)) return new PrefetchPageOp(((ReadStructPageOp)MakeReadPage(s, rng)).Pfn);
+        var p = changed[rng.Next(changed.Count)];
+        long first = a.PageToPfn(p.Start);
+        long count = Math.Max(1, (long)(Math.Min(p.End, a.VmemmapEnd) - p.Start) / Engine.Config.ArchConfig.StructPageSize);
+        return new PrefetchPageOp(first + rng.Range(0, Math.Min(count, 4096) - 1));
+    }
+
+    private static IEnumerable<Engine.Smp.PendingFlush> VmemmapChanges(GenState s) =>
+        s.Engine.Tlb.PendingFlushes.Where(p => p.Mm == "init_mm" && p.New.IsLeaf && p.Start >= s.Arch.VmemmapStart && p.Start < s.Arch.VmemmapEnd);
+
+    private static bool VmemmapChanging(GenState s) => VmemmapChanges(s).Any();
 
     private static Op? Pick(List<(int W, Func<Op?> Make)> choices, Prng rng)
     {

@@ -33,7 +33,9 @@ public sealed class ScheduleFamily : IOpFamily
         {
             s.Enabled(this, "start") && idle >= 0 && s.DrawTaskOp is not null ? 4 : 0,
             s.Enabled(this, "step") && busy.Count > 0 ? 8 : 0,
-            s.Enabled(this, "irq") && s.DrawIrqHandler is not null ? (LockHolders(s).Count > 0 ? 10 : 2) : 0,
+            // An interrupt matters most inside a window: a lock held, or a busy CPU's change not
+            // yet flushed (what the interrupted CPU's TLB and MMU then see).
+            s.Enabled(this, "irq") && s.DrawIrqHandler is not null ? (LockHolders(s).Count > 0 ? 10 : busy.Count > 0 && s.Engine.Tlb.PendingFlushes.Count > 0 ? 6 : 2) : 0,
         };
         return rng.PickIndex(weights) switch
         {
