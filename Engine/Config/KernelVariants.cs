@@ -193,6 +193,9 @@ public static class KernelVariants
         Buggy("broken-subsection-vmemmap-pmd",
             "meta-test only: memremap_pages maps a sub-section's memmap with its section's PMD block on x86-64 (whose teardown keeps a partly used block), so two device ranges share a vmemmap leaf",
             D with { HotplugBreakage = new() { SubsectionVmemmapPmd = true } }, "x86_64-4k-l4"),
+        Buggy("x86-remove-pagetable-frees-before-flush",
+            "before \"x86/mm: Flush before free in remove_pagetable()\" (Rick Edgecombe, Aug 2021, Fixes ae9aae9eda2d): remove_pagetable frees each vmemmap page and each emptied table before clearing the entry that maps it, and flushes the TLB only afterwards",
+            D with { Hotplug = new() { X86RemovePagetableFreesBeforeFlush = true } }, "x86_64-4k-l4"),
     ];
 
     /// <summary>The name of today's correct kernel, the variant a repro without a variant line runs.</summary>
