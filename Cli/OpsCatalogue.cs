@@ -34,7 +34,7 @@ public static class OpsCatalogue
         new("hgm_punch_hole", "aN INDEX", "", "fallocate(PUNCH_HOLE) of file page INDEX: unmap it everywhere, drop it from the page cache"),
         new("hgm_truncate", "aN PAGES", "", "truncate the file to PAGES huge pages"),
         new("hgm_memory_failure", "aN INDEX SUBPAGE", "", "memory failure on one base page SUBPAGE of file page INDEX"),
-        new("add_memory", "PHYS SIZE", "", "add_memory: arch_add_memory of [PHYS, PHYS+SIZE) in the hot-plug range (vmemmap and linear map)"),
+        new("add_memory", "PHYS SIZE [memmap_on_memory]", "", "add_memory: arch_add_memory of [PHYS, PHYS+SIZE) in the hot-plug range (vmemmap and linear map); memmap_on_memory: MHP_MEMMAP_ON_MEMORY, each block's memmap in its first pages where supported"),
         new("online_pages", "PHYS SIZE", "", "online_pages: the block's pages to the buddy"),
         new("offline_pages", "PHYS SIZE", "", "offline_pages: isolate, dissolve free HugeTLB folios, EBUSY for what cannot move"),
         new("remove_memory", "PHYS SIZE", "", "remove_memory: arch_remove_memory, the two-pass teardown of vmemmap and linear map"),

@@ -125,6 +125,9 @@ public static class VariantTargets
         Buggy("broken-offline-keeps-section-online", Inv<OnlineAccounting>()) with { MaxReproOps = 3, Focus = Hotplug },
         Buggy("broken-remove-skips-mem-hotplug-begin", Inv<NoWalkerHoldsFreedTable>()) with { SearchTests = 1380, MaxReproOps = 6, Focus = Hotplug },
         Buggy("broken-subsection-vmemmap-pmd", Inv<SectionsHavePrivateLeaves>()) with { MaxReproOps = 3, Focus = Hotplug },
+        // HVO on a folio whose memmap is self-hosted: its tail memmap pages, which are the block's altmap, go to the buddy
+        // (whose bad_page check also sees PageVmemmapSelfHosted still set on them).
+        Buggy("broken-hvo-optimizes-self-hosted-vmemmap", Inv<SelfHostedMemmapStaysOutOfBuddy>(), Inv<StructPageMatchesOwner>()) with { MaxReproOps = 6, Focus = Hotplug },
         // x86-64 remove_pagetable before the flush-before-free patch: a vmemmap page is freed while its PTE still maps it.
         Buggy("x86-remove-pagetable-frees-before-flush", Inv<ClearFlushFree>()) with { MaxReproOps = 3, Focus = Hotplug },
     ];

@@ -65,6 +65,11 @@ public sealed record HotplugBreakage
     /// so get_online_mems() readers do not exclude it.</summary>
     public bool RemoveSkipsMemHotplugBegin { get; init; }
 
+    /// <summary>vmemmap_pmd_entry ignores PageVmemmapSelfHosted, so HVO optimizes a folio whose
+    /// memmap lives in its own memory block (memmap_on_memory) and frees those memmap pages to
+    /// the buddy.</summary>
+    public bool HvoOptimizesSelfHosted { get; init; }
+
     /// <summary>memremap_pages maps a sub-section's vmemmap with the PMD block of its section
     /// on every configuration that maps vmemmap by PMD (x86-64 too).</summary>
     public bool SubsectionVmemmapPmd { get; init; }

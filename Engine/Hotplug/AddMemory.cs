@@ -2,6 +2,20 @@
 // arch_add_memory (the linear map of the new memory, then __add_pages), sparse_add_section and
 // vmemmap_populate (mm/sparse.c, mm/sparse-vmemmap.c). The state and the departures are in
 // MemoryHotplug.cs.
+//
+// memmap_on_memory (a08a2ae34613 "mm,memory_hotplug: allocate memmap from the added memory
+// range", Oscar Salvador, v5.12; per memory block since Vishal Verma's
+// create_altmaps_and_memory_blocks, v6.8): with MHP_MEMMAP_ON_MEMORY and
+// mhp_supports_memmap_on_memory(), each memory block gets a vmem_altmap over its first pages and
+// vmemmap_populate takes the block's memmap from there (altmap_alloc_block_buf) instead of the
+// page allocator; page tables still come from the page allocator. mhp_supports_memmap_on_memory
+// asks that the memmap of one memory block fills whole PMDs (arch_supports_memmap_on_memory's
+// generic IS_ALIGNED(vmemmap_size, PMD_SIZE); x86-64 and arm64 both use it, arm64 4K only
+// qualifies: 2M of struct pages per 128M block) and that the pages left for the buddy are whole
+// pageblocks (the memmap_on_memory=force mode that reserves pages to get there is not modelled).
+// When it says no, add_memory proceeds without an altmap, as __add_memory does. Onlining marks
+// the memmap pages PageVmemmapSelfHosted (mhp_init_memmap_on_memory) and gives only the rest of
+// the block to the buddy; the teardown returns them with vmem_altmap_free, never to the buddy.
 using PropertySuite.Engine.Config;
 using PropertySuite.Engine.Mm;
 using PropertySuite.Engine.Smp;
@@ -12,7 +26,7 @@ public sealed partial class MemoryHotplug
 {
     /// <summary>add_memory: the block(s) [start, start + size) become present and offline.</summary>
     [Kernel("mm/memory_hotplug.c", "add_memory")]
-    public IEnumerable<StepStatus> AddMemory(ExecContext ctx, long start, long size, Ret<Errno> rc)
+    public IEnumerable<StepStatus> AddMemory(ExecContext ctx, long start, long size, Ret<Errno> rc, bool memmapOnMemory = false)
     {
         rc.Value = CheckAdd(start, size, Arch.SectionSize);
         if (rc.Value != Errno.Ok)
@@ -23,12 +37,41 @@ public sealed partial class MemoryHotplug
         }
         _resources.Add((start >> Arch.PageShift, (start + size) >> Arch.PageShift, false)); // register_memory_resource
         foreach (var s in MemHotplugBegin(ctx)) yield return s;
-        foreach (var s in ArchAddMemory(ctx, start, size, device: false, rc)) yield return s;
+        if (memmapOnMemory && MhpSupportsMemmapOnMemory())
+        {
+            // create_altmaps_and_memory_blocks: one arch_add_memory per block, each with its altmap.
+            Note("memory_hotplug.memmap_on_memory");
+            for (long b = start; b < start + size && rc.Value == Errno.Ok; b += Arch.SectionSize)
+            {
+                foreach (var s in ArchAddMemory(ctx, b, Arch.SectionSize, device: false, rc, altmap: true)) yield return s;
+                if (rc.Value != Errno.Ok)
+                    for (long u = start; u < b; u += Arch.SectionSize)
+                        foreach (var s in ArchRemoveMemory(ctx, u >> Arch.PageShift, Arch.PagesPerSection)) yield return s;
+            }
+            if (rc.Value != Errno.Ok)
+                for (long u = start; u < start + size; u += Arch.SectionSize)
+                    if (Mem.SectionStateOf(Mem.PfnToSection(u >> Arch.PageShift)) is SectionState.Present) MarkAbsent(u >> Arch.PageShift, Arch.PagesPerSection);
+        }
+        else foreach (var s in ArchAddMemory(ctx, start, size, device: false, rc)) yield return s;
         MemHotplugDone(ctx);
         if (rc.Value != Errno.Ok) ReleaseResource(start >> Arch.PageShift, size >> Arch.PageShift);
         Note($"memory_hotplug.add_memory.{rc.Value}");
         yield return StepStatus.After("mem_hotplug_done");
     }
+
+    /// <summary>mhp_supports_memmap_on_memory: the memmap of one memory block fills whole PMDs
+    /// (arch_supports_memmap_on_memory) and the pages after it are whole pageblocks.</summary>
+    [Kernel("mm/memory_hotplug.c", "mhp_supports_memmap_on_memory")]
+    public bool MhpSupportsMemmapOnMemory()
+    {
+        long vmemmapBytes = Arch.PagesPerSection * ArchConfig.StructPageSize;
+        long pageblockPages = Arch.PmdSize >> Arch.PageShift;
+        return Arch.VmemmapMappedByPmd && vmemmapBytes % Arch.PmdSize == 0
+            && (Arch.PagesPerSection - AltmapPagesPerBlock) % pageblockPages == 0;
+    }
+
+    /// <summary>memory_block_memmap_on_memory_pages: the pages of one block's memmap.</summary>
+    private long AltmapPagesPerBlock => Arch.PagesPerSection * ArchConfig.StructPageSize / Arch.PageSize;
 
     /// <summary>memremap_pages for MEMORY_DEVICE_GENERIC: ZONE_DEVICE memory at sub-section
     /// granularity (check_pfn_span), never online.</summary>
@@ -62,7 +105,7 @@ public sealed partial class MemoryHotplug
     /// <summary>arch_add_memory: the linear map, then __add_pages; on ENOMEM the sections added
     /// so far and the linear map are torn down again.</summary>
     [Kernel("arch/arm64/mm/mmu.c", "arch_add_memory")]
-    private IEnumerable<StepStatus> ArchAddMemory(ExecContext ctx, long start, long size, bool device, Ret<Errno> rc)
+    private IEnumerable<StepStatus> ArchAddMemory(ExecContext ctx, long start, long size, bool device, Ret<Errno> rc, bool altmap = false)
     {
         long pfn = start >> Arch.PageShift, nr = size >> Arch.PageShift;
         ulong va = Arch.PfnToVirt(pfn), vaEnd = Arch.PfnToVirt(pfn + nr);
@@ -76,7 +119,7 @@ public sealed partial class MemoryHotplug
             for (long p = pfn; p < pfn + nr && err.Value == Errno.Ok;)
             {
                 long s = Mem.PfnToSection(p), sEnd = Math.Min(pfn + nr, (s + 1) * Arch.PagesPerSection);
-                foreach (var st in SparseAddSection(ctx, p, sEnd - p, device, id, err)) yield return st;
+                foreach (var st in SparseAddSection(ctx, p, sEnd - p, device, id, err, altmap)) yield return st;
                 if (err.Value == Errno.Ok) added.Add((p, sEnd - p));
                 p = sEnd;
             }
@@ -127,20 +170,22 @@ public sealed partial class MemoryHotplug
     /// <summary>sparse_add_section → section_activate → populate_section_memmap: the memmap of
     /// [pfn, +nr) (a whole section, or sub-sections of one), then the section is present.</summary>
     [Kernel("mm/sparse.c", "sparse_add_section")]
-    private IEnumerable<StepStatus> SparseAddSection(ExecContext ctx, long pfn, long nr, bool device, int id, Ret<Errno> err)
+    private IEnumerable<StepStatus> SparseAddSection(ExecContext ctx, long pfn, long nr, bool device, int id, Ret<Errno> err, bool altmap = false)
     {
         long s = Mem.PfnToSection(pfn);
         bool wholeSection = nr == Arch.PagesPerSection;
         // x86 vmemmap_populate and arm64's since the 2025 fix: base pages for less than a section.
         bool pmd = Arch.VmemmapMappedByPmd && (wholeSection || _options.Arm64VmemmapPmdForSubsections || _broken.SubsectionVmemmapPmd);
+        var info = _sections[s];
+        if (altmap) info.AltmapPages = AltmapPagesPerBlock; // the altmap's base_pfn is the block's start
         foreach (var st in VmemmapPopulate(ctx, pfn, nr, pmd, err)) yield return st;
         if (err.Value != Errno.Ok)
         {
             // section_activate's failure path: section_deactivate depopulates what was mapped.
             foreach (var st in SparseRemoveSection(ctx, pfn, nr)) yield return st;
+            info.AltmapPages = 0;
             yield break;
         }
-        var info = _sections[s];
         info.AddId = id;
         info.Device = device;
         if (device)
@@ -152,10 +197,26 @@ public sealed partial class MemoryHotplug
                 info.SubsectionAddId[i] = id;
             }
         }
-        Mem.SetOwner(pfn, nr, FrameOwner.Offline);
-        OfflineFrames += nr;
+        long alt = info.AltmapPages;
+        Mem.SetOwner(pfn + alt, nr - alt, FrameOwner.Offline);
+        OfflineFrames += nr - alt;
         if (Mem.SectionStateOf(s) is SectionState.Absent or SectionState.Removed) Mem.SetSectionState(s, SectionState.Present);
         yield return StepStatus.After("section_activate");
+    }
+
+    /// <summary>altmap_alloc_block_buf(PMD_SIZE): the PMD block of memmap for the PFNs from
+    /// <paramref name="firstPfn"/> taken from their block's own first pages when the block has an
+    /// altmap (the block's memmap is exactly one PMD here, so the altmap is used whole), else -1.</summary>
+    [Kernel("mm/sparse-vmemmap.c", "altmap_alloc_block_buf")]
+    private long AltmapAllocBlockBuf(long firstPfn)
+    {
+        long s = Mem.PfnToSection(firstPfn);
+        if (s < 0 || s >= _sections.Length || _sections[s].AltmapPages == 0) return -1;
+        long basePfn = s * Arch.PagesPerSection;
+        if (_sections[s].AltmapPages != Arch.PmdSize >> Arch.PageShift)
+            throw new ModelBugException($"altmap of section {s}: {_sections[s].AltmapPages} pages, not one PMD of memmap");
+        Mem.SetOwner(basePfn, _sections[s].AltmapPages, FrameOwner.Vmemmap);
+        return basePfn;
     }
 
     /// <summary>vmemmap_populate (vmemmap_populate_hugepages or _basepages) of the struct pages of
@@ -188,7 +249,8 @@ public sealed partial class MemoryHotplug
                 continue;
             }
             if (!t.Entries[i].IsNone) continue; // vmemmap_verify: already populated
-            long frame = Mem.AllocPages(pmd ? Arch.PmdShift - Arch.PageShift : 0, FrameOwner.Vmemmap);
+            long frame = pmd && AltmapAllocBlockBuf(PageToPfn(va)) is var a && a >= 0 ? a
+                : Mem.AllocPages(pmd ? Arch.PmdShift - Arch.PageShift : 0, FrameOwner.Vmemmap);
             if (frame < 0)
             {
                 err.Value = Errno.ENOMEM;

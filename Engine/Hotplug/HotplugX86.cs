@@ -68,6 +68,7 @@ public sealed partial class MemoryHotplug
     private void FreePagetable(long pfn, long pages)
     {
         VmemmapInFlightRemove(pfn, pages);
+        if (InAltmap(pfn, pages)) { VmemAltmapFree(pfn, pages); return; } // free_hugepage_table with an altmap
         Mem.FreePages(pfn, System.Numerics.BitOperations.Log2((ulong)pages), FrameOwner.Vmemmap, "free_pagetable");
     }
 

@@ -39,7 +39,11 @@
 //   (free_pagetable's bootmem path) is not modelled.
 // - Sub-section (ZONE_DEVICE) hot-plug is offered only where a sub-section's memmap is a whole
 //   number of vmemmap pages (4K base pages); elsewhere memremap_pages returns EINVAL.
-// - No memmap_on_memory (altmap) yet, no zones beyond one counter of online pages, no memory
+// - memmap_on_memory (MHP_MEMMAP_ON_MEMORY, mm/memory_hotplug.c create_altmaps_and_memory_blocks,
+//   v6.8 and later: one altmap per memory block) is asked for by the add_memory operation's
+//   `memmap_on_memory` word, which stands for both the driver's flag and the
+//   memory_hotplug.memmap_on_memory parameter; see AddMemory.cs for the conditions.
+// - No zones beyond one counter of online pages, no memory
 //   notifiers other than arm64's boot-memory one. lock_device_hotplug is folded into
 //   mem_hotplug_lock: online, offline and remove check the blocks' state after
 //   mem_hotplug_begin, as the kernel checks them under the device hotplug lock.
@@ -70,6 +74,9 @@ public sealed class MemSectionInfo
     public ulong SubsectionMap { get; internal set; }
     /// <summary>The memremap_pages call of each present sub-section (device memory only).</summary>
     internal int[] SubsectionAddId { get; } = new int[64];
+    /// <summary>memmap_on_memory: how many of the section's first pages hold its own memmap
+    /// (the vmem_altmap of its memory block; 0 when the memmap came from the page allocator).</summary>
+    public long AltmapPages { get; internal set; }
 }
 
 /// <summary>What an invariant may read of memory hot-plug.</summary>

@@ -29,9 +29,15 @@ public sealed partial class MemoryHotplug
             for (long s = first; s <= last; s++)
             {
                 if (Mem.SectionStateOf(s) == SectionState.Online) continue; // memory_block already online
-                long p = s * Arch.PagesPerSection;
-                Mem.FreeContigPages(p, Arch.PagesPerSection, FrameOwner.Offline, "generic_online_page");
-                OfflineFrames -= Arch.PagesPerSection;
+                long p = s * Arch.PagesPerSection, alt = _sections[s].AltmapPages;
+                if (alt > 0)
+                {
+                    // memory_block_online: the memmap pages first (never given to the buddy).
+                    MhpInitMemmapOnMemory(ctx, p, alt);
+                    yield return StepStatus.After("mhp_init_memmap_on_memory");
+                }
+                Mem.FreeContigPages(p + alt, Arch.PagesPerSection - alt, FrameOwner.Offline, "generic_online_page");
+                OfflineFrames -= Arch.PagesPerSection - alt;
                 Mem.SetSectionState(s, SectionState.Online);
                 NrOnlinePages += Arch.PagesPerSection;
                 yield return StepStatus.After("online_pages_range");
@@ -40,6 +46,21 @@ public sealed partial class MemoryHotplug
         MemHotplugDone(ctx);
         Note($"memory_hotplug.online_pages.{rc.Value}");
         yield return StepStatus.After("online_pages");
+    }
+
+    /// <summary>mhp_init_memmap_on_memory: the struct pages of the block's memmap pages are marked
+    /// PageVmemmapSelfHosted (HVO reads the mark); the pages count as present and online
+    /// (adjust_present_page_count) without ever being in the buddy.</summary>
+    [Kernel("mm/memory_hotplug.c", "mhp_init_memmap_on_memory")]
+    private void MhpInitMemmapOnMemory(ExecContext ctx, long pfn, long nr)
+    {
+        for (long p = pfn; p < pfn + nr; p++)
+        {
+            ulong page = PfnToPage(p);
+            if (!K.Mmu.ReadStructPage(ctx, page, out var sp)) throw new ModelBugException($"mhp_init_memmap_on_memory: struct page of pfn {p:x} unreadable");
+            sp.Flags |= PageFlags.VmemmapSelfHosted;
+            K.Mmu.WriteStructPage(ctx, page, sp, "mhp_init_memmap_on_memory");
+        }
     }
 
     /// <summary>offline_pages: EPERM for arm64 boot memory (prevent_bootmem_remove_notifier's
@@ -65,7 +86,8 @@ public sealed partial class MemoryHotplug
         // folios (which offlining can dissolve or migrate) makes the block unmovable here.
         for (long s = first; s <= last && rc.Value == Errno.Ok; s++)
         {
-            long p = s * Arch.PagesPerSection, n = Arch.PagesPerSection;
+            // memory_block_offline offlines the block after its memmap pages.
+            long alt = _sections[s].AltmapPages, p = s * Arch.PagesPerSection + alt, n = Arch.PagesPerSection - alt;
             if (Mem.SectionStateOf(s) != SectionState.Online) rc.Value = Errno.EINVAL;
             else if (Mem.CountOwned(p, n, FrameOwner.Free) + Mem.CountOwned(p, n, FrameOwner.HugetlbFolio) != n) rc.Value = Errno.EBUSY;
         }
@@ -83,11 +105,18 @@ public sealed partial class MemoryHotplug
         }
         if (rc.Value == Errno.Ok)
         {
-            if (!Mem.AllOwnedBy(pfn, nr, FrameOwner.Free)) rc.Value = Errno.EBUSY; // allocated meanwhile
+            bool allFree = true;
+            for (long s = first; s <= last; s++)
+                allFree &= Mem.AllOwnedBy(s * Arch.PagesPerSection + _sections[s].AltmapPages, Arch.PagesPerSection - _sections[s].AltmapPages, FrameOwner.Free);
+            if (!allFree) rc.Value = Errno.EBUSY; // allocated meanwhile
             else
             {
-                Mem.TakeFreeRange(pfn, nr, FrameOwner.Offline);
-                OfflineFrames += nr;
+                for (long s = first; s <= last; s++)
+                {
+                    long alt = _sections[s].AltmapPages;
+                    Mem.TakeFreeRange(s * Arch.PagesPerSection + alt, Arch.PagesPerSection - alt, FrameOwner.Offline);
+                    OfflineFrames += Arch.PagesPerSection - alt;
+                }
                 NrOnlinePages -= nr;
                 if (!_broken.OfflineKeepsSectionOnline)
                     for (long s = first; s <= last; s++) Mem.SetSectionState(s, SectionState.Offline);

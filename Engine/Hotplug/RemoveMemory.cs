@@ -100,6 +100,7 @@ public sealed partial class MemoryHotplug
                 Mem.SetSectionState(sec, SectionState.Removed);
                 info.Device = false;
                 info.AddId = 0;
+                info.AltmapPages = 0;
             }
             OfflineFrames -= Mem.CountOwned(p, sEnd - p, FrameOwner.Offline);
             Mem.SetOwner(p, sEnd - p, FrameOwner.Absent);
@@ -138,11 +139,33 @@ public sealed partial class MemoryHotplug
         _vmemmapInFlight.RemoveAt(i);
     }
 
-    /// <summary>free_hotplug_page_range: a vmemmap backing block back to the buddy.</summary>
+    /// <summary>Whether [pfn, +n) is memmap a block holds in its own first pages (memmap_on_memory).</summary>
+    private bool InAltmap(long pfn, long n)
+    {
+        long s = Mem.PfnToSection(pfn);
+        if (s < 0 || s >= _sections.Length) return false;
+        long alt = _sections[s].AltmapPages, basePfn = s * Arch.PagesPerSection;
+        return alt > 0 && pfn >= basePfn && pfn + n <= basePfn + alt;
+    }
+
+    /// <summary>vmem_altmap_free: memmap pages of the block's altmap given back to the altmap,
+    /// not to the buddy; they are the block's (offline) memory again, absent with it.</summary>
+    [Kernel("mm/memremap.c", "vmem_altmap_free")]
+    private void VmemAltmapFree(long pfn, long n)
+    {
+        if (!Mem.AllOwnedBy(pfn, n, FrameOwner.Vmemmap)) throw new ModelBugException($"vmem_altmap_free of {pfn:x}+{n}: not all owned Vmemmap");
+        bool present = Mem.SectionStateOf(Mem.PfnToSection(pfn)) is not (SectionState.Absent or SectionState.Removed);
+        Mem.SetOwner(pfn, n, present ? FrameOwner.Offline : FrameOwner.Absent);
+        if (present) OfflineFrames += n;
+    }
+
+    /// <summary>free_hotplug_page_range: a vmemmap backing block back to the buddy (or to its
+    /// altmap: vmem_altmap_free).</summary>
     [Kernel("arch/arm64/mm/mmu.c", "free_hotplug_page_range")]
     private void FreeHotplugPageRange(long pfn, long pages)
     {
         VmemmapInFlightRemove(pfn, pages);
+        if (InAltmap(pfn, pages)) { VmemAltmapFree(pfn, pages); return; }
         Mem.FreePages(pfn, System.Numerics.BitOperations.Log2((ulong)pages), FrameOwner.Vmemmap, "free_hotplug_page_range");
     }
 

@@ -2,6 +2,8 @@
 // them, the errno a value the run records (KernelLog states "memory_hotplug.<fn>.<errno>").
 //
 //   add_memory 0x40000000 128M        add_memory(nid, start, size, MHP_NONE): present, offline
+//   add_memory 0x40000000 128M memmap_on_memory   with MHP_MEMMAP_ON_MEMORY (the block's memmap
+//                                     in its first pages, where mhp_supports_memmap_on_memory)
 //   online_pages 0x40000000 128M      online_pages of the block(s) (echo online > .../state)
 //   offline_pages 0x40000000 128M     offline_pages (echo offline > .../state)
 //   remove_memory 0x40000000 128M     remove_memory(start, size)
@@ -35,8 +37,12 @@ public sealed record HotplugRangeOp(HotplugCall Call, long Address, long Size) :
         _ => "memunmap_pages",
     };
 
+    /// <summary>add_memory with MHP_MEMMAP_ON_MEMORY (and memory_hotplug.memmap_on_memory on):
+    /// written as a trailing `memmap_on_memory`.</summary>
+    public bool MemmapOnMemory { get; init; }
+
     public override string Verb => VerbOf(Call);
-    public override string Args() => $"0x{Address:x} {ArchConfig.FormatSize(Size)}";
+    public override string Args() => $"0x{Address:x} {ArchConfig.FormatSize(Size)}{(MemmapOnMemory ? " memmap_on_memory" : "")}";
 
     public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), Body);
 
@@ -47,7 +53,7 @@ public sealed record HotplugRangeOp(HotplugCall Call, long Address, long Size) :
         int shift = k.Arch.PageShift;
         return Call switch
         {
-            HotplugCall.AddMemory => h.AddMemory(ctx, Address, Size, ret),
+            HotplugCall.AddMemory => h.AddMemory(ctx, Address, Size, ret, MemmapOnMemory),
             HotplugCall.OnlinePages => h.OnlinePages(ctx, Address >> shift, Size >> shift, ret),
             HotplugCall.OfflinePages => h.OfflinePages(ctx, Address >> shift, Size >> shift, ret),
             HotplugCall.RemoveMemory => h.RemoveMemory(ctx, Address, Size, ret),
@@ -64,6 +70,7 @@ public sealed record HotplugRangeOp(HotplugCall Call, long Address, long Size) :
             ? [2L << 20]
             : [.. ArchConfig.All.Select(a => a.SectionSize).Distinct().Order()];
         foreach (long s in sizes.Where(s => s < Size)) yield return this with { Size = s };
+        if (MemmapOnMemory) yield return this with { MemmapOnMemory = false };
     }
 }
 
@@ -89,6 +96,9 @@ public sealed record PtdumpOp : Op
 
 internal static class HotplugOpText
 {
-    public static HotplugRangeOp Parse(HotplugCall call, LineReader r) =>
-        new(call, r.Int("physical address", 0, Repro.MaxMemory), r.Size("size", 1, Repro.MaxMemory));
+    public static HotplugRangeOp Parse(HotplugCall call, LineReader r)
+    {
+        var op = new HotplugRangeOp(call, r.Int("physical address", 0, Repro.MaxMemory), r.Size("size", 1, Repro.MaxMemory));
+        return call == HotplugCall.AddMemory && HgmOpText.Flag(r, "memmap_on_memory") ? op with { MemmapOnMemory = true } : op;
+    }
 }

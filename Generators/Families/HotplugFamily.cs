@@ -10,6 +10,10 @@
 //   free folios in it and HVO's vmemmap changes sit next to the teardown's;
 // - ZONE_DEVICE sub-sections (memremap_pages / memunmap_pages of 2M pieces of one section) where
 //   the configuration offers them (4K base pages), so that two device ranges share a section;
+// - memmap_on_memory for half the blocks added (the block's memmap in its own first pages), and
+//   boot memory filled with page cache while a block is online (`filemap_add` of all but a few
+//   of the free pages below the hot-plug range), so that the next HugeTLB folio, and page-cache
+//   pages, come from the block: HVO then meets a folio whose memmap is self-hosted;
 // - bad input now and then: a range over boot memory, misaligned, or past the hot-plug range,
 //   and offlining or removing boot memory (the kernel's errno, nothing changes).
 //
@@ -27,7 +31,11 @@ public sealed class HotplugFamily : IOpFamily
 
     public string Name => FamilyName;
 
-    public IReadOnlyList<string> Kinds { get; } = ["add_memory", "online_pages", "offline_pages", "remove_memory", "memremap_pages", "ptdump", "hugetlb", "bad_input"];
+    public IReadOnlyList<string> Kinds { get; } = ["add_memory", "online_pages", "offline_pages", "remove_memory", "memremap_pages", "ptdump", "hugetlb", "bad_input", "memmap_on_memory", "fill"];
+
+    /// <summary>Free pages a fill leaves below the hot-plug range: fewer than one PMD-sized folio
+    /// needs, enough for the page tables and vmemmap the next operations allocate.</summary>
+    private const long FillSlack = 256;
 
     /// <summary>The hot-plug range generated machines get when this family applies: two sections.</summary>
     public static long RangeBytes(ArchConfig arch) => 2 * arch.SectionSize;
@@ -89,7 +97,9 @@ public sealed class HotplugFamily : IOpFamily
         {
             if (weight > 0 && s.Enabled(this, kind)) choices.Add((weight, make));
         }
-        Add("add_memory", absent.Count > 0 ? 14 : 0, () => Block(s, HotplugCall.AddMemory, rng.Pick(absent)));
+        Add("add_memory", absent.Count > 0 ? 14 : 0, () =>
+            Block(s, HotplugCall.AddMemory, rng.Pick(absent)) with { MemmapOnMemory = s.Enabled(this, "memmap_on_memory") && rng.Chance(50) });
+        Add("fill", online.Count > 0 && FreeBelowHotplug(s) > 4 * FillSlack ? 6 : 0, () => Fill(s));
         Add("online_pages", offline.Count > 0 ? 10 : 0, () => Block(s, HotplugCall.OnlinePages, rng.Pick(offline)));
         Add("offline_pages", online.Count > 0 ? 12 : 0, () => Block(s, HotplugCall.OfflinePages, rng.Pick(online)));
         Add("remove_memory", offline.Count > 0 ? 10 : failedOffline ? 20 : 0, () =>
@@ -157,6 +167,18 @@ public sealed class HotplugFamily : IOpFamily
                 return new HugetlbAllocOp(size) { Bind = h };
             }
         }
+    }
+
+    /// <summary>Free pages below the hot-plug range (boot memory).</summary>
+    private static long FreeBelowHotplug(GenState s) =>
+        s.Engine.Mem.Buddy.FreeBlocksIn(0, HotStart(s) >> s.Arch.PageShift).Sum(b => b.Pages);
+
+    /// <summary>A file whose page cache takes all but <see cref="FillSlack"/> of boot memory's free pages.</summary>
+    private static Op Fill(GenState s)
+    {
+        string h = s.FreshHandle('p');
+        s.AddLive(h);
+        return new FilemapAddOp((int)Math.Min(FreeBelowHotplug(s) - FillSlack, 1 << 20)) { Bind = h };
     }
 
     private static Op BadInput(GenState s, Prng rng)
