@@ -41,6 +41,7 @@ public static class OpsCatalogue
         new("memremap_pages", "PHYS SIZE", "", "memremap_pages: device memory at sub-section (2M) granularity, vmemmap only"),
         new("memunmap_pages", "PHYS SIZE", "", "memunmap_pages: tear the device memory's vmemmap down again"),
         new("ptdump", "", "", "ptdump_walk_pgd of init_mm as a walker task, holding the tables it walks"),
+        new("online_pfn_walk", "PFN", "", "a PFN walker: pfn_to_online_page, then PageLRU / get_page_unless_zero / put_page on the struct page (no lock holds the answer)"),
         new("vmalloc", "SIZE", "vN", "vmalloc(SIZE): a vmap area with guard page, backed by order-0 pages, mapped in init_mm"),
         new("vmalloc_huge", "SIZE", "vN", "vmalloc_huge(SIZE): as vmalloc with VM_ALLOW_HUGE_VMAP, PMD/PUD leaves where the policy allows"),
         new("vfree", "vN", "", "vfree: unmap the area, free its pages, lazily purge the vmap area"),

@@ -184,6 +184,7 @@ public sealed partial class MemoryHotplug
             // section_activate's failure path: section_deactivate depopulates what was mapped.
             foreach (var st in SparseRemoveSection(ctx, pfn, nr)) yield return st;
             info.AltmapPages = 0;
+            info.AltmapUsed = 0;
             yield break;
         }
         info.AddId = id;
@@ -204,19 +205,26 @@ public sealed partial class MemoryHotplug
         yield return StepStatus.After("section_activate");
     }
 
-    /// <summary>altmap_alloc_block_buf(PMD_SIZE): the PMD block of memmap for the PFNs from
-    /// <paramref name="firstPfn"/> taken from their block's own first pages when the block has an
-    /// altmap (the block's memmap is exactly one PMD here, so the altmap is used whole), else -1.</summary>
-    [Kernel("mm/sparse-vmemmap.c", "altmap_alloc_block_buf")]
-    private long AltmapAllocBlockBuf(long firstPfn)
+    /// <summary>Whether the memmap of <paramref name="firstPfn"/> comes from its block's altmap.</summary>
+    private bool HasAltmap(long firstPfn)
     {
         long s = Mem.PfnToSection(firstPfn);
-        if (s < 0 || s >= _sections.Length || _sections[s].AltmapPages == 0) return -1;
-        long basePfn = s * Arch.PagesPerSection;
-        if (_sections[s].AltmapPages != Arch.PmdSize >> Arch.PageShift)
-            throw new ModelBugException($"altmap of section {s}: {_sections[s].AltmapPages} pages, not one PMD of memmap");
-        Mem.SetOwner(basePfn, _sections[s].AltmapPages, FrameOwner.Vmemmap);
-        return basePfn;
+        return s >= 0 && s < _sections.Length && _sections[s].AltmapPages > 0;
+    }
+
+    /// <summary>altmap_alloc_block_buf: <paramref name="pages"/> pages of memmap (a PMD block, or
+    /// one page where vmemmap_populate_hugepages falls back to base pages over an existing PTE
+    /// table) taken in order from the block's own first pages; -1 once the altmap is used up (no
+    /// fallback to the page allocator).</summary>
+    [Kernel("mm/sparse-vmemmap.c", "altmap_alloc_block_buf")]
+    private long AltmapAllocBlockBuf(long firstPfn, long pages)
+    {
+        var info = _sections[Mem.PfnToSection(firstPfn)];
+        if (info.AltmapUsed + pages > info.AltmapPages) return -1;
+        long frame = info.Nr * Arch.PagesPerSection + info.AltmapUsed;
+        info.AltmapUsed += pages;
+        Mem.SetOwner(frame, pages, FrameOwner.Vmemmap);
+        return frame;
     }
 
     /// <summary>vmemmap_populate (vmemmap_populate_hugepages or _basepages) of the struct pages of
@@ -249,7 +257,8 @@ public sealed partial class MemoryHotplug
                 continue;
             }
             if (!t.Entries[i].IsNone) continue; // vmemmap_verify: already populated
-            long frame = pmd && AltmapAllocBlockBuf(PageToPfn(va)) is var a && a >= 0 ? a
+            long pages = pmd ? Arch.PmdSize >> Arch.PageShift : 1;
+            long frame = HasAltmap(PageToPfn(va)) ? AltmapAllocBlockBuf(PageToPfn(va), pages)
                 : Mem.AllocPages(pmd ? Arch.PmdShift - Arch.PageShift : 0, FrameOwner.Vmemmap);
             if (frame < 0)
             {

@@ -33,9 +33,11 @@
 // - Hot-added memory is mapped with blocks up to PMD size and no contiguous bit, on both
 //   architectures (the model's boot map is block-mapped, as with rodata=off; on arm64 the 2025
 //   review of Zhenhua Huang's work kept PUD blocks and CONT out of hot-added ranges; inferred).
-// - offline_pages does not migrate: an in-use HugeTLB folio or page-cache page in the block, or a
-//   page allocated from it while the offline runs (isolation is not modelled), fails it with
-//   EBUSY. Boot memory is never offlined on x86-64 either (EBUSY): freeing bootmem vmemmap
+// - offline_pages migrates page-cache pages (do_migrate_range, OnlineOffline.cs) but not in-use
+//   HugeTLB folios: one in the block, or a page allocated from it while the offline runs
+//   (isolation is not modelled), fails it with EBUSY. Where the kernel retries migration until it
+//   succeeds or a signal arrives (-EINTR), the model makes one pass and returns EBUSY for a page
+//   that did not move. Boot memory is never offlined on x86-64 either (EBUSY): freeing bootmem vmemmap
 //   (free_pagetable's bootmem path) is not modelled.
 // - Sub-section (ZONE_DEVICE) hot-plug is offered only where a sub-section's memmap is a whole
 //   number of vmemmap pages (4K base pages); elsewhere memremap_pages returns EINVAL.
@@ -77,6 +79,8 @@ public sealed class MemSectionInfo
     /// <summary>memmap_on_memory: how many of the section's first pages hold its own memmap
     /// (the vmem_altmap of its memory block; 0 when the memmap came from the page allocator).</summary>
     public long AltmapPages { get; internal set; }
+    /// <summary>Pages of the altmap handed out so far (vmem_altmap's alloc).</summary>
+    internal long AltmapUsed { get; set; }
 }
 
 /// <summary>What an invariant may read of memory hot-plug.</summary>

@@ -101,6 +101,7 @@ public sealed partial class MemoryHotplug
                 info.Device = false;
                 info.AddId = 0;
                 info.AltmapPages = 0;
+                info.AltmapUsed = 0;
             }
             OfflineFrames -= Mem.CountOwned(p, sEnd - p, FrameOwner.Offline);
             Mem.SetOwner(p, sEnd - p, FrameOwner.Absent);

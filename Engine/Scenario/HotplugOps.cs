@@ -10,6 +10,7 @@
 //   memremap_pages 0x40000000 2M      memremap_pages of ZONE_DEVICE memory (sub-sections)
 //   memunmap_pages 0x40000000 2M      memunmap_pages
 //   ptdump                            ptdump_walk_pgd over init_mm (a walker task)
+//   online_pfn_walk 0x40000           pfn_to_online_page, then a compaction-style peek (a task)
 //
 // Every one is a task, so `start` interleaves it with others; bad input (a range over boot
 // memory, misaligned, outside the hot-plug range) returns the kernel's errno as a value.
@@ -91,6 +92,29 @@ public sealed record PtdumpOp : Op
         {
             k.Hotplug.Walkers.ReleaseAll(ctx.Task);
         }
+    }
+}
+
+/// <summary>`online_pfn_walk PFN`: a PFN walker that checks pfn_to_online_page, then peeks at
+/// the struct page as compaction's scanner does (PageLRU, get_page_unless_zero, put_page).</summary>
+public sealed record OnlinePfnWalkOp(long Pfn) : Op
+{
+    public override string Verb => "online_pfn_walk";
+    public override string Args() => $"0x{Pfn:x}";
+    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => Body(k, ctx));
+
+    private IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx)
+    {
+        ulong page = k.Hotplug.PfnToOnlinePage(Pfn);
+        k.Log.Note(page == 0 ? "memory_hotplug.pfn_to_online_page.offline" : "memory_hotplug.pfn_to_online_page.online");
+        yield return StepStatus.After("pfn_to_online_page");
+        if (page == 0) yield break;
+        foreach (var s in PfnWalkOp.Body(k, ctx, page)) yield return s;
+    }
+
+    public override IEnumerable<Op> ShrinkArgs()
+    {
+        if (Pfn != 0) yield return this with { Pfn = 0 };
     }
 }
 
