@@ -16,6 +16,16 @@
 // When it says no, add_memory proceeds without an altmap, as __add_memory does. Onlining marks
 // the memmap pages PageVmemmapSelfHosted (mhp_init_memmap_on_memory) and gives only the rest of
 // the block to the buddy; the teardown returns them with vmem_altmap_free, never to the buddy.
+//
+// HVO and memmap_on_memory: when both were new they excluded each other as a whole (the
+// vm.hugetlb_optimize_vmemmap sysctl of 78f39084b41d, v5.19, is not registered while
+// memory_hotplug.memmap_on_memory is on); Muchun Song's "mm: memory_hotplug: make
+// hugetlb_optimize_vmemmap compatible with memmap_on_memory" (66361095129b, v6.0) replaced that
+// with a per-folio refusal: the vmemmap pages of a memmap_on_memory block are marked
+// PageVmemmapSelfHosted and HVO leaves a folio alone when the vmemmap page describing it carries
+// the mark (today checked in vmemmap_pmd_entry on the walk's first entry, -ENOTSUPP; the model's
+// check is there, Engine/Hugetlb/HugetlbVmemmap.cs). Commit ids and versions from memory of the
+// kernel history, not re-read here.
 using PropertySuite.Engine.Config;
 using PropertySuite.Engine.Mm;
 using PropertySuite.Engine.Smp;
