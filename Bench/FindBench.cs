@@ -1,4 +1,5 @@
-// Time to the first failure and to the shrunk repro, for every buggy variant: the meta-tests'
+// `find [N=5] [VARIANT...]`: time to the first failure and to the shrunk repro, for every buggy
+// variant (or the ones named): the meta-tests'
 // search (FsCheck through ScenarioProperty, the variant's search effort), repeated over several
 // base seeds, medians and maxima printed. Wall clock, so run it in Release on a quiet machine.
 //
@@ -20,9 +21,15 @@ public static class FindBench
     public static int Run(string[] args)
     {
         if (args.Length > 0 && args[0] == "rates") return Rates(args[1..]);
-        int seeds = args.Length > 0 && int.TryParse(args[0], NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n > 0 ? n : 5;
+        int seeds = 5;
+        var only = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var a in args)
+        {
+            if (int.TryParse(a, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n > 0) seeds = n;
+            else only.Add(KernelVariants.ByName(a).Name);
+        }
         var table = new TextTable("variant", "found", "tests median", "find ms median", "find ms max", "shrink ms median", "shrink ms max", "repro ops max");
-        foreach (var v in KernelVariants.All.Where(v => !v.Correct))
+        foreach (var v in KernelVariants.All.Where(v => !v.Correct && (only.Count == 0 || only.Contains(v.Name))))
         {
             var tests = new List<long>();
             var find = new List<double>();

@@ -16,7 +16,7 @@ var commands = new SortedDictionary<string, (string Help, Func<string[], int> Ru
         InvariantCostBench.Run),
     ["shrink"] = ("SequenceShrinker on long planted-bug sequences",
         _ => { PropertySuite.Generators.Harness.ShrinkBenchmark.Run(Console.Out); return 0; }),
-    ["find"] = ("time to the first failure and to the shrunk repro for every buggy variant, over N base seeds: find [N=5]",
+    ["find"] = ("time to the first failure and to the shrunk repro for every buggy variant, over N base seeds: find [N=5] [VARIANT...]",
         FindBench.Run),
     ["hgm"] = ("HGM scenario steps/s with all invariants vs none, 1,000 HGM-mapped 2M folios (x86_64-4k-l4 4G): hgm [FOLIOS=1000] [STEPS=2000]",
         HgmBench.Run),

@@ -37,6 +37,7 @@ public static class InvariantRegistry
         new MapcountEqualsPageTableReferences(),
         new RefcountCoversMappings(),
         new OnlineAccounting(),
+        new SelfHostedMemmapStaysOutOfBuddy(),
         new RemovedMemoryIsGone(),
         new SectionsHavePrivateLeaves(),
         new NoWalkerHoldsFreedTable(),

@@ -9,7 +9,10 @@ namespace PropertySuite.Invariants;
 /// from it: HugeTLB folios, page tables, vmemmap, ...), none of them is absent or offline; a
 /// present section that is not online (hot-added and not yet onlined, or offlined, or ZONE_DEVICE
 /// memory) has all its pages offline: none is in the buddy or owned by anyone, and no HugeTLB
-/// folio of any pool lies in it; a removed or never-added section is all absent. The zone's count
+/// folio of any pool lies in it; a section's self-hosted memmap (memmap_on_memory: its first pages
+/// hold its own struct pages) is vmemmap while the section is present, whatever its state, and
+/// back to offline memory once the teardown has returned it to the altmap; a removed or
+/// never-added section is all absent. The zone's count
 /// of online pages equals the pages of the online sections. Source: mm/memory_hotplug.c
 /// online_pages (adjust_present_page_count, generic_online_page), offline_pages
 /// (dissolve_free_hugetlb_folios, __offline_isolated_pages), mm/sparse.c (SECTION_IS_ONLINE).
@@ -42,8 +45,10 @@ public sealed class OnlineAccounting : IInvariant
                             if (!k.Mem.AllOwnedBy(p, sub, k.Hotplug.LifetimeOf(p) is null ? FrameOwner.Absent : FrameOwner.Offline))
                                 return new(Name, $"device section {s}: sub-section at pfn {p:x} is {(k.Hotplug.LifetimeOf(p) is null ? "absent" : "present")} but holds {First(k, p, sub, _ => true)}");
                     }
-                    else if (!k.Mem.AllOwnedBy(pfn, pps, FrameOwner.Offline))
-                        return new(Name, $"section {s} is {state} (not online) but holds {First(k, pfn, pps, o => o != FrameOwner.Offline)}");
+                    else if (k.Hotplug.Section(s).AltmapPages is var alt && !k.Mem.AllOwnedBy(pfn + alt, pps - alt, FrameOwner.Offline))
+                        return new(Name, $"section {s} is {state} (not online) but holds {First(k, pfn + alt, pps - alt, o => o != FrameOwner.Offline)}");
+                    else if (alt > 0 && k.Mem.CountOwned(pfn, alt, FrameOwner.Vmemmap) + k.Mem.CountOwned(pfn, alt, FrameOwner.Offline) != alt)
+                        return new(Name, $"section {s} is {state}: its self-hosted memmap holds {First(k, pfn, alt, o => o is not (FrameOwner.Vmemmap or FrameOwner.Offline))}");
                     break;
                 default:
                     if (!k.Mem.AllOwnedBy(pfn, pps, FrameOwner.Absent))

@@ -15,6 +15,9 @@
 //   Feb 2025, in stable Mar 2025): before it, arm64 4K mapped the vmemmap of a sub-section
 //   range (ZONE_DEVICE memory added by memremap_pages) with the section's PMD block, shared by
 //   every sub-section of the section (Arm64VmemmapPmdForSubsections).
+// - x86-64 remove_pagetable before Rick Edgecombe's "x86/mm: Flush before free in
+//   remove_pagetable()" (Aug 2021): vmemmap pages and emptied tables are freed before their
+//   entries are cleared and before flush_tlb_all (X86RemovePagetableFreesBeforeFlush).
 namespace PropertySuite.Engine.Config;
 
 /// <summary>The memory hot-plug variant switches; every default is today's kernel.</summary>
@@ -32,11 +35,18 @@ public sealed record HotplugOptions
     /// with a PMD block covering the whole section's memmap.</summary>
     public bool Arm64VmemmapPmdForSubsections { get; init; }
 
+    /// <summary>x86-64 remove_pagetable in the order before "x86/mm: Flush before free in
+    /// remove_pagetable()": free_pagetable of a vmemmap page or table before its entry is cleared,
+    /// remove_pte_table's flush after its loop, the final flush_tlb_all last.</summary>
+    public bool X86RemovePagetableFreesBeforeFlush { get; init; }
+
     /// <exception cref="ConfigException">A combination that never existed.</exception>
     public void Validate(ArchConfig arch)
     {
         if (Arm64VmemmapPmdForSubsections && !(arch.Arch == Arch.Arm64 && arch.VmemmapMappedByPmd))
             throw new ConfigException($"hotplug: Arm64VmemmapPmdForSubsections is arm64 4K's PMD-mapped vmemmap, not {arch.Name}'s");
+        if (X86RemovePagetableFreesBeforeFlush && arch.Arch != Arch.X86_64)
+            throw new ConfigException($"hotplug: X86RemovePagetableFreesBeforeFlush is x86-64's remove_pagetable, not {arch.Name}'s");
     }
 }
 
@@ -54,6 +64,11 @@ public sealed record HotplugBreakage
     /// <summary>remove_memory does not take mem_hotplug_lock for write (no mem_hotplug_begin),
     /// so get_online_mems() readers do not exclude it.</summary>
     public bool RemoveSkipsMemHotplugBegin { get; init; }
+
+    /// <summary>vmemmap_pmd_entry ignores PageVmemmapSelfHosted, so HVO optimizes a folio whose
+    /// memmap lives in its own memory block (memmap_on_memory) and frees those memmap pages to
+    /// the buddy.</summary>
+    public bool HvoOptimizesSelfHosted { get; init; }
 
     /// <summary>memremap_pages maps a sub-section's vmemmap with the PMD block of its section
     /// on every configuration that maps vmemmap by PMD (x86-64 too).</summary>

@@ -205,6 +205,12 @@ public static class KernelVariants
         Buggy("broken-hvo-reserve-off-by-one",
             "meta-test only: under the v5.18 scheme the engine keeps two vmemmap pages per optimized folio (its reserve count one too many) and remaps the tails onto page 1; every check that reads the engine's reserve sees a consistent shape",
             D with { Broken = new() { HvoReserveOffByOne = true } }),
+        Buggy("broken-hvo-optimizes-self-hosted-vmemmap",
+            "meta-test only: HVO's vmemmap_pmd_entry ignores PageVmemmapSelfHosted, so a folio in a memmap_on_memory block has its memmap pages, which live in the block's altmap, freed to the buddy",
+            D with { HotplugBreakage = new() { HvoOptimizesSelfHosted = true } }, "x86_64-4k-l4"),
+        Buggy("x86-remove-pagetable-frees-before-flush",
+            "before \"x86/mm: Flush before free in remove_pagetable()\" (Rick Edgecombe, Aug 2021, Fixes ae9aae9eda2d): remove_pagetable frees each vmemmap page and each emptied table before clearing the entry that maps it, and flushes the TLB only afterwards",
+            D with { Hotplug = new() { X86RemovePagetableFreesBeforeFlush = true } }, "x86_64-4k-l4"),
     ];
 
     /// <summary>The name of today's correct kernel, the variant a repro without a variant line runs.</summary>

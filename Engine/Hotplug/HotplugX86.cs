@@ -11,13 +11,19 @@
 // lie in it (vmemmap_pmd_is_unused, the PAGE_UNUSED marking of 2021).
 //
 // Order of frees: mainline frees each table page and each vmemmap page before the final
-// flush_tlb_all() (and frees a vmemmap page just before clearing its PTE), so a CPU's paging-
-// structure cache or TLB can still point at a freed page; Rick Edgecombe's "x86/mm: Flush before
-// free in remove_pagetable()" (Aug 2021, Fixes ae9aae9eda2d) gathers the tables on a list and
-// frees them after the flush. The model follows that patch and extends it to the vmemmap pages
-// (clear, then one flush, then free), which is what the clear → flush → free rule asks for.
-// Whether the patch is in mainline the model does not assert. Every free goes through the page
-// allocator.
+// flush_tlb_all() (remove_pte_table frees a vmemmap page just before clearing its PTE and
+// flushes once after its loop; free_pte_table / free_pmd_table free the table page and then
+// clear the parent entry; free_hugepage_table frees a PMD block of vmemmap before pmd_clear), so
+// a CPU's paging-structure cache or TLB can still point at a freed page. Rick Edgecombe's
+// "x86/mm: Flush before free in remove_pagetable()" (lore 20210818221026.10794-1-
+// rick.p.edgecombe@intel.com, Aug 2021, Fixes ae9aae9eda2d "memory-hotplug: common APIs to
+// support page tables hot-remove", acked by Dave Hansen and Dan Williams) gathers the tables on
+// a list (gather_table) and frees them after the flush (gather_table_finish); it leaves the
+// vmemmap pages as they were. The model's default follows that patch and extends it to the
+// vmemmap pages (clear, then one flush, then free), which is what the clear → flush → free rule
+// asks for; the order before the patch is the variant x86-remove-pagetable-frees-before-flush
+// (HotplugOptions.X86RemovePagetableFreesBeforeFlush). Whether the patch is in mainline the
+// model does not assert. Every free goes through the page allocator.
 using PropertySuite.Engine.Config;
 using PropertySuite.Engine.Mm;
 using PropertySuite.Engine.Smp;
@@ -41,6 +47,7 @@ public sealed partial class MemoryHotplug
         var tables = new List<PtTable>();
         var pages = new List<(long Pfn, long Count)>();
         foreach (var s in RemoveTable(ctx, InitMm.Root, start, end, direct, tables, pages)) yield return s;
+        // Before the patch, RemoveTable has freed everything already; only the flush is left.
         FlushTlbAll();
         yield return StepStatus.After("flush_tlb_all");
         foreach (var (pfn, n) in pages)
@@ -61,6 +68,7 @@ public sealed partial class MemoryHotplug
     private void FreePagetable(long pfn, long pages)
     {
         VmemmapInFlightRemove(pfn, pages);
+        if (InAltmap(pfn, pages)) { VmemAltmapFree(pfn, pages); return; } // free_hugepage_table with an altmap
         Mem.FreePages(pfn, System.Numerics.BitOperations.Log2((ulong)pages), FrameOwner.Vmemmap, "free_pagetable");
     }
 
@@ -79,8 +87,16 @@ public sealed partial class MemoryHotplug
             {
                 bool whole = lo == va && hi == va + entrySize;
                 if (!whole && (direct || !VmemmapBlockIsUnused(va, va + entrySize, start, end))) continue;
+                if (!direct && _options.X86RemovePagetableFreesBeforeFlush)
+                {
+                    // free_pagetable / free_hugepage_table before the entry is cleared.
+                    long n = (long)(entrySize >> Arch.PageShift);
+                    VmemmapInFlightAdd(e.Pfn, n);
+                    FreePagetable(e.Pfn, n);
+                    yield return StepStatus.After(t.Level == PtLevel.Pte ? "free_pagetable" : "free_hugepage_table");
+                }
                 InitMm.Set(t, i, Pte.None);
-                if (!direct)
+                if (!direct && !_options.X86RemovePagetableFreesBeforeFlush)
                 {
                     long n = (long)(entrySize >> Arch.PageShift);
                     VmemmapInFlightAdd(e.Pfn, n);
@@ -94,11 +110,24 @@ public sealed partial class MemoryHotplug
             // free_pte_table / free_pmd_table / free_pud_table (5-level only); P4D tables never.
             bool freeable = child.Level <= PtLevel.Pmd || (child.Level == PtLevel.Pud && Arch.Levels == 5);
             if (!freeable || child.Used != 0) continue;
-            tables.Add(child);
+            if (_options.X86RemovePagetableFreesBeforeFlush)
+            {
+                // free_pte_table / free_pmd_table: the table page is freed, then its parent entry cleared.
+                InitMm.ForgetTable(child);
+                Mem.FreePages(child.Pfn, 0, FrameOwner.PageTable, "free_pagetable");
+                yield return StepStatus.After("free_pagetable");
+            }
+            else tables.Add(child);
             foreach (var s in SpinLock(ctx, PageTableLock)) yield return s;
             InitMm.Set(t, i, Pte.None);
             SpinUnlock(ctx, PageTableLock);
             yield return StepStatus.After(t.Level switch { PtLevel.Pmd => "pmd_clear", PtLevel.Pud => "pud_clear", _ => "p4d_clear" });
+        }
+        if (t.Level == PtLevel.Pte && _options.X86RemovePagetableFreesBeforeFlush)
+        {
+            // remove_pte_table's own flush_tlb_all after its loop (before the patch).
+            FlushTlbAll();
+            yield return StepStatus.After("flush_tlb_all");
         }
     }
 

@@ -486,7 +486,8 @@ namespace PropertySuite.Engine
                 long page = head >= 0 ? head + pteIndex : -1;
                 if (head < 0 && pmd.IsTable && InitMm.TryGetTable(pmd.Pfn, out var pt) && pt.Entries[pteIndex].IsLeaf)
                     page = pt.Entries[pteIndex].Pfn;
-                if (page >= 0 && ReadStructPage(ctx, PfnToPage(page), out var sp) && (sp.Flags & PageFlags.VmemmapSelfHosted) != 0)
+                if (page >= 0 && ReadStructPage(ctx, PfnToPage(page), out var sp) && (sp.Flags & PageFlags.VmemmapSelfHosted) != 0
+                    && !K.Variant.HotplugBreakage.HvoOptimizesSelfHosted) // a hot-plug meta-test breakage
                 {
                     ret.Value = Errno.ENOTSUPP;
                     Note("hvo.self_hosted");

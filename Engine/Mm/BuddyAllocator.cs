@@ -167,14 +167,15 @@ public sealed class BuddyAllocator : IBuddyView
         return pfn;
     }
 
-    /// <summary>Removes [start, start+count), wholly free and aligned to MAX_PAGE_ORDER blocks,
-    /// from the free lists (offline_pages: isolated pages leave the buddy). A free block never
+    /// <summary>Removes [start, start+count), wholly free and split by no free block at its ends,
+    /// from the free lists (offline_pages: isolated pages leave the buddy; a memmap_on_memory
+    /// block's range starts after its memmap pages, inside a max-order block). A free block never
     /// straddles a max-order boundary, so every block inside the range lies wholly inside it.</summary>
     public void TakeFreeRange(long start, long count)
     {
-        long top = 1L << _maxOrder;
-        if ((start & (top - 1)) != 0 || (count & (top - 1)) != 0)
-            throw new ModelBugException($"buddy take of {start:x}+{count}: not aligned to MAX_PAGE_ORDER blocks");
+        long top = 1L << _maxOrder, end = start + count;
+        if (((start & (top - 1)) != 0 && _maxOrderBlocks.Contains(start)) || ((end & (top - 1)) != 0 && _maxOrderBlocks.Contains(end - 1)))
+            throw new ModelBugException($"buddy take of {start:x}+{count}: a free MAX_PAGE_ORDER block straddles an end of the range");
         long taken = 0;
         foreach (var (s, n) in _maxOrderBlocks.Overlapping(start, start + count).ToList())
         {

@@ -5,7 +5,8 @@
 // memblock, all present sections' memmaps back to back; at run time (section_activate for
 // hot-add) from the page allocator, which can fail with ENOMEM.
 //
-// Departures from the kernel: no altmap (memmap_on_memory) yet; a PMD-mapped range whose PMD
+// Departures from the kernel: the altmap (memmap_on_memory) of hot-added blocks is in
+// Engine/Hotplug/AddMemory.cs, not here; a PMD-mapped range whose PMD
 // block cannot be allocated does not fall back to base pages (the x86/arm64 code does, with a
 // warning).
 using PropertySuite.Engine.Config;

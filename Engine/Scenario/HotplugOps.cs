@@ -2,12 +2,15 @@
 // them, the errno a value the run records (KernelLog states "memory_hotplug.<fn>.<errno>").
 //
 //   add_memory 0x40000000 128M        add_memory(nid, start, size, MHP_NONE): present, offline
+//   add_memory 0x40000000 128M memmap_on_memory   with MHP_MEMMAP_ON_MEMORY (the block's memmap
+//                                     in its first pages, where mhp_supports_memmap_on_memory)
 //   online_pages 0x40000000 128M      online_pages of the block(s) (echo online > .../state)
 //   offline_pages 0x40000000 128M     offline_pages (echo offline > .../state)
 //   remove_memory 0x40000000 128M     remove_memory(start, size)
 //   memremap_pages 0x40000000 2M      memremap_pages of ZONE_DEVICE memory (sub-sections)
 //   memunmap_pages 0x40000000 2M      memunmap_pages
 //   ptdump                            ptdump_walk_pgd over init_mm (a walker task)
+//   online_pfn_walk 0x40000           pfn_to_online_page, then a compaction-style peek (a task)
 //
 // Every one is a task, so `start` interleaves it with others; bad input (a range over boot
 // memory, misaligned, outside the hot-plug range) returns the kernel's errno as a value.
@@ -35,8 +38,12 @@ public sealed record HotplugRangeOp(HotplugCall Call, long Address, long Size) :
         _ => "memunmap_pages",
     };
 
+    /// <summary>add_memory with MHP_MEMMAP_ON_MEMORY (and memory_hotplug.memmap_on_memory on):
+    /// written as a trailing `memmap_on_memory`.</summary>
+    public bool MemmapOnMemory { get; init; }
+
     public override string Verb => VerbOf(Call);
-    public override string Args() => $"0x{Address:x} {ArchConfig.FormatSize(Size)}";
+    public override string Args() => $"0x{Address:x} {ArchConfig.FormatSize(Size)}{(MemmapOnMemory ? " memmap_on_memory" : "")}";
 
     public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), Body);
 
@@ -47,7 +54,7 @@ public sealed record HotplugRangeOp(HotplugCall Call, long Address, long Size) :
         int shift = k.Arch.PageShift;
         return Call switch
         {
-            HotplugCall.AddMemory => h.AddMemory(ctx, Address, Size, ret),
+            HotplugCall.AddMemory => h.AddMemory(ctx, Address, Size, ret, MemmapOnMemory),
             HotplugCall.OnlinePages => h.OnlinePages(ctx, Address >> shift, Size >> shift, ret),
             HotplugCall.OfflinePages => h.OfflinePages(ctx, Address >> shift, Size >> shift, ret),
             HotplugCall.RemoveMemory => h.RemoveMemory(ctx, Address, Size, ret),
@@ -64,6 +71,7 @@ public sealed record HotplugRangeOp(HotplugCall Call, long Address, long Size) :
             ? [2L << 20]
             : [.. ArchConfig.All.Select(a => a.SectionSize).Distinct().Order()];
         foreach (long s in sizes.Where(s => s < Size)) yield return this with { Size = s };
+        if (MemmapOnMemory) yield return this with { MemmapOnMemory = false };
     }
 }
 
@@ -87,8 +95,34 @@ public sealed record PtdumpOp : Op
     }
 }
 
+/// <summary>`online_pfn_walk PFN`: a PFN walker that checks pfn_to_online_page, then peeks at
+/// the struct page as compaction's scanner does (PageLRU, get_page_unless_zero, put_page).</summary>
+public sealed record OnlinePfnWalkOp(long Pfn) : Op
+{
+    public override string Verb => "online_pfn_walk";
+    public override string Args() => $"0x{Pfn:x}";
+    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => Body(k, ctx));
+
+    private IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx)
+    {
+        ulong page = k.Hotplug.PfnToOnlinePage(Pfn);
+        k.Log.Note(page == 0 ? "memory_hotplug.pfn_to_online_page.offline" : "memory_hotplug.pfn_to_online_page.online");
+        yield return StepStatus.After("pfn_to_online_page");
+        if (page == 0) yield break;
+        foreach (var s in PfnWalkOp.Body(k, ctx, page)) yield return s;
+    }
+
+    public override IEnumerable<Op> ShrinkArgs()
+    {
+        if (Pfn != 0) yield return this with { Pfn = 0 };
+    }
+}
+
 internal static class HotplugOpText
 {
-    public static HotplugRangeOp Parse(HotplugCall call, LineReader r) =>
-        new(call, r.Int("physical address", 0, Repro.MaxMemory), r.Size("size", 1, Repro.MaxMemory));
+    public static HotplugRangeOp Parse(HotplugCall call, LineReader r)
+    {
+        var op = new HotplugRangeOp(call, r.Int("physical address", 0, Repro.MaxMemory), r.Size("size", 1, Repro.MaxMemory));
+        return call == HotplugCall.AddMemory && HgmOpText.Flag(r, "memmap_on_memory") ? op with { MemmapOnMemory = true } : op;
+    }
 }

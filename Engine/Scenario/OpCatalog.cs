@@ -69,6 +69,7 @@ public static class OpCatalog
         ["memremap_pages"] = ((r, _) => HotplugOpText.Parse(HotplugCall.MemremapPages, r), null),
         ["memunmap_pages"] = ((r, _) => HotplugOpText.Parse(HotplugCall.MemunmapPages, r), null),
         ["ptdump"] = ((r, _) => new PtdumpOp(), null),
+        ["online_pfn_walk"] = ((r, _) => new OnlinePfnWalkOp(r.Int("pfn", 0, long.MaxValue >> 16)), null),
     };
 
     public static IEnumerable<string> KnownVerbs => Verbs.Keys.Order(StringComparer.Ordinal);

@@ -10,6 +10,16 @@
 //   free folios in it and HVO's vmemmap changes sit next to the teardown's;
 // - ZONE_DEVICE sub-sections (memremap_pages / memunmap_pages of 2M pieces of one section) where
 //   the configuration offers them (4K base pages), so that two device ranges share a section;
+// - memmap_on_memory for half the blocks added (the block's memmap in its own first pages), and
+//   boot memory filled with page cache while a block is online (`filemap_add` of all but a few
+//   of the free pages below the hot-plug range), so that the next HugeTLB folio, and page-cache
+//   pages, come from the block: HVO then meets a folio whose memmap is self-hosted;
+// - PFN walkers (online_pfn_walk) over the hot-plug range, and one started just before an
+//   offline of its block: `cpuN: start online_pfn_walk`, its pfn_to_online_page step, the offline
+//   on another CPU, then the rest of the walk. No remove is drawn while such a walker is inside
+//   its window: the kernel accepts that race (Engine/Hotplug/PfnToOnlinePage.cs), the model
+//   shows it, and correct runs must not fail on it;
+// - offline_pages with page cache in the block (a fill that overflows into it), which migrates;
 // - bad input now and then: a range over boot memory, misaligned, or past the hot-plug range,
 //   and offlining or removing boot memory (the kernel's errno, nothing changes).
 //
@@ -27,7 +37,11 @@ public sealed class HotplugFamily : IOpFamily
 
     public string Name => FamilyName;
 
-    public IReadOnlyList<string> Kinds { get; } = ["add_memory", "online_pages", "offline_pages", "remove_memory", "memremap_pages", "ptdump", "hugetlb", "bad_input"];
+    public IReadOnlyList<string> Kinds { get; } = ["add_memory", "online_pages", "offline_pages", "remove_memory", "memremap_pages", "ptdump", "hugetlb", "bad_input", "memmap_on_memory", "fill", "pfn_walk"];
+
+    /// <summary>Free pages a fill leaves below the hot-plug range: fewer than one PMD-sized folio
+    /// needs, enough for the page tables and vmemmap the next operations allocate.</summary>
+    private const long FillSlack = 256;
 
     /// <summary>The hot-plug range generated machines get when this family applies: two sections.</summary>
     public static long RangeBytes(ArchConfig arch) => 2 * arch.SectionSize;
@@ -45,8 +59,17 @@ public sealed class HotplugFamily : IOpFamily
         if (s.Ops.Count > 0 && s.Ops[^1] is PtdumpOp { Start: true } started && !s.Engine.Cpus[started.Cpu].Idle)
             return new StepOp((int)rng.Range(1, 4)) { Cpu = started.Cpu };
         if (s.Ops.Count > 1 && s.Ops[^1] is StepOp step && s.Ops[^2] is PtdumpOp { Start: true } && !s.Engine.Cpus[step.Cpu].Idle
-            && Removable(s).Count > 0 && s.IdleCpu(rng) is var c && c >= 0)
+            && Removable(s).Count > 0 && !WalkerInWindow(s) && s.IdleCpu(rng) is var c && c >= 0)
             return Remove(s, rng) with { Cpu = c };
+        // A started PFN walker: its check, then the offline of its block on another CPU, then the rest.
+        if (s.Ops.Count > 0 && s.Ops[^1] is OnlinePfnWalkOp { Start: true } walker && !s.Engine.Cpus[walker.Cpu].Idle)
+            return StepOp.To(walker.Cpu, "pfn_to_online_page");
+        if (s.Ops.Count > 1 && s.Ops[^1] is StepOp { Until: StepUntil.Action } checkStep && s.Ops[^2] is OnlinePfnWalkOp { Start: true } w2
+            && !s.Engine.Cpus[checkStep.Cpu].Idle && s.IdleCpu(rng) is var c2 && c2 >= 0 && c2 != w2.Cpu)
+            return new HotplugRangeOp(HotplugCall.OfflinePages, w2.Pfn / s.Arch.PagesPerSection * s.Arch.SectionSize, s.Arch.SectionSize) { Cpu = c2 };
+        if (s.Ops.Count > 2 && s.Ops[^1] is HotplugRangeOp { Call: HotplugCall.OfflinePages } && s.Ops[^3] is OnlinePfnWalkOp { Start: true } w3
+            && !s.Engine.Cpus[w3.Cpu].Idle)
+            return StepOp.UntilDone(w3.Cpu);
         int cpu = s.IdleCpu(rng);
         if (cpu < 0) return null;
         var op = Draw(s, rng);
@@ -57,7 +80,7 @@ public sealed class HotplugFamily : IOpFamily
     public Op? NextTask(GenState s, Prng rng)
     {
         if (s.Machine.HotplugBytes == 0) return null;
-        if (Removable(s).Count > 0 && rng.Chance(50)) return Remove(s, rng);
+        if (Removable(s).Count > 0 && !WalkerInWindow(s) && rng.Chance(50)) return Remove(s, rng);
         return s.Enabled(this, "ptdump") ? new PtdumpOp() : Next(s, rng);
     }
 
@@ -89,15 +112,23 @@ public sealed class HotplugFamily : IOpFamily
         {
             if (weight > 0 && s.Enabled(this, kind)) choices.Add((weight, make));
         }
-        Add("add_memory", absent.Count > 0 ? 14 : 0, () => Block(s, HotplugCall.AddMemory, rng.Pick(absent)));
+        Add("add_memory", absent.Count > 0 ? 14 : 0, () =>
+            Block(s, HotplugCall.AddMemory, rng.Pick(absent)) with { MemmapOnMemory = s.Enabled(this, "memmap_on_memory") && rng.Chance(50) });
+        Add("fill", online.Count > 0 && FreeBelowHotplug(s) > 4 * FillSlack ? 6 : 0, () => Fill(s));
         Add("online_pages", offline.Count > 0 ? 10 : 0, () => Block(s, HotplugCall.OnlinePages, rng.Pick(offline)));
         Add("offline_pages", online.Count > 0 ? 12 : 0, () => Block(s, HotplugCall.OfflinePages, rng.Pick(online)));
-        Add("remove_memory", offline.Count > 0 ? 10 : failedOffline ? 20 : 0, () =>
+        Add("remove_memory", WalkerInWindow(s) ? 0 : offline.Count > 0 ? 10 : failedOffline ? 20 : 0, () =>
             failedOffline ? Block(s, HotplugCall.RemoveMemory, online[0]) : Remove(s, rng));
         Add("ptdump", offline.Count > 0 && s.IdleCpus.Count > 1 ? 8 : 1, () => new PtdumpOp { Start = offline.Count > 0 });
         Add("memremap_pages", SubsectionsOffered(s) ? 6 : 0, () => Device(s, rng));
         Add("hugetlb", online.Count > 0 ? 10 : 0, () => Hugetlb(s, rng));
         Add("bad_input", 2, () => BadInput(s, rng));
+        Add("pfn_walk", online.Count > 0 ? 6 : 0, () =>
+        {
+            long pfn = (HotStart(s) >> s.Arch.PageShift) + rng.Range(0, Blocks(s) * s.Arch.PagesPerSection - 1);
+            bool start = s.IdleCpus.Count > 1 && s.IdleCpus.Count == s.Engine.Cpus.Count() && rng.Chance(50);
+            return new OnlinePfnWalkOp(pfn) { Start = start };
+        });
         int i = rng.PickIndex(choices.Select(c => c.W).ToList());
         return i < 0 ? null : choices[i].Make();
     }
@@ -157,6 +188,25 @@ public sealed class HotplugFamily : IOpFamily
                 return new HugetlbAllocOp(size) { Bind = h };
             }
         }
+    }
+
+    /// <summary>Whether a started PFN walker has not finished (it may hold a pfn_to_online_page
+    /// answer it has not used yet).</summary>
+    private static bool WalkerInWindow(GenState s) =>
+        s.Ops.OfType<OnlinePfnWalkOp>().Any(w => w.Start && !s.Engine.Cpus[w.Cpu].Idle);
+
+    /// <summary>Free pages below the hot-plug range (boot memory).</summary>
+    private static long FreeBelowHotplug(GenState s) =>
+        s.Engine.Mem.Buddy.FreeBlocksIn(0, HotStart(s) >> s.Arch.PageShift).Sum(b => b.Pages);
+
+    /// <summary>A file whose page cache takes all but <see cref="FillSlack"/> of boot memory's free pages.</summary>
+    private static Op Fill(GenState s)
+    {
+        string h = s.FreshHandle('p');
+        s.AddLive(h);
+        // Half the fills overflow into the online block, so that offlining it has pages to migrate.
+        long overflow = s.Ops.Count % 2 == 0 ? FillSlack + 64 * (1 + s.Ops.Count % 8) : 0;
+        return new FilemapAddOp((int)Math.Min(FreeBelowHotplug(s) - FillSlack + overflow, 1 << 20)) { Bind = h };
     }
 
     private static Op BadInput(GenState s, Prng rng)

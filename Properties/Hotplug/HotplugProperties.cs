@@ -160,6 +160,8 @@ public class HotplugProperties
     [InlineData("broken-subsection-vmemmap-pmd", nameof(SectionsHavePrivateLeaves), "x86_64-4k-l4", "memremap_pages {B0} 2M\nmemremap_pages 0x40200000 2M\n")]
     [InlineData("arm64-vmemmap-pmd-for-subsections", nameof(SectionsHavePrivateLeaves), "arm64-4k-l4", "memremap_pages {B0} 2M\nmemremap_pages 0x40200000 2M\n")]
     [InlineData("broken-remove-skips-mem-hotplug-begin", nameof(NoWalkerHoldsFreedTable), "x86_64-4k-l4", "add_memory {B0} {S}\ncpu1: start ptdump\nstep cpu1 to ptdump_pmd_entry\nremove_memory {B0} {S}\n")]
+    [InlineData("broken-hvo-optimizes-self-hosted-vmemmap", nameof(SelfHostedMemmapStaysOutOfBuddy), "x86_64-4k-l4", "add_memory {B0} {S} memmap_on_memory\nonline_pages {B0} {S}\nhugetlb_alloc 2M\nhugetlb_alloc 2M\n")]
+    [InlineData("x86-remove-pagetable-frees-before-flush", nameof(ClearFlushFree), "x86_64-4k-l4", "add_memory {B0} {S}\nremove_memory {B0} {S}\n")]
     public void EachHotplugInvariantCatchesItsBreakageAlone(string variant, string invariant, string config, string body)
     {
         var (r, _) = Run(Repro(config, variant, body), [InvariantRegistry.ByName(invariant)]);
