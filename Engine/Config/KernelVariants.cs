@@ -143,6 +143,9 @@ public static class KernelVariants
         Buggy("broken-reset-perms-skips-direct-map-flush",
             "meta-test only: vm_reset_perms flushes the lazily freed vmalloc ranges but not the direct-map range of the pages it then frees",
             D with { VmallocBreakage = new() { ResetPermsSkipsDirectMapFlush = true } }, "x86_64-4k-l4"),
+        Buggy("broken-vunmap-range-overshoots",
+            "meta-test only: vunmap_range_noflush clears one page past the end of its range, so a vmap user unmapping part of its buffer loses the next page's mapping too",
+            D with { VmallocBreakage = new() { VunmapRangeOvershoots = true } }),
         // HugeTLB high-granularity mapping (Engine/Hgm): the series' two mapcount semantics
         // against HVO, its memory-failure motivation as a design, and the meta-test breakages.
         Correct("hgm-v2-hvo-off", "HGM v2 (Feb 2023) THP-like mapcounts with HVO off, the build-time choice v2 made: subpage _mapcounts are written in writable struct pages",

@@ -88,4 +88,8 @@ public sealed record VmallocBreakage
     /// <summary>vm_reset_perms flushes only the lazily freed vmalloc ranges, not the direct-map
     /// range of the backing pages, before they are freed.</summary>
     public bool ResetPermsSkipsDirectMapFlush { get; init; }
+
+    /// <summary>vunmap_range_noflush clears one page past the end of the range it is given, so
+    /// a vmap user that unmaps part of its area loses the mapping of the next page too.</summary>
+    public bool VunmapRangeOvershoots { get; init; }
 }

@@ -109,8 +109,11 @@ public sealed class KernelPgtable
         return Errno.Ok;
     }
 
-    /// <summary>vunmap_range_noflush: clears every leaf in [start, end). A leaf that straddles a
-    /// boundary is a caller bug the kernel WARNs about; it is recorded and left mapped.</summary>
+    /// <summary>vunmap_range_noflush: clears every leaf in [start, end). A PMD or PUD leaf the
+    /// range covers only in part is cleared whole all the same (pmd_clear_huge / pud_clear_huge
+    /// clear the entry, whatever part of it the range asked for), with the WARN that
+    /// 61ef8ddaa35e ("mm/vmalloc: Warn on improper use of vunmap_range()") added to
+    /// vunmap_pmd_range / vunmap_pud_range: WARN_ON(next - addr &lt; PMD_SIZE).</summary>
     [Kernel("mm/vmalloc.c", "vunmap_range_noflush")]
     public void VunmapRangeNoflush(ulong start, ulong end)
     {
@@ -118,10 +121,8 @@ public sealed class KernelPgtable
         {
             ulong va = _pgd.EntryVa(w.Table, w.Index), size = _pgd.EntrySize(w.Table);
             if (!VaRange.Contains(start, end, va, va + size))
-            {
-                _log.RecordFault(FaultKind.KernelBug, _current(), va, $"unmap [{start:x}, {end:x}) splits a {w.Level} leaf at {va:x}");
-                continue;
-            }
+                _log.RecordFault(FaultKind.KernelBug, _current(), va,
+                    $"vunmap [{start:x}, {end:x}) covers part of the {w.Level} leaf [{va:x}, {va + size:x}), which is cleared whole (WARN_ON(next - addr < {w.Level.ToString().ToUpperInvariant()}_SIZE) in vunmap_{w.Level.ToString().ToLowerInvariant()}_range)");
             _pgd.Set(w.Table, w.Index, Pte.None);
         }
     }

@@ -28,12 +28,18 @@
 //                         the module loader's set_vm_flush_reset_perms), never VM_ALLOW_HUGE_VMAP;
 //                         under the v5.13 policy it passed VM_NO_HUGE_VMAP where the arch opted
 //                         out (powerpc) and not on x86 (Rick Edgecombe in seed 003: the variant).
+//   vmap / vunmap         a caller's order-0 pages mapped with small PTEs (vmap_pages_range with
+//                         PAGE_SHIFT, pgprot_nx), and unmapped with the range purged lazily; the
+//                         pages stay the caller's (VM_MAP_PUT_PAGES hands them to vfree);
+//   vunmap_range(_noflush) part of an area its owner keeps (percpu's pcpu_unmap_pages is such a
+//                         user); a PMD/PUD leaf the range covers only in part is cleared whole
+//                         with a WARN (61ef8ddaa35e, v6.16), as pmd_clear_huge does; the model
+//                         records which pages the owner asked to unmap, for the invariants.
 //
 // Departures from the kernel: one NUMA node (no size_per_node division, which 2024 removed
 // anyway); no kvmalloc of the pages array (it cannot fail here); no __GFP_NOFAIL retries; no
 // kasan/kmemleak; module allocations come from the vmalloc range, not [MODULES_VADDR,
-// MODULES_END), and there is no EXECMEM_ROX_CACHE; vmap/ioremap of caller-supplied pages are not
-// modelled yet. The engine's Broken* switches
+// MODULES_END), and there is no EXECMEM_ROX_CACHE. The engine's Broken* switches
 // of KernelVariant keep their meaning: BrokenVunmapSkipsFlush releases the range at once, with
 // no flush now or at a purge.
 using PropertySuite.Engine.Config;
@@ -52,6 +58,8 @@ public enum VmFlags
     VmUninitialized = 1 << 5,
     VmNoGuard = 1 << 6,
     VmFlushResetPerms = 1 << 8,
+    /// <summary>vmap: the area takes over the caller's page array, and vfree frees the pages.</summary>
+    VmMapPutPages = 1 << 9,
     /// <summary>Opt in to PMD-sized mappings (since 559089e0a93d).</summary>
     VmAllowHugeVmap = 1 << 10,
     /// <summary>Opt out of PMD-sized mappings (v5.13-v5.17 policy).</summary>
@@ -84,6 +92,9 @@ public interface IVmAreaView
     bool SetMemoryFailed { get; }
     /// <summary>The order-0 backing pages, one per PAGE_SIZE of Size (vm_struct.pages).</summary>
     IReadOnlyList<long> Pages { get; }
+    /// <summary>Whether the area's owner took page <paramref name="i"/> out of the mapping with
+    /// vunmap_range / vunmap_range_noflush (the model's record of the call; the kernel keeps none).</summary>
+    bool PageUnmapped(long i);
 }
 
 /// <summary>What an invariant may read of vmalloc.</summary>
@@ -101,7 +112,7 @@ public interface IVmallocView
 /// <summary>A vm_struct: a reserved VA range and its backing pages.</summary>
 public sealed class VmArea : IVmAreaView
 {
-    private const byte ProtWrite = 1, ProtExec = 2;
+    private const byte ProtWrite = 1, ProtExec = 2, ProtUnmapped = 4;
     private readonly byte[] _prot;
     private readonly int _pageShift;
 
@@ -120,6 +131,23 @@ public sealed class VmArea : IVmAreaView
 
     public bool PageWritable(long i) => (_prot[i] & ProtWrite) != 0;
     public bool PageExec(long i) => (_prot[i] & ProtExec) != 0;
+    public bool PageUnmapped(long i) => (_prot[i] & ProtUnmapped) != 0;
+
+    /// <summary>Records that the owner asked vunmap_range to unmap [va, va + size) of this area.</summary>
+    internal void RecordUnmapped(ulong va, ulong size)
+    {
+        long first = (long)((va - Addr) >> _pageShift), n = (long)(size >> _pageShift);
+        for (long i = Math.Max(first, 0); i < first + n && i < _prot.Length; i++) _prot[i] |= ProtUnmapped;
+    }
+
+    /// <summary>Whether any page of [va, va + size) has been vunmap_range'd by the owner.</summary>
+    public bool AnyUnmapped(ulong va, ulong size)
+    {
+        long first = (long)((va - Addr) >> _pageShift), n = (long)(size >> _pageShift);
+        for (long i = Math.Max(first, 0); i < first + n && i < _prot.Length; i++)
+            if ((_prot[i] & ProtUnmapped) != 0) return true;
+        return false;
+    }
     public bool SetMemoryFailed { get; internal set; }
 
     /// <summary>Records what set_memory_* made of the leaf [va, va + size) of this area.</summary>
@@ -127,7 +155,7 @@ public sealed class VmArea : IVmAreaView
     {
         byte p = (byte)((writable ? ProtWrite : 0) | (exec ? ProtExec : 0));
         long first = (long)((va - Addr) >> _pageShift), n = (long)(size >> _pageShift);
-        for (long i = first; i < first + n && i < _prot.Length; i++) _prot[i] = p;
+        for (long i = first; i < first + n && i < _prot.Length; i++) _prot[i] = (byte)(p | (_prot[i] & ProtUnmapped));
     }
 
     internal VmapArea Va { get; }
@@ -153,7 +181,7 @@ public sealed class Vmalloc : IVmallocView
     private readonly SortedDictionary<ulong, VmArea> _areas = new();
 
     public VmapAreaAllocator VmapAreas { get; }
-    public VmapRange Vmap { get; }
+    public VmapRange VmapRanges { get; }
 
     internal Vmalloc(ArchConfig arch, PhysMem mem, KernelPgtable pgtable, PageTable pgd, TlbFlush tlb, KernelLog log, Func<ExecContext?> current, int cpus, KernelVariant variant)
     {
@@ -164,7 +192,7 @@ public sealed class Vmalloc : IVmallocView
         _options.Validate();
         _breakage = variant.VmallocBreakage;
         VmapAreas = new VmapAreaAllocator(arch, tlb, cpus, _breakage);
-        Vmap = new VmapRange(arch, pgd, pgtable, tlb, log, current);
+        VmapRanges = new VmapRange(arch, pgd, pgtable, tlb, log, current);
         Pgtable = pgtable;
         _tlb = tlb;
         _current = current;
@@ -285,7 +313,7 @@ public sealed class Vmalloc : IVmallocView
         long nrSmallPages = (long)(area.Size >> _arch.PageShift);
         long got = VmAreaAllocPages(area.PageOrder, nrSmallPages, area.PageList);
         Errno err = got != nrSmallPages ? Errno.ENOMEM
-            : Vmap.VmapPagesRange(area.Addr, area.Addr + area.Size, writable, area.PageList, pageShift);
+            : VmapRanges.VmapPagesRange(area.Addr, area.Addr + area.Size, writable, area.PageList, pageShift);
         if (err != Errno.Ok) Vfree(area);
         return err;
     }
@@ -358,6 +386,89 @@ public sealed class Vmalloc : IVmallocView
         else
             for (int i = 0; i < n; i++) _mem.FreePages(area.PageList[i], 0, FrameOwner.Vmalloc, "vfree");
         area.PageList.Clear();
+    }
+
+    /// <summary>The caller's side of a vmap user (a driver building a buffer): alloc_page
+    /// <paramref name="count"/> times, each an independent order-0 page with refcount 1. On a
+    /// failure the pages already allocated are freed and null returned.</summary>
+    public List<long>? AllocCallerPages(long count)
+    {
+        var pages = new List<long>();
+        for (long i = 0; i < count; i++)
+        {
+            long pfn = _mem.AllocPages(0, FrameOwner.Vmalloc);
+            if (pfn < 0)
+            {
+                FreeCallerPages(pages);
+                return null;
+            }
+            PrepBackingPages(pfn, 0);
+            pages.Add(pfn);
+        }
+        return pages;
+    }
+
+    /// <summary>The caller's __free_page of each of its pages once they are vunmap'd.</summary>
+    public void FreeCallerPages(IReadOnlyList<long> pages)
+    {
+        ResetBackingPages(pages, 0, pages.Count);
+        foreach (long pfn in pages) _mem.FreePages(pfn, 0, FrameOwner.Vmalloc, "__free_page");
+    }
+
+    /// <summary>vmap: maps the caller's <paramref name="pages"/> (order-0, any frames) into a new
+    /// area of pages.Count * PAGE_SIZE, PAGE_KERNEL (not executable: pgprot_nx), small PTEs only
+    /// (vmap_pages_range with PAGE_SHIFT). EINVAL (the kernel's NULL) for no pages or more than
+    /// the machine's memory; ENOMEM (NULL) when the range or a table cannot be allocated, after
+    /// vunmap of what was mapped. With VM_MAP_PUT_PAGES the area keeps the array and vfree frees
+    /// the pages; without it the caller keeps them and frees them after vunmap.</summary>
+    [Kernel("mm/vmalloc.c", "vmap")]
+    public (VmArea? Area, Errno Err) Vmap(IReadOnlyList<long> pages, VmFlags flags)
+    {
+        if (pages.Count == 0 || pages.Count > _mem.MaxPfn) return (null, Errno.EINVAL);
+        ulong size = (ulong)pages.Count << _arch.PageShift;
+        var area = GetVmAreaNode(size, (ulong)_arch.PageSize, _arch.PageShift, VmFlags.VmMap | flags, writable: true);
+        if (area is null) return (null, Errno.ENOMEM);
+        area.PageList.AddRange(pages);
+        var err = VmapRanges.VmapPagesRange(area.Addr, area.Addr + size, writable: true, area.PageList, _arch.PageShift);
+        if (err != Errno.Ok)
+        {
+            Vunmap(area);
+            return (null, err);
+        }
+        return (area, Errno.Ok);
+    }
+
+    /// <summary>vunmap: remove_vm_area (every entry of the area cleared at once, the flush and
+    /// the reuse of the range left to the lazy purge) and the vm_struct freed; the pages are the
+    /// caller's and stay allocated. Returns them for the caller to free.</summary>
+    [Kernel("mm/vmalloc.c", "vunmap")]
+    public IReadOnlyList<long> Vunmap(VmArea area)
+    {
+        RemoveVmArea(area);
+        var pages = area.PageList.ToList();
+        area.PageList.Clear();
+        return pages;
+    }
+
+    /// <summary>vunmap_range: vunmap_range_noflush, then flush_tlb_kernel_range(addr, end). The
+    /// caller (a vmap user) unmaps part of an area it keeps; the model records the hole in the
+    /// area that contains <paramref name="addr"/>, for the invariants (the kernel keeps no record).</summary>
+    [Kernel("mm/vmalloc.c", "vunmap_range")]
+    public void VunmapRange(ulong addr, ulong end)
+    {
+        VunmapRangeNoflush(addr, end);
+        _tlb.FlushTlbKernelRange(addr, end);
+    }
+
+    /// <summary>vunmap_range_noflush: clears the entries of [addr, end) and leaves the TLB flush
+    /// to the caller (as pcpu_unmap_pages does, flushing once for many ranges). A huge leaf the
+    /// range covers only in part is cleared whole with a WARN (KernelPgtable.VunmapRangeNoflush).</summary>
+    [Kernel("mm/vmalloc.c", "vunmap_range_noflush")]
+    public void VunmapRangeNoflush(ulong addr, ulong end)
+    {
+        FindVmArea(addr)?.RecordUnmapped(addr, end - addr);
+        ulong clearEnd = _breakage.VunmapRangeOvershoots ? end + (ulong)_arch.PageSize : end;
+        Pgtable.VunmapRangeNoflush(addr, clearEnd);
     }
 
     /// <summary>remove_vm_area: unlink the vm_struct, then free_unmap_vmap_area: clear the

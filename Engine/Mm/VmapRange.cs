@@ -159,8 +159,8 @@ public sealed class VmapRange(ArchConfig arch, PageTable pgd, KernelPgtable pgta
     public Errno VmapPagesRange(ulong addr, ulong end, bool writable, IReadOnlyList<long> pages, int pageShift) =>
         VmapPagesRangeNoflush(addr, end, writable, pages, pageShift);
 
-    /// <summary>vunmap_range: clears every leaf in [addr, end) (a huge leaf the range splits is
-    /// recorded and left, the WARN of vunmap_pmd_range) and flushes [addr, end).</summary>
+    /// <summary>vunmap_range: clears every leaf in [addr, end) (a huge leaf the range cuts is
+    /// cleared whole, with the WARN of vunmap_pmd_range) and flushes [addr, end).</summary>
     [Kernel("mm/vmalloc.c", "vunmap_range")]
     public void VunmapRange(ulong addr, ulong end)
     {

@@ -33,7 +33,8 @@ public sealed class VmallocFamily : IOpFamily
     public string Name => FamilyName;
 
     public IReadOnlyList<string> Kinds { get; } = ["vmalloc_huge", "vmalloc", "vfree", "read", "vm_unmap_aliases", "fail_alloc",
-        "module_alloc", "set_memory", "read_direct_map", "set_vm_flush_reset_perms", "pressure"];
+        "module_alloc", "set_memory", "read_direct_map", "set_vm_flush_reset_perms", "pressure",
+        "vmap", "vunmap", "vunmap_range"];
 
     /// <summary>How many allocations "pressure" makes fail: more than the 2 * 512 splits a reset
     /// of one 2M huge page tries (invalid, then default, for each small page).</summary>
@@ -69,17 +70,32 @@ public sealed class VmallocFamily : IOpFamily
         }
         Add("vmalloc_huge", live.Count < 4 ? 16 : 2, () => MakeAlloc(s, rng, huge: true));
         Add("vmalloc", live.Count < 4 ? 10 : 2, () => MakeAlloc(s, rng, huge: false));
+        var vmaps = live.Where(h => IsVmap(s, h)).ToList();
         var modules = live.Where(h => IsModule(s, h)).ToList();
-        var others = live.Where(h => !IsModule(s, h)).ToList();
+        var others = live.Where(h => !IsModule(s, h) && !IsVmap(s, h)).ToList();
+        var freeable = live.Where(h => !IsVmap(s, h)).ToList();
         // Areas whose permissions set_memory_* changed: their vfree resets the direct map, and a
         // read of their alias puts its permission in a TLB, so frees and reads prefer them.
         var changed = modules.Where(h => s.Handles.TryGet<Engine.Mm.VmArea>(h, out var a) && !a.PageWritable(0)).ToList();
-        Add("vfree", live.Count > 0 ? 12 : 0, () =>
+        Add("vfree", freeable.Count > 0 ? 12 : 0, () =>
         {
-            string h = changed.Count > 0 && rng.Chance(60) ? rng.Pick(changed) : rng.Pick(live);
+            string h = changed.Count > 0 && rng.Chance(60) ? rng.Pick(changed) : rng.Pick(freeable);
             s.RemoveLive(h);
             return new VfreeOp(h);
         });
+        Add("vmap", live.Count < 4 ? 8 : 1, () =>
+        {
+            string h = s.FreshHandle('v');
+            s.AddLive(h);
+            return new VmapOp(rng.Range(1, 8)) { Bind = h };
+        });
+        Add("vunmap", vmaps.Count > 0 ? 8 : 0, () =>
+        {
+            string h = rng.Pick(vmaps);
+            s.RemoveLive(h);
+            return new VunmapOp(h);
+        });
+        Add("vunmap_range", live.Count > 0 ? (vmaps.Count > 0 ? 12 : 4) : 0, () => MakeVunmapRange(s, rng, vmaps.Count > 0 && rng.Chance(70) ? rng.Pick(vmaps) : rng.Pick(live)));
         Add("read", live.Count > 0 ? 16 : 0, () => MakeRead(s, rng));
         Add("vm_unmap_aliases", lastWasFree ? 20 : 4, () => new VmUnmapAliasesOp());
         Add("fail_alloc", 3, () => new FailAllocOp(rng.Chance(50) ? 0 : (int)rng.Range(1, 8), rng.Chance(70) ? 1 : (int)rng.Range(2, 4)));
@@ -106,6 +122,25 @@ public sealed class VmallocFamily : IOpFamily
         string h = s.FreshHandle('v');
         s.AddLive(h);
         return huge ? new VmallocHugeOp(size) { Bind = h } : new VmallocOp(size) { Bind = h };
+    }
+
+    private static bool IsVmap(GenState s, string handle) => s.Ops.Any(o => o is VmapOp && o.Bind == handle);
+
+    /// <summary>A vmap user unmapping part of what it mapped: a few pages of a vmap'd buffer,
+    /// or of any other area a whole number of its backing allocations (an area's leaves are
+    /// never larger than 1 &lt;&lt; page_order, so such a range never cuts one: the kernel WARNs
+    /// about a range that does, 61ef8ddaa35e, and correct callers do not make one). The size of
+    /// the area is not known when the line is drawn (the allocation may fall back), so the
+    /// range is in units of the largest order the area can have.</summary>
+    private static Op MakeVunmapRange(GenState s, Prng rng, string handle)
+    {
+        long page = s.Arch.PageSize;
+        long unit = 1;
+        if (s.Handles.TryGet<Engine.Mm.VmArea>(handle, out var area)) unit = 1L << area.PageOrder;
+        else if (!IsVmap(s, handle)) unit = s.Arch.PmdSize / page;
+        long offset = rng.Chance(40) ? 0 : rng.Range(0, 3) * unit;
+        long pages = rng.Range(1, 2) * unit;
+        return new VunmapRangeOp(handle, offset * page, pages, Flush: rng.Chance(60));
     }
 
     private static bool IsModule(GenState s, string handle) => s.Ops.Any(o => o is ModuleAllocOp && o.Bind == handle);
