@@ -9,9 +9,10 @@ namespace PropertySuite.Invariants;
 /// mappings under the kernel's policy (today: VM_ALLOW_HUGE_VMAP, as vmalloc_huge passes; in the
 /// v5.13-v5.17 policy: PAGE_KERNEL protections, at least PMD_SIZE, no VM_NO_HUGE_VMAP; never with
 /// nohugevmalloc), covers a naturally aligned part of that area, and maps a naturally aligned
-/// physical range that is exactly the area's own pages at those offsets. The policy is restated
+/// physical range that is exactly the area's own pages at those offsets (an ioremap area: its
+/// own physical range, huge leaves allowed unless nohugeiomap). The policy is restated
 /// here from the flags the caller passed, not taken from the engine's decision. Source:
-/// mm/vmalloc.c __vmalloc_node_range and vmap_try_huge_pmd / vmap_try_huge_pud; 559089e0a93d;
+/// mm/vmalloc.c __vmalloc_node_range, ioremap_page_range and vmap_try_huge_pmd / vmap_try_huge_pud; 559089e0a93d;
 /// the v8 thread of "mm/vmalloc: Hugepage vmalloc mappings".
 /// </summary>
 public sealed class HugeVmapLeafOnlyWhereAllowed : IInvariant
@@ -37,6 +38,12 @@ public sealed class HugeVmapLeafOnlyWhereAllowed : IInvariant
             if ((((ulong)w.Entry.Pfn << k.Arch.PageShift) & (size - 1)) != 0)
                 return new(Name, $"{w.Level} leaf at {va:x} maps pfn {w.Entry.Pfn:x}, not aligned to its size {size:x}");
             long first = (long)((va - a.Addr) / page), n = (long)(size / page);
+            if (a.PhysPfn >= 0)
+            {
+                if (w.Entry.Pfn != a.PhysPfn + first)
+                    return new(Name, $"{w.Level} leaf at {va:x} maps pfn {w.Entry.Pfn:x}; page {first} of {d} is its frame {a.PhysPfn + first:x}");
+                continue;
+            }
             for (long j = 0; j < n; j++)
                 if (first + j >= a.Pages.Count || a.Pages[(int)(first + j)] != w.Entry.Pfn + j)
                     return new(Name, $"{w.Level} leaf at {va:x} maps pfn {w.Entry.Pfn + j:x} at page {first + j} of {d}, which does not own it there");
@@ -44,7 +51,7 @@ public sealed class HugeVmapLeafOnlyWhereAllowed : IInvariant
         return null;
     }
 
-    private static bool Allowed(IKernelView k, IVmAreaView a) => k.Vmalloc.Options.Huge switch
+    private static bool Allowed(IKernelView k, IVmAreaView a) => (a.Flags & VmFlags.VmIoremap) != 0 ? !k.Vmalloc.Options.NoHugeIomap : k.Vmalloc.Options.Huge switch
     {
         VmallocHugePolicy.OptIn => (a.Flags & VmFlags.VmAllowHugeVmap) != 0,
         VmallocHugePolicy.PageKernelAtLeastPmd => a.Writable && (a.Flags & VmFlags.VmNoHugeVmap) == 0 && a.Size >= (ulong)k.Arch.PmdSize,

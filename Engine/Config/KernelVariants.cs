@@ -146,6 +146,11 @@ public static class KernelVariants
         Buggy("broken-vunmap-range-overshoots",
             "meta-test only: vunmap_range_noflush clears one page past the end of its range, so a vmap user unmapping part of its buffer loses the next page's mapping too",
             D with { VmallocBreakage = new() { VunmapRangeOvershoots = true } }),
+        Correct("nohugeiomap", "boot with nohugeiomap: ioremap_max_page_shift is PAGE_SHIFT, ioremap maps small pages only",
+            D with { Vmalloc = new() { NoHugeIomap = true } }),
+        Buggy("broken-huge-vmap-ignores-phys-alignment",
+            "meta-test only: vmap_try_huge_pmd / vmap_try_huge_pud forget the physical-alignment test, so an ioremap of a virtually aligned but physically misaligned range gets a huge leaf",
+            D with { VmallocBreakage = new() { HugeVmapIgnoresPhysAlignment = true } }),
         // HugeTLB high-granularity mapping (Engine/Hgm): the series' two mapcount semantics
         // against HVO, its memory-failure motivation as a design, and the meta-test breakages.
         Correct("hgm-v2-hvo-off", "HGM v2 (Feb 2023) THP-like mapcounts with HVO off, the build-time choice v2 made: subpage _mapcounts are written in writable struct pages",

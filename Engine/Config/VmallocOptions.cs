@@ -48,6 +48,10 @@ public sealed record VmallocOptions
     /// vfree then needs a split that can fail.</summary>
     public bool HugeModuleAlloc { get; init; }
 
+    /// <summary>nohugeiomap (boot parameter): ioremap_max_page_shift is PAGE_SHIFT, ioremap maps
+    /// small pages only.</summary>
+    public bool NoHugeIomap { get; init; }
+
     /// <summary>Checks that the switches describe a kernel that existed.</summary>
     /// <exception cref="ConfigException">An impossible combination, naming both switches.</exception>
     public void Validate()
@@ -92,4 +96,9 @@ public sealed record VmallocBreakage
     /// <summary>vunmap_range_noflush clears one page past the end of the range it is given, so
     /// a vmap user that unmaps part of its area loses the mapping of the next page too.</summary>
     public bool VunmapRangeOvershoots { get; init; }
+
+    /// <summary>vmap_try_huge_pmd / vmap_try_huge_pud forget the physical-alignment test, so an
+    /// ioremap of a range that is virtually but not physically aligned gets a huge leaf whose
+    /// output address is not aligned to its size.</summary>
+    public bool HugeVmapIgnoresPhysAlignment { get; init; }
 }

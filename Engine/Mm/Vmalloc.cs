@@ -31,6 +31,10 @@
 //   vmap / vunmap         a caller's order-0 pages mapped with small PTEs (vmap_pages_range with
 //                         PAGE_SHIFT, pgprot_nx), and unmapped with the range purged lazily; the
 //                         pages stay the caller's (VM_MAP_PUT_PAGES hands them to vfree);
+//   ioremap_prot / iounmap  device memory (the model's MMIO window above RAM: no struct pages,
+//                         never RAM) mapped by ioremap_page_range with PMD/PUD leaves where VA
+//                         and PA are aligned; RAM is refused with the kernel's WARN (the x86
+//                         exception for PageReserved RAM is not modelled);
 //   vunmap_range(_noflush) part of an area its owner keeps (percpu's pcpu_unmap_pages is such a
 //                         user); a PMD/PUD leaf the range covers only in part is cleared whole
 //                         with a WARN (61ef8ddaa35e, v6.16), as pmd_clear_huge does; the model
@@ -95,6 +99,11 @@ public interface IVmAreaView
     /// <summary>Whether the area's owner took page <paramref name="i"/> out of the mapping with
     /// vunmap_range / vunmap_range_noflush (the model's record of the call; the kernel keeps none).</summary>
     bool PageUnmapped(long i);
+    /// <summary>How many pages the owner has vunmap_range'd.</summary>
+    long UnmappedCount { get; }
+    /// <summary>For an ioremap area (VM_IOREMAP): the first frame of the physically contiguous
+    /// range it maps, page i mapping PhysPfn + i; -1 for an area backed by pages[].</summary>
+    long PhysPfn { get; }
 }
 
 /// <summary>What an invariant may read of vmalloc.</summary>
@@ -132,12 +141,18 @@ public sealed class VmArea : IVmAreaView
     public bool PageWritable(long i) => (_prot[i] & ProtWrite) != 0;
     public bool PageExec(long i) => (_prot[i] & ProtExec) != 0;
     public bool PageUnmapped(long i) => (_prot[i] & ProtUnmapped) != 0;
+    public long UnmappedCount { get; private set; }
+    public long PhysPfn { get; internal set; } = -1;
 
     /// <summary>Records that the owner asked vunmap_range to unmap [va, va + size) of this area.</summary>
     internal void RecordUnmapped(ulong va, ulong size)
     {
         long first = (long)((va - Addr) >> _pageShift), n = (long)(size >> _pageShift);
-        for (long i = Math.Max(first, 0); i < first + n && i < _prot.Length; i++) _prot[i] |= ProtUnmapped;
+        for (long i = Math.Max(first, 0); i < first + n && i < _prot.Length; i++)
+        {
+            if ((_prot[i] & ProtUnmapped) == 0) UnmappedCount++;
+            _prot[i] |= ProtUnmapped;
+        }
     }
 
     /// <summary>Whether any page of [va, va + size) has been vunmap_range'd by the owner.</summary>
@@ -179,6 +194,7 @@ public sealed class Vmalloc : IVmallocView
     private readonly VmallocOptions _options;
     private readonly VmallocBreakage _breakage;
     private readonly SortedDictionary<ulong, VmArea> _areas = new();
+    private readonly KernelLog _log;
 
     public VmapAreaAllocator VmapAreas { get; }
     public VmapRange VmapRanges { get; }
@@ -191,8 +207,9 @@ public sealed class Vmalloc : IVmallocView
         _options = variant.Vmalloc;
         _options.Validate();
         _breakage = variant.VmallocBreakage;
+        _log = log;
         VmapAreas = new VmapAreaAllocator(arch, tlb, cpus, _breakage);
-        VmapRanges = new VmapRange(arch, pgd, pgtable, tlb, log, current);
+        VmapRanges = new VmapRange(arch, pgd, pgtable, tlb, log, current) { BrokenIgnoresPhysAlignment = _breakage.HugeVmapIgnoresPhysAlignment };
         Pgtable = pgtable;
         _tlb = tlb;
         _current = current;
@@ -448,6 +465,65 @@ public sealed class Vmalloc : IVmallocView
         var pages = area.PageList.ToList();
         area.PageList.Clear();
         return pages;
+    }
+
+    /// <summary>The first frame of the model's MMIO window: the first PUD-aligned physical
+    /// address above all RAM the machine can have (device memory has no struct pages and is
+    /// never RAM, so every frame there is Absent to the allocator).</summary>
+    public long MmioBasePfn => (long)(AlignUp((ulong)_mem.MaxPfn << _arch.PageShift, (ulong)_arch.PudSize) >> _arch.PageShift);
+
+    /// <summary>ioremap_prot (mm/ioremap.c generic_ioremap_prot; x86 __ioremap_caller): maps
+    /// [physAddr, physAddr + size) of device memory. The offset within the first page is
+    /// dropped and the size rounded to whole pages; the area is VM_IOREMAP, aligned to its size
+    /// rounded up to a power of two (at most IOREMAP_MAX_ORDER: PUD_SHIFT on x86-64 and arm64
+    /// 4K, PMD_SHIFT on arm64 16K/64K) so that huge leaves can be used; ioremap_page_range maps
+    /// it with leaves up to ioremap_max_page_shift (no limit; nohugeiomap: PAGE_SHIFT). EINVAL
+    /// (the kernel's NULL) for size 0 or a range that wraps; EINVAL with the kernel's WARN for a
+    /// range that touches RAM (x86 "ioremap on RAM", arm64 pfn_is_map_memory); ENOMEM when the
+    /// range or a table cannot be allocated.</summary>
+    [Kernel("mm/ioremap.c", "ioremap_prot")]
+    public (VmArea? Area, Errno Err) IoremapProt(ulong physAddr, ulong size)
+    {
+        ulong last = physAddr + size - 1;
+        if (size == 0 || last < physAddr) return (null, Errno.EINVAL);
+        ulong page = (ulong)_arch.PageSize;
+        ulong offset = physAddr & (page - 1);
+        physAddr -= offset;
+        size = AlignUp(size + offset, page);
+        long pfn = (long)(physAddr >> _arch.PageShift);
+        if (pfn < _mem.MaxPfn)
+        {
+            _log.RecordFault(FaultKind.KernelBug, _current(), physAddr, $"ioremap of [{physAddr:x}, {physAddr + size:x}): RAM (WARN: ioremap on RAM)");
+            return (null, Errno.EINVAL);
+        }
+        int maxOrder = _arch.Arch == Arch.Arm64 && _arch.PageShift != 12 ? _arch.PmdShift : _arch.PudShift;
+        int order = Math.Clamp(64 - System.Numerics.BitOperations.LeadingZeroCount(size - 1), _arch.PageShift, maxOrder);
+        var area = GetVmAreaNode(size, 1UL << order, _arch.PageShift, VmFlags.VmIoremap, writable: true);
+        if (area is null) return (null, Errno.ENOMEM);
+        area.PhysPfn = pfn;
+        var err = IoremapPageRange(area.Addr, area.Addr + size, physAddr);
+        if (err != Errno.Ok)
+        {
+            RemoveVmArea(area); // free_vm_area
+            return (null, err);
+        }
+        return (area, Errno.Ok);
+    }
+
+    /// <summary>ioremap_page_range: vmap_range_noflush with ioremap_max_page_shift, then
+    /// flush_cache_vmap (nothing on x86 and arm64).</summary>
+    [Kernel("mm/vmalloc.c", "ioremap_page_range")]
+    public Errno IoremapPageRange(ulong addr, ulong end, ulong physAddr) =>
+        VmapRanges.VmapRangeNoflush(addr, end, (long)(physAddr >> _arch.PageShift), writable: true,
+            _options.NoHugeIomap ? _arch.PageShift : 63);
+
+    /// <summary>iounmap: vunmap of the ioremap area (entries cleared at once, the range purged
+    /// lazily); there are no pages to free.</summary>
+    [Kernel("mm/ioremap.c", "iounmap")]
+    public void Iounmap(VmArea area)
+    {
+        if ((area.Flags & VmFlags.VmIoremap) == 0) throw new ModelBugException($"iounmap of {area}: not an ioremap area");
+        RemoveVmArea(area);
     }
 
     /// <summary>vunmap_range: vunmap_range_noflush, then flush_tlb_kernel_range(addr, end). The

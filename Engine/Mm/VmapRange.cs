@@ -37,6 +37,9 @@ public enum HugeMapDecision { ShiftTooSmall, ArchUnsupported, SizeNotLeaf, VirtU
 /// <summary>The vmap walkers of init_mm.</summary>
 public sealed class VmapRange(ArchConfig arch, PageTable pgd, KernelPgtable pgtable, TlbFlush tlb, KernelLog log, Func<ExecContext?> current)
 {
+    /// <summary>The meta-test breakage that skips the physical-alignment test (VmallocBreakage).</summary>
+    internal bool BrokenIgnoresPhysAlignment { get; init; }
+
     /// <summary>What the last vmap_try_huge_* calls decided, counted by reason (for coverage).</summary>
     public Dictionary<HugeMapDecision, long> Decisions { get; } = new();
 
@@ -125,7 +128,7 @@ public sealed class VmapRange(ArchConfig arch, PageTable pgd, KernelPgtable pgta
         if (!arch.LeafAllowed(level) || (int)level >= arch.Levels) return HugeMapDecision.ArchUnsupported;
         if (end - addr != size) return HugeMapDecision.SizeNotLeaf;
         if ((addr & (size - 1)) != 0) return HugeMapDecision.VirtUnaligned;
-        if ((((ulong)pfn << arch.PageShift) & (size - 1)) != 0) return HugeMapDecision.PhysUnaligned;
+        if ((((ulong)pfn << arch.PageShift) & (size - 1)) != 0 && !BrokenIgnoresPhysAlignment) return HugeMapDecision.PhysUnaligned;
         if (!t.Entries[i].IsNone)
         {
             if (t.Entries[i].IsLeaf) return HugeMapDecision.TableNotFreed; // not a table: mapped already

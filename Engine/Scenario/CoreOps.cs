@@ -46,8 +46,9 @@ public sealed record VfreeOp(string Area) : Op
         // caller bug the kernel only WARNs about), so like any operation whose handle is gone
         // it does nothing.
         // A vmap'd buffer's pages are its caller's: it vunmaps it and frees them (vfree would
-        // free nothing, leaking them), so vfree of one is a no-op like a stale handle.
-        if (rc.TryGet<VmArea>(Area, out var area) && (area.Flags & VmFlags.VmMap) == 0)
+        // free nothing, leaking them); an ioremap area is iounmap'd. vfree of either is a no-op
+        // like a stale handle.
+        if (rc.TryGet<VmArea>(Area, out var area) && (area.Flags & (VmFlags.VmMap | VmFlags.VmIoremap)) == 0)
         {
             rc.Unbind(Area);
             k.Vmalloc.Vfree(area);

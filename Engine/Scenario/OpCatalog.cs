@@ -47,6 +47,8 @@ public static class OpCatalog
         ["vunmap"] = ((r, _) => new VunmapOp(r.Handle('v')), null),
         ["vunmap_range"] = ((r, _) => new VunmapRangeOp(r.Handle('v'), r.Size("offset", 0, MaxOpSize), r.Int("pages", 1, 1 << 24), true), null),
         ["vunmap_range_noflush"] = ((r, _) => new VunmapRangeOp(r.Handle('v'), r.Size("offset", 0, MaxOpSize), r.Int("pages", 1, 1 << 24), false), null),
+        ["ioremap"] = ((r, _) => new IoremapOp(r.Size("phys offset", 0, MaxOpSize), r.Size("size", 0, MaxOpSize)), 'v'),
+        ["iounmap"] = ((r, _) => new IounmapOp(r.Handle('v')), null),
         ["read_direct_map"] = ((r, _) => new ReadDirectMapOp(r.Handle('v'), r.Size("offset", 0, MaxOpSize)), null),
         ["hvo_knob"] = ((r, _) => new HvoKnobOp(HugetlbOpText.OnOff(r)), null),
         // HugeTLB high-granularity mapping (HgmOps.cs)

@@ -236,6 +236,52 @@ public sealed record VunmapRangeOp(string Area, long Offset, long Pages, bool Fl
     }
 }
 
+/// <summary>`v1 = ioremap 2M 4M`: ioremap_prot of SIZE bytes of device memory at PHYSOFF into the
+/// model's MMIO window (Vmalloc.MmioBasePfn, the first PUD-aligned address above RAM), so that
+/// the offset decides the physical alignment of the range.</summary>
+public sealed record IoremapOp(long PhysOffset, long Size) : Op
+{
+    public override string Verb => "ioremap";
+    public override string Args() => $"{ArchConfig.FormatSize(PhysOffset)} {ArchConfig.FormatSize(Size)}";
+
+    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => Body(rc, k));
+
+    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k)
+    {
+        ulong phys = ((ulong)k.Vmalloc.MmioBasePfn << k.Arch.PageShift) + (ulong)PhysOffset;
+        var (area, _) = k.Vmalloc.IoremapProt(phys, (ulong)Size);
+        if (area is not null) rc.BindHandle(Bind, area);
+        yield return StepStatus.After("ioremap_prot");
+    }
+
+    public override IEnumerable<Op> ShrinkArgs()
+    {
+        if (PhysOffset != 0) yield return this with { PhysOffset = 0 };
+        if (Size > 4096) yield return this with { Size = 4096 };
+    }
+}
+
+/// <summary>`iounmap v1`: iounmap of an ioremap area (a no-op on any other area).</summary>
+public sealed record IounmapOp(string Area) : Op
+{
+    public override string Verb => "iounmap";
+    public override string Args() => Area;
+    public override IEnumerable<string> Uses => [Area];
+
+    public override KernelTask? CreateTask(RunContext rc) =>
+        rc.TryGet<VmArea>(Area, out _) ? new LambdaTask(ToString(), (k, ctx) => Body(rc, k)) : null;
+
+    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k)
+    {
+        if (rc.TryGet<VmArea>(Area, out var area) && (area.Flags & VmFlags.VmIoremap) != 0)
+        {
+            rc.Unbind(Area);
+            k.Vmalloc.Iounmap(area);
+        }
+        yield return StepStatus.After("iounmap");
+    }
+}
+
 /// <summary>`read_direct_map v1 8K`: a kernel load through the direct-map alias of the page
 /// backing the area at an offset (page_address(vmalloc_to_page(addr))), which fills the CPU's TLB
 /// with the direct-map translation.</summary>

@@ -34,7 +34,7 @@ public sealed class VmallocFamily : IOpFamily
 
     public IReadOnlyList<string> Kinds { get; } = ["vmalloc_huge", "vmalloc", "vfree", "read", "vm_unmap_aliases", "fail_alloc",
         "module_alloc", "set_memory", "read_direct_map", "set_vm_flush_reset_perms", "pressure",
-        "vmap", "vunmap", "vunmap_range"];
+        "vmap", "vunmap", "vunmap_range", "ioremap", "iounmap"];
 
     /// <summary>How many allocations "pressure" makes fail: more than the 2 * 512 splits a reset
     /// of one 2M huge page tries (invalid, then default, for each small page).</summary>
@@ -71,9 +71,10 @@ public sealed class VmallocFamily : IOpFamily
         Add("vmalloc_huge", live.Count < 4 ? 16 : 2, () => MakeAlloc(s, rng, huge: true));
         Add("vmalloc", live.Count < 4 ? 10 : 2, () => MakeAlloc(s, rng, huge: false));
         var vmaps = live.Where(h => IsVmap(s, h)).ToList();
+        var ioremaps = live.Where(h => IsIoremap(s, h)).ToList();
         var modules = live.Where(h => IsModule(s, h)).ToList();
-        var others = live.Where(h => !IsModule(s, h) && !IsVmap(s, h)).ToList();
-        var freeable = live.Where(h => !IsVmap(s, h)).ToList();
+        var others = live.Where(h => !IsModule(s, h) && !IsVmap(s, h) && !IsIoremap(s, h)).ToList();
+        var freeable = live.Where(h => !IsVmap(s, h) && !IsIoremap(s, h)).ToList();
         // Areas whose permissions set_memory_* changed: their vfree resets the direct map, and a
         // read of their alias puts its permission in a TLB, so frees and reads prefer them.
         var changed = modules.Where(h => s.Handles.TryGet<Engine.Mm.VmArea>(h, out var a) && !a.PageWritable(0)).ToList();
@@ -94,6 +95,13 @@ public sealed class VmallocFamily : IOpFamily
             string h = rng.Pick(vmaps);
             s.RemoveLive(h);
             return new VunmapOp(h);
+        });
+        Add("ioremap", live.Count < 4 ? 8 : 1, () => MakeIoremap(s, rng));
+        Add("iounmap", ioremaps.Count > 0 ? 8 : 0, () =>
+        {
+            string h = rng.Pick(ioremaps);
+            s.RemoveLive(h);
+            return new IounmapOp(h);
         });
         Add("vunmap_range", live.Count > 0 ? (vmaps.Count > 0 ? 12 : 4) : 0, () => MakeVunmapRange(s, rng, vmaps.Count > 0 && rng.Chance(70) ? rng.Pick(vmaps) : rng.Pick(live)));
         Add("read", live.Count > 0 ? 16 : 0, () => MakeRead(s, rng));
@@ -125,6 +133,32 @@ public sealed class VmallocFamily : IOpFamily
     }
 
     private static bool IsVmap(GenState s, string handle) => s.Ops.Any(o => o is VmapOp && o.Bind == handle);
+    private static bool IsIoremap(GenState s, string handle) => s.Ops.Any(o => o is IoremapOp && o.Bind == handle);
+
+    /// <summary>ioremap of a device range: a few pages, or PMD-sized and larger (a PUD on
+    /// machines with PUD leaves, rarely: it costs no memory, only VA), at a physical offset that
+    /// is PMD-aligned, one page off, or anywhere, so that the alignment ladder of
+    /// vmap_try_huge_pmd decides every way.</summary>
+    private static Op MakeIoremap(GenState s, Prng rng)
+    {
+        long page = s.Arch.PageSize, pmd = s.Arch.PmdSize;
+        long size = rng.Pick(new[] { 0, 1, 2, 3 }) switch
+        {
+            0 => rng.Range(1, 4) * page,
+            1 => pmd,
+            2 => rng.Pick(new[] { 2 * pmd, pmd + page, 3 * pmd }),
+            _ => rng.Chance(20) && s.Arch.LeafAllowed(Engine.Config.PtLevel.Pud) ? s.Arch.PudSize : pmd,
+        };
+        long offset = rng.Pick(new[] { 0, 0, 1, 2 }) switch
+        {
+            0 => rng.Range(0, 3) * pmd,
+            1 => page,
+            _ => rng.Range(0, 4 * pmd / page) * page,
+        };
+        string h = s.FreshHandle('v');
+        s.AddLive(h);
+        return new IoremapOp(offset, size) { Bind = h };
+    }
 
     /// <summary>A vmap user unmapping part of what it mapped: a few pages of a vmap'd buffer,
     /// or of any other area a whole number of its backing allocations (an area's leaves are
@@ -136,7 +170,8 @@ public sealed class VmallocFamily : IOpFamily
     {
         long page = s.Arch.PageSize;
         long unit = 1;
-        if (s.Handles.TryGet<Engine.Mm.VmArea>(handle, out var area)) unit = 1L << area.PageOrder;
+        if (s.Handles.TryGet<Engine.Mm.VmArea>(handle, out var area))
+            unit = area.PhysPfn >= 0 ? (long)(area.Size / (ulong)page) : 1L << area.PageOrder; // an ioremap area's leaves: unmap it whole
         else if (!IsVmap(s, handle)) unit = s.Arch.PmdSize / page;
         long offset = rng.Chance(40) ? 0 : rng.Range(0, 3) * unit;
         long pages = rng.Range(1, 2) * unit;
