@@ -105,6 +105,7 @@ public static class VariantTargets
         Buggy("broken-reset-perms-skips-direct-map-flush", Inv<TlbCoherentAfterFlush>(), Inv<DirectMapAliasPermissions>()) with { MaxReproOps = 4, SearchTests = 250, Focus = Vmalloc },
         Buggy("broken-vunmap-range-overshoots", Inv<VmallocMappingsExact>()) with { MaxReproOps = 2, Focus = Vmalloc },
         Buggy("broken-huge-vmap-ignores-phys-alignment", Inv<HugeVmapLeafOnlyWhereAllowed>()) with { MaxReproOps = 1, Focus = Vmalloc },
+        Buggy("broken-cont-pte-vmap-ignores-phys-alignment", Inv<HugeVmapLeafOnlyWhereAllowed>()) with { MaxReproOps = 1, Focus = Vmalloc },
         // HugeTLB high-granularity mapping: v2 mapcounts against HVO, and one breakage per HGM invariant.
         Buggy("hgm-v2-hvo", Inv<NoWriteThroughReadOnlyVmemmap>(), Inv<MapcountEqualsPageTableReferences>()) with { MaxReproOps = 7, Focus = Hgm },
         Buggy("broken-hgm-continue-skips-mapcount", Inv<MapcountEqualsPageTableReferences>()) with { MaxReproOps = 7, Focus = Hgm },

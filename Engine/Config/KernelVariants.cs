@@ -151,6 +151,11 @@ public static class KernelVariants
         Buggy("broken-huge-vmap-ignores-phys-alignment",
             "meta-test only: vmap_try_huge_pmd / vmap_try_huge_pud forget the physical-alignment test, so an ioremap of a virtually aligned but physically misaligned range gets a huge leaf",
             D with { VmallocBreakage = new() { HugeVmapIgnoresPhysAlignment = true } }),
+        Correct("arm64-vmap-without-cont-pte", "arm64 before 06fc959fcff7 (v6.15 and earlier): vmap and vmalloc_huge use no contiguous PTEs; an allocation too small for a PMD gets small pages",
+            D with { Vmalloc = new() { NoContPteVmap = true } }, "arm64"),
+        Buggy("broken-cont-pte-vmap-ignores-phys-alignment",
+            "meta-test only: arm64 arch_vmap_pte_range_map_size forgets the physical-alignment test, so an ioremap of a virtually but not physically CONT_PTE_SIZE-aligned range gets a contiguous run",
+            D with { VmallocBreakage = new() { ContPteIgnoresPhysAlignment = true } }, "arm64"),
         // HugeTLB high-granularity mapping (Engine/Hgm): the series' two mapcount semantics
         // against HVO, its memory-failure motivation as a design, and the meta-test breakages.
         Correct("hgm-v2-hvo-off", "HGM v2 (Feb 2023) THP-like mapcounts with HVO off, the build-time choice v2 made: subpage _mapcounts are written in writable struct pages",

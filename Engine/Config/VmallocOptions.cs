@@ -52,6 +52,10 @@ public sealed record VmallocOptions
     /// small pages only.</summary>
     public bool NoHugeIomap { get; init; }
 
+    /// <summary>arm64 before 06fc959fcff7 (v6.15 and earlier): no contiguous PTEs in vmap
+    /// (arch_vmap_pte_range_map_size and arch_vmap_pte_supported_shift the generic PAGE_SIZE).</summary>
+    public bool NoContPteVmap { get; init; }
+
     /// <summary>Checks that the switches describe a kernel that existed.</summary>
     /// <exception cref="ConfigException">An impossible combination, naming both switches.</exception>
     public void Validate()
@@ -101,4 +105,9 @@ public sealed record VmallocBreakage
     /// ioremap of a range that is virtually but not physically aligned gets a huge leaf whose
     /// output address is not aligned to its size.</summary>
     public bool HugeVmapIgnoresPhysAlignment { get; init; }
+
+    /// <summary>arm64 arch_vmap_pte_range_map_size forgets the physical-alignment test, so an
+    /// ioremap of a range that is virtually but not physically CONT_PTE_SIZE-aligned gets a
+    /// contiguous run whose frames are not aligned to it.</summary>
+    public bool ContPteIgnoresPhysAlignment { get; init; }
 }

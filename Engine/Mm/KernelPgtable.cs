@@ -120,6 +120,21 @@ public sealed class KernelPgtable
         foreach (var w in _pgd.Leaves(start, end).ToList())
         {
             ulong va = _pgd.EntryVa(w.Table, w.Index), size = _pgd.EntrySize(w.Table);
+            if (w.Table.Entries[w.Index].IsNone) continue; // cleared with its contiguous run
+            if (w.Level == PtLevel.Pte && w.Entry.Cont && _arch.Arch == Arch.Arm64 && start >= _arch.VmallocStart && end <= _arch.VmallocEnd)
+            {
+                // vunmap_pte_range (2fba13371fe8): arch_vmap_pte_range_unmap_size says
+                // CONT_PTE_SIZE for a valid contiguous entry, and the whole run is cleared
+                // (huge_ptep_get_and_clear), with a WARN for a range that starts inside the run
+                // or ends before its end.
+                ulong cont = (ulong)_arch.ContSize(PtLevel.Pte), run = va & ~(cont - 1);
+                if (!VaRange.Contains(start, end, run, run + cont))
+                    _log.RecordFault(FaultKind.KernelBug, _current(), va,
+                        $"vunmap [{start:x}, {end:x}) covers part of the contiguous PTE run [{run:x}, {run + cont:x}), which is cleared whole (WARN_ON in vunmap_pte_range)");
+                int first = _pgd.Index(run, PtLevel.Pte);
+                for (int j = 0; j < (int)(cont / size); j++) _pgd.Set(w.Table, first + j, Pte.None);
+                continue;
+            }
             if (!VaRange.Contains(start, end, va, va + size))
                 _log.RecordFault(FaultKind.KernelBug, _current(), va,
                     $"vunmap [{start:x}, {end:x}) covers part of the {w.Level} leaf [{va:x}, {va + size:x}), which is cleared whole (WARN_ON(next - addr < {w.Level.ToString().ToUpperInvariant()}_SIZE) in vunmap_{w.Level.ToString().ToLowerInvariant()}_range)");

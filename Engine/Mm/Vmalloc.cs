@@ -209,7 +209,7 @@ public sealed class Vmalloc : IVmallocView
         _breakage = variant.VmallocBreakage;
         _log = log;
         VmapAreas = new VmapAreaAllocator(arch, tlb, cpus, _breakage);
-        VmapRanges = new VmapRange(arch, pgd, pgtable, tlb, log, current) { BrokenIgnoresPhysAlignment = _breakage.HugeVmapIgnoresPhysAlignment };
+        VmapRanges = new VmapRange(arch, pgd, pgtable, tlb, log, current) { BrokenIgnoresPhysAlignment = _breakage.HugeVmapIgnoresPhysAlignment, BrokenContIgnoresPhysAlignment = _breakage.ContPteIgnoresPhysAlignment, ContPteVmap = !_options.NoContPteVmap };
         Pgtable = pgtable;
         _tlb = tlb;
         _current = current;
@@ -270,7 +270,19 @@ public sealed class Vmalloc : IVmallocView
             VmallocHugePolicy.PageKernelAtLeastPmd => writable && (flags & VmFlags.VmNoHugeVmap) == 0,
             _ => false,
         };
-        return tryHuge && pmdSupported && big ? _arch.PmdShift : _arch.PageShift;
+        if (!tryHuge) return _arch.PageShift;
+        if (pmdSupported && big) return _arch.PmdShift;
+        return _options.Huge == VmallocHugePolicy.OptIn ? ArchVmapPteSupportedShift(size) : _arch.PageShift;
+    }
+
+    /// <summary>arch_vmap_pte_supported_shift: arm64 (06fc959fcff7, v6.16) CONT_PTE_SHIFT for an
+    /// allocation of at least CONT_PTE_SIZE, PAGE_SHIFT otherwise and on x86.</summary>
+    [Kernel("arch/arm64/include/asm/vmalloc.h", "arch_vmap_pte_supported_shift")]
+    private int ArchVmapPteSupportedShift(ulong size)
+    {
+        long cont = _arch.ContSize(PtLevel.Pte);
+        if (_arch.Arch != Arch.Arm64 || _options.NoContPteVmap || cont == 0 || size < (ulong)cont) return _arch.PageShift;
+        return System.Numerics.BitOperations.Log2((ulong)cont);
     }
 
     /// <summary>vmalloc(size) for a size the caller has rounded to PAGE_SIZE (no huge mappings

@@ -1,6 +1,7 @@
 // Generation of huge-vmalloc operations (Engine/Scenario/VmallocOps.cs and the vmalloc, vfree,
 // read lines of CoreOps.cs), weighted toward where the vmalloc invariants break:
-// - sizes around PMD_SIZE (PMD_SIZE - 1 page .. 2 * PMD_SIZE) as well as a few pages, through
+// - sizes around PMD_SIZE (PMD_SIZE - 1 page .. 2 * PMD_SIZE), on arm64 around CONT_PTE_SIZE
+//   (contiguous PTEs for vmalloc_huge), as well as a few pages, through
 //   vmalloc_huge and plain vmalloc (the opt-in test and the v5.13 policy differ exactly there);
 // - reads before frees, so that a CPU's TLB and walk cache hold the area when it goes away, and
 //   vm_unmap_aliases after frees, so that the freed range (and its leftover PTE tables) is
@@ -15,7 +16,11 @@
 //   set_memory_* is drawn only for module allocations: they are the callers that change vmalloc
 //   permissions (the module loader, BPF JIT, kprobes and ftrace trampolines all allocate through
 //   module_alloc / execmem), and a caller that changes permissions of an area it vfrees without
-//   VM_FLUSH_RESET_PERMS or set_memory_rw is buggy itself.
+//   VM_FLUSH_RESET_PERMS or set_memory_rw is buggy itself;
+// - vmap of a few fresh pages, vunmap, and vunmap_range / vunmap_range_noflush of whole
+//   backing allocations of an area (never cutting a leaf: correct callers do not);
+// - ioremap of device ranges of a few pages, CONT_PTE_SIZE, PMD_SIZE and beyond (a PUD now and
+//   then) at physical offsets that are aligned, one page off or anywhere, and iounmap.
 //
 // Bounds (why): at most 4 live areas of this family, and huge sizes only where a PMD holds at
 // most 2048 pages (x86-64 and arm64 4K/16K: 2M, 32M; on arm64 64K a PMD is 512M, more than the
@@ -124,9 +129,12 @@ public sealed class VmallocFamily : IOpFamily
         long page = s.Arch.PageSize;
         long pmdPages = s.Arch.PmdSize / page;
         bool aroundPmd = pmdPages <= MaxPmdPages && rng.Chance(huge ? 70 : 35);
+        long contPages = s.Arch.ContSize(Engine.Config.PtLevel.Pte) / page;
         long size = aroundPmd
             ? rng.Pick(new[] { pmdPages - 1, pmdPages, pmdPages, pmdPages + 1, 2 * pmdPages }) * page
-            : rng.Range(1, 4) * page;
+            : contPages > 1 && contPages <= MaxPmdPages && rng.Chance(40) // arm64: around CONT_PTE_SIZE
+                ? rng.Pick(new[] { contPages - 1, contPages, contPages + 1, 3 * contPages }) * page
+                : rng.Range(1, 4) * page;
         string h = s.FreshHandle('v');
         s.AddLive(h);
         return huge ? new VmallocHugeOp(size) { Bind = h } : new VmallocOp(size) { Bind = h };
@@ -142,9 +150,10 @@ public sealed class VmallocFamily : IOpFamily
     private static Op MakeIoremap(GenState s, Prng rng)
     {
         long page = s.Arch.PageSize, pmd = s.Arch.PmdSize;
+        long cont = s.Arch.ContSize(Engine.Config.PtLevel.Pte);
         long size = rng.Pick(new[] { 0, 1, 2, 3 }) switch
         {
-            0 => rng.Range(1, 4) * page,
+            0 => cont > 0 && rng.Chance(50) ? rng.Pick(new[] { cont, 2 * cont, cont + page }) : rng.Range(1, 4) * page,
             1 => pmd,
             2 => rng.Pick(new[] { 2 * pmd, pmd + page, 3 * pmd }),
             _ => rng.Chance(20) && s.Arch.LeafAllowed(Engine.Config.PtLevel.Pud) ? s.Arch.PudSize : pmd,
