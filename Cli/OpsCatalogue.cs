@@ -24,6 +24,7 @@ public static class OpsCatalogue
         new("vunmap_range_noflush", "vN OFFSET PAGES", "", "as vunmap_range, the TLB flush left to the caller"),
         new("ioremap", "PHYSOFF SIZE", "vN", "ioremap_prot of SIZE bytes of device memory at PHYSOFF above RAM: PMD/PUD leaves where VA and PA align; 0 bytes is the kernel's NULL"),
         new("iounmap", "vN", "", "iounmap of an ioremap area (its range purged lazily)"),
+        new("vmalloc_to_page", "vN OFFSET", "", "the lockless vmalloc_to_page walk of init_mm for the area's page at OFFSET, one table per step (start it to interleave)"),
         new("read_direct_map", "vN OFFSET", "", "a kernel load through the direct-map alias of the area's page at OFFSET"),
         new("hgm_mmap", "SIZE PAGES [anon]", "aN", "mmap of a hugetlbfs file of PAGES HugeTLB pages of SIZE (MAP_SHARED) in a new mm"),
         new("hgm_touch", "aN OFFSET [write]", "", "a user access at OFFSET: hugetlb_fault maps the natural size if nothing maps it"),

@@ -47,6 +47,9 @@ public sealed class KernelPgtable
         _current = current;
     }
 
+    /// <summary>init_mm's page table (swapper_pg_dir), for walkers.</summary>
+    internal PageTable InitMmPgd => _pgd;
+
     /// <summary>The breakage of free_empty_tables a meta-test uses (see Breakage).</summary>
     internal bool BrokenFreeTableKeepsParentEntry { get; init; }
     internal bool BrokenFreeTableLeafOnlyFlush { get; init; }

@@ -538,6 +538,49 @@ public sealed class Vmalloc : IVmallocView
         RemoveVmArea(area);
     }
 
+    /// <summary>The pfn the last vmalloc_to_page walk found (-1: none), for tests.</summary>
+    public long LastVmallocToPage { get; private set; } = -1;
+
+    /// <summary>vmalloc_to_page as a walker task: pgd_offset, then one entry read per level
+    /// (p4d_offset ... pte_offset_kernel), stopping at a huge leaf (pud_leaf / pmd_leaf: the
+    /// subpage of the block) or a none entry (NULL). No lock is taken, as in the kernel: the walk
+    /// is kept safe by the caller holding a live area, because the only code that frees a table
+    /// of the vmalloc range, pmd_free_pte_page / pud_free_pmd_page from vmap_try_huge_pmd /
+    /// _pud, frees a table only when the whole range it maps is the one new area being mapped
+    /// (end - addr == PMD_SIZE, aligned), which no other live area overlaps, on x86 and arm64
+    /// alike; hot-remove's free_empty_tables frees only tables wholly inside
+    /// [VMEMMAP_START, VMEMMAP_END) (floor/ceiling, bbd6ec605c0f), and arm64's ptdump
+    /// synchronisation around pud_free_pmd_page (fa93b45fd397) concerns ptdump, not this walk.
+    /// Each table the walk reads is held (<paramref name="walkers"/>) until it returns.</summary>
+    [Kernel("mm/vmalloc.c", "vmalloc_to_page")]
+    public IEnumerable<StepStatus> VmallocToPage(ExecContext ctx, ulong addr, Hotplug.TableWalkers walkers)
+    {
+        var pgd = Pgtable.InitMmPgd;
+        var t = pgd.Root;
+        walkers.Hold(ctx.Task, "vmalloc_to_page", pgd, t);
+        LastVmallocToPage = -1;
+        yield return StepStatus.After("pgd_offset");
+        while (true)
+        {
+            // READ_ONCE of the entry in t (t may have been freed meanwhile: the walk reads it
+            // anyway, which NoWalkerHoldsFreedTable reports).
+            Pte e = t.Entries[pgd.Index(addr, t.Level)];
+            if (e.IsNone) break;
+            if (e.IsLeaf)
+            {
+                ulong size = pgd.EntrySize(t);
+                LastVmallocToPage = e.Pfn + (long)((addr & (size - 1)) >> _arch.PageShift);
+                break;
+            }
+            if (t.Level == PtLevel.Pte || !pgd.TryGetChild(t, e, out var child)) break;
+            walkers.Hold(ctx.Task, "vmalloc_to_page", pgd, child);
+            t = child;
+            yield return StepStatus.After(child.Level switch { PtLevel.Pte => "pte_offset_kernel", PtLevel.Pmd => "pmd_offset", PtLevel.Pud => "pud_offset", _ => "p4d_offset" });
+        }
+        walkers.ReleaseAll(ctx.Task);
+        yield return StepStatus.After("vmalloc_to_page");
+    }
+
     /// <summary>vunmap_range: vunmap_range_noflush, then flush_tlb_kernel_range(addr, end). The
     /// caller (a vmap user) unmaps part of an area it keeps; the model records the hole in the
     /// area that contains <paramref name="addr"/>, for the invariants (the kernel keeps no record).</summary>

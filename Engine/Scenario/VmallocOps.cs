@@ -282,6 +282,41 @@ public sealed record IounmapOp(string Area) : Op
     }
 }
 
+/// <summary>`vmalloc_to_page v1 8K`: the lockless walk of vmalloc_to_page over init_mm for an
+/// address of a live area (Vmalloc.VmallocToPage), one table per step, holding the tables on
+/// its path (Hotplug/TableWalkers, which NoWalkerHoldsFreedTable judges).</summary>
+public sealed record VmallocToPageOp(string Area, long Offset) : Op
+{
+    public override string Verb => "vmalloc_to_page";
+    public override string Args() => $"{Area} {ArchConfig.FormatSize(Offset)}";
+    public override IEnumerable<string> Uses => [Area];
+
+    public override KernelTask? CreateTask(RunContext rc) =>
+        rc.TryGet<VmArea>(Area, out _) ? new LambdaTask(ToString(), (k, ctx) => Body(rc, k, ctx)) : null;
+
+    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k, ExecContext ctx)
+    {
+        // Only the owner of a live area asks for its pages (an ioremap area has none, a page
+        // the owner vunmap_range'd is not its own any more).
+        if (!rc.TryGet<VmArea>(Area, out var area) || (area.Flags & VmFlags.VmIoremap) != 0) yield break;
+        ulong off = (ulong)Offset % area.Size & ~(ulong)(k.Arch.PageSize - 1);
+        if (area.PageUnmapped((long)(off >> k.Arch.PageShift))) yield break;
+        try
+        {
+            foreach (var st in k.Vmalloc.VmallocToPage(ctx, area.Addr + off, k.Hotplug.Walkers)) yield return st;
+        }
+        finally
+        {
+            k.Hotplug.Walkers.ReleaseAll(ctx.Task);
+        }
+    }
+
+    public override IEnumerable<Op> ShrinkArgs()
+    {
+        if (Offset != 0) yield return this with { Offset = 0 };
+    }
+}
+
 /// <summary>`read_direct_map v1 8K`: a kernel load through the direct-map alias of the page
 /// backing the area at an offset (page_address(vmalloc_to_page(addr))), which fills the CPU's TLB
 /// with the direct-map translation.</summary>

@@ -20,7 +20,9 @@
 // - vmap of a few fresh pages, vunmap, and vunmap_range / vunmap_range_noflush of whole
 //   backing allocations of an area (never cutting a leaf: correct callers do not);
 // - ioremap of device ranges of a few pages, CONT_PTE_SIZE, PMD_SIZE and beyond (a PUD now and
-//   then) at physical offsets that are aligned, one page off or anywhere, and iounmap.
+//   then) at physical offsets that are aligned, one page off or anywhere, and iounmap;
+// - vmalloc_to_page walks, mostly started and stepped a table or two at a time between the
+//   other CPUs' operations (huge mappings over leftover tables, frees, purges).
 //
 // Bounds (why): at most 4 live areas of this family, and huge sizes only where a PMD holds at
 // most 2048 pages (x86-64 and arm64 4K/16K: 2M, 32M; on arm64 64K a PMD is 512M, more than the
@@ -39,7 +41,7 @@ public sealed class VmallocFamily : IOpFamily
 
     public IReadOnlyList<string> Kinds { get; } = ["vmalloc_huge", "vmalloc", "vfree", "read", "vm_unmap_aliases", "fail_alloc",
         "module_alloc", "set_memory", "read_direct_map", "set_vm_flush_reset_perms", "pressure",
-        "vmap", "vunmap", "vunmap_range", "ioremap", "iounmap"];
+        "vmap", "vunmap", "vunmap_range", "ioremap", "iounmap", "vmalloc_to_page"];
 
     /// <summary>How many allocations "pressure" makes fail: more than the 2 * 512 splits a reset
     /// of one 2M huge page tries (invalid, then default, for each small page).</summary>
@@ -55,6 +57,11 @@ public sealed class VmallocFamily : IOpFamily
 
     public Op? Next(GenState s, Prng rng)
     {
+        // A started vmalloc_to_page walk advances a table or two at a time, so that what the
+        // other CPUs do (huge mappings replacing leftover tables, frees, purges) lands between
+        // its reads.
+        if (s.Ops.Count > 0 && s.Ops[^1] is VmallocToPageOp { Start: true } started && !s.Engine.Cpus[started.Cpu].Idle && rng.Chance(40))
+            return new StepOp((int)rng.Range(1, 2)) { Cpu = started.Cpu };
         int cpu = s.IdleCpu(rng);
         if (cpu < 0) return null;
         var op = Draw(s, rng);
@@ -100,6 +107,11 @@ public sealed class VmallocFamily : IOpFamily
             string h = rng.Pick(vmaps);
             s.RemoveLive(h);
             return new VunmapOp(h);
+        });
+        Add("vmalloc_to_page", freeable.Count + vmaps.Count > 0 ? 6 : 0, () =>
+        {
+            var pick = freeable.Concat(vmaps).ToList();
+            return new VmallocToPageOp(rng.Pick(pick), rng.Chance(50) ? 0 : rng.Range(1, 2 * s.Arch.PmdSize / s.Arch.PageSize) * s.Arch.PageSize) { Start = s.IdleCpus.Count > 1 && rng.Chance(60) };
         });
         Add("ioremap", live.Count < 4 ? 8 : 1, () => MakeIoremap(s, rng));
         Add("iounmap", ioremaps.Count > 0 ? 8 : 0, () =>
