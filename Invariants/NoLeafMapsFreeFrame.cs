@@ -6,7 +6,9 @@ namespace PropertySuite.Invariants;
 /// <summary>
 /// No kernel leaf outside the linear map maps a frame that is free or absent, or a frame of
 /// another mechanism: vmemmap leaves map vmemmap frames, vmalloc leaves map vmalloc frames. The
-/// linear map is exempt because it maps all memory by design. A leaf to a free frame is a
+/// linear map is exempt because it maps all memory by design; a leaf of a live ioremap area maps
+/// device memory outside RAM (no frame the allocator owns), exactly the area's own physical
+/// range, and is exempt for that range only. A leaf to a free frame is a
 /// use-after-free waiting for its first access. Source: the clear →
 /// flush → free order of mm/vmalloc.c vfree and arm64 unmap_hotplug_range.
 /// </summary>
@@ -32,10 +34,35 @@ public sealed class NoLeafMapsFreeFrame : IInvariant
     private Violation? CheckRegionRuns(IKernelView k, ulong start, ulong end, FrameOwner expected, string region)
     {
         foreach (var (pfn, count) in k.SwapperPgDir.LeafFrames(start, end).Runs)
-            if (!k.Mem.AllOwnedBy(pfn, count, expected))
+            if (!k.Mem.AllOwnedBy(pfn, count, expected) && !(pfn >= k.Mem.MaxPfn && region == "vmalloc" && IoremapLeavesOnly(k, pfn, count)))
                 return CheckRegion(k, start, end, expected, region)
                     ?? throw new Engine.Mm.ModelBugException($"{Name}: frames {pfn:x}+{count} of {region} leaves are not all {expected}, but no leaf maps one");
         return null;
+    }
+
+    /// <summary>Whether the leaf at <paramref name="va"/> lies in a live ioremap area and maps
+    /// that area's own frames there, all outside RAM.</summary>
+    private static bool OwnIoremapFrames(IKernelView k, ulong va, long pfn, long n)
+    {
+        if (pfn < k.Mem.MaxPfn) return false;
+        foreach (var a in k.Vmalloc.LiveAreas)
+            if (a.PhysPfn >= 0 && va >= a.Addr && va - a.Addr < a.Size)
+                return pfn == a.PhysPfn + (long)((va - a.Addr) >> k.Arch.PageShift) && va + ((ulong)n << k.Arch.PageShift) <= a.Addr + a.Size;
+        return false;
+    }
+
+    /// <summary>Whether frames [pfn, pfn + count), outside RAM, lie within live ioremap areas'
+    /// physical ranges (the leaves themselves are then checked one by one only on a mismatch).</summary>
+    private static bool IoremapLeavesOnly(IKernelView k, long pfn, long count)
+    {
+        long p = pfn, end = pfn + count;
+        while (p < end)
+        {
+            var a = k.Vmalloc.LiveAreas.FirstOrDefault(x => x.PhysPfn >= 0 && p >= x.PhysPfn && p < x.PhysPfn + (long)(x.Size >> k.Arch.PageShift));
+            if (a is null) return false;
+            p = a.PhysPfn + (long)(a.Size >> k.Arch.PageShift);
+        }
+        return true;
     }
 
     private Violation? CheckRegion(IKernelView k, ulong start, ulong end, FrameOwner expected, string region)
@@ -44,6 +71,7 @@ public sealed class NoLeafMapsFreeFrame : IInvariant
         {
             long n = (long)(k.SwapperPgDir.EntrySize(w.Table) >> k.Arch.PageShift);
             if (k.Mem.AllOwnedBy(w.Entry.Pfn, n, expected)) continue;
+            if (region == "vmalloc" && OwnIoremapFrames(k, k.SwapperPgDir.EntryVa(w.Table, w.Index), w.Entry.Pfn, n)) continue;
             for (long p = w.Entry.Pfn; p < w.Entry.Pfn + n; p++)
             {
                 var owner = k.Mem.OwnerOf(p);

@@ -5,18 +5,21 @@ namespace PropertySuite.Invariants;
 
 /// <summary>
 /// Every live vm area maps exactly its own backing pages: page i of [addr, addr + size) maps
-/// pages[i] with the protection set_memory_* last gave it, whatever the leaf size; its guard page is neither mapped
+/// pages[i] with the protection set_memory_* last gave it, whatever the leaf size, except the
+/// pages its owner took out with vunmap_range (a vmap user unmapping part of its buffer), which
+/// are not mapped at all; an ioremap area maps its physical range instead, page i at the i-th
+/// frame of it (ioremap_page_range); its guard page is neither mapped
 /// nor part of another area; and nothing else in [VMALLOC_START, VMALLOC_END) is mapped at all
 /// (a freed area is unmapped at once by remove_vm_area, only its TLB flush is lazy). Compares the
 /// page table, walked, with the vm_struct's own record (addr, size, pages[]), the two things
 /// vmalloc_to_page and the hardware each rely on. Source: mm/vmalloc.c __vmalloc_area_node,
-/// vmap_pages_range, __get_vm_area_node (the guard page), remove_vm_area.
+/// vmap_pages_range, vmap, vunmap_range_noflush, ioremap_page_range, __get_vm_area_node (the guard page), remove_vm_area.
 /// </summary>
 public sealed class VmallocMappingsExact : IInvariant
 {
     public string Name => nameof(VmallocMappingsExact);
-    public string Claim => "each live vm area maps exactly its pages[] at their offsets, its guard page is unmapped and unshared, and nothing else in the vmalloc range is mapped";
-    public string Source => "mm/vmalloc.c __vmalloc_area_node, vmap_pages_range, __get_vm_area_node, remove_vm_area";
+    public string Claim => "each live vm area maps exactly its pages[] (an ioremap area: its physical range) at their offsets, except the pages its owner vunmap_range'd, which are unmapped; its guard page is unmapped and unshared, and nothing else in the vmalloc range is mapped";
+    public string Source => "mm/vmalloc.c __vmalloc_area_node, vmap_pages_range, vmap, vunmap_range_noflush, ioremap_page_range, __get_vm_area_node, remove_vm_area";
 
     public Violation? Check(IKernelView k)
     {
@@ -34,8 +37,22 @@ public sealed class VmallocMappingsExact : IInvariant
             if (va + size > a.Addr + a.Size)
                 return new(Name, $"{w.Level} leaf [{va:x}, {va + size:x}) runs past the end {a.Addr + a.Size:x} of {Describe(a)}");
             long first = (long)((va - a.Addr) / page), n = (long)(size / page);
+            if (a.PhysPfn >= 0)
+            {
+                // An ioremap area maps its physical range, page i at PhysPfn + i, as ioremap made it.
+                if (a.UnmappedCount > 0)
+                    for (long j = 0; j < n; j++)
+                        if (a.PageUnmapped(first + j))
+                            return new(Name, $"{va + (ulong)j * page:x} (page {first + j} of {Describe(a)}) is mapped by a {w.Level} leaf ({w.Entry}), but its owner unmapped it with vunmap_range");
+                if (w.Entry.Pfn != a.PhysPfn + first || !w.Entry.Writable || w.Entry.Exec)
+                    return new(Name, $"{w.Level} leaf at {va:x} is {w.Entry}; page {first} of {Describe(a)} is its physical frame {a.PhysPfn + first:x}, RW, not executable");
+                mapped[ai] += n;
+                continue;
+            }
             for (long j = 0; j < n; j++)
             {
+                if (a.PageUnmapped(first + j))
+                    return new(Name, $"{va + (ulong)j * page:x} (page {first + j} of {Describe(a)}) is mapped by a {w.Level} leaf ({w.Entry}), but its owner unmapped it with vunmap_range");
                 if (w.Entry.Writable != a.PageWritable(first + j) || w.Entry.Exec != a.PageExec(first + j))
                     return new(Name, $"{w.Level} leaf at {va:x} is {Prot(w.Entry.Writable, w.Entry.Exec)}, page {first + j} of {Describe(a)} should be {Prot(a.PageWritable(first + j), a.PageExec(first + j))}");
                 long want = first + j < a.Pages.Count ? a.Pages[(int)(first + j)] : -1;
@@ -48,15 +65,24 @@ public sealed class VmallocMappingsExact : IInvariant
         {
             var a = areas[i];
             if ((a.Flags & VmFlags.VmUninitialized) != 0) continue; // still being built by its task
-            long want = (long)(a.Size / page);
-            if (mapped[i] != want || a.Pages.Count != want)
-                return new(Name, $"{Describe(a)} maps {mapped[i]} of its {want} pages (pages[] holds {a.Pages.Count})");
+            long want = (long)(a.Size / page), kept = want - a.UnmappedCount;
+            if (mapped[i] != kept || a.Pages.Count != (a.PhysPfn >= 0 ? 0 : want))
+                return new(Name, $"{Describe(a)} maps {mapped[i]} of the {kept} of its {want} pages its owner has not vunmap_range'd (pages[] holds {a.Pages.Count}){FirstUnmapped(k, a)}");
             // __get_vm_area_node adds one guard page unless the caller passed VM_NO_GUARD.
             ulong guard = (a.Flags & VmFlags.VmNoGuard) != 0 ? 0 : page;
             if (i + 1 < areas.Count && areas[i + 1].Addr < a.Addr + a.Size + guard)
                 return new(Name, $"the guard page of {Describe(a)} at {a.Addr + a.Size:x} belongs to {Describe(areas[i + 1])}");
         }
         return null;
+    }
+
+    private static string FirstUnmapped(IKernelView k, IVmAreaView a)
+    {
+        ulong page = (ulong)k.Arch.PageSize;
+        for (long j = 0; j < (long)(a.Size / page) && j < 1 << 20; j++)
+            if (!a.PageUnmapped(j) && !k.SwapperPgDir.Walk(a.Addr + (ulong)j * page).Entry.IsLeaf)
+                return $": page {j} at {a.Addr + (ulong)j * page:x} is not mapped";
+        return "";
     }
 
     private static int Containing(IReadOnlyList<IVmAreaView> areas, ulong va)
@@ -75,5 +101,7 @@ public sealed class VmallocMappingsExact : IInvariant
 
     private static string Prot(bool writable, bool exec) => (writable ? "RW" : "RO") + (exec ? "X" : "");
 
-    internal static string Describe(IVmAreaView a) => $"vm area [{a.Addr:x}, {a.Addr + a.Size:x}) ({a.Pages.Count} pages, order {a.PageOrder}, {a.Flags})";
+    internal static string Describe(IVmAreaView a) => a.PhysPfn >= 0
+        ? $"ioremap area [{a.Addr:x}, {a.Addr + a.Size:x}) of the frames from {a.PhysPfn:x}"
+        : $"vm area [{a.Addr:x}, {a.Addr + a.Size:x}) ({a.Pages.Count} pages, order {a.PageOrder}, {a.Flags})";
 }

@@ -48,6 +48,14 @@ public sealed record VmallocOptions
     /// vfree then needs a split that can fail.</summary>
     public bool HugeModuleAlloc { get; init; }
 
+    /// <summary>nohugeiomap (boot parameter): ioremap_max_page_shift is PAGE_SHIFT, ioremap maps
+    /// small pages only.</summary>
+    public bool NoHugeIomap { get; init; }
+
+    /// <summary>arm64 before 06fc959fcff7 (v6.15 and earlier): no contiguous PTEs in vmap
+    /// (arch_vmap_pte_range_map_size and arch_vmap_pte_supported_shift the generic PAGE_SIZE).</summary>
+    public bool NoContPteVmap { get; init; }
+
     /// <summary>Checks that the switches describe a kernel that existed.</summary>
     /// <exception cref="ConfigException">An impossible combination, naming both switches.</exception>
     public void Validate()
@@ -88,4 +96,18 @@ public sealed record VmallocBreakage
     /// <summary>vm_reset_perms flushes only the lazily freed vmalloc ranges, not the direct-map
     /// range of the backing pages, before they are freed.</summary>
     public bool ResetPermsSkipsDirectMapFlush { get; init; }
+
+    /// <summary>vunmap_range_noflush clears one page past the end of the range it is given, so
+    /// a vmap user that unmaps part of its area loses the mapping of the next page too.</summary>
+    public bool VunmapRangeOvershoots { get; init; }
+
+    /// <summary>vmap_try_huge_pmd / vmap_try_huge_pud forget the physical-alignment test, so an
+    /// ioremap of a range that is virtually but not physically aligned gets a huge leaf whose
+    /// output address is not aligned to its size.</summary>
+    public bool HugeVmapIgnoresPhysAlignment { get; init; }
+
+    /// <summary>arm64 arch_vmap_pte_range_map_size forgets the physical-alignment test, so an
+    /// ioremap of a range that is virtually but not physically CONT_PTE_SIZE-aligned gets a
+    /// contiguous run whose frames are not aligned to it.</summary>
+    public bool ContPteIgnoresPhysAlignment { get; init; }
 }

@@ -47,6 +47,9 @@ public sealed class KernelPgtable
         _current = current;
     }
 
+    /// <summary>init_mm's page table (swapper_pg_dir), for walkers.</summary>
+    internal PageTable InitMmPgd => _pgd;
+
     /// <summary>The breakage of free_empty_tables a meta-test uses (see Breakage).</summary>
     internal bool BrokenFreeTableKeepsParentEntry { get; init; }
     internal bool BrokenFreeTableLeafOnlyFlush { get; init; }
@@ -109,19 +112,35 @@ public sealed class KernelPgtable
         return Errno.Ok;
     }
 
-    /// <summary>vunmap_range_noflush: clears every leaf in [start, end). A leaf that straddles a
-    /// boundary is a caller bug the kernel WARNs about; it is recorded and left mapped.</summary>
+    /// <summary>vunmap_range_noflush: clears every leaf in [start, end). A PMD or PUD leaf the
+    /// range covers only in part is cleared whole all the same (pmd_clear_huge / pud_clear_huge
+    /// clear the entry, whatever part of it the range asked for), with the WARN that
+    /// 61ef8ddaa35e ("mm/vmalloc: Warn on improper use of vunmap_range()") added to
+    /// vunmap_pmd_range / vunmap_pud_range: WARN_ON(next - addr &lt; PMD_SIZE).</summary>
     [Kernel("mm/vmalloc.c", "vunmap_range_noflush")]
     public void VunmapRangeNoflush(ulong start, ulong end)
     {
         foreach (var w in _pgd.Leaves(start, end).ToList())
         {
             ulong va = _pgd.EntryVa(w.Table, w.Index), size = _pgd.EntrySize(w.Table);
-            if (!VaRange.Contains(start, end, va, va + size))
+            if (w.Table.Entries[w.Index].IsNone) continue; // cleared with its contiguous run
+            if (w.Level == PtLevel.Pte && w.Entry.Cont && _arch.Arch == Arch.Arm64 && start >= _arch.VmallocStart && end <= _arch.VmallocEnd)
             {
-                _log.RecordFault(FaultKind.KernelBug, _current(), va, $"unmap [{start:x}, {end:x}) splits a {w.Level} leaf at {va:x}");
+                // vunmap_pte_range (2fba13371fe8): arch_vmap_pte_range_unmap_size says
+                // CONT_PTE_SIZE for a valid contiguous entry, and the whole run is cleared
+                // (huge_ptep_get_and_clear), with a WARN for a range that starts inside the run
+                // or ends before its end.
+                ulong cont = (ulong)_arch.ContSize(PtLevel.Pte), run = va & ~(cont - 1);
+                if (!VaRange.Contains(start, end, run, run + cont))
+                    _log.RecordFault(FaultKind.KernelBug, _current(), va,
+                        $"vunmap [{start:x}, {end:x}) covers part of the contiguous PTE run [{run:x}, {run + cont:x}), which is cleared whole (WARN_ON in vunmap_pte_range)");
+                int first = _pgd.Index(run, PtLevel.Pte);
+                for (int j = 0; j < (int)(cont / size); j++) _pgd.Set(w.Table, first + j, Pte.None);
                 continue;
             }
+            if (!VaRange.Contains(start, end, va, va + size))
+                _log.RecordFault(FaultKind.KernelBug, _current(), va,
+                    $"vunmap [{start:x}, {end:x}) covers part of the {w.Level} leaf [{va:x}, {va + size:x}), which is cleared whole (WARN_ON(next - addr < {w.Level.ToString().ToUpperInvariant()}_SIZE) in vunmap_{w.Level.ToString().ToLowerInvariant()}_range)");
             _pgd.Set(w.Table, w.Index, Pte.None);
         }
     }

@@ -28,12 +28,22 @@
 //                         the module loader's set_vm_flush_reset_perms), never VM_ALLOW_HUGE_VMAP;
 //                         under the v5.13 policy it passed VM_NO_HUGE_VMAP where the arch opted
 //                         out (powerpc) and not on x86 (Rick Edgecombe in seed 003: the variant).
+//   vmap / vunmap         a caller's order-0 pages mapped with small PTEs (vmap_pages_range with
+//                         PAGE_SHIFT, pgprot_nx), and unmapped with the range purged lazily; the
+//                         pages stay the caller's (VM_MAP_PUT_PAGES hands them to vfree);
+//   ioremap_prot / iounmap  device memory (the model's MMIO window above RAM: no struct pages,
+//                         never RAM) mapped by ioremap_page_range with PMD/PUD leaves where VA
+//                         and PA are aligned; RAM is refused with the kernel's WARN (the x86
+//                         exception for PageReserved RAM is not modelled);
+//   vunmap_range(_noflush) part of an area its owner keeps (percpu's pcpu_unmap_pages is such a
+//                         user); a PMD/PUD leaf the range covers only in part is cleared whole
+//                         with a WARN (61ef8ddaa35e, v6.16), as pmd_clear_huge does; the model
+//                         records which pages the owner asked to unmap, for the invariants.
 //
 // Departures from the kernel: one NUMA node (no size_per_node division, which 2024 removed
 // anyway); no kvmalloc of the pages array (it cannot fail here); no __GFP_NOFAIL retries; no
 // kasan/kmemleak; module allocations come from the vmalloc range, not [MODULES_VADDR,
-// MODULES_END), and there is no EXECMEM_ROX_CACHE; vmap/ioremap of caller-supplied pages are not
-// modelled yet. The engine's Broken* switches
+// MODULES_END), and there is no EXECMEM_ROX_CACHE. The engine's Broken* switches
 // of KernelVariant keep their meaning: BrokenVunmapSkipsFlush releases the range at once, with
 // no flush now or at a purge.
 using PropertySuite.Engine.Config;
@@ -52,6 +62,8 @@ public enum VmFlags
     VmUninitialized = 1 << 5,
     VmNoGuard = 1 << 6,
     VmFlushResetPerms = 1 << 8,
+    /// <summary>vmap: the area takes over the caller's page array, and vfree frees the pages.</summary>
+    VmMapPutPages = 1 << 9,
     /// <summary>Opt in to PMD-sized mappings (since 559089e0a93d).</summary>
     VmAllowHugeVmap = 1 << 10,
     /// <summary>Opt out of PMD-sized mappings (v5.13-v5.17 policy).</summary>
@@ -84,6 +96,14 @@ public interface IVmAreaView
     bool SetMemoryFailed { get; }
     /// <summary>The order-0 backing pages, one per PAGE_SIZE of Size (vm_struct.pages).</summary>
     IReadOnlyList<long> Pages { get; }
+    /// <summary>Whether the area's owner took page <paramref name="i"/> out of the mapping with
+    /// vunmap_range / vunmap_range_noflush (the model's record of the call; the kernel keeps none).</summary>
+    bool PageUnmapped(long i);
+    /// <summary>How many pages the owner has vunmap_range'd.</summary>
+    long UnmappedCount { get; }
+    /// <summary>For an ioremap area (VM_IOREMAP): the first frame of the physically contiguous
+    /// range it maps, page i mapping PhysPfn + i; -1 for an area backed by pages[].</summary>
+    long PhysPfn { get; }
 }
 
 /// <summary>What an invariant may read of vmalloc.</summary>
@@ -101,7 +121,7 @@ public interface IVmallocView
 /// <summary>A vm_struct: a reserved VA range and its backing pages.</summary>
 public sealed class VmArea : IVmAreaView
 {
-    private const byte ProtWrite = 1, ProtExec = 2;
+    private const byte ProtWrite = 1, ProtExec = 2, ProtUnmapped = 4;
     private readonly byte[] _prot;
     private readonly int _pageShift;
 
@@ -120,6 +140,29 @@ public sealed class VmArea : IVmAreaView
 
     public bool PageWritable(long i) => (_prot[i] & ProtWrite) != 0;
     public bool PageExec(long i) => (_prot[i] & ProtExec) != 0;
+    public bool PageUnmapped(long i) => (_prot[i] & ProtUnmapped) != 0;
+    public long UnmappedCount { get; private set; }
+    public long PhysPfn { get; internal set; } = -1;
+
+    /// <summary>Records that the owner asked vunmap_range to unmap [va, va + size) of this area.</summary>
+    internal void RecordUnmapped(ulong va, ulong size)
+    {
+        long first = (long)((va - Addr) >> _pageShift), n = (long)(size >> _pageShift);
+        for (long i = Math.Max(first, 0); i < first + n && i < _prot.Length; i++)
+        {
+            if ((_prot[i] & ProtUnmapped) == 0) UnmappedCount++;
+            _prot[i] |= ProtUnmapped;
+        }
+    }
+
+    /// <summary>Whether any page of [va, va + size) has been vunmap_range'd by the owner.</summary>
+    public bool AnyUnmapped(ulong va, ulong size)
+    {
+        long first = (long)((va - Addr) >> _pageShift), n = (long)(size >> _pageShift);
+        for (long i = Math.Max(first, 0); i < first + n && i < _prot.Length; i++)
+            if ((_prot[i] & ProtUnmapped) != 0) return true;
+        return false;
+    }
     public bool SetMemoryFailed { get; internal set; }
 
     /// <summary>Records what set_memory_* made of the leaf [va, va + size) of this area.</summary>
@@ -127,7 +170,7 @@ public sealed class VmArea : IVmAreaView
     {
         byte p = (byte)((writable ? ProtWrite : 0) | (exec ? ProtExec : 0));
         long first = (long)((va - Addr) >> _pageShift), n = (long)(size >> _pageShift);
-        for (long i = first; i < first + n && i < _prot.Length; i++) _prot[i] = p;
+        for (long i = first; i < first + n && i < _prot.Length; i++) _prot[i] = (byte)(p | (_prot[i] & ProtUnmapped));
     }
 
     internal VmapArea Va { get; }
@@ -151,9 +194,10 @@ public sealed class Vmalloc : IVmallocView
     private readonly VmallocOptions _options;
     private readonly VmallocBreakage _breakage;
     private readonly SortedDictionary<ulong, VmArea> _areas = new();
+    private readonly KernelLog _log;
 
     public VmapAreaAllocator VmapAreas { get; }
-    public VmapRange Vmap { get; }
+    public VmapRange VmapRanges { get; }
 
     internal Vmalloc(ArchConfig arch, PhysMem mem, KernelPgtable pgtable, PageTable pgd, TlbFlush tlb, KernelLog log, Func<ExecContext?> current, int cpus, KernelVariant variant)
     {
@@ -163,8 +207,9 @@ public sealed class Vmalloc : IVmallocView
         _options = variant.Vmalloc;
         _options.Validate();
         _breakage = variant.VmallocBreakage;
+        _log = log;
         VmapAreas = new VmapAreaAllocator(arch, tlb, cpus, _breakage);
-        Vmap = new VmapRange(arch, pgd, pgtable, tlb, log, current);
+        VmapRanges = new VmapRange(arch, pgd, pgtable, tlb, log, current) { BrokenIgnoresPhysAlignment = _breakage.HugeVmapIgnoresPhysAlignment, BrokenContIgnoresPhysAlignment = _breakage.ContPteIgnoresPhysAlignment, ContPteVmap = !_options.NoContPteVmap };
         Pgtable = pgtable;
         _tlb = tlb;
         _current = current;
@@ -225,7 +270,19 @@ public sealed class Vmalloc : IVmallocView
             VmallocHugePolicy.PageKernelAtLeastPmd => writable && (flags & VmFlags.VmNoHugeVmap) == 0,
             _ => false,
         };
-        return tryHuge && pmdSupported && big ? _arch.PmdShift : _arch.PageShift;
+        if (!tryHuge) return _arch.PageShift;
+        if (pmdSupported && big) return _arch.PmdShift;
+        return _options.Huge == VmallocHugePolicy.OptIn ? ArchVmapPteSupportedShift(size) : _arch.PageShift;
+    }
+
+    /// <summary>arch_vmap_pte_supported_shift: arm64 (06fc959fcff7, v6.16) CONT_PTE_SHIFT for an
+    /// allocation of at least CONT_PTE_SIZE, PAGE_SHIFT otherwise and on x86.</summary>
+    [Kernel("arch/arm64/include/asm/vmalloc.h", "arch_vmap_pte_supported_shift")]
+    private int ArchVmapPteSupportedShift(ulong size)
+    {
+        long cont = _arch.ContSize(PtLevel.Pte);
+        if (_arch.Arch != Arch.Arm64 || _options.NoContPteVmap || cont == 0 || size < (ulong)cont) return _arch.PageShift;
+        return System.Numerics.BitOperations.Log2((ulong)cont);
     }
 
     /// <summary>vmalloc(size) for a size the caller has rounded to PAGE_SIZE (no huge mappings
@@ -285,7 +342,7 @@ public sealed class Vmalloc : IVmallocView
         long nrSmallPages = (long)(area.Size >> _arch.PageShift);
         long got = VmAreaAllocPages(area.PageOrder, nrSmallPages, area.PageList);
         Errno err = got != nrSmallPages ? Errno.ENOMEM
-            : Vmap.VmapPagesRange(area.Addr, area.Addr + area.Size, writable, area.PageList, pageShift);
+            : VmapRanges.VmapPagesRange(area.Addr, area.Addr + area.Size, writable, area.PageList, pageShift);
         if (err != Errno.Ok) Vfree(area);
         return err;
     }
@@ -358,6 +415,191 @@ public sealed class Vmalloc : IVmallocView
         else
             for (int i = 0; i < n; i++) _mem.FreePages(area.PageList[i], 0, FrameOwner.Vmalloc, "vfree");
         area.PageList.Clear();
+    }
+
+    /// <summary>The caller's side of a vmap user (a driver building a buffer): alloc_page
+    /// <paramref name="count"/> times, each an independent order-0 page with refcount 1. On a
+    /// failure the pages already allocated are freed and null returned.</summary>
+    public List<long>? AllocCallerPages(long count)
+    {
+        var pages = new List<long>();
+        for (long i = 0; i < count; i++)
+        {
+            long pfn = _mem.AllocPages(0, FrameOwner.Vmalloc);
+            if (pfn < 0)
+            {
+                FreeCallerPages(pages);
+                return null;
+            }
+            PrepBackingPages(pfn, 0);
+            pages.Add(pfn);
+        }
+        return pages;
+    }
+
+    /// <summary>The caller's __free_page of each of its pages once they are vunmap'd.</summary>
+    public void FreeCallerPages(IReadOnlyList<long> pages)
+    {
+        ResetBackingPages(pages, 0, pages.Count);
+        foreach (long pfn in pages) _mem.FreePages(pfn, 0, FrameOwner.Vmalloc, "__free_page");
+    }
+
+    /// <summary>vmap: maps the caller's <paramref name="pages"/> (order-0, any frames) into a new
+    /// area of pages.Count * PAGE_SIZE, PAGE_KERNEL (not executable: pgprot_nx), small PTEs only
+    /// (vmap_pages_range with PAGE_SHIFT). EINVAL (the kernel's NULL) for no pages or more than
+    /// the machine's memory; ENOMEM (NULL) when the range or a table cannot be allocated, after
+    /// vunmap of what was mapped. With VM_MAP_PUT_PAGES the area keeps the array and vfree frees
+    /// the pages; without it the caller keeps them and frees them after vunmap.</summary>
+    [Kernel("mm/vmalloc.c", "vmap")]
+    public (VmArea? Area, Errno Err) Vmap(IReadOnlyList<long> pages, VmFlags flags)
+    {
+        if (pages.Count == 0 || pages.Count > _mem.MaxPfn) return (null, Errno.EINVAL);
+        ulong size = (ulong)pages.Count << _arch.PageShift;
+        var area = GetVmAreaNode(size, (ulong)_arch.PageSize, _arch.PageShift, VmFlags.VmMap | flags, writable: true);
+        if (area is null) return (null, Errno.ENOMEM);
+        area.PageList.AddRange(pages);
+        var err = VmapRanges.VmapPagesRange(area.Addr, area.Addr + size, writable: true, area.PageList, _arch.PageShift);
+        if (err != Errno.Ok)
+        {
+            Vunmap(area);
+            return (null, err);
+        }
+        return (area, Errno.Ok);
+    }
+
+    /// <summary>vunmap: remove_vm_area (every entry of the area cleared at once, the flush and
+    /// the reuse of the range left to the lazy purge) and the vm_struct freed; the pages are the
+    /// caller's and stay allocated. Returns them for the caller to free.</summary>
+    [Kernel("mm/vmalloc.c", "vunmap")]
+    public IReadOnlyList<long> Vunmap(VmArea area)
+    {
+        RemoveVmArea(area);
+        var pages = area.PageList.ToList();
+        area.PageList.Clear();
+        return pages;
+    }
+
+    /// <summary>The first frame of the model's MMIO window: the first PUD-aligned physical
+    /// address above all RAM the machine can have (device memory has no struct pages and is
+    /// never RAM, so every frame there is Absent to the allocator).</summary>
+    public long MmioBasePfn => (long)(AlignUp((ulong)_mem.MaxPfn << _arch.PageShift, (ulong)_arch.PudSize) >> _arch.PageShift);
+
+    /// <summary>ioremap_prot (mm/ioremap.c generic_ioremap_prot; x86 __ioremap_caller): maps
+    /// [physAddr, physAddr + size) of device memory. The offset within the first page is
+    /// dropped and the size rounded to whole pages; the area is VM_IOREMAP, aligned to its size
+    /// rounded up to a power of two (at most IOREMAP_MAX_ORDER: PUD_SHIFT on x86-64 and arm64
+    /// 4K, PMD_SHIFT on arm64 16K/64K) so that huge leaves can be used; ioremap_page_range maps
+    /// it with leaves up to ioremap_max_page_shift (no limit; nohugeiomap: PAGE_SHIFT). EINVAL
+    /// (the kernel's NULL) for size 0 or a range that wraps; EINVAL with the kernel's WARN for a
+    /// range that touches RAM (x86 "ioremap on RAM", arm64 pfn_is_map_memory); ENOMEM when the
+    /// range or a table cannot be allocated.</summary>
+    [Kernel("mm/ioremap.c", "ioremap_prot")]
+    public (VmArea? Area, Errno Err) IoremapProt(ulong physAddr, ulong size)
+    {
+        ulong last = physAddr + size - 1;
+        if (size == 0 || last < physAddr) return (null, Errno.EINVAL);
+        ulong page = (ulong)_arch.PageSize;
+        ulong offset = physAddr & (page - 1);
+        physAddr -= offset;
+        size = AlignUp(size + offset, page);
+        long pfn = (long)(physAddr >> _arch.PageShift);
+        if (pfn < _mem.MaxPfn)
+        {
+            _log.RecordFault(FaultKind.KernelBug, _current(), physAddr, $"ioremap of [{physAddr:x}, {physAddr + size:x}): RAM (WARN: ioremap on RAM)");
+            return (null, Errno.EINVAL);
+        }
+        int maxOrder = _arch.Arch == Arch.Arm64 && _arch.PageShift != 12 ? _arch.PmdShift : _arch.PudShift;
+        int order = Math.Clamp(64 - System.Numerics.BitOperations.LeadingZeroCount(size - 1), _arch.PageShift, maxOrder);
+        var area = GetVmAreaNode(size, 1UL << order, _arch.PageShift, VmFlags.VmIoremap, writable: true);
+        if (area is null) return (null, Errno.ENOMEM);
+        area.PhysPfn = pfn;
+        var err = IoremapPageRange(area.Addr, area.Addr + size, physAddr);
+        if (err != Errno.Ok)
+        {
+            RemoveVmArea(area); // free_vm_area
+            return (null, err);
+        }
+        return (area, Errno.Ok);
+    }
+
+    /// <summary>ioremap_page_range: vmap_range_noflush with ioremap_max_page_shift, then
+    /// flush_cache_vmap (nothing on x86 and arm64).</summary>
+    [Kernel("mm/vmalloc.c", "ioremap_page_range")]
+    public Errno IoremapPageRange(ulong addr, ulong end, ulong physAddr) =>
+        VmapRanges.VmapRangeNoflush(addr, end, (long)(physAddr >> _arch.PageShift), writable: true,
+            _options.NoHugeIomap ? _arch.PageShift : 63);
+
+    /// <summary>iounmap: vunmap of the ioremap area (entries cleared at once, the range purged
+    /// lazily); there are no pages to free.</summary>
+    [Kernel("mm/ioremap.c", "iounmap")]
+    public void Iounmap(VmArea area)
+    {
+        if ((area.Flags & VmFlags.VmIoremap) == 0) throw new ModelBugException($"iounmap of {area}: not an ioremap area");
+        RemoveVmArea(area);
+    }
+
+    /// <summary>The pfn the last vmalloc_to_page walk found (-1: none), for tests.</summary>
+    public long LastVmallocToPage { get; private set; } = -1;
+
+    /// <summary>vmalloc_to_page as a walker task: pgd_offset, then one entry read per level
+    /// (p4d_offset ... pte_offset_kernel), stopping at a huge leaf (pud_leaf / pmd_leaf: the
+    /// subpage of the block) or a none entry (NULL). No lock is taken, as in the kernel: the walk
+    /// is kept safe by the caller holding a live area, because the only code that frees a table
+    /// of the vmalloc range, pmd_free_pte_page / pud_free_pmd_page from vmap_try_huge_pmd /
+    /// _pud, frees a table only when the whole range it maps is the one new area being mapped
+    /// (end - addr == PMD_SIZE, aligned), which no other live area overlaps, on x86 and arm64
+    /// alike; hot-remove's free_empty_tables frees only tables wholly inside
+    /// [VMEMMAP_START, VMEMMAP_END) (floor/ceiling, bbd6ec605c0f), and arm64's ptdump
+    /// synchronisation around pud_free_pmd_page (fa93b45fd397) concerns ptdump, not this walk.
+    /// Each table the walk reads is held (<paramref name="walkers"/>) until it returns.</summary>
+    [Kernel("mm/vmalloc.c", "vmalloc_to_page")]
+    public IEnumerable<StepStatus> VmallocToPage(ExecContext ctx, ulong addr, Hotplug.TableWalkers walkers)
+    {
+        var pgd = Pgtable.InitMmPgd;
+        var t = pgd.Root;
+        walkers.Hold(ctx.Task, "vmalloc_to_page", pgd, t);
+        LastVmallocToPage = -1;
+        yield return StepStatus.After("pgd_offset");
+        while (true)
+        {
+            // READ_ONCE of the entry in t (t may have been freed meanwhile: the walk reads it
+            // anyway, which NoWalkerHoldsFreedTable reports).
+            Pte e = t.Entries[pgd.Index(addr, t.Level)];
+            if (e.IsNone) break;
+            if (e.IsLeaf)
+            {
+                ulong size = pgd.EntrySize(t);
+                LastVmallocToPage = e.Pfn + (long)((addr & (size - 1)) >> _arch.PageShift);
+                break;
+            }
+            if (t.Level == PtLevel.Pte || !pgd.TryGetChild(t, e, out var child)) break;
+            walkers.Hold(ctx.Task, "vmalloc_to_page", pgd, child);
+            t = child;
+            yield return StepStatus.After(child.Level switch { PtLevel.Pte => "pte_offset_kernel", PtLevel.Pmd => "pmd_offset", PtLevel.Pud => "pud_offset", _ => "p4d_offset" });
+        }
+        walkers.ReleaseAll(ctx.Task);
+        yield return StepStatus.After("vmalloc_to_page");
+    }
+
+    /// <summary>vunmap_range: vunmap_range_noflush, then flush_tlb_kernel_range(addr, end). The
+    /// caller (a vmap user) unmaps part of an area it keeps; the model records the hole in the
+    /// area that contains <paramref name="addr"/>, for the invariants (the kernel keeps no record).</summary>
+    [Kernel("mm/vmalloc.c", "vunmap_range")]
+    public void VunmapRange(ulong addr, ulong end)
+    {
+        VunmapRangeNoflush(addr, end);
+        _tlb.FlushTlbKernelRange(addr, end);
+    }
+
+    /// <summary>vunmap_range_noflush: clears the entries of [addr, end) and leaves the TLB flush
+    /// to the caller (as pcpu_unmap_pages does, flushing once for many ranges). A huge leaf the
+    /// range covers only in part is cleared whole with a WARN (KernelPgtable.VunmapRangeNoflush).</summary>
+    [Kernel("mm/vmalloc.c", "vunmap_range_noflush")]
+    public void VunmapRangeNoflush(ulong addr, ulong end)
+    {
+        FindVmArea(addr)?.RecordUnmapped(addr, end - addr);
+        ulong clearEnd = _breakage.VunmapRangeOvershoots ? end + (ulong)_arch.PageSize : end;
+        Pgtable.VunmapRangeNoflush(addr, clearEnd);
     }
 
     /// <summary>remove_vm_area: unlink the vm_struct, then free_unmap_vmap_area: clear the

@@ -22,9 +22,19 @@
 // (the break of break-before-make), TLBI VAAE1IS for the address (every level) and frees, and the
 // huge entry is then the make.
 //
+// arm64 contiguous PTEs (06fc959fcff7 "arm64/mm: Support huge pte-mapped pages in vmap", v6.16):
+// vmap_pte_range asks arch_vmap_pte_range_map_size for each PTE; a run of CONT_PTES entries
+// that is whole, virtually and physically CONT_PTE_SIZE-aligned and allowed by max_page_shift is
+// written with set_huge_pte_at (the contiguous bit on every entry). __vmalloc_node_range asks
+// arch_vmap_pte_supported_shift for a VM_ALLOW_HUGE_VMAP allocation too small for a PMD, so such
+// an area is backed by CONT_PTE_SIZE allocations; vunmap_pte_range clears a contiguous run whole
+// (arch_vmap_pte_range_unmap_size), with a WARN when the range starts inside the run or ends
+// before its end (2fba13371fe8). set_huge_pte_at breaks (clears and flushes) before it writes
+// only when the old entries are valid; vmap never gets there, because vmap_pte_range refuses a
+// PTE that is not none before it asks.
+//
 // Departures from the kernel: areas are mapped PAGE_KERNEL (writable, not executable) or
-// read-only, and only set_memory_* (SetMemory.cs) changes the write and execute bits later; no
-// arm64 contiguous-PTE vmap (arch_vmap_pte_range_map_size) and no pte-level huge mappings;
+// read-only, and only set_memory_* (SetMemory.cs) changes the write and execute bits later;
 // pgtbl_mod_mask / arch_sync_kernel_mappings are not modelled (no per-mm kernel PGD copies).
 using PropertySuite.Engine.Config;
 using PropertySuite.Engine.Smp;
@@ -37,6 +47,9 @@ public enum HugeMapDecision { ShiftTooSmall, ArchUnsupported, SizeNotLeaf, VirtU
 /// <summary>The vmap walkers of init_mm.</summary>
 public sealed class VmapRange(ArchConfig arch, PageTable pgd, KernelPgtable pgtable, TlbFlush tlb, KernelLog log, Func<ExecContext?> current)
 {
+    /// <summary>The meta-test breakage that skips the physical-alignment test (VmallocBreakage).</summary>
+    internal bool BrokenIgnoresPhysAlignment { get; init; }
+
     /// <summary>What the last vmap_try_huge_* calls decided, counted by reason (for coverage).</summary>
     public Dictionary<HugeMapDecision, long> Decisions { get; } = new();
 
@@ -67,6 +80,24 @@ public sealed class VmapRange(ArchConfig arch, PageTable pgd, KernelPgtable pgta
                 {
                     log.RecordFault(FaultKind.KernelBug, current(), addr, $"vmap_pte_range at {addr:x}: PTE already {t.Entries[i]} (WARN_ON(!pte_none))");
                     return Errno.EBUSY;
+                }
+                ulong mapSize = ArchVmapPteRangeMapSize(addr, end, pfnHere, maxPageShift);
+                if (mapSize != (ulong)arch.PageSize)
+                {
+                    // set_huge_pte_at over none entries: every PTE of the run with PTE_CONT (a
+                    // break is needed only for a valid → valid change, which the pte_none test
+                    // above already refuses).
+                    int n = (int)(mapSize >> arch.PageShift);
+                    for (int j = 0; j < n; j++)
+                        if (!t.Entries[i + j].IsNone)
+                        {
+                            log.RecordFault(FaultKind.KernelBug, current(), addr + ((ulong)j << arch.PageShift), $"vmap_pte_range at {addr:x}: PTE {j} of the contiguous run already {t.Entries[i + j]} (BUG)");
+                            return Errno.EBUSY;
+                        }
+                    for (int j = 0; j < n; j++) pgd.Set(t, i + j, Pte.MkLeaf(pfnHere + j, writable, cont: true));
+                    pfn += n;
+                    addr += mapSize;
+                    continue;
                 }
                 pgd.Set(t, i, Pte.MkLeaf(pfnHere, writable));
             }
@@ -99,6 +130,29 @@ public sealed class VmapRange(ArchConfig arch, PageTable pgd, KernelPgtable pgta
         return Errno.Ok;
     }
 
+    /// <summary>arch_vmap_pte_range_map_size: arm64 (06fc959fcff7, v6.16) maps a run of
+    /// CONT_PTE_SIZE with the contiguous bit when max_page_shift allows it, the rest of the
+    /// range holds a whole run, and both the virtual and the physical address are aligned to it;
+    /// PAGE_SIZE otherwise, and always on x86.</summary>
+    [Kernel("arch/arm64/include/asm/vmalloc.h", "arch_vmap_pte_range_map_size")]
+    public ulong ArchVmapPteRangeMapSize(ulong addr, ulong end, long pfn, int maxPageShift)
+    {
+        ulong page = (ulong)arch.PageSize, cont = (ulong)arch.ContSize(PtLevel.Pte);
+        if (arch.Arch != Arch.Arm64 || !ContPteVmap || cont == 0) return page;
+        if (maxPageShift < System.Numerics.BitOperations.Log2(cont)) return page;
+        if (end - addr < cont) return page;
+        if ((addr & (cont - 1)) != 0) return page;
+        if ((((ulong)pfn << arch.PageShift) & (cont - 1)) != 0 && !BrokenContIgnoresPhysAlignment) return page;
+        return cont;
+    }
+
+    /// <summary>Whether arm64 uses contiguous PTEs in vmap (v6.16 and later).</summary>
+    internal bool ContPteVmap { get; init; } = true;
+
+    /// <summary>The meta-test breakage that skips the physical-alignment test of
+    /// arch_vmap_pte_range_map_size (VmallocBreakage).</summary>
+    internal bool BrokenContIgnoresPhysAlignment { get; init; }
+
     private HugeMapDecision VmapTryHuge(PtTable t, int i, ulong addr, ulong end, long pfn, bool writable, int maxPageShift)
     {
         var d = t.Level == PtLevel.Pmd ? VmapTryHugePmd(t, i, addr, end, pfn, writable, maxPageShift)
@@ -125,7 +179,7 @@ public sealed class VmapRange(ArchConfig arch, PageTable pgd, KernelPgtable pgta
         if (!arch.LeafAllowed(level) || (int)level >= arch.Levels) return HugeMapDecision.ArchUnsupported;
         if (end - addr != size) return HugeMapDecision.SizeNotLeaf;
         if ((addr & (size - 1)) != 0) return HugeMapDecision.VirtUnaligned;
-        if ((((ulong)pfn << arch.PageShift) & (size - 1)) != 0) return HugeMapDecision.PhysUnaligned;
+        if ((((ulong)pfn << arch.PageShift) & (size - 1)) != 0 && !BrokenIgnoresPhysAlignment) return HugeMapDecision.PhysUnaligned;
         if (!t.Entries[i].IsNone)
         {
             if (t.Entries[i].IsLeaf) return HugeMapDecision.TableNotFreed; // not a table: mapped already
@@ -159,8 +213,8 @@ public sealed class VmapRange(ArchConfig arch, PageTable pgd, KernelPgtable pgta
     public Errno VmapPagesRange(ulong addr, ulong end, bool writable, IReadOnlyList<long> pages, int pageShift) =>
         VmapPagesRangeNoflush(addr, end, writable, pages, pageShift);
 
-    /// <summary>vunmap_range: clears every leaf in [addr, end) (a huge leaf the range splits is
-    /// recorded and left, the WARN of vunmap_pmd_range) and flushes [addr, end).</summary>
+    /// <summary>vunmap_range: clears every leaf in [addr, end) (a huge leaf the range cuts is
+    /// cleared whole, with the WARN of vunmap_pmd_range) and flushes [addr, end).</summary>
     [Kernel("mm/vmalloc.c", "vunmap_range")]
     public void VunmapRange(ulong addr, ulong end)
     {

@@ -45,7 +45,10 @@ public sealed record VfreeOp(string Area) : Op
         // another CPU freed the area in between, this would be a double vfree by the caller (a
         // caller bug the kernel only WARNs about), so like any operation whose handle is gone
         // it does nothing.
-        if (rc.TryGet<VmArea>(Area, out var area))
+        // A vmap'd buffer's pages are its caller's: it vunmaps it and frees them (vfree would
+        // free nothing, leaking them); an ioremap area is iounmap'd. vfree of either is a no-op
+        // like a stale handle.
+        if (rc.TryGet<VmArea>(Area, out var area) && (area.Flags & (VmFlags.VmMap | VmFlags.VmIoremap)) == 0)
         {
             rc.Unbind(Area);
             k.Vmalloc.Vfree(area);
@@ -69,10 +72,12 @@ public sealed record ReadOp(string Area, long Offset) : Op
         // Resolved when the load executes: a started (or interrupt-handler) read of an area that
         // another CPU has vfree'd meanwhile would be the caller's use-after-free, not a kernel
         // bug, so it is a no-op like any operation whose handle is gone.
+        // A page its owner took out with vunmap_range is not the owner's to read any more.
         if (rc.TryGet<VmArea>(Area, out var area))
         {
-            ulong off = (ulong)Offset % area.Size;
-            k.Mmu.Translate(ctx, area.Addr + off, write: false, out _, out _);
+            ulong off = (ulong)Offset % area.Size & ~(ulong)(k.Arch.PageSize - 1);
+            if (!area.PageUnmapped((long)(off >> k.Arch.PageShift)))
+                k.Mmu.Translate(ctx, area.Addr + off, write: false, out _, out _);
         }
         yield return StepStatus.After("READ_ONCE");
     }

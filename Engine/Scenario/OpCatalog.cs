@@ -44,6 +44,13 @@ public static class OpCatalog
         ["set_memory_rw"] = ((r, _) => new SetMemoryOp(SetMemoryKind.Rw, r.Handle('v'), r.Size("offset", 0, MaxOpSize), r.Int("pages", 1, 1 << 24)), null),
         ["set_memory_x"] = ((r, _) => new SetMemoryOp(SetMemoryKind.X, r.Handle('v'), r.Size("offset", 0, MaxOpSize), r.Int("pages", 1, 1 << 24)), null),
         ["set_memory_nx"] = ((r, _) => new SetMemoryOp(SetMemoryKind.Nx, r.Handle('v'), r.Size("offset", 0, MaxOpSize), r.Int("pages", 1, 1 << 24)), null),
+        ["vmap"] = ((r, _) => new VmapOp(r.Int("pages", 0, 1 << 20)), 'v'),
+        ["vunmap"] = ((r, _) => new VunmapOp(r.Handle('v')), null),
+        ["vunmap_range"] = ((r, _) => new VunmapRangeOp(r.Handle('v'), r.Size("offset", 0, MaxOpSize), r.Int("pages", 1, 1 << 24), true), null),
+        ["vunmap_range_noflush"] = ((r, _) => new VunmapRangeOp(r.Handle('v'), r.Size("offset", 0, MaxOpSize), r.Int("pages", 1, 1 << 24), false), null),
+        ["ioremap"] = ((r, _) => new IoremapOp(r.Size("phys offset", 0, MaxOpSize), r.Size("size", 0, MaxOpSize)), 'v'),
+        ["iounmap"] = ((r, _) => new IounmapOp(r.Handle('v')), null),
+        ["vmalloc_to_page"] = ((r, _) => new VmallocToPageOp(r.Handle('v'), r.Size("offset", 0, MaxOpSize)), null),
         ["read_direct_map"] = ((r, _) => new ReadDirectMapOp(r.Handle('v'), r.Size("offset", 0, MaxOpSize)), null),
         ["hvo_knob"] = ((r, _) => new HvoKnobOp(HugetlbOpText.OnOff(r)), null),
         // HugeTLB high-granularity mapping (HgmOps.cs)

@@ -113,9 +113,10 @@ public sealed record SetMemoryOp(SetMemoryKind Kind, string Area, long Offset, l
 
     private IEnumerable<StepStatus> Body(RunContext rc, Kernel k)
     {
-        if (rc.TryGet<VmArea>(Area, out var area) && (area.Flags & VmFlags.VmFlushResetPerms) != 0)
+        ulong page = (ulong)k.Arch.PageSize;
+        if (rc.TryGet<VmArea>(Area, out var area) && (area.Flags & VmFlags.VmFlushResetPerms) != 0
+            && !area.AnyUnmapped(area.Addr + ((ulong)Offset % area.Size & ~(page - 1)), (ulong)Math.Min(Pages, (long)((area.Size - ((ulong)Offset % area.Size & ~(page - 1))) / page)) * page))
         {
-            ulong page = (ulong)k.Arch.PageSize;
             ulong off = (ulong)Offset % area.Size & ~(page - 1);
             long pages = Math.Min(Pages, (long)((area.Size - off) / page));
             ulong addr = area.Addr + off;
@@ -135,6 +136,186 @@ public sealed record SetMemoryOp(SetMemoryKind Kind, string Area, long Offset, l
     {
         if (Offset != 0) yield return this with { Offset = 0 };
         if (Pages > 1) yield return this with { Pages = 1 };
+    }
+}
+
+/// <summary>`v1 = vmap 4`: a vmap user's buffer: alloc_page PAGES times, then vmap(pages,
+/// PAGES, VM_MAP, PAGE_KERNEL); if vmap fails the caller frees its pages.</summary>
+public sealed record VmapOp(long Pages) : Op
+{
+    public override string Verb => "vmap";
+    public override string Args() => Pages.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => Body(rc, k));
+
+    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k)
+    {
+        var pages = k.Vmalloc.AllocCallerPages(Pages);
+        if (pages is not null)
+        {
+            var (area, _) = k.Vmalloc.Vmap(pages, VmFlags.None);
+            if (area is not null) rc.BindHandle(Bind, area);
+            else k.Vmalloc.FreeCallerPages(pages);
+        }
+        yield return StepStatus.After("vmap");
+    }
+
+    public override IEnumerable<Op> ShrinkArgs()
+    {
+        if (Pages > 1) yield return this with { Pages = 1 };
+        if (Pages > 2) yield return this with { Pages = Pages / 2 };
+    }
+}
+
+/// <summary>`vunmap v1`: vunmap(addr) of a vmap'd area (its range goes to the lazy purge),
+/// then the caller's __free_page of each page.</summary>
+public sealed record VunmapOp(string Area) : Op
+{
+    public override string Verb => "vunmap";
+    public override string Args() => Area;
+    public override IEnumerable<string> Uses => [Area];
+
+    public override KernelTask? CreateTask(RunContext rc) =>
+        rc.TryGet<VmArea>(Area, out _) ? new LambdaTask(ToString(), (k, ctx) => Body(rc, k)) : null;
+
+    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k)
+    {
+        // Only the owner of a vmap'd buffer vunmaps it; a vmalloc area is vfree'd (vunmap of one
+        // would leak its pages, the caller's bug), so the line is a no-op on those.
+        if (rc.TryGet<VmArea>(Area, out var area) && (area.Flags & VmFlags.VmMap) != 0)
+        {
+            rc.Unbind(Area);
+            k.Vmalloc.FreeCallerPages(k.Vmalloc.Vunmap(area));
+        }
+        yield return StepStatus.After("vunmap");
+    }
+}
+
+/// <summary>`vunmap_range v1 8K 2` (or `vunmap_range_noflush`): the owner of an area unmaps
+/// PAGES pages of it from OFFSET (rounded down to a page, clipped to the area) and keeps the
+/// rest; the flushing form flushes the range, the other leaves the flush to its caller, which
+/// issues it in a step of its own.</summary>
+public sealed record VunmapRangeOp(string Area, long Offset, long Pages, bool Flush) : Op
+{
+    public override string Verb => Flush ? "vunmap_range" : "vunmap_range_noflush";
+    public override string Args() => $"{Area} {ArchConfig.FormatSize(Offset)} {Pages}";
+    public override IEnumerable<string> Uses => [Area];
+
+    public override KernelTask? CreateTask(RunContext rc) =>
+        rc.TryGet<VmArea>(Area, out _) ? new LambdaTask(ToString(), (k, ctx) => Body(rc, k)) : null;
+
+    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k)
+    {
+        if (rc.TryGet<VmArea>(Area, out var area))
+        {
+            ulong page = (ulong)k.Arch.PageSize;
+            ulong off = (ulong)Offset % area.Size & ~(page - 1);
+            long pages = Math.Min(Pages, (long)((area.Size - off) / page));
+            ulong addr = area.Addr + off, end = addr + (ulong)pages * page;
+            if (Flush) k.Vmalloc.VunmapRange(addr, end);
+            else
+            {
+                // The noflush form's caller flushes afterwards, before it frees or reuses the
+                // pages (pcpu_unmap_pages, then pcpu_post_unmap_tlb_flush): a second step, so
+                // other CPUs run between the clear and the flush.
+                k.Vmalloc.VunmapRangeNoflush(addr, end);
+                yield return StepStatus.After(Verb);
+                k.Tlb.FlushTlbKernelRange(addr, end);
+                yield return StepStatus.After("flush_tlb_kernel_range");
+                yield break;
+            }
+        }
+        yield return StepStatus.After(Verb);
+    }
+
+    public override IEnumerable<Op> ShrinkArgs()
+    {
+        // The page count is not shrunk: a generated range is whole backing allocations of its
+        // area, and a smaller one could cut a huge leaf, a caller bug (the kernel's WARN) that
+        // would then stand in for the bug being shrunk. Offset 0 is aligned for every leaf.
+        if (Offset != 0) yield return this with { Offset = 0 };
+        if (!Flush) yield return this with { Flush = true };
+    }
+}
+
+/// <summary>`v1 = ioremap 2M 4M`: ioremap_prot of SIZE bytes of device memory at PHYSOFF into the
+/// model's MMIO window (Vmalloc.MmioBasePfn, the first PUD-aligned address above RAM), so that
+/// the offset decides the physical alignment of the range.</summary>
+public sealed record IoremapOp(long PhysOffset, long Size) : Op
+{
+    public override string Verb => "ioremap";
+    public override string Args() => $"{ArchConfig.FormatSize(PhysOffset)} {ArchConfig.FormatSize(Size)}";
+
+    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => Body(rc, k));
+
+    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k)
+    {
+        ulong phys = ((ulong)k.Vmalloc.MmioBasePfn << k.Arch.PageShift) + (ulong)PhysOffset;
+        var (area, _) = k.Vmalloc.IoremapProt(phys, (ulong)Size);
+        if (area is not null) rc.BindHandle(Bind, area);
+        yield return StepStatus.After("ioremap_prot");
+    }
+
+    public override IEnumerable<Op> ShrinkArgs()
+    {
+        if (PhysOffset != 0) yield return this with { PhysOffset = 0 };
+        if (Size > 4096) yield return this with { Size = 4096 };
+    }
+}
+
+/// <summary>`iounmap v1`: iounmap of an ioremap area (a no-op on any other area).</summary>
+public sealed record IounmapOp(string Area) : Op
+{
+    public override string Verb => "iounmap";
+    public override string Args() => Area;
+    public override IEnumerable<string> Uses => [Area];
+
+    public override KernelTask? CreateTask(RunContext rc) =>
+        rc.TryGet<VmArea>(Area, out _) ? new LambdaTask(ToString(), (k, ctx) => Body(rc, k)) : null;
+
+    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k)
+    {
+        if (rc.TryGet<VmArea>(Area, out var area) && (area.Flags & VmFlags.VmIoremap) != 0)
+        {
+            rc.Unbind(Area);
+            k.Vmalloc.Iounmap(area);
+        }
+        yield return StepStatus.After("iounmap");
+    }
+}
+
+/// <summary>`vmalloc_to_page v1 8K`: the lockless walk of vmalloc_to_page over init_mm for an
+/// address of a live area (Vmalloc.VmallocToPage), one table per step, holding the tables on
+/// its path (Hotplug/TableWalkers, which NoWalkerHoldsFreedTable judges).</summary>
+public sealed record VmallocToPageOp(string Area, long Offset) : Op
+{
+    public override string Verb => "vmalloc_to_page";
+    public override string Args() => $"{Area} {ArchConfig.FormatSize(Offset)}";
+    public override IEnumerable<string> Uses => [Area];
+
+    public override KernelTask? CreateTask(RunContext rc) =>
+        rc.TryGet<VmArea>(Area, out _) ? new LambdaTask(ToString(), (k, ctx) => Body(rc, k, ctx)) : null;
+
+    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k, ExecContext ctx)
+    {
+        // Only the owner of a live area asks for its pages (an ioremap area has none, a page
+        // the owner vunmap_range'd is not its own any more).
+        if (!rc.TryGet<VmArea>(Area, out var area) || (area.Flags & VmFlags.VmIoremap) != 0) yield break;
+        ulong off = (ulong)Offset % area.Size & ~(ulong)(k.Arch.PageSize - 1);
+        if (area.PageUnmapped((long)(off >> k.Arch.PageShift))) yield break;
+        try
+        {
+            foreach (var st in k.Vmalloc.VmallocToPage(ctx, area.Addr + off, k.Hotplug.Walkers)) yield return st;
+        }
+        finally
+        {
+            k.Hotplug.Walkers.ReleaseAll(ctx.Task);
+        }
+    }
+
+    public override IEnumerable<Op> ShrinkArgs()
+    {
+        if (Offset != 0) yield return this with { Offset = 0 };
     }
 }
 
