@@ -32,7 +32,8 @@ public class HugetlbGenerationTests
         KernelVariants.All.Where(v => v.Correct).Select(v => v.Name));
 
     private static (ArchConfig, MachineConfig) Machine(NamedVariant v) =>
-        (v.Arch is { } a ? ArchConfig.ByName(a) : ArchConfig.X86_64_4K, new MachineConfig(2L << 30, 2));
+        // A variant's Arch is a configuration or an architecture prefix (ScenarioGenerator.Allows).
+        (v.Arch is null ? ArchConfig.X86_64_4K : ArchConfig.All.First(a => ScenarioGenerator.Allows(v, a)), new MachineConfig(2L << 30, 2));
 
     /// <summary>A scenario of the HugeTLB family alone, and its run (generation applies and
     /// checks each operation as it draws it).</summary>
