@@ -225,16 +225,16 @@ public static class FuzzCommand
             && (a.Count is null || fuzzer.ScenariosRun < a.Count) && (a.Time is null || clock.Elapsed < a.Time);
         void Write(FuzzFinding f) =>
             written.Add((f, PbtRunner.WriteReproAtomically(a.OutDir, ScenarioProperty.ReproFileName(f.Shrunk), fuzzer.ReproText(f, a.Command()))));
-        void One()
+        // One scenario given by --scenario-seed, or the run: scenario after scenario while More().
+        void Fuzz(Action taken)
         {
             if (a.Scenario is { } sc)
             {
                 if (fuzzer.Examine(0, sc.Seed, sc.Size) is { } f) Write(f);
+                taken();
                 return;
             }
-            // A batch of consecutive scenarios, one per job (no more than --count leaves).
-            int n = a.Count is { } c ? (int)Math.Min(a.Jobs, c - fuzzer.ScenariosRun) : a.Jobs;
-            foreach (var f in fuzzer.NextBatch(n, a.Jobs, a.StopOnFirst)) Write(f);
+            fuzzer.Run(a.Jobs, More, Write, taken, a.StopOnFirst);
         }
 
         if (cx.Interactive)
@@ -244,14 +244,13 @@ public static class FuzzCommand
                 .Start(ctx =>
                 {
                     var task = ctx.AddTask("fuzzing", maxValue: 1000);
-                    while (More())
+                    Fuzz(() =>
                     {
-                        One();
                         double byTime = a.Time is { } t ? clock.Elapsed / t : 0;
                         double byCount = a.Count is { } n ? (double)fuzzer.ScenariosRun / n : 0;
                         task.Value = 1000 * Math.Min(1, Math.Max(byTime, byCount));
                         task.Description = string.Create(ci, $"{fuzzer.ScenariosRun} scenarios, {fuzzer.Findings.Count} violation(s)");
-                    }
+                    });
                     task.Value = task.MaxValue;
                 });
         }
@@ -259,15 +258,14 @@ public static class FuzzCommand
         {
             // No terminal (CI logs, a pipe): a plain line now and then shows the run is alive.
             var next = ProgressInterval;
-            while (More())
+            Fuzz(() =>
             {
-                One();
                 if (clock.Elapsed >= next)
                 {
                     next = clock.Elapsed + ProgressInterval;
                     cx.Out.WriteLine(string.Create(ci, $"progress {clock.Elapsed.TotalSeconds:F0} s: {fuzzer.ScenariosRun} scenarios, {fuzzer.Statistics.Steps} steps, {fuzzer.Findings.Count} violation(s)"));
                 }
-            }
+            });
         }
         clock.Stop();
 

@@ -188,6 +188,7 @@ public sealed class Kernel : IPteObserver, IKernelView
         Events.Clear();
         if (Hugetlb is not null) foreach (var h in Hugetlb.Hstates) h.ClearTouched();
         Hgm?.BeginStep();
+        Vmalloc.BeginStep();
     }
 
     /// <summary>mm_alloc with pgd_alloc (kernel/fork.c): a new user address space with an empty

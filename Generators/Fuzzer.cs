@@ -6,9 +6,9 @@
 //
 // Scenario i uses seed Shard.SeedFor(baseSeed, i) and FsCheck-like size 1 + i mod 100, so a run
 // is a pure function of (base seed, shard, options) up to where it stops; only the stopping
-// point depends on the wall clock. Parallel fuzzing (NextBatch) generates and runs a batch of
-// consecutive scenarios on several threads and then takes their results in scenario order, so
-// the number of jobs changes how fast a run goes, never what it finds.
+// point depends on the wall clock. Parallel fuzzing (Run with jobs > 1) generates and runs
+// consecutive scenarios on several threads, a few ahead of the consumer, and takes their results
+// in scenario order, so the number of jobs changes how fast a run goes, never what it finds.
 using System.Diagnostics;
 using System.Globalization;
 using PropertySuite.Engine.Scenario;
@@ -81,37 +81,87 @@ public sealed class Fuzzer
         return Consider(index, seed, size, s, r);
     }
 
-    /// <summary>Generates and runs the next <paramref name="n"/> scenarios on up to
-    /// <paramref name="jobs"/> threads, then takes their results in scenario order (statistics,
-    /// findings, shrinking), so that the outcome is the one <paramref name="n"/> calls of
-    /// <see cref="Next"/> give, whatever the number of jobs. With
-    /// <paramref name="stopAtFirstFinding"/>, the scenarios after the first new finding are
-    /// dropped as if never run.</summary>
-    public IReadOnlyList<FuzzFinding> NextBatch(int n, int jobs, bool stopAtFirstFinding = false)
+    /// <summary>Runs scenarios from the next one on while <paramref name="more"/> says so, on
+    /// <paramref name="jobs"/> threads, taking their results in scenario order (statistics,
+    /// findings, shrinking) on the calling thread, so that what a run finds is what as many calls
+    /// of <see cref="Next"/> give, whatever the number of jobs. Workers run ahead of the
+    /// consumer by up to 32 scenarios each, so a slow scenario holds up only its own worker
+    /// (scenario times are heavy-tailed: one in a hundred takes seconds), and <paramref name="more"/>
+    /// is asked before each scenario is taken, so a deadline is overshot by at most the scenarios
+    /// in flight. Scenarios run ahead past the stopping point are dropped as if never run.
+    /// <paramref name="found"/> gets each new finding, <paramref name="taken"/> is called after
+    /// each scenario is taken; with <paramref name="stopAtFirstFinding"/> the run ends at the first
+    /// new finding. An exception in a worker (a harness bug) is rethrown here.</summary>
+    public void Run(int jobs, Func<bool> more, Action<FuzzFinding> found, Action? taken = null, bool stopAtFirstFinding = false)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(n, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(jobs, 1);
-        long first = ScenariosRun;
-        var drawn = new (Scenario Scenario, RunResult Run)[n];
-        // Each scenario boots its own kernel; generation and the invariants share no mutable state.
-        Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = jobs }, i =>
+        if (jobs == 1)
         {
-            var (seed, size) = ScenarioAt(first + i);
-            var (s, _, r) = ScenarioGenerator.Generate(seed, size, _options);
-            drawn[i] = (s, r);
-        });
-        var found = new List<FuzzFinding>();
-        for (int i = 0; i < n; i++)
-        {
-            ScenariosRun = first + i + 1;
-            var (seed, size) = ScenarioAt(first + i);
-            if (Consider(first + i, seed, size, drawn[i].Scenario, drawn[i].Run) is { } f)
+            while (more())
             {
-                found.Add(f);
-                if (stopAtFirstFinding) break;
+                var f = Next();
+                taken?.Invoke();
+                if (f is null) continue;
+                found(f);
+                if (stopAtFirstFinding) return;
+            }
+            return;
+        }
+        long first = ScenariosRun, handedOut = first;
+        var ready = new Dictionary<long, (Scenario Scenario, RunResult Run)>();
+        Exception? failed = null;
+        var gate = new object();
+        var room = new SemaphoreSlim(32 * jobs); // run-ahead: enough scenarios to cover a slow one (seconds) on another worker
+        using var stop = new CancellationTokenSource();
+        var workers = Enumerable.Range(0, jobs).Select(_ => new Thread(() =>
+        {
+            try
+            {
+                while (true)
+                {
+                    room.Wait(stop.Token);
+                    long i = Interlocked.Increment(ref handedOut) - 1;
+                    var (seed, size) = ScenarioAt(i);
+                    var (sc, _, r) = ScenarioGenerator.Generate(seed, size, _options);
+                    lock (gate) { ready[i] = (sc, r); Monitor.PulseAll(gate); }
+                }
+            }
+            catch (OperationCanceledException) { }
+            catch (Exception e)
+            {
+                lock (gate) { failed ??= e; Monitor.PulseAll(gate); }
+            }
+        }) { IsBackground = true, Name = "fuzz worker" }).ToList();
+        workers.ForEach(w => w.Start());
+        try
+        {
+            for (long want = first; more(); want++)
+            {
+                (Scenario Scenario, RunResult Run) got;
+                lock (gate)
+                {
+                    while (!ready.Remove(want, out got))
+                    {
+                        if (failed is not null) throw new InvalidOperationException($"fuzz worker failed on a scenario near {want}: {failed.Message}", failed);
+                        Monitor.Wait(gate);
+                    }
+                }
+                room.Release();
+                ScenariosRun = want + 1;
+                var (seed, size) = ScenarioAt(want);
+                var f = Consider(want, seed, size, got.Scenario, got.Run);
+                taken?.Invoke();
+                if (f is null) continue;
+                found(f);
+                if (stopAtFirstFinding) return;
             }
         }
-        return found;
+        finally
+        {
+            stop.Cancel();
+            // The workers finish the scenario each is running; their results are dropped.
+            workers.ForEach(w => w.Join());
+        }
     }
 
     private FuzzFinding? Consider(long index, ulong seed, int size, Scenario s, RunResult r)

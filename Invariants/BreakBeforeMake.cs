@@ -33,14 +33,15 @@ public sealed class BreakBeforeMake : IInvariant
         if (k.Arch.Arch != Arch.Arm64) return null;
         bool bbml2 = k.Variant.Arm64.VmemmapUpdate == VmemmapUpdate.Bbml2;
         var events = k.StepEvents;
+        if (OnlyMakesOfEmptyEntries(k, events)) return null;
         // One pass: the previous store of each entry, the flushes in order, the last store of
         // each entry in the step, and the breaks still pending from earlier steps, so that a
         // step of many stores (a large vmalloc) is checked in linear time.
-        var last = new Dictionary<(string?, PtLevel, ulong), int>();
+        var last = new Dictionary<(string?, PtLevel, ulong), int>(EntryKeyComparer.Instance);
         for (int i = 0; i < events.Count; i++)
             if (events[i].Kind == KernelEventKind.EntryStore) last[(events[i].Mm, events[i].Level, events[i].Start)] = i;
-        HashSet<(string, PtLevel, ulong)>? pendingBreaks = null;
-        var previous = new Dictionary<(string?, PtLevel, ulong), int>();
+        HashSet<(string?, PtLevel, ulong)>? pendingBreaks = null;
+        var previous = new Dictionary<(string?, PtLevel, ulong), int>(EntryKeyComparer.Instance);
         var flushes = new List<int>();
         for (int i = 0; i < events.Count; i++)
         {
@@ -63,6 +64,19 @@ public sealed class BreakBeforeMake : IInvariant
         return OverlappingBreakNotInvalidated(k, events);
     }
 
+    /// <summary>Whether the step only filled empty entries (none → valid) while no break is
+    /// outstanding, from this step or an earlier one: then neither rule has anything to judge
+    /// (a make needs a break before it to be wrong, a change in place needs a valid old entry).
+    /// The common case of a large vmalloc or ioremap, checked without building the indexes.</summary>
+    private static bool OnlyMakesOfEmptyEntries(IKernelView k, IReadOnlyList<KernelEvent> events)
+    {
+        foreach (var e in events)
+            if (e.Kind == KernelEventKind.EntryStore && !e.Old.IsNone) return false;
+        foreach (var p in k.PendingFlushes)
+            if (p.New.IsNone && !p.Old.IsNone) return false;
+        return true;
+    }
+
     /// <summary>The make rule across entries: a make over [start, end) of an mm while a break of
     /// another entry of that mm (another level or another base address) overlapping the range is
     /// not invalidated yet, in this step or left by an earlier one. The same entry's break is
@@ -72,8 +86,9 @@ public sealed class BreakBeforeMake : IInvariant
         List<KernelEvent>? open = null; // this step's breaks not yet covered by a flush
         HashSet<(string?, PtLevel, ulong)>? brokenThisStep = null;
         foreach (var e in events)
-            if (e.Kind == KernelEventKind.EntryStore && e.New.IsNone && !e.Old.IsNone) (brokenThisStep ??= new()).Add((e.Mm, e.Level, e.Start));
+            if (e.Kind == KernelEventKind.EntryStore && e.New.IsNone && !e.Old.IsNone) (brokenThisStep ??= new(EntryKeyComparer.Instance)).Add((e.Mm, e.Level, e.Start));
         List<Engine.Smp.PendingFlush>? earlier = null;
+        ulong longest = 0;
         foreach (var e in events)
         {
             if (e.Kind == KernelEventKind.Flush)
@@ -95,9 +110,19 @@ public sealed class BreakBeforeMake : IInvariant
                 foreach (var b in open)
                     if (b.Mm == e.Mm && (b.Level != e.Level || b.Start != e.Start) && VaRange.Overlaps(b.Start, b.End, e.Start, e.End))
                         return new(Name, $"{e.Mm} {e.Level} entry at {e.Start:x} made ({e.New}) over [{b.Start:x}, {b.End:x}), whose {b.Level} entry was broken ({b.Old} -> none, this step, by cpu{b.Cpu}) and not invalidated yet");
-            earlier ??= k.PendingFlushes.Where(p => p.New.IsNone && !p.Old.IsNone).ToList();
-            foreach (var p in earlier)
+            if (earlier is null)
             {
+                // Sorted by start, with the longest range, so that each make looks only at the
+                // breaks that can overlap it (a lazily freed vmalloc area leaves thousands).
+                earlier = k.PendingFlushes.Where(p => p.New.IsNone && !p.Old.IsNone).OrderBy(p => p.Start).ToList();
+                foreach (var p in earlier) longest = Math.Max(longest, p.End - p.Start);
+            }
+            ulong from = e.Start > longest ? e.Start - longest : 0;
+            int lo = 0, hi = earlier.Count;
+            while (lo < hi) { int mid = (lo + hi) / 2; if (earlier[mid].Start < from) lo = mid + 1; else hi = mid; }
+            for (int x = lo; x < earlier.Count && (e.End == 0 || earlier[x].Start < e.End); x++) // an end of 0 is 2^64
+            {
+                var p = earlier[x];
                 if (p.Mm != e.Mm || (p.Level == e.Level && p.EntryVa == e.Start) || !VaRange.Overlaps(p.Start, p.End, e.Start, e.End)) continue;
                 if (brokenThisStep is not null && brokenThisStep.Contains((p.Mm, p.Level, p.EntryVa))) continue; // this step's own, judged above
                 return new(Name, $"{e.Mm} {e.Level} entry at {e.Start:x} made ({e.New}) over [{p.Start:x}, {p.End:x}), whose {p.Level} entry was broken ({p.Old} -> none) in an earlier step and is not invalidated yet");
@@ -122,7 +147,7 @@ public sealed class BreakBeforeMake : IInvariant
     /// steps unless the entry is stored again later in this step (a break of a table entry is
     /// covered only by a flush that reaches the walk caches).</summary>
     private static string? UninvalidatedBreak(IKernelView k, IReadOnlyList<KernelEvent> events, List<int> flushes, int make, int prev,
-        bool storedLater, ref HashSet<(string, PtLevel, ulong)>? pendingBreaks)
+        bool storedLater, ref HashSet<(string?, PtLevel, ulong)>? pendingBreaks)
     {
         var m = events[make];
         if (prev >= 0)
@@ -137,9 +162,24 @@ public sealed class BreakBeforeMake : IInvariant
         }
         // A pending break recorded later in this step (after the make) is not one the make followed.
         if (storedLater) return null;
-        pendingBreaks ??= k.PendingFlushes.Where(p => p.New.IsNone && !p.Old.IsNone).Select(p => (p.Mm, p.Level, p.EntryVa)).ToHashSet();
+        pendingBreaks ??= k.PendingFlushes.Where(p => p.New.IsNone && !p.Old.IsNone).Select(p => ((string?)p.Mm, p.Level, p.EntryVa)).ToHashSet(EntryKeyComparer.Instance);
         if (!pendingBreaks.Contains((m.Mm!, m.Level, m.Start))) return null;
         var pb = k.PendingFlushes.First(p => p.Mm == m.Mm && p.Level == m.Level && p.EntryVa == m.Start && p.New.IsNone && !p.Old.IsNone);
         return $"at {pb.EntryVa:x} ({pb.Old} -> none, an earlier step)";
     }
+}
+
+/// <summary>An entry's key in one step's events: (mm name, level, entry VA). Every store of one mm
+/// carries that mm's own Name instance, so names mostly compare by reference, and the hash reads
+/// only the name's length and last character instead of every character, for each of a large
+/// step's thousands of stores.</summary>
+internal sealed class EntryKeyComparer : IEqualityComparer<(string?, PtLevel, ulong)>
+{
+    public static readonly EntryKeyComparer Instance = new();
+
+    public bool Equals((string?, PtLevel, ulong) a, (string?, PtLevel, ulong) b) =>
+        a.Item3 == b.Item3 && a.Item2 == b.Item2 && (ReferenceEquals(a.Item1, b.Item1) || string.Equals(a.Item1, b.Item1, StringComparison.Ordinal));
+
+    public int GetHashCode((string?, PtLevel, ulong) k) =>
+        HashCode.Combine(k.Item3, (int)k.Item2, k.Item1 is { Length: > 0 } n ? n.Length * 65599 + n[^1] : 0);
 }

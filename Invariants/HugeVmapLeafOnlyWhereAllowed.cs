@@ -23,37 +23,58 @@ public sealed class HugeVmapLeafOnlyWhereAllowed : IInvariant
     public string Claim => "every PMD/PUD leaf and contiguous PTE run in the vmalloc range lies inside one vm area that allowed huge mappings, aligned, whole, mapping that area's own aligned pages";
     public string Source => "mm/vmalloc.c __vmalloc_node_range, vmap_try_huge_pmd, vmap_try_huge_pud, vmap_pte_range; arm64 arch_vmap_pte_range_map_size (06fc959fcff7); 559089e0a93d";
 
+    /// <summary>Incremental: the leaves of the ranges the step touched (entry stores in the
+    /// vmalloc range, areas created, freed or changed), widened to whole contiguous runs; the
+    /// full scan (<see cref="CheckFullScan"/>) is the oracle.</summary>
     public Violation? Check(IKernelView k)
     {
-        var pt = k.SwapperPgDir;
+        var touched = VmallocStepRanges.Touched(k, (ulong)Math.Max(k.Arch.ContSize(PtLevel.Pte), 1));
+        return touched.Count == 0 ? null : CheckRanges(k, touched);
+    }
+
+    /// <summary>Every leaf of the vmalloc range.</summary>
+    public Violation? CheckFullScan(IKernelView k) => CheckRanges(k, [(k.Arch.VmallocStart, k.Arch.VmallocEnd)]);
+
+    private Violation? CheckRanges(IKernelView k, List<(ulong Start, ulong End)> ranges)
+    {
         var areas = k.Vmalloc.LiveAreas;
+        ulong next = 0; // a leaf spanning two ranges is judged once
+        foreach (var (start, end) in ranges)
+            foreach (var w in k.SwapperPgDir.Leaves(start, end))
+            {
+                ulong va = k.SwapperPgDir.EntryVa(w.Table, w.Index);
+                if (va < next) continue;
+                next = va + k.SwapperPgDir.EntrySize(w.Table);
+                if (JudgeLeaf(k, areas, w) is { } v) return v;
+            }
+        return null;
+    }
+
+    private Violation? JudgeLeaf(IKernelView k, IReadOnlyList<IVmAreaView> areas, PtWalk w)
+    {
+        var pt = k.SwapperPgDir;
         ulong page = (ulong)k.Arch.PageSize;
-        foreach (var w in pt.Leaves(k.Arch.VmallocStart, k.Arch.VmallocEnd))
+        if (w.Level == PtLevel.Pte)
+            return w.Entry.Cont ? CheckContRun(k, w, areas) : null;
+        ulong va = pt.EntryVa(w.Table, w.Index), size = pt.EntrySize(w.Table);
+        int ai = VmallocStepRanges.Containing(areas, va);
+        var a = ai < 0 ? null : areas[ai];
+        if (a is null) return new(Name, $"{w.Level} leaf at {va:x} ({w.Entry}) lies in no live vm area");
+        string d = VmallocMappingsExact.Describe(a);
+        if (!Allowed(k, a)) return new(Name, $"{w.Level} leaf at {va:x} in {d}, which did not allow huge mappings under the {k.Vmalloc.Options.Huge} policy");
+        if (va + size > a.Addr + a.Size) return new(Name, $"{w.Level} leaf [{va:x}, {va + size:x}) runs past the end of {d}");
+        if ((((ulong)w.Entry.Pfn << k.Arch.PageShift) & (size - 1)) != 0)
+            return new(Name, $"{w.Level} leaf at {va:x} maps pfn {w.Entry.Pfn:x}, not aligned to its size {size:x}");
+        long first = (long)((va - a.Addr) / page), n = (long)(size / page);
+        if (a.PhysPfn >= 0)
         {
-            if (w.Level == PtLevel.Pte)
-            {
-                if (w.Entry.Cont && CheckContRun(k, w, areas) is { } bad) return bad;
-                continue;
-            }
-            ulong va = pt.EntryVa(w.Table, w.Index), size = pt.EntrySize(w.Table);
-            var a = areas.FirstOrDefault(x => va >= x.Addr && va - x.Addr < x.Size);
-            if (a is null) return new(Name, $"{w.Level} leaf at {va:x} ({w.Entry}) lies in no live vm area");
-            string d = VmallocMappingsExact.Describe(a);
-            if (!Allowed(k, a)) return new(Name, $"{w.Level} leaf at {va:x} in {d}, which did not allow huge mappings under the {k.Vmalloc.Options.Huge} policy");
-            if (va + size > a.Addr + a.Size) return new(Name, $"{w.Level} leaf [{va:x}, {va + size:x}) runs past the end of {d}");
-            if ((((ulong)w.Entry.Pfn << k.Arch.PageShift) & (size - 1)) != 0)
-                return new(Name, $"{w.Level} leaf at {va:x} maps pfn {w.Entry.Pfn:x}, not aligned to its size {size:x}");
-            long first = (long)((va - a.Addr) / page), n = (long)(size / page);
-            if (a.PhysPfn >= 0)
-            {
-                if (w.Entry.Pfn != a.PhysPfn + first)
-                    return new(Name, $"{w.Level} leaf at {va:x} maps pfn {w.Entry.Pfn:x}; page {first} of {d} is its frame {a.PhysPfn + first:x}");
-                continue;
-            }
-            for (long j = 0; j < n; j++)
-                if (first + j >= a.Pages.Count || a.Pages[(int)(first + j)] != w.Entry.Pfn + j)
-                    return new(Name, $"{w.Level} leaf at {va:x} maps pfn {w.Entry.Pfn + j:x} at page {first + j} of {d}, which does not own it there");
+            if (w.Entry.Pfn != a.PhysPfn + first)
+                return new(Name, $"{w.Level} leaf at {va:x} maps pfn {w.Entry.Pfn:x}; page {first} of {d} is its frame {a.PhysPfn + first:x}");
+            return null;
         }
+        for (long j = 0; j < n; j++)
+            if (first + j >= a.Pages.Count || a.Pages[(int)(first + j)] != w.Entry.Pfn + j)
+                return new(Name, $"{w.Level} leaf at {va:x} maps pfn {w.Entry.Pfn + j:x} at page {first + j} of {d}, which does not own it there");
         return null;
     }
 
@@ -68,7 +89,13 @@ public sealed class HugeVmapLeafOnlyWhereAllowed : IInvariant
         ulong va = pt.EntryVa(w.Table, w.Index), run = va & ~(cont - 1);
         int n = (int)(cont / page), first = w.Index - (int)((va - run) / page);
         if (cont == 0) return new(Name, $"PTE at {va:x} has the contiguous bit on {k.Arch.Name}, which has no contiguous PTEs");
-        if (va != run) return null; // judged at the run's first entry (which must exist: below)
+        if (va != run)
+        {
+            // Judged at the run's first entry, which must itself be a contiguous leaf.
+            var h = w.Table.Entries[first];
+            return h.IsLeaf && h.Cont ? null
+                : new(Name, $"PTE at {va:x} has the contiguous bit, but the first entry of its run [{run:x}, {run + cont:x}) is {h}");
+        }
         var head = w.Table.Entries[first];
         for (int j = 0; j < n; j++)
         {
@@ -78,7 +105,8 @@ public sealed class HugeVmapLeafOnlyWhereAllowed : IInvariant
         }
         if ((((ulong)head.Pfn << k.Arch.PageShift) & (cont - 1)) != 0)
             return new(Name, $"contiguous PTE run at {run:x} maps pfn {head.Pfn:x}, not aligned to its size {cont:x}");
-        var a = areas.FirstOrDefault(x => run >= x.Addr && run - x.Addr < x.Size);
+        int ai = VmallocStepRanges.Containing(areas, run);
+        var a = ai < 0 ? null : areas[ai];
         if (a is null) return new(Name, $"contiguous PTE run at {run:x} lies in no live vm area");
         string d = VmallocMappingsExact.Describe(a);
         if (!Allowed(k, a)) return new(Name, $"contiguous PTE run at {run:x} in {d}, which did not allow huge mappings under the {k.Vmalloc.Options.Huge} policy");

@@ -39,11 +39,20 @@ public sealed class RefcountAudit : IInvariant
         foreach (var h in k.RefHolders)
             foreach (long p in h.ChangedThisStep) frames.Add(p);
         if (frames.Count == 0 && k.Mem.Changed.Count == 0) return null;
-        var declared = Declarations(k);
+        // Per step, each judged frame asks every holder about itself (IRefHolder.RefsOn), so the
+        // cost follows what the step changed, not how many pages the holders hold.
+        Declared Ask(long pfn)
+        {
+            int refs = 0;
+            uint by = 0;
+            foreach (var h in k.RefHolders)
+                if (h.RefsOn(pfn) is var n and > 0) { refs += n; by |= 1u << (int)h.Owner; }
+            return new Declared(refs, by);
+        }
         foreach (long p in frames)
-            if (Judge(k, p, declared) is { } v) return v;
+            if (Judge(k, p, Ask) is { } v) return v;
         foreach (var (pfn, n) in k.Mem.Changed)
-            if (JudgeRange(k, pfn, n, declared) is { } v) return v;
+            if (JudgeRange(k, pfn, n, Ask) is { } v) return v;
         return null;
     }
 
@@ -51,34 +60,42 @@ public sealed class RefcountAudit : IInvariant
     public Violation? CheckFullScan(IKernelView k)
     {
         var declared = Declarations(k);
+        Declared Ask(long pfn) => declared.GetValueOrDefault(pfn);
         foreach (long p in declared.Keys.Order())
-            if (Judge(k, p, declared) is { } v) return v;
+            if (Judge(k, p, Ask) is { } v) return v;
         if (k.Filemap is { } fm)
             foreach (long p in fm.LivePfns)
-                if (Judge(k, p, declared) is { } v) return v;
+                if (Judge(k, p, Ask) is { } v) return v;
         foreach (var b in k.Mem.Buddy.AllBlocks())
-            if (JudgeRange(k, b.Pfn, b.Pages, declared) is { } v) return v;
+            if (JudgeRange(k, b.Pfn, b.Pages, Ask) is { } v) return v;
         return null;
     }
 
-    /// <summary>Per frame: the references declared, by whom, and which owners' holders declared it.</summary>
-    private static Dictionary<long, (int Refs, List<string> Why, List<FrameOwner> By)> Declarations(IKernelView k)
+    /// <summary>Per frame: the references declared, and which owners' holders declared them
+    /// (one bit per FrameOwner). No text: the reasons are asked for only when a count disagrees.</summary>
+    private static Dictionary<long, Declared> Declarations(IKernelView k)
     {
-        var d = new Dictionary<long, (int Refs, List<string> Why, List<FrameOwner> By)>();
+        var d = new Dictionary<long, Declared>();
         foreach (var h in k.RefHolders)
-            h.Declare((pfn, refs, why) =>
+        {
+            uint bit = 1u << (int)h.Owner;
+            h.Declare((pfn, refs) =>
             {
                 d.TryGetValue(pfn, out var e);
-                (e.Why ??= new()).Add($"{h.Who}: {why}");
-                (e.By ??= new()).Add(h.Owner);
-                d[pfn] = (e.Refs + refs, e.Why, e.By);
+                d[pfn] = new Declared(e.Refs + refs, e.By | bit);
             });
+        }
         return d;
+    }
+
+    private readonly record struct Declared(int Refs, uint By)
+    {
+        public bool DeclaredBy(FrameOwner owner) => (By & (1u << (int)owner)) != 0;
     }
 
     /// <summary>Judges [pfn, pfn+n): a run of free frames whose struct pages all share one vmemmap
     /// page's uniform contents is judged by one read.</summary>
-    private Violation? JudgeRange(IKernelView k, long pfn, long n, Dictionary<long, (int Refs, List<string> Why, List<FrameOwner> By)> declared)
+    private Violation? JudgeRange(IKernelView k, long pfn, long n, Func<long, Declared> declared)
     {
         long end = Math.Min(pfn + n, k.Mem.MaxPfn);
         int s = k.Arch.StructPagesPerVmemmapPage;
@@ -89,7 +106,7 @@ public sealed class RefcountAudit : IInvariant
             bool uniformFree = frame >= 0 && k.PeekFrameContent(frame).IsUniform && k.Mem.AllOwnedBy(pfn, runEnd - pfn, FrameOwner.Free);
             for (long p = pfn; p < runEnd; p++)
             {
-                if (uniformFree && p != pfn && !declared.ContainsKey(p)) continue;
+                if (uniformFree && p != pfn && declared(p).Refs == 0) continue;
                 if (Judge(k, p, declared) is { } v) return v;
             }
             pfn = runEnd;
@@ -97,18 +114,20 @@ public sealed class RefcountAudit : IInvariant
         return null;
     }
 
-    private Violation? Judge(IKernelView k, long p, Dictionary<long, (int Refs, List<string> Why, List<FrameOwner> By)> declared)
+    private Violation? Judge(IKernelView k, long p, Func<long, Declared> declared)
     {
         if (p < 0 || p >= k.Mem.MaxPfn) return null;
         var owner = k.Mem.OwnerOf(p);
-        bool has = declared.TryGetValue(p, out var d);
+        var d = declared(p);
+        bool has = d.By != 0;
         // Audited: free frames, page-cache frames, and frames their owner's holder declares (a
         // vmalloc frame no live area lists, or a HugeTLB folio, has references nobody declares).
-        if (owner is not (FrameOwner.Free or FrameOwner.PageCache) && !(has && d.By.Contains(owner))) return null;
+        if (owner is not (FrameOwner.Free or FrameOwner.PageCache) && !(has && d.DeclaredBy(owner))) return null;
         if (owner is FrameOwner.Absent or FrameOwner.Offline || k.WalkToFrame(k.Arch.PfnToPage(p), out _) < 0) return null;
         int refcount = k.PeekView.Read(k.Arch.PfnToPage(p)).Refcount;
         if (refcount == d.Refs) return null;
-        string holders = has ? string.Join("; ", d.Why) : "no holder";
+        var why = k.RefHolders.SelectMany(h => h.Why(p).Select(w => $"{h.Who}: {w}")).ToList();
+        string holders = why.Count > 0 ? string.Join("; ", why) : "no holder";
         string leaked = string.Join("; ", k.SpeculativeRefs.Where(h => h.Pfn == p && h.Task.Done).Select(h => $"a reference {h} was never put"));
         return new(Name, $"{owner} frame {p:x} has refcount {refcount} but its holders account for {d.Refs} ({holders}){(leaked.Length > 0 ? ": " + leaked : "")}");
     }

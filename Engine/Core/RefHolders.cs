@@ -29,8 +29,17 @@ public interface IRefHolder
     /// where its owner's holder declares it: then every reference on it is one of the declared.</summary>
     FrameOwner Owner { get; }
 
-    /// <summary>Reports every reference held: (pfn of the struct page, references, why).</summary>
-    void Declare(Action<long, int, string> add);
+    /// <summary>Reports every reference held: (pfn of the struct page, references). Called after
+    /// every step that changed frames, so it builds no text.</summary>
+    void Declare(Action<long, int> add);
+
+    /// <summary>The references held on <paramref name="pfn"/>'s struct page: what
+    /// <see cref="Declare"/> reports for it, answered for one frame (the audit's per-step form).</summary>
+    int RefsOn(long pfn);
+
+    /// <summary>Why this holder holds references on <paramref name="pfn"/>: one line per
+    /// reference, as evidence (called only when a count disagrees).</summary>
+    IEnumerable<string> Why(long pfn);
 
     /// <summary>Frames whose references from this holder may have changed in the current step
     /// (taken, dropped, or the holder gone).</summary>
@@ -86,10 +95,24 @@ public sealed class SpeculativeRefs : IRefHolder
         return true;
     }
 
-    public void Declare(Action<long, int, string> add)
+    public void Declare(Action<long, int> add)
     {
         foreach (var h in _held)
-            if (!h.Task.Done) add(h.Pfn, 1, h.ToString());
+            if (!h.Task.Done) add(h.Pfn, 1);
+    }
+
+    public int RefsOn(long pfn)
+    {
+        int n = 0;
+        foreach (var h in _held)
+            if (!h.Task.Done && h.Pfn == pfn) n++;
+        return n;
+    }
+
+    public IEnumerable<string> Why(long pfn)
+    {
+        foreach (var h in _held)
+            if (!h.Task.Done && h.Pfn == pfn) yield return h.ToString();
     }
 }
 
@@ -103,12 +126,29 @@ internal sealed class PageCacheRefs(Kernel k) : IRefHolder
 
     public IEnumerable<long> ChangedThisStep => k.FilemapIfUsed?.CacheChangedThisStep ?? [];
 
-    public void Declare(Action<long, int, string> add)
+    public void Declare(Action<long, int> add)
     {
         if (k.FilemapIfUsed is not { } fm) return;
         foreach (var f in fm.Files)
+            foreach (var (_, page) in f.IPages)
+                add(k.Arch.PageToPfn(page), 1);
+    }
+
+    public int RefsOn(long pfn)
+    {
+        if (k.FilemapIfUsed is not { } fm) return 0;
+        ulong page = k.Arch.PfnToPage(pfn);
+        int n = 0;
+        foreach (var f in fm.Files) n += f.IPages.SlotsHolding(page);
+        return n;
+    }
+
+    public IEnumerable<string> Why(long pfn)
+    {
+        if (k.FilemapIfUsed is not { } fm) yield break;
+        foreach (var f in fm.Files)
             foreach (var (index, page) in f.IPages)
-                add(k.Arch.PageToPfn(page), 1, $"{f} index {index}");
+                if (k.Arch.PageToPfn(page) == pfn) yield return $"{f} index {index}";
     }
 }
 
@@ -123,14 +163,43 @@ internal sealed class VmallocRefs(Kernel k) : IRefHolder
     // Area changes move frames between owners (Vmalloc <-> Free), which the audit reads itself.
     public IEnumerable<long> ChangedThisStep => [];
 
-    public void Declare(Action<long, int, string> add)
+    public void Declare(Action<long, int> add) => ForEachHeld((pfn, _, _) => add(pfn, 1));
+
+    // RefsOn's index of the areas' references, rebuilt when the set of live areas (a new list on
+    // every vmalloc / vfree) or the number of backing pages they list changes.
+    private Dictionary<long, int>? _index;
+    private IReadOnlyList<IVmAreaView>? _indexedAreas;
+    private long _indexedPages = -1;
+
+    public int RefsOn(long pfn)
+    {
+        var areas = ((IVmallocView)k.Vmalloc).LiveAreas;
+        long pages = 0;
+        foreach (var a in areas) pages += a.Pages.Count;
+        if (_index is null || !ReferenceEquals(areas, _indexedAreas) || pages != _indexedPages)
+        {
+            var index = new Dictionary<long, int>();
+            Declare((p, refs) => index[p] = index.GetValueOrDefault(p) + refs);
+            (_index, _indexedAreas, _indexedPages) = (index, areas, pages);
+        }
+        return _index.GetValueOrDefault(pfn);
+    }
+
+    public IEnumerable<string> Why(long pfn)
+    {
+        var why = new List<string>();
+        ForEachHeld((p, a, i) => { if (p == pfn) why.Add($"vm area at {a.Addr:x} page {i}"); });
+        return why;
+    }
+
+    /// <summary>Each reference: the backing page (or compound head), its area, its index there.</summary>
+    private void ForEachHeld(Action<long, IVmAreaView, int> visit)
     {
         bool compound = ((IVmallocView)k.Vmalloc).Options.CompoundBacking;
         foreach (var a in ((IVmallocView)k.Vmalloc).LiveAreas)
         {
             int per = compound ? 1 << a.PageOrder : 1;
-            for (int i = 0; i < a.Pages.Count; i += per)
-                add(a.Pages[i], 1, $"vm area at {a.Addr:x} page {i}");
+            for (int i = 0; i < a.Pages.Count; i += per) visit(a.Pages[i], a, i);
         }
     }
 }

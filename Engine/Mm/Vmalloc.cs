@@ -116,6 +116,9 @@ public interface IVmallocView
     /// <summary>Ranges freed and unmapped, whose TLB flush purge_vmap_area_lazy has not issued yet.</summary>
     IReadOnlyList<VmapArea> LazyRanges { get; }
     VmallocOptions Options { get; }
+    /// <summary>[addr, addr + size + guard) of every live area created, freed or changed (flags,
+    /// backing pages, protection record) in the current step, in address order.</summary>
+    IReadOnlyList<(ulong Start, ulong End)> AreasChangedThisStep { get; }
 }
 
 /// <summary>A vm_struct: a reserved VA range and its backing pages.</summary>
@@ -153,7 +156,11 @@ public sealed class VmArea : IVmAreaView
             if ((_prot[i] & ProtUnmapped) == 0) UnmappedCount++;
             _prot[i] |= ProtUnmapped;
         }
+        ProtVersion++;
     }
+
+    /// <summary>Counts the changes to the protection / unmapped record (VmAreaChanges compares it).</summary>
+    internal long ProtVersion { get; private set; }
 
     /// <summary>Whether any page of [va, va + size) has been vunmap_range'd by the owner.</summary>
     public bool AnyUnmapped(ulong va, ulong size)
@@ -171,6 +178,7 @@ public sealed class VmArea : IVmAreaView
         byte p = (byte)((writable ? ProtWrite : 0) | (exec ? ProtExec : 0));
         long first = (long)((va - Addr) >> _pageShift), n = (long)(size >> _pageShift);
         for (long i = first; i < first + n && i < _prot.Length; i++) _prot[i] = (byte)(p | (_prot[i] & ProtUnmapped));
+        ProtVersion++;
     }
 
     internal VmapArea Va { get; }
@@ -214,7 +222,15 @@ public sealed class Vmalloc : IVmallocView
         _tlb = tlb;
         _current = current;
         SetMemory = new SetMemory(arch, pgd, pgtable, tlb, FindVmArea, _breakage);
+        _changes = new VmAreaChanges(() => _areas.Values);
     }
+
+    private readonly VmAreaChanges _changes;
+    private List<IVmAreaView>? _liveAreas;
+
+    /// <summary>A scenario step begins (Kernel.BeginStep): the areas' state is noted, so that
+    /// the step's changes to them can be listed (IVmallocView.AreasChangedThisStep).</summary>
+    internal void BeginStep() => _changes.BeginStep();
 
     private KernelPgtable Pgtable { get; }
     private readonly TlbFlush _tlb;
@@ -331,6 +347,7 @@ public sealed class Vmalloc : IVmallocView
         if (va is null) return null;
         var area = new VmArea(va, size, guard, flags, writable, shift - _arch.PageShift, _arch.PageShift);
         _areas[area.Addr] = area;
+        _liveAreas = null;
         return area;
     }
 
@@ -608,6 +625,7 @@ public sealed class Vmalloc : IVmallocView
     private void RemoveVmArea(VmArea area)
     {
         if (!_areas.Remove(area.Addr)) throw new ModelBugException($"vfree of unknown {area}");
+        _liveAreas = null;
         ulong end = area.Addr + area.Size;
         ulong unmapEnd = _variant.Broken.VunmapSkipsLastPte ? end - (ulong)_arch.PageSize : area.Va.VaEnd;
         Pgtable.VunmapRangeNoflush(area.Addr, unmapEnd);
@@ -655,7 +673,8 @@ public sealed class Vmalloc : IVmallocView
     /// <summary>Frames owned by live areas (for conservation checks).</summary>
     public long PagesInUse => _areas.Values.Sum(a => (long)a.PageList.Count);
 
-    IReadOnlyList<IVmAreaView> IVmallocView.LiveAreas => _areas.Values.ToList();
+    IReadOnlyList<IVmAreaView> IVmallocView.LiveAreas => _liveAreas ??= _areas.Values.ToList<IVmAreaView>();
+    IReadOnlyList<(ulong Start, ulong End)> IVmallocView.AreasChangedThisStep => _changes.ChangedThisStep;
     IReadOnlyList<VmapArea> IVmallocView.BusyVmapAreas => VmapAreas.Busy.Where(v => !_areas.ContainsKey(v.VaStart)).ToList();
     IReadOnlyList<VmapArea> IVmallocView.LazyRanges => VmapAreas.PurgeList;
     VmallocOptions IVmallocView.Options => _options;

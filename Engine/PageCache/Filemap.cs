@@ -24,7 +24,7 @@ public sealed class AddressSpace(int id)
 {
     public int Id { get; } = id;
     /// <summary>i_pages: index → struct page pointer (vmemmap VA).</summary>
-    public SortedDictionary<long, ulong> IPages { get; } = new();
+    public XArray IPages { get; } = new();
     public override string ToString() => $"file{Id}";
 }
 

@@ -124,16 +124,21 @@ public sealed class PageCacheFamily : IOpFamily
     /// <summary>Mostly, a file index whose page's struct page is the first of a vmemmap page
     /// (pfn a multiple of PAGE_SIZE / 64), read from the generation engine: those are the
     /// struct pages HVO turns into fake heads if the page is freed and reused.</summary>
+    private const int AimWindow = 8192;
+
     private static long? AimedIndex(GenState s, Prng rng, string file)
     {
         if (!rng.Chance(70) || !s.Handles.TryGet<Engine.PageCache.AddressSpace>(file, out var f)) return null;
         int per = s.Arch.StructPagesPerVmemmapPage;
-        var aimed = f.IPages.Where(kv => s.Engine.Arch.PageToPfn(kv.Value) % per == 0).Select(kv => kv.Key).ToList();
+        // The first AimWindow pages of the file only: a file that fills memory (the hot-plug
+        // family's) has hundreds of thousands, and every draw would walk them all.
+        var window = f.IPages.Take(AimWindow).ToList();
+        var aimed = window.Where(kv => s.Engine.Arch.PageToPfn(kv.Value) % per == 0).Select(kv => kv.Key).ToList();
         if (aimed.Count == 0) return null;
         // Better still: one in a pageblock that holds only this file's pages, which a huge page
         // can reuse whole once the file is gone.
         long block = s.Arch.PmdSize >> s.Arch.PageShift;
-        var pfns = f.IPages.Values.Select(p => s.Engine.Arch.PageToPfn(p)).ToHashSet();
+        var pfns = window.Select(kv => s.Engine.Arch.PageToPfn(kv.Value)).ToHashSet();
         var whole = aimed.Where(i =>
         {
             long b = s.Engine.Arch.PageToPfn(f.IPages[i]) / block * block;

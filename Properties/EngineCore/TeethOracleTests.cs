@@ -1,4 +1,4 @@
-// The incremental forms of the issue-9 restatements agree with their full scans after every step
+// The incremental forms of the issue-9 restatements and of the vmalloc invariants agree with their full scans after every step
 // of generated scenarios that draw from every family (the correct kernel and the breakages they
 // exist for). Runs of a breakage stop at the first violation; the verdicts must agree up to and
 // including it.
@@ -15,11 +15,20 @@ public class TeethOracleTests
 {
     private static readonly BuddyWellFormed Buddy = new();
     private static readonly RefcountAudit Audit = new();
+    private static readonly VmallocMappingsExact VmallocExact = new();
+    private static readonly HugeVmapLeafOnlyWhereAllowed HugeVmap = new();
 
-    private static IEnumerable<(string Name, Func<IKernelView, Violation?> Incremental, Func<IKernelView, Violation?> Full)> Pairs()
+    // The verdict compared: the whole evidence, except the audit's, where only the frame it names
+    // first must agree (either form may list other holders).
+    private static string? Whole(Violation? v) => v?.Evidence;
+    private static string? FrameNamed(Violation? v) => v?.Evidence.Split(" has ")[0];
+
+    private static IEnumerable<(string Name, Func<IKernelView, Violation?> Incremental, Func<IKernelView, Violation?> Full, Func<Violation?, string?> Verdict)> Pairs()
     {
-        yield return (Buddy.Name, Buddy.Check, Buddy.CheckFullScan);
-        yield return (Audit.Name, Audit.Check, Audit.CheckFullScan);
+        yield return (Buddy.Name, Buddy.Check, Buddy.CheckFullScan, Whole);
+        yield return (Audit.Name, Audit.Check, Audit.CheckFullScan, FrameNamed);
+        yield return (VmallocExact.Name, VmallocExact.Check, VmallocExact.CheckFullScan, Whole);
+        yield return (HugeVmap.Name, HugeVmap.Check, HugeVmap.CheckFullScan, Whole);
     }
 
     [Theory]
@@ -28,6 +37,10 @@ public class TeethOracleTests
     [InlineData("broken-truncate-frees-twice", "x86_64-4k-l4", 1)]
     [InlineData("broken-pfn-walk-skips-put", "x86_64-4k-l4", 1)]
     [InlineData("default", "arm64-4k-l4", 0)]
+    [InlineData("broken-vmalloc-no-guard-page", "x86_64-4k-l4", 1)]
+    [InlineData("broken-vunmap-range-overshoots", "x86_64-4k-l4", 1)]
+    [InlineData("broken-huge-vmalloc-ignores-opt-in", "arm64-16k-l3", 1)]
+    [InlineData("broken-cont-pte-vmap-ignores-phys-alignment", "arm64-4k-l4", 1)]
     public void IncrementalVerdictsEqualFullScans(string variant, string config, int mustFind)
     {
         var nv = KernelVariants.ByName(variant);
@@ -44,11 +57,9 @@ public class TeethOracleTests
                 if (family.Next(s, rng) is not { } op) continue;
                 s.Append(op);
                 steps++;
-                foreach (var (name, inc, full) in Pairs())
+                foreach (var (name, inc, full, verdict) in Pairs())
                 {
-                    // The verdict, and the frame it names first (either form may list other holders).
-                    static string? Verdict(Violation? v) => v?.Evidence.Split(" has ")[0];
-                    string? f = Verdict(full(s.Engine)), n = Verdict(inc(s.Engine));
+                    string? f = verdict(full(s.Engine)), n = verdict(inc(s.Engine));
                     Assert.True(f == n, $"{variant} seed {seed} after `{op}`: {name} full scan says {f ?? "ok"}, incremental {n ?? "ok"}\n{string.Join("\n", s.Ops)}");
                     broke |= f is not null;
                 }
