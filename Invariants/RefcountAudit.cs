@@ -85,8 +85,7 @@ public sealed class RefcountAudit : IInvariant
         while (pfn < end)
         {
             long runEnd = Math.Min(end, pfn - pfn % s + s);
-            long frame = k.WalkToFrame(k.Arch.PfnToPage(pfn), out _);
-            bool uniformFree = frame >= 0 && k.PeekFrameContent(frame).IsUniform && k.Mem.AllOwnedBy(pfn, runEnd - pfn, FrameOwner.Free);
+            bool uniformFree = k.FrameOf(k.Arch.PfnToPage(pfn), out _) is { } frame && k.PeekFrameContent(frame).IsUniform && k.Mem.AllOwnedBy(pfn, runEnd - pfn, FrameOwner.Free);
             for (long p = pfn; p < runEnd; p++)
             {
                 if (uniformFree && p != pfn && !declared.ContainsKey(p)) continue;
@@ -105,7 +104,7 @@ public sealed class RefcountAudit : IInvariant
         // Audited: free frames, page-cache frames, and frames their owner's holder declares (a
         // vmalloc frame no live area lists, or a HugeTLB folio, has references nobody declares).
         if (owner is not (FrameOwner.Free or FrameOwner.PageCache) && !(has && d.By.Contains(owner))) return null;
-        if (owner is FrameOwner.Absent or FrameOwner.Offline || k.WalkToFrame(k.Arch.PfnToPage(p), out _) < 0) return null;
+        if (owner is FrameOwner.Absent or FrameOwner.Offline || k.FrameOf(k.Arch.PfnToPage(p), out _) is null) return null;
         int refcount = k.PeekView.Read(k.Arch.PfnToPage(p)).Refcount;
         if (refcount == d.Refs) return null;
         string holders = has ? string.Join("; ", d.Why) : "no holder";

@@ -97,7 +97,7 @@ namespace PropertySuite.Engine
         private Hugetlb Hugetlb => K.Hugetlb;
         private IEnumerable<StepStatus> VmemmapUpdateEntry(ExecContext ctx, PtTable t, int index, Pte newPte, string action) => K.Arm64.VmemmapUpdateEntry(ctx, t, index, newPte, action);
         private PtTable? SplitPmd(PtTable t, int index) => K.Pgtable.SplitPmd(t, index);
-        private long AllocPageTablePage() => K.Pgtable.AllocPageTablePage();
+        private bool TryAllocPageTablePage(out long pfn) => K.Pgtable.TryAllocPageTablePage(out pfn);
         private void CopyFrameContent(long to, long from) => K.StructPages.CopyFrameContent(to, from);
         private void DropFrameContent(long frame) => K.StructPages.DropFrameContent(frame);
         private long HugetlbOptimizeVmemmapKey { get => K.PageFlags.HugetlbOptimizeVmemmapKey; set => K.PageFlags.HugetlbOptimizeVmemmapKey = value; }
@@ -332,8 +332,7 @@ namespace PropertySuite.Engine
             if (Hvo.HvoAllocatesHeadCopy && Hugetlb.Scheme == HvoScheme.OnePageKept)
             {
                 // GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN: failure falls back to the current head page.
-                long page = Mem.AllocPages(0, FrameOwner.Vmemmap);
-                if (page >= 0)
+                if (Mem.TryAllocPages(0, FrameOwner.Vmemmap, out long page))
                 {
                     if (Translate(ctx, reuse, write: false, out long reuseFrame, out _))
                         CopyFrameContent(page, reuseFrame); // copy_page(page_to_virt(new), reuse)
@@ -388,8 +387,7 @@ namespace PropertySuite.Engine
             long nr = (long)((end - start) >> Arch.PageShift);
             for (long i = 0; i < nr; i++)
             {
-                long page = Mem.AllocPages(0, FrameOwner.Vmemmap);
-                if (page < 0)
+                if (!Mem.TryAllocPages(0, FrameOwner.Vmemmap, out long page))
                 {
                     Note("hvo.restore_enomem");
                     if (!Broken.RestoreLeaksOnPartialAlloc)
@@ -525,8 +523,7 @@ namespace PropertySuite.Engine
         public IEnumerable<StepStatus> VmemmapSplitPmd(ExecContext ctx, PtTable pmdTable, int pmdIdx, long head, ulong start,
             VmemmapRemapWalk walk, Ret<Errno> ret)
         {
-            long pgtable = AllocPageTablePage(); // pte_alloc_one_kernel
-            if (pgtable < 0)
+            if (!TryAllocPageTablePage(out long pgtable)) // pte_alloc_one_kernel
             {
                 ret.Value = Errno.ENOMEM;
                 Note("hvo.split_enomem");

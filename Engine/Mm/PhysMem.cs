@@ -252,29 +252,29 @@ public sealed class PhysMem : IPhysMemView
         return true;
     }
 
-    /// <summary>alloc_pages(order): 2^order naturally aligned frames now owned by
-    /// <paramref name="owner"/>, or -1 for ENOMEM (out of memory, an order above MAX_PAGE_ORDER,
-    /// or an injected failure).</summary>
-    public long AllocPages(int order, FrameOwner owner)
+    /// <summary>alloc_pages(order): 2^order naturally aligned frames, first one in
+    /// <paramref name="pfn"/>, now owned by <paramref name="owner"/>; false for ENOMEM (out of
+    /// memory, an order above MAX_PAGE_ORDER, or an injected failure).</summary>
+    public bool TryAllocPages(int order, FrameOwner owner, out long pfn)
     {
-        if (ShouldFail()) return -1;
-        long pfn = Buddy.AllocPages(order);
-        if (pfn < 0) { AllocationsFailed++; return -1; }
+        pfn = 0;
+        if (ShouldFail()) return false;
+        if (!Buddy.TryAllocPages(order, out pfn)) { AllocationsFailed++; return false; }
         SetOwner(pfn, 1L << order, owner);
-        return pfn;
+        return true;
     }
 
     /// <summary>alloc_contig_pages: <paramref name="nrPages"/> frames starting at a multiple of
     /// the largest power of two that divides <paramref name="nrPages"/> (a gigantic folio's
-    /// natural alignment), or -1.</summary>
-    public long AllocContigPages(long nrPages, FrameOwner owner)
+    /// natural alignment), the first in <paramref name="pfn"/>; false for ENOMEM.</summary>
+    public bool TryAllocContigPages(long nrPages, FrameOwner owner, out long pfn)
     {
-        if (ShouldFail()) return -1;
+        pfn = 0;
+        if (ShouldFail()) return false;
         if (nrPages <= 0) throw new ModelBugException($"alloc_contig_pages of {nrPages} pages");
-        long pfn = Buddy.AllocContig(nrPages, nrPages & -nrPages);
-        if (pfn < 0) { AllocationsFailed++; return -1; }
+        if (!Buddy.TryAllocContig(nrPages, nrPages & -nrPages, out pfn)) { AllocationsFailed++; return false; }
         SetOwner(pfn, nrPages, owner);
-        return pfn;
+        return true;
     }
 
     /// <summary>__free_pages: returns a block to the buddy. Freeing a frame that is not owned by

@@ -356,8 +356,7 @@ public sealed class Vmalloc : IVmallocView
         long per = 1L << order;
         while (pages.Count < nrPages)
         {
-            long pfn = _mem.AllocPages(order, FrameOwner.Vmalloc);
-            if (pfn < 0) break;
+            if (!_mem.TryAllocPages(order, FrameOwner.Vmalloc, out long pfn)) break;
             PrepBackingPages(pfn, order);
             for (long i = 0; i < per; i++) pages.Add(pfn + i); // split_page, or the compound's subpages
         }
@@ -425,8 +424,7 @@ public sealed class Vmalloc : IVmallocView
         var pages = new List<long>();
         for (long i = 0; i < count; i++)
         {
-            long pfn = _mem.AllocPages(0, FrameOwner.Vmalloc);
-            if (pfn < 0)
+            if (!_mem.TryAllocPages(0, FrameOwner.Vmalloc, out long pfn))
             {
                 FreeCallerPages(pages);
                 return null;
