@@ -75,7 +75,7 @@ public interface IPhysMemView
     /// <summary>Frees the allocator refused, with the reason.</summary>
     IReadOnlyList<string> BadFrees { get; }
     /// <summary>Frame runs whose owner changed in the current step.</summary>
-    IReadOnlyList<(long Pfn, long Count)> Changed { get; }
+    IReadOnlyList<PfnRange> Changed { get; }
     IBuddyView Buddy { get; }
 }
 

@@ -42,8 +42,8 @@ public sealed class RefcountAudit : IInvariant
         var declared = Declarations(k);
         foreach (long p in frames)
             if (Judge(k, p, declared) is { } v) return v;
-        foreach (var (pfn, n) in k.Mem.Changed)
-            if (JudgeRange(k, pfn, n, declared) is { } v) return v;
+        foreach (var changed in k.Mem.Changed)
+            if (JudgeRange(k, changed.Start, changed.Count, declared) is { } v) return v;
         return null;
     }
 

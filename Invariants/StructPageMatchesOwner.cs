@@ -33,8 +33,8 @@ public sealed class StructPageMatchesOwner : IInvariant
 
     public Violation? Check(IKernelView k)
     {
-        foreach (var (pfn, n) in k.Mem.Changed)
-            if (CheckRange(k, pfn, n) is { } v) return v;
+        foreach (var changed in k.Mem.Changed)
+            if (CheckRange(k, changed.Start, changed.Count) is { } v) return v;
         ulong vmemmapStart = k.Arch.VmemmapStart, vmemmapEnd = k.Arch.VmemmapEnd;
         foreach (var e in k.StepEvents)
         {

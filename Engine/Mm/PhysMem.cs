@@ -39,8 +39,9 @@ public sealed class PhysMem : IPhysMemView
     /// <summary>End of the boot-reserved range [0, BootReservedEnd): kernel image and memblock.</summary>
     public long BootReservedEnd => _memblockNext;
 
-    /// <summary>Allocations that still succeed before injected failures start (-1: none injected).</summary>
-    public long FailAfter { get; private set; } = -1;
+    /// <summary>Allocations that still succeed before injected failures start (0 once they
+    /// have started, or when none are injected: <see cref="FailCount"/> says whether any are).</summary>
+    public long FailAfter { get; private set; }
     /// <summary>Number of injected failures still to deliver.</summary>
     public long FailCount { get; private set; }
     public long AllocationsAttempted { get; private set; }
@@ -49,7 +50,7 @@ public sealed class PhysMem : IPhysMemView
     /// <summary>Frees of frames that were not allocated (double free or foreign free), in order.</summary>
     public List<string> BadFrees { get; } = new();
     IReadOnlyList<string> IPhysMemView.BadFrees => BadFrees;
-    IReadOnlyList<(long Pfn, long Count)> IPhysMemView.Changed => Changed;
+    IReadOnlyList<PfnRange> IPhysMemView.Changed => Changed;
     IBuddyView IPhysMemView.Buddy => Buddy;
 
     /// <summary>Told of every free before the frames become free: (first PFN, count, owner until
@@ -57,7 +58,7 @@ public sealed class PhysMem : IPhysMemView
     public Action<long, long, FrameOwner, string>? Freeing { get; set; }
 
     /// <summary>Ranges whose owner changed since <see cref="ClearChanged"/>, for incremental checks.</summary>
-    public List<(long Pfn, long Count)> Changed { get; } = new();
+    public List<PfnRange> Changed { get; } = new();
 
     public PhysMem(ArchConfig arch, long totalPfns)
     {
@@ -164,8 +165,8 @@ public sealed class PhysMem : IPhysMemView
         if (pfn < 0 || count < 0 || pfn + count > MaxPfn)
             throw new ModelBugException($"SetOwner pfn {pfn:x} count {count} outside [0, {MaxPfn:x})");
         // Coalesce with the previous record when adjacent (boot sets owners section by section).
-        if (Changed.Count > 0 && Changed[^1].Pfn + Changed[^1].Count == pfn) Changed[^1] = (Changed[^1].Pfn, Changed[^1].Count + count);
-        else Changed.Add((pfn, count));
+        if (Changed.Count > 0 && Changed[^1].End == pfn) Changed[^1] = PfnRange.FromTo(Changed[^1].Start, pfn + count);
+        else Changed.Add(PfnRange.FromCount(pfn, count));
         long end = pfn + count;
         while (pfn < end)
         {
