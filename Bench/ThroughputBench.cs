@@ -73,7 +73,8 @@ public static class ThroughputBench
         var k = Boot(config, "4G");
         var a = k.Arch;
         long pages = a.LevelSize(level) >> a.PageShift;
-        long pfn = k.Mem.AllocContigPages(pages, FrameOwner.Vmalloc);
+        if (!k.Mem.TryAllocContigPages(pages, FrameOwner.Vmalloc, out long pfn))
+            throw new InvalidOperationException($"{config}: no {pages} contiguous frames for the bench mapping");
         ulong size = (ulong)a.LevelSize(level);
         ulong va = (a.VmallocStart + size - 1) & ~(size - 1);
         const int n = 200_000;

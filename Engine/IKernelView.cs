@@ -43,8 +43,9 @@ public interface IKernelView
     IPageFlagsView PageFlags { get; }
     /// <summary>A vmemmap frame's struct-page contents, without materialising them.</summary>
     VmemmapFrameContent PeekFrameContent(long frame);
-    /// <summary>The frame init_mm maps <paramref name="va"/> to (through an open BBM window), or -1.</summary>
-    long WalkToFrame(ulong va, out bool writable);
+    /// <summary>The frame init_mm maps <paramref name="va"/> to (through an open BBM window), or
+    /// null when nothing maps it.</summary>
+    long? FrameOf(ulong va, out bool writable);
     IHugetlbView Hugetlb { get; }
     /// <summary>The entry stores and flushes of the current step, in order.</summary>
     IReadOnlyList<KernelEvent> StepEvents { get; }
@@ -74,7 +75,7 @@ public interface IPhysMemView
     /// <summary>Frees the allocator refused, with the reason.</summary>
     IReadOnlyList<string> BadFrees { get; }
     /// <summary>Frame runs whose owner changed in the current step.</summary>
-    IReadOnlyList<(long Pfn, long Count)> Changed { get; }
+    IReadOnlyList<PfnRange> Changed { get; }
     IBuddyView Buddy { get; }
 }
 

@@ -120,7 +120,7 @@ public sealed class Kernel : IPteObserver, IKernelView
         long presentSections = machine.MemoryBytes / arch.SectionSize;
         for (long s = 0; s < presentSections; s++) Mem.AddSection(s, FrameOwner.Kernel);
         Mem.ReserveKernelImage(KernelImageBytes >> arch.PageShift);
-        InitMm = new MmStruct("init_mm", new PageTable(arch, "init_mm", MemblockTable(), PageTable.KernelVaBase(arch)), MmStruct.InitMmAsid);
+        InitMm = new MmStruct("init_mm", new PageTable(arch, "init_mm", MemblockTablePfn(), PageTable.KernelVaBase(arch)), MmStruct.InitMmAsid);
         _mms.Add(InitMm);
         Arm64 = new Arm64Mmu(arch, InitMm, Tlb, Locks, Log, variant.Arm64, variant.Broken.BbmSkipsInvalidate);
         Vmemmap = new SparseVmemmap(arch, Mem, SwapperPgDir);
@@ -197,8 +197,7 @@ public sealed class Kernel : IPteObserver, IKernelView
     public MmStruct? MmAlloc()
     {
         if (_nextAsid > Smp.Tlb.MaxAsid) return null; // no ASID left (ASID rollover is not modelled)
-        long pgd = Pgtable.AllocPageTablePage();
-        if (pgd < 0) return null;
+        if (!Pgtable.TryAllocPageTablePage(out long pgd)) return null;
         string name = $"mm{_nextAsid}";
         var mm = new MmStruct(name, new PageTable(Arch, name, pgd, 0) { Observer = this }, _nextAsid++);
         _mms.Add(mm);
@@ -224,12 +223,20 @@ public sealed class Kernel : IPteObserver, IKernelView
     /// <summary>The mm whose TLB entries carry <paramref name="asid"/> (global: init_mm), or null.</summary>
     public MmStruct? MmByAsid(int asid) => asid == TlbEntry.Global ? InitMm : _mms.Find(m => m != InitMm && m.Asid == asid);
 
-    /// <summary>A page-table page from memblock (boot only).</summary>
-    private long MemblockTable()
+    /// <summary>A page-table page from memblock (boot only; memblock exhaustion is a
+    /// configuration error, so it never fails).</summary>
+    private long MemblockTablePfn()
     {
         long pfn = Mem.MemblockAlloc(1, 1);
         Mem.SetOwner(pfn, 1, FrameOwner.PageTable);
         return pfn;
+    }
+
+    /// <summary><see cref="MemblockTablePfn"/> as a <see cref="PtAllocator"/>.</summary>
+    private bool MemblockTable(out long pfn)
+    {
+        pfn = MemblockTablePfn();
+        return true;
     }
 
     // ---- the read-only view invariants get ----
@@ -251,7 +258,7 @@ public sealed class Kernel : IPteObserver, IKernelView
     VmemmapView IKernelView.PeekView => PageFlags.PeekView;
     IPageFlagsView IKernelView.PageFlags => PageFlags;
     VmemmapFrameContent IKernelView.PeekFrameContent(long frame) => StructPages.PeekFrameContent(frame);
-    long IKernelView.WalkToFrame(ulong va, out bool writable) => Mmu.WalkToFrame(va, out writable);
+    long? IKernelView.FrameOf(ulong va, out bool writable) => Mmu.FrameOf(va, out writable);
     IHugetlbView IKernelView.Hugetlb => Hugetlb;
     IFilemapView? IKernelView.Filemap => _filemap;
     IReadOnlyList<KernelEvent> IKernelView.StepEvents => Events.StepEvents;

@@ -117,8 +117,8 @@ public sealed class StepTracer : IPteObserver
         var lines = new List<string> { string.Create(ci, $"step {step}: {op}") };
         lines.AddRange(EntryLines());
         _entries.Clear();
-        foreach (var (pfn, count) in k.Mem.Changed.OrderBy(c => c.Pfn))
-            lines.Add(string.Create(ci, $"  frame 0x{pfn:x}{(count > 1 ? string.Create(ci, $"-0x{pfn + count - 1:x}") : "")} now {k.Mem.OwnerOf(pfn)}"));
+        foreach (var r in k.Mem.Changed.OrderBy(c => c.Start))
+            lines.Add(string.Create(ci, $"  frame 0x{r.Start:x}{(r.Count > 1 ? string.Create(ci, $"-0x{r.End - 1:x}") : "")} now {k.Mem.OwnerOf(r.Start)}"));
         foreach (var cpu in k.Cpus)
         {
             var now = cpu.Tlb.Entries.ToHashSet();

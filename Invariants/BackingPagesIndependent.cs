@@ -34,8 +34,7 @@ public sealed class BackingPagesIndependent : IInvariant
                 ulong vmemmapPage = sp & ~(ulong)(k.Arch.PageSize - 1);
                 if (vmemmapPage != cachedPage)
                 {
-                    long frame = k.WalkToFrame(vmemmapPage, out _);
-                    if (frame < 0) return new(Name, $"the struct page of pfn {pfn:x} (page of {VmallocMappingsExact.Describe(a)}) is not mapped in vmemmap");
+                    if (k.FrameOf(vmemmapPage, out _) is not { } frame) return new(Name, $"the struct page of pfn {pfn:x} (page of {VmallocMappingsExact.Describe(a)}) is not mapped in vmemmap");
                     content = k.PeekFrameContent(frame);
                     cachedPage = vmemmapPage;
                 }

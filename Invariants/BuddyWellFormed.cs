@@ -32,8 +32,8 @@ public sealed class BuddyWellFormed : IInvariant
         long top = 1L << k.Mem.Buddy.MaxOrder;
         foreach (var (pfn, n) in k.Mem.Buddy.TouchedThisStep)
             if (CheckBlocks(k, k.Mem.Buddy.BlocksOverlapping(AlignDown(pfn, top), AlignUp(pfn + n, top))) is { } v) return v;
-        foreach (var (pfn, n) in k.Mem.Changed)
-            if (CheckBlocks(k, k.Mem.Buddy.BlocksOverlapping(AlignDown(pfn, top), AlignUp(pfn + n, top))) is { } v) return v;
+        foreach (var changed in k.Mem.Changed)
+            if (CheckBlocks(k, k.Mem.Buddy.BlocksOverlapping(AlignDown(changed.Start, top), AlignUp(changed.End, top))) is { } v) return v;
         return null;
     }
 

@@ -39,10 +39,10 @@ public sealed class CompoundHeadResolvesRealHead : IInvariant
             {
                 long from = Math.Max(pageFirst, f.HeadPfn + 1), to = Math.Min(end, pageFirst + s);
                 if (from >= to) continue;
-                long frame = k.WalkToFrame(k.Arch.PfnToPage(pageFirst), out _);
+                long? frame = k.FrameOf(k.Arch.PfnToPage(pageFirst), out _);
                 bool whole = pageFirst > f.HeadPfn && pageFirst + s <= end;
-                if (whole && frame >= 0 && !checkedFrames.Add(frame)) continue;
-                bool uniform = frame >= 0 && k.PeekFrameContent(frame).IsUniform;
+                if (whole && frame is { } seen && !checkedFrames.Add(seen)) continue;
+                bool uniform = frame is { } mapped && k.PeekFrameContent(mapped).IsUniform;
                 for (long p = from; p < to; p++)
                 {
                     // In a uniform page every slot but the first reads the same (only slot 0 can be a fake head).

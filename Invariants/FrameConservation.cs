@@ -42,11 +42,12 @@ public sealed class FrameConservation : IInvariant
         // owned Free. Per changed range: the free blocks inside it must be wholly owned Free, and
         // they must account for every frame owned Free there. Only on a mismatch is the range
         // walked frame by frame, to name the first offending frame (as CheckChangedFramesOneByOne).
-        foreach (var (pfn, n) in k.Mem.Changed)
+        foreach (var changed in k.Mem.Changed)
         {
+            long pfn = changed.Start, n = changed.Count;
             long inBuddy = 0;
             bool foreignInBuddy = false;
-            foreach (var (start, count) in k.Mem.Buddy.FreeBlocksIn(pfn, pfn + n))
+            foreach (var (start, count) in k.Mem.Buddy.FreeBlocksIn(changed.Start, changed.End))
             {
                 inBuddy += count;
                 if (!k.Mem.AllOwnedBy(start, count, FrameOwner.Free)) { foreignInBuddy = true; break; }

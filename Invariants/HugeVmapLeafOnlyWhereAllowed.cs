@@ -66,10 +66,10 @@ public sealed class HugeVmapLeafOnlyWhereAllowed : IInvariant
         if ((((ulong)w.Entry.Pfn << k.Arch.PageShift) & (size - 1)) != 0)
             return new(Name, $"{w.Level} leaf at {va:x} maps pfn {w.Entry.Pfn:x}, not aligned to its size {size:x}");
         long first = (long)((va - a.Addr) / page), n = (long)(size / page);
-        if (a.PhysPfn >= 0)
+        if (a.IoremapPfn is { } phys)
         {
-            if (w.Entry.Pfn != a.PhysPfn + first)
-                return new(Name, $"{w.Level} leaf at {va:x} maps pfn {w.Entry.Pfn:x}; page {first} of {d} is its frame {a.PhysPfn + first:x}");
+            if (w.Entry.Pfn != phys + first)
+                return new(Name, $"{w.Level} leaf at {va:x} maps pfn {w.Entry.Pfn:x}; page {first} of {d} is its frame {phys + first:x}");
             return null;
         }
         for (long j = 0; j < n; j++)
@@ -112,7 +112,7 @@ public sealed class HugeVmapLeafOnlyWhereAllowed : IInvariant
         if (!Allowed(k, a)) return new(Name, $"contiguous PTE run at {run:x} in {d}, which did not allow huge mappings under the {k.Vmalloc.Options.Huge} policy");
         if (run + cont > a.Addr + a.Size) return new(Name, $"contiguous PTE run [{run:x}, {run + cont:x}) runs past the end of {d}");
         long at = (long)((run - a.Addr) / page);
-        long want = a.PhysPfn >= 0 ? a.PhysPfn + at : at < a.Pages.Count ? a.Pages[(int)at] : -1;
+        long? want = a.IoremapPfn is { } phys ? phys + at : at < a.Pages.Count ? a.Pages[(int)at] : null;
         if (head.Pfn != want) return new(Name, $"contiguous PTE run at {run:x} maps pfn {head.Pfn:x} at page {at} of {d}, which does not own it there");
         return null;
     }

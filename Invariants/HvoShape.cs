@@ -63,8 +63,8 @@ public sealed class HvoShape : IInvariant
             var rw = new bool[nv];
             for (long i = 0; i < nv; i++)
             {
-                frames[i] = k.WalkToFrame(start + (ulong)(i * k.Arch.PageSize), out rw[i]);
-                if (frames[i] < 0) return new(Name, $"{f}: vmemmap page {i} at {start + (ulong)(i * k.Arch.PageSize):x} is not mapped");
+                if (k.FrameOf(start + (ulong)(i * k.Arch.PageSize), out rw[i]) is not { } frame) return new(Name, $"{f}: vmemmap page {i} at {start + (ulong)(i * k.Arch.PageSize):x} is not mapped");
+                frames[i] = frame;
             }
             if (optimized)
             {

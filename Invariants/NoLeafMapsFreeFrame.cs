@@ -46,8 +46,8 @@ public sealed class NoLeafMapsFreeFrame : IInvariant
     {
         if (pfn < k.Mem.MaxPfn) return false;
         foreach (var a in k.Vmalloc.LiveAreas)
-            if (a.PhysPfn >= 0 && va >= a.Addr && va - a.Addr < a.Size)
-                return pfn == a.PhysPfn + (long)((va - a.Addr) >> k.Arch.PageShift) && va + ((ulong)n << k.Arch.PageShift) <= a.Addr + a.Size;
+            if (a.IoremapPfn is { } phys && va >= a.Addr && va - a.Addr < a.Size)
+                return pfn == phys + (long)((va - a.Addr) >> k.Arch.PageShift) && va + ((ulong)n << k.Arch.PageShift) <= a.Addr + a.Size;
         return false;
     }
 
@@ -58,9 +58,9 @@ public sealed class NoLeafMapsFreeFrame : IInvariant
         long p = pfn, end = pfn + count;
         while (p < end)
         {
-            var a = k.Vmalloc.LiveAreas.FirstOrDefault(x => x.PhysPfn >= 0 && p >= x.PhysPfn && p < x.PhysPfn + (long)(x.Size >> k.Arch.PageShift));
-            if (a is null) return false;
-            p = a.PhysPfn + (long)(a.Size >> k.Arch.PageShift);
+            var a = k.Vmalloc.LiveAreas.FirstOrDefault(x => x.IoremapPfn is { } phys && p >= phys && p < phys + (long)(x.Size >> k.Arch.PageShift));
+            if (a?.IoremapPfn is not { } start) return false;
+            p = start + (long)(a.Size >> k.Arch.PageShift);
         }
         return true;
     }

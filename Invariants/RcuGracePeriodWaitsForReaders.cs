@@ -28,8 +28,8 @@ public sealed class RcuGracePeriodWaitsForReaders : IInvariant
             foreach (var r in k.RcuReadSections)
             {
                 if (r.Begin >= gp.Begin) break; // sections are in order of their beginning
-                if (r.End == -1 || r.End > gp.End)
-                    return new(Name, $"grace period {gp.Seq} ({gp.Who}) ended while {r.Reader}, inside a read-side section since before it began, {(r.End == -1 ? "was still inside" : "had not left")}");
+                if (r.EndTick is not { } left || left > gp.End)
+                    return new(Name, $"grace period {gp.Seq} ({gp.Who}) ended while {r.Reader}, inside a read-side section since before it began, {(r.EndTick is null ? "was still inside" : "had not left")}");
             }
         }
         return null;

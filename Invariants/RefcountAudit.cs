@@ -51,8 +51,8 @@ public sealed class RefcountAudit : IInvariant
         }
         foreach (long p in frames)
             if (Judge(k, p, Ask) is { } v) return v;
-        foreach (var (pfn, n) in k.Mem.Changed)
-            if (JudgeRange(k, pfn, n, Ask) is { } v) return v;
+        foreach (var changed in k.Mem.Changed)
+            if (JudgeRange(k, changed.Start, changed.Count, Ask) is { } v) return v;
         return null;
     }
 
@@ -102,8 +102,7 @@ public sealed class RefcountAudit : IInvariant
         while (pfn < end)
         {
             long runEnd = Math.Min(end, pfn - pfn % s + s);
-            long frame = k.WalkToFrame(k.Arch.PfnToPage(pfn), out _);
-            bool uniformFree = frame >= 0 && k.PeekFrameContent(frame).IsUniform && k.Mem.AllOwnedBy(pfn, runEnd - pfn, FrameOwner.Free);
+            bool uniformFree = k.FrameOf(k.Arch.PfnToPage(pfn), out _) is { } frame && k.PeekFrameContent(frame).IsUniform && k.Mem.AllOwnedBy(pfn, runEnd - pfn, FrameOwner.Free);
             for (long p = pfn; p < runEnd; p++)
             {
                 if (uniformFree && p != pfn && declared(p).Refs == 0) continue;
@@ -123,7 +122,7 @@ public sealed class RefcountAudit : IInvariant
         // Audited: free frames, page-cache frames, and frames their owner's holder declares (a
         // vmalloc frame no live area lists, or a HugeTLB folio, has references nobody declares).
         if (owner is not (FrameOwner.Free or FrameOwner.PageCache) && !(has && d.DeclaredBy(owner))) return null;
-        if (owner is FrameOwner.Absent or FrameOwner.Offline || k.WalkToFrame(k.Arch.PfnToPage(p), out _) < 0) return null;
+        if (owner is FrameOwner.Absent or FrameOwner.Offline || k.FrameOf(k.Arch.PfnToPage(p), out _) is null) return null;
         int refcount = k.PeekView.Read(k.Arch.PfnToPage(p)).Refcount;
         if (refcount == d.Refs) return null;
         var why = k.RefHolders.SelectMany(h => h.Why(p).Select(w => $"{h.Who}: {w}")).ToList();

@@ -33,8 +33,8 @@ public sealed class StructPageMatchesOwner : IInvariant
 
     public Violation? Check(IKernelView k)
     {
-        foreach (var (pfn, n) in k.Mem.Changed)
-            if (CheckRange(k, pfn, n) is { } v) return v;
+        foreach (var changed in k.Mem.Changed)
+            if (CheckRange(k, changed.Start, changed.Count) is { } v) return v;
         ulong vmemmapStart = k.Arch.VmemmapStart, vmemmapEnd = k.Arch.VmemmapEnd;
         foreach (var e in k.StepEvents)
         {
@@ -56,8 +56,7 @@ public sealed class StructPageMatchesOwner : IInvariant
         while (pfn < end)
         {
             long pageFirst = pfn - pfn % s, runEnd = Math.Min(end, pageFirst + s);
-            long frame = k.WalkToFrame(k.Arch.PfnToPage(pageFirst), out _);
-            if (frame < 0) { pfn = runEnd; continue; } // no struct pages here (a hole, or a removed section)
+            if (k.FrameOf(k.Arch.PfnToPage(pageFirst), out _) is not { } frame) { pfn = runEnd; continue; } // no struct pages here (a hole, or a removed section)
             if (k.PeekFrameContent(frame).IsUniform && k.Mem.AllOwnedBy(pfn, runEnd - pfn, FrameOwner.Free))
             {
                 if (CheckFree(k, pfn, view.Read(k.Arch.PfnToPage(pfn))) is { } v) return v;
@@ -122,7 +121,7 @@ public sealed class StructPageMatchesOwner : IInvariant
     {
         int s = k.Arch.StructPagesPerVmemmapPage;
         for (int i = 0; i < 2 && (i + 1) * s <= f.NrPages; i++)
-            if (i != vmemmapPage && k.WalkToFrame(k.Arch.PfnToPage(f.HeadPfn + i * s), out _) == frame) return true;
+            if (i != vmemmapPage && k.FrameOf(k.Arch.PfnToPage(f.HeadPfn + i * s), out _) == frame) return true;
         return false;
     }
 }

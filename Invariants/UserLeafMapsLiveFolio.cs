@@ -39,9 +39,10 @@ public sealed class UserLeafMapsLiveFolio : IInvariant
                 p = next;
             }
         }
-        foreach (var (f, file, index) in k.Hgm.LeftThisStep)
+        foreach (var (f, slot) in k.Hgm.LeftThisStep)
         {
-            if (file is null || Judge(k, f.HeadPfn).Why is null) continue;
+            if (slot is not { } cached || Judge(k, f.HeadPfn).Why is null) continue;
+            var (file, index) = cached;
             foreach (var v in file.IMmap)
             {
                 long off = index * file.Hstate.PagesPerHugePage - v.VmPgoff;

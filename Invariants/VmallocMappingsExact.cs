@@ -67,7 +67,7 @@ public sealed class VmallocMappingsExact : IInvariant
             if (judged[i] && (a.Flags & VmFlags.VmUninitialized) == 0) // an area still being built by its task is not counted
             {
                 long want = (long)(a.Size / page), kept = want - a.UnmappedCount;
-                if (mapped[i] != kept || a.Pages.Count != (a.PhysPfn >= 0 ? 0 : want))
+                if (mapped[i] != kept || a.Pages.Count != (a.IoremapPfn is null ? want : 0))
                     return new(Name, $"{Describe(a)} maps {mapped[i]} of the {kept} of its {want} pages its owner has not vunmap_range'd (pages[] holds {a.Pages.Count}){FirstUnmapped(k, a)}");
             }
             // __get_vm_area_node adds one guard page unless the caller passed VM_NO_GUARD.
@@ -89,15 +89,15 @@ public sealed class VmallocMappingsExact : IInvariant
         if (va + size > a.Addr + a.Size)
             return new(Name, $"{w.Level} leaf [{va:x}, {va + size:x}) runs past the end {a.Addr + a.Size:x} of {Describe(a)}");
         long first = (long)((va - a.Addr) / page), n = (long)(size / page);
-        if (a.PhysPfn >= 0)
+        if (a.IoremapPfn is { } phys)
         {
-            // An ioremap area maps its physical range, page i at PhysPfn + i, as ioremap made it.
+            // An ioremap area maps its physical range, page i at IoremapPfn + i, as ioremap made it.
             if (a.UnmappedCount > 0)
                 for (long j = 0; j < n; j++)
                     if (a.PageUnmapped(first + j))
                         return new(Name, $"{va + (ulong)j * page:x} (page {first + j} of {Describe(a)}) is mapped by a {w.Level} leaf ({w.Entry}), but its owner unmapped it with vunmap_range");
-            if (w.Entry.Pfn != a.PhysPfn + first || !w.Entry.Writable || w.Entry.Exec)
-                return new(Name, $"{w.Level} leaf at {va:x} is {w.Entry}; page {first} of {Describe(a)} is its physical frame {a.PhysPfn + first:x}, RW, not executable");
+            if (w.Entry.Pfn != phys + first || !w.Entry.Writable || w.Entry.Exec)
+                return new(Name, $"{w.Level} leaf at {va:x} is {w.Entry}; page {first} of {Describe(a)} is its physical frame {phys + first:x}, RW, not executable");
             mapped[ai] += n;
             return null;
         }
@@ -133,7 +133,7 @@ public sealed class VmallocMappingsExact : IInvariant
 
     private static string Prot(bool writable, bool exec) => (writable ? "RW" : "RO") + (exec ? "X" : "");
 
-    internal static string Describe(IVmAreaView a) => a.PhysPfn >= 0
-        ? $"ioremap area [{a.Addr:x}, {a.Addr + a.Size:x}) of the frames from {a.PhysPfn:x}"
+    internal static string Describe(IVmAreaView a) => a.IoremapPfn is { } phys
+        ? $"ioremap area [{a.Addr:x}, {a.Addr + a.Size:x}) of the frames from {phys:x}"
         : $"vm area [{a.Addr:x}, {a.Addr + a.Size:x}) ({a.Pages.Count} pages, order {a.PageOrder}, {a.Flags})";
 }

@@ -70,8 +70,9 @@ public sealed class Arm64Mmu
     }
 
     /// <summary>What <paramref name="va"/> will translate to once window <paramref name="w"/>
-    /// closes: the frame of its pending entry (through the new table for a split), or -1.</summary>
-    public long ResolveThroughWindow(BbmWindow w, ulong va, out bool writable)
+    /// closes: the frame of its pending entry (through the new table for a split), or null when
+    /// the pending entry maps nothing there.</summary>
+    public long? ResolveThroughWindow(BbmWindow w, ulong va, out bool writable)
     {
         writable = false;
         Pte e = w.NewPte;
@@ -82,7 +83,7 @@ public sealed class Arm64Mmu
             e = child.Entries[i];
             entryVa = InitMm.EntryVa(child, i);
         }
-        if (!e.IsLeaf) return -1;
+        if (!e.IsLeaf) return null;
         writable = e.Writable;
         return e.Pfn + (long)((va - entryVa) >> Arch.PageShift);
     }

@@ -42,7 +42,7 @@ public abstract class KernelCode
 
     protected VmemmapFrameContent FrameContent(long frame) => K.StructPages.FrameContent(frame);
     protected VmemmapFrameContent PeekFrameContent(long frame) => K.StructPages.PeekFrameContent(frame);
-    protected long WalkToFrame(ulong va, out bool writable) => K.Mmu.WalkToFrame(va, out writable);
+    protected long? FrameOf(ulong va, out bool writable) => K.Mmu.FrameOf(va, out writable);
     protected bool Translate(ExecContext? ctx, ulong va, bool write, out long frame, out bool writable) => K.Mmu.Translate(ctx, va, write, out frame, out writable);
     protected bool ReadStructPage(ExecContext? ctx, ulong page, out StructPage value) => K.Mmu.ReadStructPage(ctx, page, out value);
     protected bool WriteStructPage(ExecContext? ctx, ulong page, in StructPage value, string what) => K.Mmu.WriteStructPage(ctx, page, value, what);

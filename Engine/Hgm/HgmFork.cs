@@ -57,7 +57,7 @@ public sealed class HgmFork : HgmPart
         foreach (var w in src.Pgd.Leaves(v.VmStart, v.VmEnd).ToList())
         {
             ulong va = src.Pgd.EntryVa(w.Table, w.Index);
-            var t = dst.Pgd.WalkAlloc(va, w.Level, K.Pgtable.AllocPageTablePage, out var err);
+            var t = dst.Pgd.WalkAlloc(va, w.Level, K.Pgtable.TryAllocPageTablePage, out var err);
             if (t is null) return err;
             var f = Hgm.FolioOfLeaf(w.Entry) ?? throw new ModelBugException($"{src.Name}: leaf {w.Entry} at {va:x} maps no HugeTLB folio");
             dst.Pgd.Set(t, dst.Pgd.Index(va, t.Level), w.Entry);

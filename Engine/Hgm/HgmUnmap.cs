@@ -290,8 +290,7 @@ public sealed class HgmUnmap : HgmPart
     private Errno SplitHugetlbPte(ExecContext ctx, MmStruct mm, HugetlbPte hpte, HugetlbFolio f)
     {
         var pgd = mm.Pgd;
-        long pfn = K.Pgtable.AllocPageTablePage();
-        if (pfn < 0) return Errno.ENOMEM;
+        if (!K.Pgtable.TryAllocPageTablePage(out long pfn)) return Errno.ENOMEM;
         ulong va = pgd.EntryVa(hpte.Table, hpte.Index);
         var old = hpte.Entry;
         long firstSub = old.Pfn - f.HeadPfn, nr = (long)(hpte.Size / PageSize);

@@ -75,8 +75,8 @@ public interface IHgmView
     /// <summary>TASK_SIZE.</summary>
     ulong UserTop { get; }
     /// <summary>Folios that left a hugetlbfs page cache or whose last reference went in the
-    /// current step, with the file and index they were cached at (File null: not cached).</summary>
-    IReadOnlyList<(HugetlbFolio Folio, HugetlbfsInode? File, long Index)> LeftThisStep { get; }
+    /// current step, with the file and index they were cached at (Slot null: not cached).</summary>
+    IReadOnlyList<(HugetlbFolio Folio, (HugetlbfsInode File, long Index)? Slot)> LeftThisStep { get; }
 }
 
 /// <summary>HugeTLB high-granularity mapping over user address spaces.</summary>
@@ -135,7 +135,7 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
         if (file.PageCache.TryGetValue(index, out var f))
         {
             _cacheSlots.Remove(f);
-            LeftThisStepList.Add((f, file, index));
+            LeftThisStepList.Add((f, (file, index)));
         }
         file.CacheRemove(index);
     }
@@ -143,9 +143,9 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
     // Folios that left a page cache or were freed in the current step, with the file and index
     // they were cached at (null when not cached): the kernel events after which no user entry
     // may map them. Cleared when a step begins (Kernel.BeginStep).
-    internal readonly List<(HugetlbFolio Folio, HugetlbfsInode? File, long Index)> LeftThisStepList = new();
+    internal readonly List<(HugetlbFolio Folio, (HugetlbfsInode File, long Index)? Slot)> LeftThisStepList = new();
 
-    public IReadOnlyList<(HugetlbFolio Folio, HugetlbfsInode? File, long Index)> LeftThisStep => LeftThisStepList;
+    public IReadOnlyList<(HugetlbFolio Folio, (HugetlbfsInode File, long Index)? Slot)> LeftThisStep => LeftThisStepList;
 
     internal void BeginStep() => LeftThisStepList.Clear();
 
@@ -293,8 +293,7 @@ public sealed class HugetlbHgm : KernelCode, IHgmView
         foreach (var f in puts)
         {
             if (!FolioPut(ctx, f)) continue;
-            var slot = PageCacheSlot(f);
-            LeftThisStepList.Add((f, slot?.File, slot?.Index ?? -1));
+            LeftThisStepList.Add((f, PageCacheSlot(f)));
             foreach (var s in K.Hugetlb.FreeHugeFolio(ctx, f)) yield return s;
         }
     }

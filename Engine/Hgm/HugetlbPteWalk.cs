@@ -55,8 +55,7 @@ public sealed class HugetlbPteWalk : HgmPart
         if (hpte.None)
         {
             if (!alloc) return null;
-            long pfn = K.Pgtable.AllocPageTablePage();
-            if (pfn < 0) { err = Errno.ENOMEM; return null; }
+            if (!K.Pgtable.TryAllocPageTablePage(out long pfn)) { err = Errno.ENOMEM; return null; }
             var lower = pgd.NewTable(pfn, hpte.Level - 1, pgd.EntryVa(hpte.Table, hpte.Index));
             pgd.Set(hpte.Table, hpte.Index, Pte.MkTable(pfn));
             return Hpte(mm, lower, pgd.Index(addr, lower.Level));
@@ -79,7 +78,7 @@ public sealed class HugetlbPteWalk : HgmPart
         if (hpte is null)
         {
             if (!alloc) return null;
-            var t = mm.Pgd.WalkAlloc(addr, Hgm.LevelOfSize(h.Size)!.Value, K.Pgtable.AllocPageTablePage, out err);
+            var t = mm.Pgd.WalkAlloc(addr, Hgm.LevelOfSize(h.Size)!.Value, K.Pgtable.TryAllocPageTablePage, out err);
             if (t is null) return null; // ENOMEM, or EBUSY: a leaf above the hstate level (a model bug for hugetlb)
             hpte = Hpte(mm, t, mm.Pgd.Index(addr, t.Level));
         }

@@ -159,7 +159,7 @@ public sealed partial class MemoryHotplug
         while (pfn < end)
         {
             var level = pmdLeaf && (pfn & (pmdPages - 1)) == 0 && pfn + pmdPages <= end ? PtLevel.Pmd : PtLevel.Pte;
-            var t = InitMm.WalkAlloc(va, level, K.Pgtable.AllocPageTablePage, out var e);
+            var t = InitMm.WalkAlloc(va, level, K.Pgtable.TryAllocPageTablePage, out var e);
             if (t is null)
             {
                 if (e != Errno.ENOMEM) throw new ModelBugException($"hot-add linear map at {va:x}: {e} (a leaf already covers it)");
@@ -224,13 +224,13 @@ public sealed partial class MemoryHotplug
 
     /// <summary>altmap_alloc_block_buf: <paramref name="pages"/> pages of memmap (a PMD block, or
     /// one page where vmemmap_populate_hugepages falls back to base pages over an existing PTE
-    /// table) taken in order from the block's own first pages; -1 once the altmap is used up (no
-    /// fallback to the page allocator).</summary>
+    /// table) taken in order from the block's own first pages; null once the altmap is used up
+    /// (no fallback to the page allocator).</summary>
     [Kernel("mm/sparse-vmemmap.c", "altmap_alloc_block_buf")]
-    private long AltmapAllocBlockBuf(long firstPfn, long pages)
+    private long? AltmapAllocBlockBuf(long firstPfn, long pages)
     {
         var info = _sections[Mem.PfnToSection(firstPfn)];
-        if (info.AltmapUsed + pages > info.AltmapPages) return -1;
+        if (info.AltmapUsed + pages > info.AltmapPages) return null;
         long frame = info.Nr * Arch.PagesPerSection + info.AltmapUsed;
         info.AltmapUsed += pages;
         Mem.SetOwner(frame, pages, FrameOwner.Vmemmap);
@@ -248,7 +248,7 @@ public sealed partial class MemoryHotplug
         ulong step = (ulong)Arch.LevelSize(level);
         for (ulong va = start & ~(step - 1); va < end; va += step)
         {
-            var t = InitMm.WalkAlloc(va, level, K.Pgtable.AllocPageTablePage, out var e);
+            var t = InitMm.WalkAlloc(va, level, K.Pgtable.TryAllocPageTablePage, out var e);
             if (t is null)
             {
                 if (e != Errno.ENOMEM) throw new ModelBugException($"vmemmap_populate at {va:x}: {e} (a leaf already covers it)");
@@ -268,15 +268,15 @@ public sealed partial class MemoryHotplug
             }
             if (!t.Entries[i].IsNone) continue; // vmemmap_verify: already populated
             long pages = pmd ? Arch.PmdSize >> Arch.PageShift : 1;
-            long frame = HasAltmap(PageToPfn(va)) ? AltmapAllocBlockBuf(PageToPfn(va), pages)
-                : Mem.AllocPages(pmd ? Arch.PmdShift - Arch.PageShift : 0, FrameOwner.Vmemmap);
-            if (frame < 0)
+            long? frame = HasAltmap(PageToPfn(va)) ? AltmapAllocBlockBuf(PageToPfn(va), pages)
+                : Mem.TryAllocPages(pmd ? Arch.PmdShift - Arch.PageShift : 0, FrameOwner.Vmemmap, out long got) ? got : null;
+            if (frame is null)
             {
                 err.Value = Errno.ENOMEM;
                 yield return StepStatus.After("vmemmap_alloc_block");
                 yield break;
             }
-            InitMm.Set(t, i, Pte.MkLeaf(frame, writable: true));
+            InitMm.Set(t, i, Pte.MkLeaf(frame.Value, writable: true));
             yield return StepStatus.After(pmd ? "vmemmap_set_pmd" : "vmemmap_pte_populate");
         }
     }

@@ -10,7 +10,7 @@ public sealed partial class MemoryHotplug
 {
     private Errno CheckBlocks(long pfn, long nr, out long first, out long last)
     {
-        first = last = -1;
+        first = last = 0;
         if (nr <= 0 || pfn < 0 || pfn % Arch.PagesPerSection != 0 || nr % Arch.PagesPerSection != 0 || pfn + nr > Mem.MaxPfn) return Errno.EINVAL;
         (first, last) = Sections(pfn, nr);
         for (long s = first; s <= last; s++)
@@ -108,24 +108,24 @@ public sealed partial class MemoryHotplug
         var filemap = K.Filemap;
         ulong oldPage = PfnToPage(oldPfn);
         if (!K.Mmu.ReadStructPage(ctx, oldPage, out var old)) return false;
-        long target = AllocMigrationTarget(rangeStart, rangeNr, inside);
+        long? target = AllocMigrationTarget(rangeStart, rangeNr, inside);
         var file = old.Mapping > 0 && old.Mapping <= filemap.Files.Count ? filemap.Files[(int)(old.Mapping - 1)] : null;
         bool inCache = file is not null && file.IPages.TryGetValue(old.Index, out ulong slot) && slot == oldPage;
         // folio_ref_freeze(folio, expected): the page cache's reference and the isolation's.
-        if (target < 0 || !inCache || old.Refcount != 2)
+        if (target is null || !inCache || old.Refcount != 2)
         {
-            if (target >= 0) Mem.FreePages(target, 0, FrameOwner.PageCache, "migrate_pages: target unused");
+            if (target is { } unused) Mem.FreePages(unused, 0, FrameOwner.PageCache, "migrate_pages: target unused");
             // putback_movable_pages: back on the LRU, the isolation reference dropped.
             old.Flags |= PageFlags.Lru;
             K.Mmu.WriteStructPage(ctx, oldPage, old, "putback_movable_pages");
             filemap.FolioPut(ctx, oldPage, "putback_movable_pages");
             return false;
         }
-        ulong newPage = PfnToPage(target);
+        ulong newPage = PfnToPage(target.Value);
         var moved = new StructPage { Refcount = 1, Flags = old.Flags | PageFlags.Lru, Mapping = old.Mapping, Index = old.Index };
         K.Mmu.WriteStructPage(ctx, newPage, moved, "folio_migrate_mapping");
         file!.IPages[old.Index] = newPage;
-        filemap.LivePfns.Add(target);
+        filemap.LivePfns.Add(target.Value);
         // The old folio: out of the cache, its last reference gone, freed.
         filemap.LivePfns.Remove(oldPfn);
         K.Mmu.WriteStructPage(ctx, oldPage, default, "free_pages_prepare");
@@ -135,14 +135,13 @@ public sealed partial class MemoryHotplug
 
     /// <summary>alloc_migration_target: an order-0 page outside the range being offlined (its
     /// pageblocks are MIGRATE_ISOLATE, so the buddy never hands them out: the model, which has no
-    /// isolation, holds aside what it is given from inside the range and asks again), or -1.</summary>
+    /// isolation, holds aside what it is given from inside the range and asks again), or null.</summary>
     [Kernel("mm/migrate.c", "alloc_migration_target")]
-    private long AllocMigrationTarget(long rangeStart, long rangeNr, List<long> inside)
+    private long? AllocMigrationTarget(long rangeStart, long rangeNr, List<long> inside)
     {
         while (true)
         {
-            long p = Mem.AllocPages(0, FrameOwner.PageCache);
-            if (p < 0) return -1;
+            if (!Mem.TryAllocPages(0, FrameOwner.PageCache, out long p)) return null;
             if (p < rangeStart || p >= rangeStart + rangeNr) return p;
             inside.Add(p);
         }

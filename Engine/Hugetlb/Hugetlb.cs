@@ -152,17 +152,17 @@ public sealed class Hugetlb : KernelCode, IHugetlbView
         long n = h.PagesPerHugePage;
         if (!Hvo.HugetlbFolioMisaligned)
         {
-            long pfn = h.IsGigantic ? Mem.AllocContigPages(n, FrameOwner.HugetlbFolio) : Mem.AllocPages(h.Order, FrameOwner.HugetlbFolio);
-            return pfn < 0 ? null : new HugetlbFolio(h, pfn, contig: h.IsGigantic);
+            bool got = h.IsGigantic ? Mem.TryAllocContigPages(n, FrameOwner.HugetlbFolio, out long pfn) : Mem.TryAllocPages(h.Order, FrameOwner.HugetlbFolio, out pfn);
+            return got ? new HugetlbFolio(h, pfn, contig: h.IsGigantic) : null;
         }
         // Broken on purpose (Muchun Song's condition 1): the folio starts half a vmemmap page (in
         // struct pages) past a natural boundary, so its first and last vmemmap pages also hold
         // struct pages of its neighbours. Take a block twice the size and give back the rest.
         long offset = Math.Min(Arch.StructPagesPerVmemmapPage / 2, n / 2);
-        long basePfn = h.Order + 1 <= Arch.MaxPageOrder
-            ? Mem.AllocPages(h.Order + 1, FrameOwner.HugetlbFolio)
-            : Mem.AllocContigPages(2 * n, FrameOwner.HugetlbFolio);
-        if (basePfn < 0) return null;
+        bool gotBase = h.Order + 1 <= Arch.MaxPageOrder
+            ? Mem.TryAllocPages(h.Order + 1, FrameOwner.HugetlbFolio, out long basePfn)
+            : Mem.TryAllocContigPages(2 * n, FrameOwner.HugetlbFolio, out basePfn);
+        if (!gotBase) return null;
         Mem.FreeContigPages(basePfn, offset, FrameOwner.HugetlbFolio, "misaligned hugetlb folio: leading pad");
         Mem.FreeContigPages(basePfn + offset + n, n - offset, FrameOwner.HugetlbFolio, "misaligned hugetlb folio: trailing pad");
         return new HugetlbFolio(h, basePfn + offset, contig: true);

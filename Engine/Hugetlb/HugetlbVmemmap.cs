@@ -3,7 +3,7 @@
 // with the v5.14 two-page layout (f41f2ed43ca5) as the TwoPagesKept scheme.
 //
 // One walker serves optimize and restore, as in the kernel: a VmemmapRemapWalk record carries
-// the walk state (NrWalked, ReusePage, ReuseAddr, VmemmapPages, Flags) and its RemapPte mode
+// the walk state (NrWalked, ReusePfn, ReuseAddr, VmemmapPages, Flags) and its RemapPte mode
 // selects the leaf action (vmemmap_remap_pte or vmemmap_restore_pte). The walk visits the PMD
 // covering each part of [reuse, end) — splitting a PMD block into a PTE table when it finds one
 // (vmemmap_split_pmd) — and then every PTE. Each kernel-visible action is one task step: a lock
@@ -75,8 +75,11 @@ namespace PropertySuite.Engine
         public RemapPteMode RemapPte { get; init; }
         /// <summary>Entries walked so far (the reuse entry included).</summary>
         public long NrWalked { get; set; }
-        /// <summary>The PFN every remapped entry points at, or -1 until found.</summary>
-        public long ReusePage { get; set; } = -1;
+        /// <summary>reuse_page: the PFN every remapped entry points at, or null until found.</summary>
+        public long? ReusePfn { get; set; }
+        /// <summary><see cref="ReusePfn"/> where the walk has found it already (a leaf action after
+        /// the first entry).</summary>
+        public long FoundReusePfn => ReusePfn ?? throw new ModelBugException("vmemmap remap walk: a leaf action ran before the reuse page was found");
         /// <summary>The vmemmap address whose page is reused.</summary>
         public ulong ReuseAddr { get; init; }
         /// <summary>The page list: collected old pages (optimize) or fresh pages (restore). The list
@@ -97,7 +100,7 @@ namespace PropertySuite.Engine
         private Hugetlb Hugetlb => K.Hugetlb;
         private IEnumerable<StepStatus> VmemmapUpdateEntry(ExecContext ctx, PtTable t, int index, Pte newPte, string action) => K.Arm64.VmemmapUpdateEntry(ctx, t, index, newPte, action);
         private PtTable? SplitPmd(PtTable t, int index) => K.Pgtable.SplitPmd(t, index);
-        private long AllocPageTablePage() => K.Pgtable.AllocPageTablePage();
+        private bool TryAllocPageTablePage(out long pfn) => K.Pgtable.TryAllocPageTablePage(out pfn);
         private void CopyFrameContent(long to, long from) => K.StructPages.CopyFrameContent(to, from);
         private void DropFrameContent(long frame) => K.StructPages.DropFrameContent(frame);
         private long HugetlbOptimizeVmemmapKey { get => K.PageFlags.HugetlbOptimizeVmemmapKey; set => K.PageFlags.HugetlbOptimizeVmemmapKey = value; }
@@ -332,12 +335,11 @@ namespace PropertySuite.Engine
             if (Hvo.HvoAllocatesHeadCopy && Hugetlb.Scheme == HvoScheme.OnePageKept)
             {
                 // GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN: failure falls back to the current head page.
-                long page = Mem.AllocPages(0, FrameOwner.Vmemmap);
-                if (page >= 0)
+                if (Mem.TryAllocPages(0, FrameOwner.Vmemmap, out long page))
                 {
                     if (Translate(ctx, reuse, write: false, out long reuseFrame, out _))
                         CopyFrameContent(page, reuseFrame); // copy_page(page_to_virt(new), reuse)
-                    walk.ReusePage = page;
+                    walk.ReusePfn = page;
                     VmemmapListAdd(walk, page);
                 }
                 else Note("hvo.head_copy_enomem");
@@ -388,8 +390,7 @@ namespace PropertySuite.Engine
             long nr = (long)((end - start) >> Arch.PageShift);
             for (long i = 0; i < nr; i++)
             {
-                long page = Mem.AllocPages(0, FrameOwner.Vmemmap);
-                if (page < 0)
+                if (!Mem.TryAllocPages(0, FrameOwner.Vmemmap, out long page))
                 {
                     Note("hvo.restore_enomem");
                     if (!Broken.RestoreLeaksOnPartialAlloc)
@@ -479,14 +480,14 @@ namespace PropertySuite.Engine
             if (walk.RemapPte == RemapPteMode.None) walk.ActionContinue = true;
             foreach (var s in SpinLock(ctx, PageTableLock)) yield return s;
             Pte pmd = pmdTable.Entries[pmdIdx];
-            long head = pmd.IsLeaf ? pmd.Pfn : -1;
+            long? head = pmd.IsLeaf ? pmd.Pfn : null;
             if (walk.NrWalked == 0)
             {
                 int pteIndex = InitMm.Index(addr, PtLevel.Pte);
-                long page = head >= 0 ? head + pteIndex : -1;
-                if (head < 0 && pmd.IsTable && InitMm.TryGetTable(pmd.Pfn, out var pt) && pt.Entries[pteIndex].IsLeaf)
+                long? page = head + pteIndex;
+                if (head is null && pmd.IsTable && InitMm.TryGetTable(pmd.Pfn, out var pt) && pt.Entries[pteIndex].IsLeaf)
                     page = pt.Entries[pteIndex].Pfn;
-                if (page >= 0 && ReadStructPage(ctx, PfnToPage(page), out var sp) && (sp.Flags & PageFlags.VmemmapSelfHosted) != 0
+                if (page is { } firstPage && ReadStructPage(ctx, PfnToPage(firstPage), out var sp) && (sp.Flags & PageFlags.VmemmapSelfHosted) != 0
                     && !K.Variant.HotplugBreakage.HvoOptimizesSelfHosted) // a hot-plug meta-test breakage
                 {
                     ret.Value = Errno.ENOTSUPP;
@@ -495,7 +496,7 @@ namespace PropertySuite.Engine
             }
             SpinUnlock(ctx, PageTableLock);
             yield return StepStatus.After("vmemmap_pmd_entry");
-            if (head < 0 || ret.Value != Errno.Ok) yield break;
+            if (head is not { } blockHead || ret.Value != Errno.Ok) yield break;
             if (Hvo.HvoRemapsPmdWithoutSplit)
             {
                 if (walk.RemapPte == RemapPteMode.None) yield break;
@@ -503,14 +504,14 @@ namespace PropertySuite.Engine
                 yield break;
             }
             ulong pmdMask = ~(ulong)(Arch.PmdSize - 1);
-            foreach (var s in VmemmapSplitPmd(ctx, pmdTable, pmdIdx, head, addr & pmdMask, walk, ret)) yield return s;
+            foreach (var s in VmemmapSplitPmd(ctx, pmdTable, pmdIdx, blockHead, addr & pmdMask, walk, ret)) yield return s;
         }
 
         /// <summary>The HvoRemapsPmdWithoutSplit variant's leaf action on a PMD block (see the header).</summary>
         private IEnumerable<StepStatus> VmemmapRemapPmdBlock(ExecContext ctx, PtTable pmdTable, int pmdIdx, ulong addr, ulong next, VmemmapRemapWalk walk)
         {
             Pte block = pmdTable.Entries[pmdIdx];
-            if (walk.ReusePage < 0) walk.ReusePage = block.Pfn + InitMm.Index(walk.ReuseAddr, PtLevel.Pte);
+            walk.ReusePfn ??= block.Pfn + InitMm.Index(walk.ReuseAddr, PtLevel.Pte);
             bool writable = walk.RemapPte == RemapPteMode.Restore || Hvo.TailVmemmapWritable;
             walk.NrWalked += (long)((next - addr) >> Arch.PageShift);
             walk.ActionContinue = true;
@@ -525,8 +526,7 @@ namespace PropertySuite.Engine
         public IEnumerable<StepStatus> VmemmapSplitPmd(ExecContext ctx, PtTable pmdTable, int pmdIdx, long head, ulong start,
             VmemmapRemapWalk walk, Ret<Errno> ret)
         {
-            long pgtable = AllocPageTablePage(); // pte_alloc_one_kernel
-            if (pgtable < 0)
+            if (!TryAllocPageTablePage(out long pgtable)) // pte_alloc_one_kernel
             {
                 ret.Value = Errno.ENOMEM;
                 Note("hvo.split_enomem");
@@ -562,9 +562,9 @@ namespace PropertySuite.Engine
         private IEnumerable<StepStatus> VmemmapPteEntry(ExecContext ctx, PtTable pteTable, int idx, ulong addr, VmemmapRemapWalk walk)
         {
             walk.NrWalked++;
-            if (walk.ReusePage < 0)
+            if (walk.ReusePfn is null)
             {
-                walk.ReusePage = pteTable.Entries[idx].Pfn;
+                walk.ReusePfn = pteTable.Entries[idx].Pfn;
                 yield return StepStatus.After("vmemmap_pte_entry");
             }
             else if (walk.RemapPte == RemapPteMode.Remap)
@@ -583,10 +583,10 @@ namespace PropertySuite.Engine
             if (addr == walk.ReuseAddr)
             {
                 writable = true;
-                VmemmapListDel(walk, walk.ReusePage);
+                VmemmapListDel(walk, walk.FoundReusePfn);
             }
             VmemmapListAdd(walk, old);
-            foreach (var s in VmemmapUpdateEntry(ctx, pteTable, idx, Pte.MkLeaf(walk.ReusePage, writable), "vmemmap_remap_pte")) yield return s;
+            foreach (var s in VmemmapUpdateEntry(ctx, pteTable, idx, Pte.MkLeaf(walk.FoundReusePfn, writable), "vmemmap_remap_pte")) yield return s;
         }
 
         /// <summary>vmemmap_restore_pte: a page from the list becomes a copy of the reuse page with
@@ -594,10 +594,10 @@ namespace PropertySuite.Engine
         [Kernel("mm/hugetlb_vmemmap.c", "vmemmap_restore_pte")]
         public IEnumerable<StepStatus> VmemmapRestorePte(ExecContext ctx, PtTable pteTable, int idx, ulong addr, VmemmapRemapWalk walk)
         {
-            if (pteTable.Entries[idx].Pfn != walk.ReusePage)
+            if (pteTable.Entries[idx].Pfn != walk.FoundReusePfn)
             {
                 RecordFault(FaultKind.KernelBug, ctx, addr,
-                    $"vmemmap_restore_pte: BUG_ON(pte_page != reuse_page): entry {pteTable.Entries[idx]}, reuse page {walk.ReusePage:x}");
+                    $"vmemmap_restore_pte: BUG_ON(pte_page != reuse_page): entry {pteTable.Entries[idx]}, reuse page {walk.FoundReusePfn:x}");
                 yield return StepStatus.After("vmemmap_restore_pte");
                 yield break;
             }

@@ -132,9 +132,9 @@ public static class Savings
         long kept = 0;
         if (vmemmapBytes >= arch.PageSize)
         {
-            var frames = new HashSet<long>();
+            var frames = new HashSet<long?>(); // an unmapped page (null) counts once, as a frame would
             for (ulong va = k.Arch.PfnToPage(first.HeadPfn); va < end; va += (ulong)arch.PageSize)
-                frames.Add(k.Mmu.WalkToFrame(va, out _));
+                frames.Add(k.Mmu.FrameOf(va, out _));
             kept = frames.Count;
             if (kept + freed / folios != vmemmapBytes / arch.PageSize)
                 throw new Mm.ModelBugException($"savings: {arch.Name} {ArchConfig.FormatSize(size)}: kept {kept} + freed {freed / folios} ≠ V = {vmemmapBytes / arch.PageSize}");

@@ -112,13 +112,14 @@ public sealed class BuddyAllocator : IBuddyView
         }
     }
 
-    /// <summary>__rmqueue_smallest + expand: allocates 2^order naturally aligned pages, or -1.</summary>
-    public long AllocPages(int order)
+    /// <summary>__rmqueue_smallest + expand: allocates 2^order naturally aligned pages into
+    /// <paramref name="pfn"/>; false when no block is free or the order is out of range.</summary>
+    public bool TryAllocPages(int order, out long pfn)
     {
-        if (order < 0 || order > _maxOrder) return -1;
+        pfn = 0;
+        if (order < 0 || order > _maxOrder) return false;
         for (int current = order; current <= _maxOrder; current++)
         {
-            long pfn;
             if (current < _maxOrder)
             {
                 if (_freeArea[current].Count == 0) continue;
@@ -127,7 +128,7 @@ public sealed class BuddyAllocator : IBuddyView
             }
             else
             {
-                if (!_maxOrderBlocks.TryFirst(out pfn)) return -1;
+                if (!_maxOrderBlocks.TryFirst(out pfn)) { pfn = 0; return false; }
                 _maxOrderBlocks.Remove(pfn, 1L << _maxOrder);
             }
             Touch(pfn, 1L << current);
@@ -138,33 +139,33 @@ public sealed class BuddyAllocator : IBuddyView
                 _freeArea[current].Add(pfn + (1L << current));
             }
             NrFreePages -= 1L << order;
-            return pfn;
+            return true;
         }
-        return -1;
+        pfn = 0;
+        return false;
     }
 
     /// <summary>alloc_contig_pages: <paramref name="nrPages"/> free pages starting at a multiple
-    /// of <paramref name="align"/> (a power of two), or -1. A power-of-two size up to
+    /// of <paramref name="align"/> (a power of two) into <paramref name="pfn"/>, or false. A power-of-two size up to
     /// MAX_PAGE_ORDER is an ordinary buddy allocation (naturally aligned, which satisfies any
     /// smaller alignment). Larger requests take the lowest aligned run of free MAX_PAGE_ORDER
     /// blocks; a tail that does not fill a whole block goes back to the free lists as naturally
     /// aligned blocks, so every free block stays naturally aligned. Migrating in-use pages out
     /// of the way is not modelled.</summary>
-    public long AllocContig(long nrPages, long align)
+    public bool TryAllocContig(long nrPages, long align, out long pfn)
     {
         if (nrPages <= 0 || align <= 0 || !long.IsPow2(align))
             throw new ModelBugException($"alloc_contig_pages of {nrPages} pages aligned to {align}: need a positive count and a power-of-two alignment");
         long top = 1L << _maxOrder;
         if (long.IsPow2(nrPages) && nrPages <= top && align <= nrPages)
-            return AllocPages(System.Numerics.BitOperations.Log2((ulong)nrPages));
+            return TryAllocPages(System.Numerics.BitOperations.Log2((ulong)nrPages), out pfn);
         long whole = (nrPages + top - 1) & ~(top - 1);
-        long pfn = _maxOrderBlocks.FindAlignedFit(whole, Math.Max(align, top));
-        if (pfn < 0) return -1;
+        if (!_maxOrderBlocks.TryFindAlignedFit(whole, Math.Max(align, top), out pfn)) return false;
         _maxOrderBlocks.Remove(pfn, whole);
         Touch(pfn, whole);
         NrFreePages -= whole;
         if (whole > nrPages) FreeRange(pfn + nrPages, whole - nrPages);
-        return pfn;
+        return true;
     }
 
     /// <summary>Removes [start, start+count), wholly free and split by no free block at its ends,
@@ -286,14 +287,14 @@ public sealed class RangeSet
 
     public bool TryFirst(out long start)
     {
-        if (_starts.Count == 0) { start = -1; return false; }
+        if (_starts.Count == 0) { start = 0; return false; }
         start = _starts.Min;
         return true;
     }
 
     private bool Floor(long x, out long start)
     {
-        if (_starts.Count == 0 || _starts.Min > x) { start = -1; return false; }
+        if (_starts.Count == 0 || _starts.Min > x) { start = 0; return false; }
         start = _starts.GetViewBetween(long.MinValue, x).Max;
         return true;
     }
@@ -350,14 +351,16 @@ public sealed class RangeSet
         foreach (long s in _starts.GetViewBetween(start + 1, end - 1)) yield return (s, _byStart[s] - s);
     }
 
-    /// <summary>The lowest x with [x, x+count) inside one range and x % align == 0, or -1.</summary>
-    public long FindAlignedFit(long count, long align)
+    /// <summary>The lowest x with [x, x+count) inside one range and x % align == 0; false
+    /// when there is none.</summary>
+    public bool TryFindAlignedFit(long count, long align, out long start)
     {
         foreach (var (s, e) in _byStart)
         {
             long x = (s + align - 1) / align * align;
-            if (x + count <= e) return x;
+            if (x + count <= e) { start = x; return true; }
         }
-        return -1;
+        start = 0;
+        return false;
     }
 }

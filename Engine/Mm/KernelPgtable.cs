@@ -54,15 +54,16 @@ public sealed class KernelPgtable
     internal bool BrokenFreeTableKeepsParentEntry { get; init; }
     internal bool BrokenFreeTableLeafOnlyFlush { get; init; }
 
-    /// <summary>Allocates a zeroed page-table page (__get_free_page(GFP_PGTABLE_KERNEL)), or -1.</summary>
-    public long AllocPageTablePage() => _mem.AllocPages(0, FrameOwner.PageTable);
+    /// <summary>Allocates a zeroed page-table page (__get_free_page(GFP_PGTABLE_KERNEL)) into
+    /// <paramref name="pfn"/>; false on ENOMEM. A <see cref="PtAllocator"/>.</summary>
+    public bool TryAllocPageTablePage(out long pfn) => _mem.TryAllocPages(0, FrameOwner.PageTable, out pfn);
 
     /// <summary>Maps [pfn, pfn+count) at va with the largest leaves that alignment allows. On
     /// arm64 a leaf whose whole contiguous run (CONT_PTE_SIZE / CONT_PMD_SIZE, aligned) lies in
     /// the range gets the contiguous bit, as alloc_init_cont_pte / alloc_init_cont_pmd do when
     /// NO_CONT_MAPPINGS is not requested.</summary>
     [Kernel("arch/arm64/mm/mmu.c", "__create_pgd_mapping")]
-    public void CreatePgdMapping(ulong va, long pfn, long count, bool writable, Func<long> allocTable)
+    public void CreatePgdMapping(ulong va, long pfn, long count, bool writable, PtAllocator allocTable)
     {
         long end = pfn + count;
         ulong vaStart = va, vaEnd = va + ((ulong)count << _arch.PageShift);
@@ -102,7 +103,7 @@ public sealed class KernelPgtable
         for (long i = 0; i < pages; i += leafPages)
         {
             ulong a = va + (ulong)(i << _arch.PageShift);
-            var t = _pgd.WalkAlloc(a, level, AllocPageTablePage, out var err);
+            var t = _pgd.WalkAlloc(a, level, TryAllocPageTablePage, out var err);
             if (t is null) return err;
             int idx = _pgd.Index(a, level);
             if (!t.Entries[idx].IsNone)
@@ -176,8 +177,7 @@ public sealed class KernelPgtable
         Pte block = t.Entries[index];
         if (!block.IsLeaf || t.Level != level)
             throw new ModelBugException($"split of {t.Level} entry {index} of table {t.Pfn:x}: not a {level} block ({block})");
-        long pfn = AllocPageTablePage();
-        if (pfn < 0) return null;
+        if (!TryAllocPageTablePage(out long pfn)) return null;
         var child = _pgd.NewTable(pfn, t.Level - 1, _pgd.EntryVa(t, index));
         long step = _arch.LevelSize(child.Level) >> _arch.PageShift;
         for (int i = 0; i < child.Entries.Length; i++)

@@ -109,15 +109,15 @@ public sealed class Mmu(ArchConfig arch, MmStruct initMm, Cpu[] cpus, StructPage
         {
             long pfn = first;
             ulong va = arch.PfnToPage(pageFirst);
-            long frame;
-            if (peek) frame = WalkToFrame(va, out _);
-            else if (!Translate(ctx, va, write: false, out frame, out _)) frame = -1;
+            long? frame;
+            if (peek) frame = FrameOf(va, out _);
+            else frame = Translate(ctx, va, write: false, out long f, out _) ? f : null;
             if (pfn == pageFirst)
             {
                 if (!visit(pfn, 1)) return;
                 pfn++;
             }
-            if (pfn < runEnd && frame >= 0 && store.PeekFrameContent(frame).IsUniform)
+            if (pfn < runEnd && frame is { } mapped && store.PeekFrameContent(mapped).IsUniform)
             {
                 if (!visit(pfn, runEnd - pfn)) return;
             }
@@ -135,19 +135,18 @@ public sealed class Mmu(ArchConfig arch, MmStruct initMm, Cpu[] cpus, StructPage
     /// BreakBeforeMake / NoDeadlock judge the window itself.</remarks>
     public bool PeekStructPage(ulong page, out StructPage value)
     {
-        long frame = WalkToFrame(page, out _);
-        if (frame < 0) { value = default; return false; }
+        if (FrameOf(page, out _) is not { } frame) { value = default; return false; }
         value = store.ReadSlot(frame, store.StructPageSlot(page));
         return true;
     }
 
     /// <summary>The frame that maps kernel VA <paramref name="va"/> according to init_mm (through
-    /// the pending entry of an open break-before-make window), or -1.</summary>
-    public long WalkToFrame(ulong va, out bool writable)
+    /// the pending entry of an open break-before-make window), or null when nothing maps it.</summary>
+    public long? FrameOf(ulong va, out bool writable)
     {
         var w = _pgd.Walk(va);
         writable = w.IsLeaf && w.Entry.Writable;
-        if (!w.IsLeaf) return arm64.BbmWindowAt(va) is { } window ? arm64.ResolveThroughWindow(window, va, out writable) : -1;
+        if (!w.IsLeaf) return arm64.BbmWindowAt(va) is { } window ? arm64.ResolveThroughWindow(window, va, out writable) : null;
         return w.Entry.Pfn + (long)((va - _pgd.EntryVa(w.Table, w.Index)) >> arch.PageShift);
     }
 
@@ -172,7 +171,7 @@ public sealed class Mmu(ArchConfig arch, MmStruct initMm, Cpu[] cpus, StructPage
                     $"cpu{cpu.Id} {(write ? "writes" : "reads")} {va:x} through its TLB entry {te}: frame {frame:x} was freed while the entry was cached");
             return true;
         }
-        frame = -1;
+        frame = 0;
         writable = false;
         if (HardwareWalk(ctx, cpu, mm, asid, va) is not { } leaf) return false; // the walk itself faulted (recorded)
         if (!leaf.IsLeaf)
@@ -193,9 +192,9 @@ public sealed class Mmu(ArchConfig arch, MmStruct initMm, Cpu[] cpus, StructPage
                 }
                 // Another CPU holds the lock: the handler waits until the entry is made again and
                 // the access retries. The access therefore sees the entry the update installs.
-                frame = arm64.ResolveThroughWindow(window, va, out writable);
+                long? resolved = arm64.ResolveThroughWindow(window, va, out writable);
                 log.Note("vmemmap_fault.waited");
-                if (frame >= 0) return true;
+                if (resolved is { } f) { frame = f; return true; }
             }
             log.RecordFault(FaultKind.TranslationFault, ctx, va, $"{(write ? "write" : "read")} of unmapped {(mm == initMm ? "kernel" : mm.Name)} address (walk ended at level {leaf.Level} entry {leaf.Entry})");
             return false;

@@ -13,6 +13,10 @@ using PropertySuite.Engine.Config;
 
 namespace PropertySuite.Engine.Mm;
 
+/// <summary>Allocates one page-table page (__get_free_page(GFP_PGTABLE_KERNEL), or memblock
+/// at boot) into <paramref name="pfn"/>; false on ENOMEM.</summary>
+public delegate bool PtAllocator(out long pfn);
+
 /// <summary>One page-table page.</summary>
 public sealed class PtTable(long pfn, PtLevel level, ulong baseVa, int entries)
 {
@@ -191,9 +195,9 @@ public sealed class PageTable : IPageTableView
     }
 
     /// <summary>Walks down to the table at <paramref name="level"/> that covers <paramref name="va"/>,
-    /// allocating missing tables with <paramref name="allocTable"/> (returns -1 on ENOMEM).
+    /// allocating missing tables with <paramref name="allocTable"/> (false on ENOMEM).
     /// Returns null on ENOMEM or when a leaf above <paramref name="level"/> covers va.</summary>
-    public PtTable? WalkAlloc(ulong va, PtLevel level, Func<long> allocTable, out Errno err)
+    public PtTable? WalkAlloc(ulong va, PtLevel level, PtAllocator allocTable, out Errno err)
     {
         err = Errno.Ok;
         PtTable t = Root;
@@ -204,8 +208,7 @@ public sealed class PageTable : IPageTableView
             if (e.IsLeaf) { err = Errno.EBUSY; return null; }
             if (e.IsNone)
             {
-                long pfn = allocTable();
-                if (pfn < 0) { err = Errno.ENOMEM; return null; }
+                if (!allocTable(out long pfn)) { err = Errno.ENOMEM; return null; }
                 var child = NewTable(pfn, t.Level - 1, EntryVa(t, i));
                 Set(t, i, Pte.MkTable(pfn)); // pmd_populate_kernel and friends
                 t = child;

@@ -39,8 +39,9 @@ public sealed class PhysMem : IPhysMemView
     /// <summary>End of the boot-reserved range [0, BootReservedEnd): kernel image and memblock.</summary>
     public long BootReservedEnd => _memblockNext;
 
-    /// <summary>Allocations that still succeed before injected failures start (-1: none injected).</summary>
-    public long FailAfter { get; private set; } = -1;
+    /// <summary>Allocations that still succeed before injected failures start (0 once they
+    /// have started, or when none are injected: <see cref="FailCount"/> says whether any are).</summary>
+    public long FailAfter { get; private set; }
     /// <summary>Number of injected failures still to deliver.</summary>
     public long FailCount { get; private set; }
     public long AllocationsAttempted { get; private set; }
@@ -49,7 +50,7 @@ public sealed class PhysMem : IPhysMemView
     /// <summary>Frees of frames that were not allocated (double free or foreign free), in order.</summary>
     public List<string> BadFrees { get; } = new();
     IReadOnlyList<string> IPhysMemView.BadFrees => BadFrees;
-    IReadOnlyList<(long Pfn, long Count)> IPhysMemView.Changed => Changed;
+    IReadOnlyList<PfnRange> IPhysMemView.Changed => Changed;
     IBuddyView IPhysMemView.Buddy => Buddy;
 
     /// <summary>Told of every free before the frames become free: (first PFN, count, owner until
@@ -57,7 +58,7 @@ public sealed class PhysMem : IPhysMemView
     public Action<long, long, FrameOwner, string>? Freeing { get; set; }
 
     /// <summary>Ranges whose owner changed since <see cref="ClearChanged"/>, for incremental checks.</summary>
-    public List<(long Pfn, long Count)> Changed { get; } = new();
+    public List<PfnRange> Changed { get; } = new();
 
     public PhysMem(ArchConfig arch, long totalPfns)
     {
@@ -164,8 +165,8 @@ public sealed class PhysMem : IPhysMemView
         if (pfn < 0 || count < 0 || pfn + count > MaxPfn)
             throw new ModelBugException($"SetOwner pfn {pfn:x} count {count} outside [0, {MaxPfn:x})");
         // Coalesce with the previous record when adjacent (boot sets owners section by section).
-        if (Changed.Count > 0 && Changed[^1].Pfn + Changed[^1].Count == pfn) Changed[^1] = (Changed[^1].Pfn, Changed[^1].Count + count);
-        else Changed.Add((pfn, count));
+        if (Changed.Count > 0 && Changed[^1].End == pfn) Changed[^1] = PfnRange.FromTo(Changed[^1].Start, pfn + count);
+        else Changed.Add(PfnRange.FromCount(pfn, count));
         long end = pfn + count;
         while (pfn < end)
         {
@@ -252,29 +253,29 @@ public sealed class PhysMem : IPhysMemView
         return true;
     }
 
-    /// <summary>alloc_pages(order): 2^order naturally aligned frames now owned by
-    /// <paramref name="owner"/>, or -1 for ENOMEM (out of memory, an order above MAX_PAGE_ORDER,
-    /// or an injected failure).</summary>
-    public long AllocPages(int order, FrameOwner owner)
+    /// <summary>alloc_pages(order): 2^order naturally aligned frames, first one in
+    /// <paramref name="pfn"/>, now owned by <paramref name="owner"/>; false for ENOMEM (out of
+    /// memory, an order above MAX_PAGE_ORDER, or an injected failure).</summary>
+    public bool TryAllocPages(int order, FrameOwner owner, out long pfn)
     {
-        if (ShouldFail()) return -1;
-        long pfn = Buddy.AllocPages(order);
-        if (pfn < 0) { AllocationsFailed++; return -1; }
+        pfn = 0;
+        if (ShouldFail()) return false;
+        if (!Buddy.TryAllocPages(order, out pfn)) { AllocationsFailed++; return false; }
         SetOwner(pfn, 1L << order, owner);
-        return pfn;
+        return true;
     }
 
     /// <summary>alloc_contig_pages: <paramref name="nrPages"/> frames starting at a multiple of
     /// the largest power of two that divides <paramref name="nrPages"/> (a gigantic folio's
-    /// natural alignment), or -1.</summary>
-    public long AllocContigPages(long nrPages, FrameOwner owner)
+    /// natural alignment), the first in <paramref name="pfn"/>; false for ENOMEM.</summary>
+    public bool TryAllocContigPages(long nrPages, FrameOwner owner, out long pfn)
     {
-        if (ShouldFail()) return -1;
+        pfn = 0;
+        if (ShouldFail()) return false;
         if (nrPages <= 0) throw new ModelBugException($"alloc_contig_pages of {nrPages} pages");
-        long pfn = Buddy.AllocContig(nrPages, nrPages & -nrPages);
-        if (pfn < 0) { AllocationsFailed++; return -1; }
+        if (!Buddy.TryAllocContig(nrPages, nrPages & -nrPages, out pfn)) { AllocationsFailed++; return false; }
         SetOwner(pfn, nrPages, owner);
-        return pfn;
+        return true;
     }
 
     /// <summary>__free_pages: returns a block to the buddy. Freeing a frame that is not owned by

@@ -15,7 +15,7 @@ namespace PropertySuite.Engine.Mm;
 
 public sealed class SparseVmemmap(ArchConfig arch, PhysMem mem, PageTable swapperPgDir)
 {
-    private long[] _bootVmemmapFrame = [];   // per section: first frame of its boot vmemmap, or -1
+    private long?[] _bootVmemmapFrame = [];   // per section: first frame of its boot vmemmap, if any
 
     /// <summary>Off-table holders of vmemmap frames (frames a running path took off the page
     /// table or has not installed yet): each mechanism that holds some registers its source.</summary>
@@ -24,10 +24,9 @@ public sealed class SparseVmemmap(ArchConfig arch, PhysMem mem, PageTable swappe
     public void AddOffTableHolder(Func<IEnumerable<(long Pfn, long Count)>> source) => _offTable.Add(source);
 
     /// <summary>sparse_init's vmemmap_populate for every present section, from memblock.</summary>
-    internal void SparseInit(long presentSections, Func<long> memblockTable)
+    internal void SparseInit(long presentSections, PtAllocator memblockTable)
     {
-        _bootVmemmapFrame = new long[mem.NrSections];
-        Array.Fill(_bootVmemmapFrame, -1);
+        _bootVmemmapFrame = new long?[mem.NrSections];
         long framesPerSection = arch.SectionVmemmapBytes >> arch.PageShift;
         // memblock places the sections' memmaps back to back (each PMD aligned when PMD mapped).
         long align = arch.VmemmapMappedByPmd ? arch.PmdSize >> arch.PageShift : 1;
@@ -36,7 +35,7 @@ public sealed class SparseVmemmap(ArchConfig arch, PhysMem mem, PageTable swappe
         for (long s = 0; s < presentSections; s++)
         {
             long frame = first + s * framesPerSection;
-            var err = MapVmemmap(s * arch.PagesPerSection, arch.PagesPerSection, _ => frame, memblockTable, preallocated: true);
+            var err = MapVmemmap(s * arch.PagesPerSection, arch.PagesPerSection, (long _, out long f) => { f = frame; return true; }, memblockTable, preallocated: true);
             if (err != Errno.Ok) throw new ModelBugException($"boot vmemmap of section {s}: {err}");
             _bootVmemmapFrame[s] = frame;
         }
@@ -48,15 +47,19 @@ public sealed class SparseVmemmap(ArchConfig arch, PhysMem mem, PageTable swappe
     /// leaves what was mapped in place (the caller, section_activate, unwinds with
     /// vmemmap_free).</summary>
     [Kernel("mm/sparse-vmemmap.c", "vmemmap_populate")]
-    public Errno VmemmapPopulate(long startPfn, long nrPages, Func<long> allocTable)
+    public Errno VmemmapPopulate(long startPfn, long nrPages, PtAllocator allocTable)
     {
         int order = arch.VmemmapMappedByPmd ? arch.PmdShift - arch.PageShift : 0;
-        return MapVmemmap(startPfn, nrPages, _ => mem.AllocPages(order, FrameOwner.Vmemmap), allocTable, preallocated: false);
+        return MapVmemmap(startPfn, nrPages, (long _, out long f) => mem.TryAllocPages(order, FrameOwner.Vmemmap, out f), allocTable, preallocated: false);
     }
+
+    /// <summary>Gives the backing frame of the vmemmap page at <paramref name="offset"/> frames
+    /// from the first one; false on ENOMEM.</summary>
+    private delegate bool VmemmapBacking(long offset, out long frame);
 
     /// <summary>Maps the memmap of [startPfn, +nrPages) with leaves whose frames
     /// <paramref name="backing"/> gives (by offset in frames from the first vmemmap page).</summary>
-    private Errno MapVmemmap(long startPfn, long nrPages, Func<long, long> backing, Func<long> allocTable, bool preallocated)
+    private Errno MapVmemmap(long startPfn, long nrPages, VmemmapBacking backing, PtAllocator allocTable, bool preallocated)
     {
         ulong va = arch.PfnToPage(startPfn);
         long frames = (nrPages * ArchConfig.StructPageSize) >> arch.PageShift;
@@ -69,30 +72,33 @@ public sealed class SparseVmemmap(ArchConfig arch, PhysMem mem, PageTable swappe
             if (t is null) return err;
             int idx = swapperPgDir.Index(pva, level);
             if (!t.Entries[idx].IsNone) continue; // a subsection of this block is already populated
-            long frame = preallocated ? backing(0) + i : backing(i);
-            if (frame < 0) return Errno.ENOMEM;
+            long frame;
+            if (preallocated) { backing(0, out long first); frame = first + i; }
+            else if (!backing(i, out frame)) return Errno.ENOMEM;
             swapperPgDir.Set(t, idx, Pte.MkLeaf(frame, writable: true));
         }
         return Errno.Ok;
     }
 
-    /// <summary>The PFN described by slot 0 of a boot vmemmap frame, or -1.</summary>
-    public long BootDescribedPfn(long frame)
+    /// <summary>The PFN described by slot 0 of a boot vmemmap frame; false when the frame is
+    /// not part of the boot vmemmap.</summary>
+    public bool TryBootDescribedPfn(long frame, out long pfn)
     {
+        pfn = 0;
         long framesPerSection = arch.SectionVmemmapBytes >> arch.PageShift;
         // Boot vmemmap blocks are allocated in section order: binary search by first frame.
         int lo = 0, hi = _bootVmemmapFrame.Length - 1, found = -1;
         while (lo <= hi)
         {
             int mid = (lo + hi) >>> 1;
-            long f = _bootVmemmapFrame[mid];
-            if (f < 0) { hi = mid - 1; continue; }
+            if (_bootVmemmapFrame[mid] is not { } f) { hi = mid - 1; continue; }
             if (f <= frame) { found = mid; lo = mid + 1; } else hi = mid - 1;
         }
-        if (found < 0) return -1;
-        long start = _bootVmemmapFrame[found];
-        if (frame >= start + framesPerSection) return -1;
-        return found * arch.PagesPerSection + (frame - start) * arch.StructPagesPerVmemmapPage;
+        if (found < 0) return false;
+        long start = _bootVmemmapFrame[found]!.Value;
+        if (frame >= start + framesPerSection) return false;
+        pfn = found * arch.PagesPerSection + (frame - start) * arch.StructPagesPerVmemmapPage;
+        return true;
     }
 
     /// <summary>Distinct frames mapped by init_mm leaves inside [VMEMMAP_START, VMEMMAP_END)

@@ -36,8 +36,7 @@ public sealed class StructPageStore(ArchConfig arch, PhysMem mem, SparseVmemmap 
     public StructPage ReadSlot(long frame, int slot)
     {
         if (_frames.TryGetValue(frame, out var c)) return c.Read(slot);
-        long firstPfn = vmemmap.BootDescribedPfn(frame);
-        return firstPfn >= 0 && firstPfn + slot < mem.BootReservedEnd ? StructPage.BootReserved : default;
+        return vmemmap.TryBootDescribedPfn(frame, out long firstPfn) && firstPfn + slot < mem.BootReservedEnd ? StructPage.BootReserved : default;
     }
 
     public void WriteSlot(long frame, int slot, in StructPage value) => FrameContent(frame).Write(slot, value);
@@ -45,8 +44,7 @@ public sealed class StructPageStore(ArchConfig arch, PhysMem mem, SparseVmemmap 
     private VmemmapFrameContent PristineContent(long frame)
     {
         int slots = arch.StructPagesPerVmemmapPage;
-        long firstPfn = vmemmap.BootDescribedPfn(frame);
-        if (firstPfn < 0) return new VmemmapFrameContent(default);
+        if (!vmemmap.TryBootDescribedPfn(frame, out long firstPfn)) return new VmemmapFrameContent(default);
         long reservedEnd = mem.BootReservedEnd;
         var content = new VmemmapFrameContent(firstPfn < reservedEnd ? StructPage.BootReserved : default);
         if (firstPfn < reservedEnd && firstPfn + slots > reservedEnd)

@@ -10,9 +10,9 @@ namespace PropertySuite.Engine.Mm;
 
 internal sealed class VmAreaChanges(Func<IEnumerable<VmArea>> areas)
 {
-    private readonly record struct Noted(VmArea Area, ulong Size, VmFlags Flags, long? PhysPfn, bool SetMemoryFailed, int Pages, long ProtVersion)
+    private readonly record struct Noted(VmArea Area, ulong Size, VmFlags Flags, long? IoremapPfn, bool SetMemoryFailed, int Pages, long ProtVersion)
     {
-        public static Noted Of(VmArea a) => new(a, a.Size, a.Flags, a.PhysPfn, a.SetMemoryFailed, a.Pages.Count, a.ProtVersion);
+        public static Noted Of(VmArea a) => new(a, a.Size, a.Flags, a.IoremapPfn, a.SetMemoryFailed, a.Pages.Count, a.ProtVersion);
 
         public (ulong Start, ulong End) Range => (Area.Addr, Area.Addr + Area.Size + Area.GuardSize);
     }

@@ -102,8 +102,8 @@ public interface IVmAreaView
     /// <summary>How many pages the owner has vunmap_range'd.</summary>
     long UnmappedCount { get; }
     /// <summary>For an ioremap area (VM_IOREMAP): the first frame of the physically contiguous
-    /// range it maps, page i mapping PhysPfn + i; -1 for an area backed by pages[].</summary>
-    long PhysPfn { get; }
+    /// range it maps, page i mapping IoremapPfn + i; null for an area backed by pages[].</summary>
+    long? IoremapPfn { get; }
 }
 
 /// <summary>What an invariant may read of vmalloc.</summary>
@@ -145,7 +145,7 @@ public sealed class VmArea : IVmAreaView
     public bool PageExec(long i) => (_prot[i] & ProtExec) != 0;
     public bool PageUnmapped(long i) => (_prot[i] & ProtUnmapped) != 0;
     public long UnmappedCount { get; private set; }
-    public long PhysPfn { get; internal set; } = -1;
+    public long? IoremapPfn { get; internal set; }
 
     /// <summary>Records that the owner asked vunmap_range to unmap [va, va + size) of this area.</summary>
     internal void RecordUnmapped(ulong va, ulong size)
@@ -373,8 +373,7 @@ public sealed class Vmalloc : IVmallocView
         long per = 1L << order;
         while (pages.Count < nrPages)
         {
-            long pfn = _mem.AllocPages(order, FrameOwner.Vmalloc);
-            if (pfn < 0) break;
+            if (!_mem.TryAllocPages(order, FrameOwner.Vmalloc, out long pfn)) break;
             PrepBackingPages(pfn, order);
             for (long i = 0; i < per; i++) pages.Add(pfn + i); // split_page, or the compound's subpages
         }
@@ -442,8 +441,7 @@ public sealed class Vmalloc : IVmallocView
         var pages = new List<long>();
         for (long i = 0; i < count; i++)
         {
-            long pfn = _mem.AllocPages(0, FrameOwner.Vmalloc);
-            if (pfn < 0)
+            if (!_mem.TryAllocPages(0, FrameOwner.Vmalloc, out long pfn))
             {
                 FreeCallerPages(pages);
                 return null;
@@ -529,7 +527,7 @@ public sealed class Vmalloc : IVmallocView
         int order = Math.Clamp(64 - System.Numerics.BitOperations.LeadingZeroCount(size - 1), _arch.PageShift, maxOrder);
         var area = GetVmAreaNode(size, 1UL << order, _arch.PageShift, VmFlags.VmIoremap, writable: true);
         if (area is null) return (null, Errno.ENOMEM);
-        area.PhysPfn = pfn;
+        area.IoremapPfn = pfn;
         var err = IoremapPageRange(area.Addr, area.Addr + size, physAddr);
         if (err != Errno.Ok)
         {
@@ -555,8 +553,8 @@ public sealed class Vmalloc : IVmallocView
         RemoveVmArea(area);
     }
 
-    /// <summary>The pfn the last vmalloc_to_page walk found (-1: none), for tests.</summary>
-    public long LastVmallocToPage { get; private set; } = -1;
+    /// <summary>The pfn the last vmalloc_to_page walk found (null: none), for tests.</summary>
+    public long? LastVmallocToPage { get; private set; }
 
     /// <summary>vmalloc_to_page as a walker task: pgd_offset, then one entry read per level
     /// (p4d_offset ... pte_offset_kernel), stopping at a huge leaf (pud_leaf / pmd_leaf: the
@@ -575,7 +573,7 @@ public sealed class Vmalloc : IVmallocView
         var pgd = Pgtable.InitMmPgd;
         var t = pgd.Root;
         walkers.Hold(ctx.Task, "vmalloc_to_page", pgd, t);
-        LastVmallocToPage = -1;
+        LastVmallocToPage = null;
         yield return StepStatus.After("pgd_offset");
         while (true)
         {

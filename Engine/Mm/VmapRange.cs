@@ -115,8 +115,7 @@ public sealed class VmapRange(ArchConfig arch, PageTable pgd, KernelPgtable pgta
                     }
                     if (!pgd.TryGetChild(t, e, out var child))
                     {
-                        long tp = pgtable.AllocPageTablePage();
-                        if (tp < 0) return Errno.ENOMEM;
+                        if (!pgtable.TryAllocPageTablePage(out long tp)) return Errno.ENOMEM;
                         child = pgd.NewTable(tp, t.Level - 1, pgd.EntryVa(t, i));
                         pgd.Set(t, i, Pte.MkTable(tp)); // pud_alloc / pmd_alloc / pte_alloc_kernel
                     }

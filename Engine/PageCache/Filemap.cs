@@ -76,8 +76,7 @@ public sealed class Filemap : IFilemapView
     {
         for (int i = 0; i < n; i++)
         {
-            long pfn = _k.Mem.AllocPages(0, FrameOwner.PageCache);
-            if (pfn < 0) { _k.Log.Note("filemap.enomem"); return Errno.ENOMEM; }
+            if (!_k.Mem.TryAllocPages(0, FrameOwner.PageCache, out long pfn)) { _k.Log.Note("filemap.enomem"); return Errno.ENOMEM; }
             LivePfns.Add(pfn);
             ulong page = _k.Arch.PfnToPage(pfn);
             var sp = new StructPage { Refcount = 1, Flags = PageFlags.Lru, Mapping = f.Id + 1, Index = i };

@@ -14,12 +14,12 @@ using PropertySuite.Engine.Mm;
 namespace PropertySuite.Engine.Smp;
 
 /// <summary>One outermost read-side section of <see cref="Reader"/>, from clock tick
-/// <see cref="Begin"/> to <see cref="End"/> (-1 while still inside).</summary>
+/// <see cref="Begin"/> to <see cref="EndTick"/> (null while still inside).</summary>
 public sealed class RcuReadSection(string reader, long begin)
 {
     public string Reader { get; } = reader;
     public long Begin { get; } = begin;
-    public long End { get; internal set; } = -1;
+    public long? EndTick { get; internal set; }
 }
 
 /// <summary>One grace period: synchronize_rcu by <paramref name="Who"/> from clock tick Begin to
@@ -63,7 +63,7 @@ public sealed class Rcu
     public void RcuReadLock(ExecContext ctx)
     {
         if (ctx.RcuDepth++ != 0) return;
-        ctx.RcuReaderSince = GpSeq;
+        ctx.RcuReaderGpSeq = GpSeq;
         ctx.RcuSection = new RcuReadSection(ctx.ToString(), ++_clock);
         _sections.Add(ctx.RcuSection);
     }
@@ -86,8 +86,8 @@ public sealed class Rcu
 
     private void EndSection(ExecContext ctx)
     {
-        ctx.RcuReaderSince = -1;
-        if (ctx.RcuSection is { } section) section.End = ++_clock;
+        ctx.RcuReaderGpSeq = null;
+        if (ctx.RcuSection is { } section) section.EndTick = ++_clock;
         ctx.RcuSection = null;
     }
 
@@ -99,14 +99,14 @@ public sealed class Rcu
     {
         long seq = ++GpSeq;
         long begin = ++_clock;
-        var before = Readers().Where(r => r != ctx && r.RcuReaderSince < seq && (!_brokenLocalOnly || r.CpuId == ctx.CpuId)).ToList();
+        var before = Readers().Where(r => r != ctx && r.RcuReaderGpSeq < seq && (!_brokenLocalOnly || r.CpuId == ctx.CpuId)).ToList();
         yield return StepStatus.After("synchronize_rcu");
         if (!_brokenNoWait)
         {
-            while (before.Any(r => r.RcuDepth > 0 && r.RcuReaderSince < seq))
+            while (before.Any(r => r.RcuDepth > 0 && r.RcuReaderGpSeq < seq))
                 yield return StepStatus.Blocked;
         }
-        var still = before.Where(r => r.RcuDepth > 0 && r.RcuReaderSince < seq).Select(r => r.ToString()).ToList();
+        var still = before.Where(r => r.RcuDepth > 0 && r.RcuReaderGpSeq < seq).Select(r => r.ToString()).ToList();
         Completed.Add((seq, ctx.ToString(), still));
         _gracePeriods.Add(new GracePeriod(seq, ctx.ToString(), begin, ++_clock, _step()));
     }

@@ -84,8 +84,9 @@ public sealed class ExecContext
     /// <summary>Depth in the CPU's context stack (0 = task context).</summary>
     public int Depth { get; }
     public int RcuDepth { get; internal set; }
-    /// <summary>Grace-period sequence at which the current outermost RCU reader section began.</summary>
-    public long RcuReaderSince { get; internal set; } = -1;
+    /// <summary>Grace-period sequence at which the current outermost RCU reader section began;
+    /// null outside any section.</summary>
+    public long? RcuReaderGpSeq { get; internal set; }
     /// <summary>The outermost read-side section this context is inside, or null.</summary>
     internal RcuReadSection? RcuSection { get; set; }
     public List<KernelLock> Held { get; } = new();

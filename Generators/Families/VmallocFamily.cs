@@ -192,7 +192,7 @@ public sealed class VmallocFamily : IOpFamily
         long page = s.Arch.PageSize;
         long unit = 1;
         if (s.Handles.TryGet<Engine.Mm.VmArea>(handle, out var area))
-            unit = area.PhysPfn >= 0 ? (long)(area.Size / (ulong)page) : 1L << area.PageOrder; // an ioremap area's leaves: unmap it whole
+            unit = area.IoremapPfn is not null ? (long)(area.Size / (ulong)page) : 1L << area.PageOrder; // an ioremap area's leaves: unmap it whole
         else if (!IsVmap(s, handle)) unit = s.Arch.PmdSize / page;
         long offset = rng.Chance(40) ? 0 : rng.Range(0, 3) * unit;
         long pages = rng.Range(1, 2) * unit;

@@ -88,7 +88,7 @@ public class InvariantTeethExamples
             int reserve = k.Hugetlb.ReservePages;
             long nv = f.Hstate.VmemmapPages;
             ulong start = k.Hugetlb.FolioPage(f);
-            var frames = Enumerable.Range(0, (int)nv).Select(i => k.Mmu.WalkToFrame(start + (ulong)(i * k.Arch.PageSize), out _)).ToArray();
+            var frames = Enumerable.Range(0, (int)nv).Select(i => k.Mmu.FrameOf(start + (ulong)(i * k.Arch.PageSize), out _)).ToArray();
             consistent = reserve == 2 && frames.Take(reserve).Distinct().Count() == reserve && frames.Skip(reserve).All(x => x == frames[reserve - 1]);
         });
         Assert.True(r.Violation is null, r.ToString());

@@ -1,7 +1,7 @@
 using PropertySuite.Properties.Infra;
 // The buddy allocator of mm/page_alloc.c as the model keeps it: natural alignment, expand()
 // keeping the lower half, merging with free buddies back to MAX_PAGE_ORDER, alloc_contig_pages,
-// ENOMEM as -1, and the fail_page_alloc-style injection hook of PhysMem.
+// ENOMEM as false (no sentinel PFN), and the fail_page_alloc-style injection hook of PhysMem.
 using PropertySuite.Engine.Config;
 using PropertySuite.Engine.Mm;
 
@@ -25,8 +25,7 @@ public class BuddyAllocatorTests
         for (int i = 0; i < 400; i++)
         {
             int order = rng.Next(0, MaxOrder + 1);
-            long pfn = b.AllocPages(order);
-            if (pfn < 0) continue;
+            if (!b.TryAllocPages(order, out long pfn)) continue;
             Assert.True(pfn % (1L << order) == 0, $"order {order} at pfn {pfn}");
             Assert.True(pfn >= 3 && pfn + (1L << order) <= 8 * Top - 2, $"order {order} at pfn {pfn} outside the freed range");
         }
@@ -37,7 +36,8 @@ public class BuddyAllocatorTests
     {
         var b = new BuddyAllocator(MaxOrder);
         b.FreePages(8, 3); // one order-3 block: pfns 8..15
-        Assert.Equal(8, b.AllocPages(0));
+        Assert.True(b.TryAllocPages(0, out long pfn));
+        Assert.Equal(8, pfn);
         // expand(): 16 → keep [8,12) give back [12,16); keep [8,10) give back [10,12); keep 8, give back 9.
         Assert.Equal("9+1 10+2 12+4", Blocks(b));
         Assert.Equal(7, b.NrFreePages);
@@ -49,7 +49,8 @@ public class BuddyAllocatorTests
         var b = new BuddyAllocator(MaxOrder);
         b.FreePages(0, 4);
         b.FreePages(64, 1);
-        Assert.Equal(64, b.AllocPages(1));
+        Assert.True(b.TryAllocPages(1, out long pfn));
+        Assert.Equal(64, pfn);
         Assert.Equal("0+16", Blocks(b));
     }
 
@@ -59,13 +60,14 @@ public class BuddyAllocatorTests
         var b = new BuddyAllocator(MaxOrder);
         b.FreeRange(0, 2 * Top);
         var pages = new List<long>();
-        for (long pfn; (pfn = b.AllocPages(0)) >= 0;) pages.Add(pfn);
+        while (b.TryAllocPages(0, out long pfn)) pages.Add(pfn);
         Assert.Equal(2 * Top, pages.Count);
         Assert.Equal(0, b.NrFreePages);
         var rng = new Random(42);
         foreach (long pfn in pages.OrderBy(_ => rng.Next())) b.FreePages(pfn, 0);
         Assert.Equal($"0+{2 * Top}", Blocks(b));
-        Assert.Equal(0, b.AllocPages(MaxOrder)); // the max-order blocks are whole again
+        Assert.True(b.TryAllocPages(MaxOrder, out long first));
+        Assert.Equal(0, first); // the max-order blocks are whole again
     }
 
     [Fact]
@@ -80,15 +82,15 @@ public class BuddyAllocatorTests
     }
 
     [Fact]
-    public void OutOfMemoryAndImpossibleOrdersReturnMinusOne()
+    public void OutOfMemoryAndImpossibleOrdersFail()
     {
         var b = new BuddyAllocator(MaxOrder);
-        Assert.Equal(-1, b.AllocPages(0));
+        Assert.False(b.TryAllocPages(0, out _));
         b.FreePages(0, 2);
-        Assert.Equal(-1, b.AllocPages(3));
-        Assert.Equal(-1, b.AllocPages(MaxOrder + 1));
-        Assert.Equal(-1, b.AllocPages(-1));
-        Assert.Equal(-1, b.AllocContig(2 * Top, Top));
+        Assert.False(b.TryAllocPages(3, out _));
+        Assert.False(b.TryAllocPages(MaxOrder + 1, out _));
+        Assert.False(b.TryAllocPages(-1, out _));
+        Assert.False(b.TryAllocContig(2 * Top, Top, out _));
         Assert.Equal(4, b.NrFreePages);
     }
 
@@ -103,8 +105,7 @@ public class BuddyAllocatorTests
         var b = new BuddyAllocator(MaxOrder);
         b.FreeRange(Top / 2, 16 * Top); // starts mid-block: the first aligned fit is further up
         long before = b.NrFreePages;
-        long pfn = b.AllocContig(nrPages, align);
-        Assert.True(pfn >= 0);
+        Assert.True(b.TryAllocContig(nrPages, align, out long pfn));
         Assert.Equal(0, pfn % align);
         Assert.Equal(before - nrPages, b.NrFreePages);
         for (long p = pfn; p < pfn + nrPages; p++) Assert.False(b.IsFree(p));
@@ -113,8 +114,7 @@ public class BuddyAllocatorTests
             else Assert.True(start % Top == 0 && pages % Top == 0, $"max-order run {start}+{pages}");
         Assert.Equal(b.NrFreePages, b.FreeBlocks().Sum(x => x.Pages));
         // And a following max-order allocation is still naturally aligned.
-        long next = b.AllocPages(MaxOrder);
-        Assert.True(next < 0 || next % Top == 0);
+        Assert.True(!b.TryAllocPages(MaxOrder, out long next) || next % Top == 0);
     }
 
     [Fact]
@@ -122,8 +122,8 @@ public class BuddyAllocatorTests
     {
         var b = new BuddyAllocator(MaxOrder);
         b.FreeRange(0, 4 * Top);
-        Assert.Throws<ModelBugException>(() => b.AllocContig(0, 1));
-        Assert.Throws<ModelBugException>(() => b.AllocContig(Top, 3));
+        Assert.Throws<ModelBugException>(() => b.TryAllocContig(0, 1, out _));
+        Assert.Throws<ModelBugException>(() => b.TryAllocContig(Top, 3, out _));
     }
 
     [Fact]
@@ -133,15 +133,15 @@ public class BuddyAllocatorTests
         mem.AddSection(0, FrameOwner.Free);
         mem.Buddy.FreeRange(0, mem.PagesPerSection);
         mem.InjectFailures(after: 2, count: 3);
-        var results = Enumerable.Range(0, 7).Select(_ => mem.AllocPages(0, FrameOwner.Kernel) >= 0).ToList();
+        var results = Enumerable.Range(0, 7).Select(i => mem.TryAllocPages(0, FrameOwner.Kernel, out _)).ToList();
         Assert.Equal([true, true, false, false, false, true, true], results);
         Assert.Equal(3, mem.AllocationsFailed);
         Assert.Equal(7, mem.AllocationsAttempted);
         Assert.Equal(4, mem.Count(FrameOwner.Kernel));
         // Contiguous allocations go through the same hook.
         mem.InjectFailures(after: 0, count: 1);
-        Assert.Equal(-1, mem.AllocContigPages(Top, FrameOwner.HugetlbFolio));
-        Assert.True(mem.AllocContigPages(Top, FrameOwner.HugetlbFolio) >= 0);
+        Assert.False(mem.TryAllocContigPages(Top, FrameOwner.HugetlbFolio, out _));
+        Assert.True(mem.TryAllocContigPages(Top, FrameOwner.HugetlbFolio, out _));
     }
 
     /// <summary>Any sequence of allocations and frees: every block is naturally aligned and
@@ -165,8 +165,7 @@ public class BuddyAllocatorTests
             else
             {
                 int order = rawOrder % (Order + 1);
-                long pfn = b.AllocPages(order);
-                if (pfn < 0) continue;
+                if (!b.TryAllocPages(order, out long pfn)) continue;
                 Assert.Equal(0, pfn % (1L << order));
                 Assert.DoesNotContain(live, l => pfn < l.Pfn + (1L << l.Order) && l.Pfn < pfn + (1L << order));
                 live.Add((pfn, order));
@@ -175,6 +174,10 @@ public class BuddyAllocatorTests
         }
         foreach (var (pfn, order) in live) b.FreePages(pfn, order);
         Assert.Equal($"0+{Pages}", Blocks(b));
-        for (int i = 0; i < Pages >> Order; i++) Assert.Equal(i << Order, b.AllocPages(Order)); // whole max-order blocks again
+        for (int i = 0; i < Pages >> Order; i++)
+        {
+            Assert.True(b.TryAllocPages(Order, out long pfn));
+            Assert.Equal(i << Order, pfn); // whole max-order blocks again
+        }
     }
 }

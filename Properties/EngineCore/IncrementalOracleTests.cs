@@ -86,8 +86,7 @@ public class IncrementalOracleTests
                     if (w.IsLeaf && w.Level > PtLevel.Pte) { k.SplitBlock(w.Table, w.Index); w = k.SwapperPgDir.Walk(page); }
                     if (w.IsLeaf && w.Level == PtLevel.Pte && page >= arch.VmemmapStart + p)
                     {
-                        long frame = k.Mmu.WalkToFrame(page - p, out _);
-                        if (frame >= 0) k.SwapperPgDir.Set(w.Table, w.Index, Pte.MkLeaf(frame, writable: false));
+                        if (k.Mmu.FrameOf(page - p, out _) is { } frame) k.SwapperPgDir.Set(w.Table, w.Index, Pte.MkLeaf(frame, writable: false));
                     }
                     break;
                 }
@@ -175,8 +174,7 @@ public class BuddyCrossCheckTests
             if (held.Count == 0 || rng.Next(3) > 0)
             {
                 int order = rng.Next(0, 11);
-                long pfn = mem.AllocPages(order, FrameOwner.Vmalloc);
-                if (pfn >= 0) held.Add((pfn, order));
+                if (mem.TryAllocPages(order, FrameOwner.Vmalloc, out long pfn)) held.Add((pfn, order));
             }
             else
             {

@@ -1,6 +1,7 @@
 // init_mm as a radix tree: walks, maps at every leaf level the arch allows, block splits,
 // permission changes, and free_empty_tables with its floor/ceiling rule (arch/arm64/mm/mmu.c).
 using PropertySuite.Engine;
+using PropertySuite.Properties.Infra;
 using PropertySuite.Engine.Config;
 using PropertySuite.Engine.Mm;
 
@@ -27,8 +28,7 @@ public class PageTableTests
         var k = Machines.Boot(config, "4G");
         var a = k.Arch;
         long pages = a.LevelSize(level) >> a.PageShift;
-        long pfn = k.Mem.AllocContigPages(pages, FrameOwner.Vmalloc);
-        Assert.True(pfn >= 0);
+        Assert.True(k.Mem.TryAllocContigPages(pages, FrameOwner.Vmalloc, out long pfn));
         ulong va = AlignUp(a.VmallocStart, a.LevelSize(level));
         int tablesBefore = k.SwapperPgDir.Tables.Count;
 
@@ -42,7 +42,7 @@ public class PageTableTests
             Assert.Equal(pfn, w.Entry.Pfn);
             Assert.Equal(va, k.SwapperPgDir.EntryVa(w.Table, w.Index));
             Assert.Equal((ulong)a.LevelSize(level), k.SwapperPgDir.EntrySize(w.Table));
-            Assert.Equal(pfn + off, k.Mmu.WalkToFrame(va + (ulong)(off << a.PageShift), out bool writable));
+            Assert.Equal(pfn + off, k.Mmu.FrameOf(va + (ulong)(off << a.PageShift), out bool writable));
             Assert.True(writable);
         }
         var leaf = Assert.Single(k.SwapperPgDir.Leaves(va, va + (ulong)a.LevelSize(level)));
@@ -65,11 +65,11 @@ public class PageTableTests
         var w = k.SwapperPgDir.Walk(k.Arch.PfnToVirt(12345));
         Assert.True(w.IsLeaf);
         Assert.Equal(PtLevel.Pud, w.Level);
-        Assert.Equal(12345, k.Mmu.WalkToFrame(k.Arch.PfnToVirt(12345), out _));
+        Assert.Equal(12345, k.Mmu.FrameOf(k.Arch.PfnToVirt(12345), out _));
         var hole = k.SwapperPgDir.Walk(k.Arch.VmallocStart);
         Assert.True(hole.Entry.IsNone);
         Assert.Equal(PtLevel.P4d, hole.Level); // the root's entry for vmalloc is empty after boot
-        Assert.Equal(-1, k.Mmu.WalkToFrame(k.Arch.VmallocStart, out _));
+        Assert.Null(k.Mmu.FrameOf(k.Arch.VmallocStart, out _));
     }
 
     [Theory]
@@ -132,11 +132,11 @@ public class PageTableTests
         var k = Machines.Boot(config, "4G");
         var a = k.Arch;
         long pages = a.LevelSize(level) >> a.PageShift;
-        long pfn = k.Mem.AllocContigPages(pages, FrameOwner.Vmalloc);
+        long pfn = k.Mem.AllocContigPagesOrFail(pages, FrameOwner.Vmalloc);
         ulong va = AlignUp(a.VmallocStart, a.LevelSize(level));
         k.Pgtable.VmapRangeNoflush(va, pfn, pages, level, writable);
         var samples = Enumerable.Range(0, 64).Select(i => va + (ulong)(((long)i * 7919 % pages) << a.PageShift)).ToList();
-        var before = samples.Select(x => k.Mmu.WalkToFrame(x, out _)).ToList();
+        var before = samples.Select(x => k.Mmu.FrameOf(x, out _)).ToList();
         var block = k.SwapperPgDir.Walk(va);
 
         var child = k.SplitBlock(block.Table, block.Index);
@@ -152,7 +152,7 @@ public class PageTableTests
             Assert.Equal(pfn + i * step, child.Entries[i].Pfn);
             Assert.Equal(writable, child.Entries[i].Writable);
         }
-        Assert.Equal(before, samples.Select(x => k.Mmu.WalkToFrame(x, out bool w) is var f && w == writable ? f : -2).ToList());
+        Assert.Equal(before, samples.Select(x => k.Mmu.FrameOf(x, out bool w) is var f && w == writable ? f : -2).ToList());
         Assert.Equal(Pte.MkTable(child.Pfn), block.Table.Entries[block.Index]);
         Assert.Same(child, k.SwapperPgDir.Walk(va).Table);
         Assert.Equal(FrameOwner.PageTable, k.Mem.OwnerOf(child.Pfn));

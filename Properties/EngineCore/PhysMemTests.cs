@@ -1,6 +1,7 @@
 // Frame owners and their counts (PhysMem), checked against a full-scan oracle, and the refusal
 // of bad input: machine sizes, out-of-range PFNs, frees of frames not owned as claimed.
 using PropertySuite.Engine;
+using PropertySuite.Properties.Infra;
 using PropertySuite.Engine.Config;
 using PropertySuite.Engine.Mm;
 
@@ -53,8 +54,7 @@ public class PhysMemTests
             {
                 int order = rng.Next(0, 11);
                 var owner = owners[rng.Next(owners.Length)];
-                long pfn = mem.AllocPages(order, owner);
-                if (pfn >= 0) held.Add((pfn, order, owner));
+                if (mem.TryAllocPages(order, owner, out long pfn)) held.Add((pfn, order, owner));
             }
             else if (action == 1)
             {
@@ -99,7 +99,7 @@ public class PhysMemTests
     {
         var k = Machines.Boot();
         var mem = k.Mem;
-        long pfn = mem.AllocPages(2, FrameOwner.Vmalloc);
+        long pfn = mem.AllocPagesOrFail(2, FrameOwner.Vmalloc);
         long free = mem.Buddy.NrFreePages;
         mem.FreePages(pfn, 2, FrameOwner.HugetlbFolio, "foreign");
         Assert.Single(mem.BadFrees);

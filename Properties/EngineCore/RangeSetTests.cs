@@ -74,16 +74,18 @@ public class RangeSetTests
         Assert.Throws<ModelBugException>(() => s.Remove(start, count));
     }
 
+    private static long? Fit(RangeSet s, long count, long align) => s.TryFindAlignedFit(count, align, out long x) ? x : null;
+
     [Fact]
     public void AlignedFitFindsTheLowestAlignedStartThatFits()
     {
         var s = new RangeSet();
         s.Add(3, 10);   // [3,13): aligned-8 start 8 leaves 5
         s.Add(20, 30);  // [20,50): aligned-8 start 24 leaves 26
-        Assert.Equal(8, s.FindAlignedFit(5, 8));
-        Assert.Equal(24, s.FindAlignedFit(6, 8));
-        Assert.Equal(32, s.FindAlignedFit(16, 16));
-        Assert.Equal(-1, s.FindAlignedFit(27, 8));
+        Assert.Equal(8, Fit(s, 5, 8));
+        Assert.Equal(24, Fit(s, 6, 8));
+        Assert.Equal(32, Fit(s, 16, 16));
+        Assert.Null(Fit(s, 27, 8));
     }
 
     /// <summary>Any sequence of adds and removes that the rules allow (an add of free units, a

@@ -1,6 +1,7 @@
 // Struct pages reached only through vmemmap: pristine boot contents, a write through a
 // read-only mapping (recorded, not performed), and aliasing when two vmemmap PTEs map one frame.
 using PropertySuite.Engine;
+using PropertySuite.Properties.Infra;
 using PropertySuite.Engine.Config;
 using PropertySuite.Engine.Mm;
 
@@ -29,10 +30,10 @@ public class StructPageTests
         // costs what is written, not what is read.
         Assert.True(k.Mmu.ReadStructPage(null, k.Arch.PfnToPage(end - 1), out var viaCpu));
         Assert.Equal(StructPage.BootReserved, viaCpu);
-        long frame = k.Mmu.WalkToFrame(k.Arch.PfnToPage(end - 1), out _);
+        long frame = k.Mmu.MappedFrame(k.Arch.PfnToPage(end - 1));
         Assert.False(k.StructPages.HasFrameContent(frame));
         Assert.True(k.Mmu.WriteStructPage(null, k.Arch.PfnToPage(end), new StructPage { Refcount = 1 }, "test"));
-        Assert.True(k.StructPages.HasFrameContent(k.Mmu.WalkToFrame(k.Arch.PfnToPage(end), out _)));
+        Assert.True(k.StructPages.HasFrameContent(k.Mmu.MappedFrame(k.Arch.PfnToPage(end))));
         Assert.True(k.Mmu.PeekStructPage(k.Arch.PfnToPage(end - 1), out var still));
         Assert.Equal(StructPage.BootReserved, still); // its neighbour in the same frame is unchanged
         Assert.Empty(k.Faults);
@@ -45,7 +46,7 @@ public class StructPageTests
         long pfn = k.Mem.BootReservedEnd + 300;
         var sp = new StructPage { Refcount = 3, Flags = PageFlags.Head };
         Assert.True(k.Mmu.WriteStructPage(null, k.Arch.PfnToPage(pfn), sp, "test"));
-        long frame = k.Mmu.WalkToFrame(k.Arch.PfnToPage(pfn), out _);
+        long frame = k.Mmu.MappedFrame(k.Arch.PfnToPage(pfn));
         Assert.Equal(sp, k.StructPages.FrameContent(frame).Read(k.StructPages.StructPageSlot(k.Arch.PfnToPage(pfn))));
         Assert.True(k.Mmu.PeekStructPage(k.Arch.PfnToPage(pfn), out var back));
         Assert.Equal(sp, back);
@@ -107,7 +108,7 @@ public class StructPageTests
             w = k.SwapperPgDir.Walk(tailPage);
         }
         Assert.Equal(PtLevel.Pte, w.Level);
-        long headFrame = k.Mmu.WalkToFrame(headPage, out _);
+        long headFrame = k.Mmu.MappedFrame(headPage);
         // HVO-style remap, with break-before-make so that arm64 records no BBM fault.
         k.SwapperPgDir.Set(w.Table, w.Index, Pte.None);
         k.Tlb.FlushTlbAll();

@@ -1,6 +1,7 @@
 // CPU TLBs: filled by accesses, used even when stale, removed only by flushes (or by capacity
 // eviction, oldest first), and the flush-range arithmetic.
 using PropertySuite.Engine;
+using PropertySuite.Properties.Infra;
 using PropertySuite.Engine.Mm;
 using PropertySuite.Engine.Smp;
 
@@ -36,7 +37,7 @@ public class TlbTests
         var (area, _) = k.Vmalloc.VmallocNodeRange((ulong)k.Arch.PageSize);
         var ctx = PageTableTests.StartIdleTask(k, 0);
         k.Mmu.Translate(ctx, area!.Addr, false, out _, out _);
-        long other = k.Mem.AllocPages(0, FrameOwner.Vmalloc);
+        long other = k.Mem.AllocPagesOrFail(0, FrameOwner.Vmalloc);
         var w = k.SwapperPgDir.Walk(area.Addr);
         k.SwapperPgDir.Set(w.Table, w.Index, Pte.MkLeaf(other, writable: true)); // remapped, not flushed
 

@@ -54,7 +54,7 @@ public class MemmapOnMemoryProperties
         Assert.True(k.Mem.AllOwnedBy(basePfn, alt, FrameOwner.Vmemmap));
         Assert.True(k.Mem.AllOwnedBy(basePfn + alt, k.Arch.PagesPerSection - alt, FrameOwner.Free));
         // The block's vmemmap PMD maps the block's own first pages, marked PageVmemmapSelfHosted.
-        Assert.Equal(basePfn, k.Mmu.WalkToFrame(k.Arch.PfnToPage(basePfn), out _));
+        Assert.Equal(basePfn, k.Mmu.FrameOf(k.Arch.PfnToPage(basePfn), out _));
         k.Mmu.PeekStructPage(k.Arch.PfnToPage(basePfn), out var sp);
         Assert.True((sp.Flags & PageFlags.VmemmapSelfHosted) != 0);
     }

@@ -158,7 +158,7 @@ public class HugetlbVmemmapProperties
         {
             if (i == 1)
             {
-                long first = k.Mmu.WalkToFrame(k.Arch.PfnToPage(0), out _);
+                long first = k.Mmu.FrameOf(k.Arch.PfnToPage(0), out _) ?? throw new Xunit.Sdk.XunitException("pfn 0's struct page is not mapped");
                 for (long frame = first; frame < first + (k.Arch.PmdSize >> k.Arch.PageShift); frame++)
                 {
                     k.Mmu.PeekStructPage(k.Arch.PfnToPage(frame), out var sp);
@@ -199,7 +199,7 @@ public class HugetlbVmemmapProperties
                 ulong fake = k.Arch.PfnToPage(f.HeadPfn + j * s);
                 // Raw: the alias shows the head's own record, PG_head included.
                 Assert.Equal(v.Read(head), v.Read(fake));
-                Assert.Equal(k.Mmu.WalkToFrame(head, out _), k.Mmu.WalkToFrame(fake, out bool writable));
+                Assert.Equal(k.Mmu.FrameOf(head, out _), k.Mmu.FrameOf(fake, out bool writable));
                 Assert.False(writable);
                 // Through the helpers: a tail of the real head.
                 Assert.True(k.PageFlags.PageIsFakeHead(v, fake));
@@ -220,7 +220,7 @@ public class HugetlbVmemmapProperties
             int s = k.Arch.StructPagesPerVmemmapPage;
             for (long j = 2; j < 8; j++)
                 Assert.False(k.PageFlags.PageIsFakeHead(v, k.Arch.PfnToPage(f.HeadPfn + j * s)));
-            Assert.Equal(k.Mmu.WalkToFrame(k.Arch.PfnToPage(f.HeadPfn + s), out _), k.Mmu.WalkToFrame(k.Arch.PfnToPage(f.HeadPfn + 7 * s), out _));
+            Assert.Equal(k.Mmu.FrameOf(k.Arch.PfnToPage(f.HeadPfn + s), out _), k.Mmu.FrameOf(k.Arch.PfnToPage(f.HeadPfn + 7 * s), out _));
         });
     }
 
