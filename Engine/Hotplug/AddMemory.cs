@@ -24,7 +24,7 @@
 // with a per-folio refusal: the vmemmap pages of a memmap_on_memory block are marked
 // PageVmemmapSelfHosted and HVO leaves a folio alone when the vmemmap page describing it carries
 // the mark (today checked in vmemmap_pmd_entry on the walk's first entry, -ENOTSUPP; the model's
-// check is there, Engine/Hugetlb/HugetlbVmemmap.cs). Commit ids and versions from memory of the
+// check is there, Engine/Hugetlb/HugetlbVmemmapWalk.cs). Commit ids and versions from memory of the
 // kernel history, not re-read here.
 using PropertySuite.Engine.Config;
 using PropertySuite.Engine.Mm;
