@@ -271,7 +271,7 @@ public sealed class Kernel : IPteObserver, IKernelView
     void IPteObserver.OnPteChange(PageTable mm, PtTable table, int index, Pte oldPte, Pte newPte)
     {
         ulong va = mm.EntryVa(table, index);
-        Events.Add(KernelEvent.Store(mm.Name, table.Level, va, va + mm.EntrySize(table), oldPte, newPte, Sched.Current?.CpuId ?? -1));
+        Events.Add(KernelEvent.Store(mm.Name, table.Level, va, va + mm.EntrySize(table), oldPte, newPte, Sched.Current?.CpuId));
         Tlb.EntryChanged(mm, table, index, oldPte, newPte);
     }
 }

@@ -109,7 +109,7 @@ public sealed class BreakBeforeMake : IInvariant
             if (open is not null)
                 foreach (var b in open)
                     if (b.Mm == e.Mm && (b.Level != e.Level || b.Start != e.Start) && VaRange.Overlaps(b.Start, b.End, e.Start, e.End))
-                        return new(Name, $"{e.Mm} {e.Level} entry at {e.Start:x} made ({e.New}) over [{b.Start:x}, {b.End:x}), whose {b.Level} entry was broken ({b.Old} -> none, this step, by cpu{b.Cpu}) and not invalidated yet");
+                        return new(Name, $"{e.Mm} {e.Level} entry at {e.Start:x} made ({e.New}) over [{b.Start:x}, {b.End:x}), whose {b.Level} entry was broken ({b.Old} -> none, this step, by {KernelEvent.CpuName(b.Cpu)}) and not invalidated yet");
             if (earlier is null)
             {
                 // Sorted by start, with the longest range, so that each make looks only at the
@@ -158,7 +158,7 @@ public sealed class BreakBeforeMake : IInvariant
             int f = flushes.BinarySearch(prev);
             for (int x = f < 0 ? ~f : f; x < flushes.Count && flushes[x] < make && !invalidated; x++)
                 invalidated = events[flushes[x]].Covers(m.Mm!, m.Start, m.End, tableEntry: e.Old.IsTable);
-            return invalidated ? null : $"at {e.Start:x} ({e.Old} -> none, this step, by cpu{e.Cpu})";
+            return invalidated ? null : $"at {e.Start:x} ({e.Old} -> none, this step, by {KernelEvent.CpuName(e.Cpu)})";
         }
         // A pending break recorded later in this step (after the make) is not one the make followed.
         if (storedLater) return null;

@@ -32,12 +32,12 @@ public enum FlushKind : byte
 /// the entry translates, old and new. For a flush: the mm (null for flush_tlb_all), the range
 /// (an end of 0 is the top of the address space), whether it reached intermediate levels.</summary>
 public readonly record struct KernelEvent(
-    KernelEventKind Kind, string? Mm, PtLevel Level, ulong Start, ulong End, Pte Old, Pte New, FlushKind Flush, bool WalkCaches, int Cpu)
+    KernelEventKind Kind, string? Mm, PtLevel Level, ulong Start, ulong End, Pte Old, Pte New, FlushKind Flush, bool WalkCaches, int? Cpu)
 {
-    public static KernelEvent Store(string mm, PtLevel level, ulong start, ulong end, Pte old, Pte @new, int cpu) =>
+    public static KernelEvent Store(string mm, PtLevel level, ulong start, ulong end, Pte old, Pte @new, int? cpu) =>
         new(KernelEventKind.EntryStore, mm, level, start, end, old, @new, default, false, cpu);
 
-    public static KernelEvent Flushed(FlushKind kind, string? mm, ulong start, ulong end, bool walkCaches, int cpu) =>
+    public static KernelEvent Flushed(FlushKind kind, string? mm, ulong start, ulong end, bool walkCaches, int? cpu) =>
         new(KernelEventKind.Flush, mm, default, start, end, default, default, kind, walkCaches, cpu);
 
     /// <summary>Whether this flush invalidates what an entry store at [start, end) of
@@ -46,9 +46,13 @@ public readonly record struct KernelEvent(
         Kind == KernelEventKind.Flush && (Mm is null || Mm == mm) && (!tableEntry || WalkCaches)
         && (Flush is FlushKind.Mm or FlushKind.All || VaRange.Overlaps(Start, End, start, end));
 
+    /// <summary>"cpuN" for the CPU a task ran on, or what acted when no task did (a scenario
+    /// operation applied directly, or boot).</summary>
+    public static string CpuName(int? cpu) => cpu is int c ? $"cpu{c}" : "no task";
+
     public override string ToString() => Kind == KernelEventKind.EntryStore
-        ? $"cpu{Cpu} {Mm} {Level} [{Start:x}, {End:x}): {Old} -> {New}"
-        : $"cpu{Cpu} flush {Flush} {Mm ?? "all"} [{Start:x}, {End:x}){(WalkCaches ? " all levels" : " last level")}";
+        ? $"{CpuName(Cpu)} {Mm} {Level} [{Start:x}, {End:x}): {Old} -> {New}"
+        : $"{CpuName(Cpu)} flush {Flush} {Mm ?? "all"} [{Start:x}, {End:x}){(WalkCaches ? " all levels" : " last level")}";
 }
 
 /// <summary>What could still reach a frame when it was freed.</summary>
@@ -67,23 +71,24 @@ public enum FreeRefKind : byte
 /// <summary>One thing that reached a frame at the instant it was freed: in <see cref="Mm"/> (for
 /// a CPU cache, the mm its tag belongs to), at [Va, Va+Size), level <see cref="Level"/>; for a CPU
 /// cache, which CPU.</summary>
-public readonly record struct FreeReference(FreeRefKind Kind, string Mm, int Cpu, PtLevel Level, ulong Va, ulong Size, long Pfn, bool Global)
+public readonly record struct FreeReference(FreeRefKind Kind, string Mm, int? Cpu, PtLevel Level, ulong Va, ulong Size, long Pfn, bool Global)
 {
     public override string ToString() => Kind switch
     {
         FreeRefKind.Leaf => $"{Mm} {Level} leaf at {Va:x} still maps pfn {Pfn:x}",
         FreeRefKind.TableEntry => $"{Mm} {Level} entry for [{Va:x}+{Size:x}) still points at it as a table",
-        FreeRefKind.Tlb => $"cpu{Cpu} TLB still holds [{Va:x}+{Size:x}) -> pfn {Pfn:x} ({Mm})",
-        _ => $"cpu{Cpu} walk cache still holds the {Mm} {Level} entry for [{Va:x}+{Size:x}) -> table {Pfn:x}",
+        FreeRefKind.Tlb => $"{KernelEvent.CpuName(Cpu)} TLB still holds [{Va:x}+{Size:x}) -> pfn {Pfn:x} ({Mm})",
+        _ => $"{KernelEvent.CpuName(Cpu)} walk cache still holds the {Mm} {Level} entry for [{Va:x}+{Size:x}) -> table {Pfn:x}",
     };
 }
 
 /// <summary>A free of [Pfn, Pfn+Count) (owned <see cref="Owner"/> until then) by
 /// <see cref="Who"/>, after the first <see cref="EventIndex"/> events of the step, with everything
-/// that still reached those frames at that instant.</summary>
-public sealed record FrameFree(long Pfn, long Count, FrameOwner Owner, string Who, int Cpu, int EventIndex, IReadOnlyList<FreeReference> Refs)
+/// that still reached those frames at that instant. <see cref="Cpu"/>: the CPU whose task freed
+/// them, null when no task ran.</summary>
+public sealed record FrameFree(long Pfn, long Count, FrameOwner Owner, string Who, int? Cpu, int EventIndex, IReadOnlyList<FreeReference> Refs)
 {
-    public override string ToString() => $"cpu{Cpu} {Who} frees {Owner} frames {Pfn:x}+{Count}";
+    public override string ToString() => $"{KernelEvent.CpuName(Cpu)} {Who} frees {Owner} frames {Pfn:x}+{Count}";
 }
 
 public sealed class EventLog

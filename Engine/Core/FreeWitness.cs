@@ -34,7 +34,7 @@ public sealed class FreeWitness(ArchConfig arch, IReadOnlyList<MmStruct> mms, Cp
                     {
                         long n = (long)(pgd.EntrySize(w.Table) >> arch.PageShift);
                         if (w.Entry.Pfn < pfn + count && pfn < w.Entry.Pfn + n)
-                            (refs ??= new()).Add(new(FreeRefKind.Leaf, mm.Name, -1, w.Level, pgd.EntryVa(w.Table, w.Index), pgd.EntrySize(w.Table), w.Entry.Pfn, false));
+                            (refs ??= new()).Add(new(FreeRefKind.Leaf, mm.Name, null, w.Level, pgd.EntryVa(w.Table, w.Index), pgd.EntrySize(w.Table), w.Entry.Pfn, false));
                     }
             if (owner != FrameOwner.PageTable) continue;
             for (long p = pfn; p < pfn + count; p++)
@@ -45,7 +45,7 @@ public sealed class FreeWitness(ArchConfig arch, IReadOnlyList<MmStruct> mms, Cp
                     if (!Reachable(pgd, parent)) continue;
                     for (int i = 0; i < parent.Entries.Length; i++)
                         if (parent.Entries[i].IsTable && parent.Entries[i].Pfn == p)
-                            (refs ??= new()).Add(new(FreeRefKind.TableEntry, mm.Name, -1, parent.Level, pgd.EntryVa(parent, i), pgd.EntrySize(parent), p, false));
+                            (refs ??= new()).Add(new(FreeRefKind.TableEntry, mm.Name, null, parent.Level, pgd.EntryVa(parent, i), pgd.EntrySize(parent), p, false));
                 }
         }
         foreach (var cpu in cpus)
@@ -58,7 +58,7 @@ public sealed class FreeWitness(ArchConfig arch, IReadOnlyList<MmStruct> mms, Cp
                 if (e.TablePfn >= pfn && e.TablePfn < pfn + count)
                     (refs ??= new()).Add(new(FreeRefKind.WalkCache, MmName(e.Asid), cpu.Id, e.Level, e.Va, e.Size, e.TablePfn, e.Asid == TlbEntry.Global));
         }
-        events.AddFree(new FrameFree(pfn, count, owner, who, current()?.CpuId ?? -1, events.StepEvents.Count, (IReadOnlyList<FreeReference>?)refs ?? []));
+        events.AddFree(new FrameFree(pfn, count, owner, who, current()?.CpuId, events.StepEvents.Count, (IReadOnlyList<FreeReference>?)refs ?? []));
     }
 
     private string MmName(int asid) => asid == TlbEntry.Global ? "init_mm" : mms.FirstOrDefault(m => m.Asid == asid && m.Name != "init_mm")?.Name ?? $"asid {asid}";

@@ -24,9 +24,9 @@ public enum FaultKind
 }
 
 /// <summary>One recorded kernel-level failure, with the step it happened at.</summary>
-public sealed record KernelFault(FaultKind Kind, long Step, int Cpu, ulong Va, string Detail)
+public sealed record KernelFault(FaultKind Kind, long Step, int? Cpu, ulong Va, string Detail)
 {
-    public override string ToString() => $"{Kind} at step {Step} on cpu{Cpu} va {Va:x}: {Detail}";
+    public override string ToString() => $"{Kind} at step {Step} on {KernelEvent.CpuName(Cpu)} va {Va:x}: {Detail}";
 }
 
 /// <summary>The kernel log: faults in order, and the interesting states reached.</summary>
@@ -46,5 +46,5 @@ public sealed class KernelLog
     public void Note(string state) => Reached[state] = Reached.GetValueOrDefault(state) + 1;
 
     public void RecordFault(FaultKind kind, Smp.ExecContext? ctx, ulong va, string detail) =>
-        Faults.Add(new KernelFault(kind, StepCount, ctx?.CpuId ?? -1, va, detail));
+        Faults.Add(new KernelFault(kind, StepCount, ctx?.CpuId, va, detail));
 }

@@ -29,8 +29,10 @@ namespace PropertySuite.Engine.Smp;
 /// not know), so a later access through it reaches freed or reused memory.</summary>
 public readonly record struct TlbEntry(ulong Va, ulong Size, long Pfn, bool Writable, int Asid = TlbEntry.Global, bool FrameFreed = false)
 {
-    /// <summary>The tag of global (kernel) translations, matched in every address space.</summary>
-    public const int Global = -1;
+    /// <summary>The tag of global (kernel) translations, matched in every address space: init_mm's
+    /// ASID, 0, which the kernel keeps for itself (arm64's ASID allocator never hands out ASID 0;
+    /// kernel entries are global, nG clear, and match any ASID). User mms get 1 and up.</summary>
+    public const int Global = Mm.MmStruct.InitMmAsid;
 
     public long PfnFor(ulong va, int pageShift) => Pfn + (long)((va - Va) >> pageShift);
     public override string ToString() => $"[{Va:x}+{Size:x}) -> pfn {Pfn:x} {(Writable ? "RW" : "RO")}{(Asid == Global ? "" : $" asid {Asid}")}{(FrameFreed ? " (its frame was freed since)" : "")}";
@@ -57,14 +59,14 @@ public sealed class Tlb(int capacity, IReadOnlyList<ulong> leafSizes) : ITlbView
     // removes the oldest live entry, and the FIFO is compacted when stale items outnumber live ones.
     //
     // Keys are one ulong: an entry's VA is page aligned, so its low 12 bits carry the tag
-    // (ASID + 1, 0 for global, bits 0-8) and, for leaves, the entry's size as its index in
+    // (the ASID, 0 for global, bits 0-8) and, for leaves, the entry's size as its index in
     // leafSizes (bits 9-11), so that entries of two sizes at one VA are both kept; for the walk
     // cache, the level (bits 0-2, tag in bits 3-11).
     private readonly Fifo<ulong, TlbEntry> _leaves = new(capacity);
     private readonly Fifo<ulong, WalkCacheEntry> _walk = new(WalkCacheCapacity);
 
     /// <summary>Largest ASID a TLB tag can hold.</summary>
-    public const int MaxAsid = 510;
+    public const int MaxAsid = 511;
 
     private readonly int _sizeCount = leafSizes.Count <= 8 ? leafSizes.Count
         : throw new Mm.ModelBugException($"{leafSizes.Count} TLB entry sizes do not fit the 3 bits of a leaf key");
@@ -80,7 +82,7 @@ public sealed class Tlb(int capacity, IReadOnlyList<ulong> leafSizes) : ITlbView
     private static ulong WalkKey(int asid, ulong va, Config.PtLevel level) => va | (Tag(asid) << 3) | (ulong)level;
 
     private static ulong Tag(int asid) => asid is >= TlbEntry.Global and <= MaxAsid
-        ? (ulong)(asid + 1)
+        ? (ulong)asid
         : throw new Mm.ModelBugException($"ASID {asid} does not fit a TLB tag (at most {MaxAsid})");
 
     public int Capacity { get; } = capacity;

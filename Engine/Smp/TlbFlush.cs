@@ -104,7 +104,7 @@ public sealed class TlbFlush(ArchConfig arch, Cpu[] cpus, Func<ExecContext?> cur
     }
 
     private void Record(FlushKind kind, string? mm, ulong start, ulong end, bool walkCaches) =>
-        events.Add(KernelEvent.Flushed(kind, mm, start, end, walkCaches, current()?.CpuId ?? -1));
+        events.Add(KernelEvent.Flushed(kind, mm, start, end, walkCaches, current()?.CpuId));
 
     /// <summary>Marks the pending changes of <paramref name="mm"/> inside [start, end) as
     /// flushed; a walk-cache change only when the flush reached intermediate levels, and then
