@@ -6,8 +6,9 @@
 // - walkers started just before a remove: `cpuN: start ptdump`, a few `step cpuN`, then
 //   remove_memory on another CPU, so that the walk holds the tables the teardown frees;
 // - the walker-vs-teardown plan (WalkerRemovePlan): after add_memory of a block (offlined first
-//   if it is online), a ranged walk of the block alone (`cpuN: start ptdump linear PHYS SIZE`,
-//   a quarter `vmemmap`), stepped to the point where it holds the block's lowest table
+//   if it is online; mostly a block whose neighbours are gone, so that the remove empties the
+//   tables it shares with them), a ranged walk of the block alone (`cpuN: start ptdump linear
+//   PHYS SIZE`, about one in seven `vmemmap`), stepped to the point where it holds the block's lowest table
 //   (`step cpuN to ptdump_pmd_entry`, or the PTE/PUD entry where the block's leaves sit at
 //   that level), then remove_memory on another CPU (which, in the kernel, waits in
 //   mem_hotplug_begin for the walk's get_online_mems), then the walk to its end, then the
@@ -140,14 +141,17 @@ public sealed class HotplugFamily : IOpFamily
         return remover is null ? null : StepOp.UntilDone(remover.Op.Cpu);
     }
 
-    /// <summary>Starts the plan for a present (offline) block: its linear map, or a quarter of
-    /// the time its vmemmap; an online block is offlined first (the plan starts on a later
+    /// <summary>Starts the plan for a present (offline) block: its linear map, or 15 % of the
+    /// time its vmemmap; an online block is offlined first (the plan starts on a later
     /// draw once it is offline).</summary>
     private static Op? StartWalkerRemove(GenState s, Prng rng, List<int> offline, List<int> online)
     {
         if (offline.Count == 0) return Block(s, HotplugCall.OfflinePages, rng.Pick(online));
-        var block = Block(s, HotplugCall.RemoveMemory, rng.Pick(offline));
-        var range = rng.Chance(25) ? PtdumpRange.Vmemmap : PtdumpRange.Linear;
+        // Mostly a block whose neighbours in the hot-plug range are gone: its remove then empties
+        // the tables it shares with them, which free_empty_tables frees.
+        var alone = offline.Where(b => BlocksIn(s, st => st is not (SectionState.Absent or SectionState.Removed)).All(o => o == b)).ToList();
+        var block = Block(s, HotplugCall.RemoveMemory, rng.Pick(alone.Count > 0 && rng.Chance(75) ? alone : offline));
+        var range = rng.Chance(15) ? PtdumpRange.Vmemmap : PtdumpRange.Linear;
         return new PtdumpOp(range, block.Address, block.Size) { Start = true };
     }
 
