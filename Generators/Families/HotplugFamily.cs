@@ -8,9 +8,9 @@
 // - the walker-vs-teardown plan (WalkerRemovePlan): after add_memory of a block (offlined first
 //   if it is online; mostly a block whose neighbours are gone, so that the remove empties the
 //   tables it shares with them), a ranged walk of the block alone (`cpuN: start ptdump linear
-//   PHYS SIZE`, about one in seven `vmemmap`), stepped to the point where it holds the block's lowest table
-//   (`step cpuN to ptdump_pmd_entry`, or the PTE/PUD entry where the block's leaves sit at
-//   that level), then remove_memory on another CPU (which, in the kernel, waits in
+//   PHYS SIZE`, about one in seven `vmemmap`), stepped to the point where it holds the block's
+//   lowest table (`step cpuN to ptdump_pmd_entry`, or the PTE/PUD entry where the block's
+//   leaves sit at that level), then remove_memory on another CPU (which, in the kernel, waits in
 //   mem_hotplug_begin for the walk's get_online_mems), then the walk to its end, then the
 //   remove. The whole walk reaches the block's tables only after the rest of init_mm, so a few
 //   random steps seldom leave it there; the ranged walk is there in two steps. While the plan
