@@ -47,7 +47,7 @@ public static class OpsCatalogue
         new("remove_memory", "PHYS SIZE", "", "remove_memory: arch_remove_memory, the two-pass teardown of vmemmap and linear map"),
         new("memremap_pages", "PHYS SIZE", "", "memremap_pages: device memory at sub-section (2M) granularity, vmemmap only"),
         new("memunmap_pages", "PHYS SIZE", "", "memunmap_pages: tear the device memory's vmemmap down again"),
-        new("ptdump", "", "", "ptdump_walk_pgd of init_mm as a walker task, holding the tables it walks"),
+        new("ptdump", "[linear|vmemmap PHYS SIZE]", "", "ptdump_walk_pgd as a walker task, holding the tables it walks: all of init_mm, or only the linear map / vmemmap of [PHYS, PHYS+SIZE)"),
         new("online_pfn_walk", "PFN", "", "a PFN walker: pfn_to_online_page, then PageLRU / get_page_unless_zero / put_page on the struct page (no lock holds the answer)"),
         new("vmalloc", "SIZE", "vN", "vmalloc(SIZE): a vmap area with guard page, backed by order-0 pages, mapped in init_mm"),
         new("vmalloc_huge", "SIZE", "vN", "vmalloc_huge(SIZE): as vmalloc with VM_ALLOW_HUGE_VMAP, PMD/PUD leaves where the policy allows"),

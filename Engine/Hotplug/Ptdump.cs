@@ -5,8 +5,15 @@
 // the walk runs under get_online_mems(), so hot-remove (mem_hotplug_begin) cannot free a table
 // under it; HotplugOptions.PtdumpWithoutGetOnlineMems walks without it.
 //
+// The walk covers the address range its caller gives (the kernel's st->range, walked range by
+// range with walk_page_range_debug): all of the kernel's half of the address space by default,
+// as arm64's ptdump_check_wx and the debugfs files do, or one range, such as the linear map or
+// the vmemmap of a physical range. A table is entered only through an entry that overlaps the
+// range, as walk_pgd_range skips the entries outside [start, end).
+//
 // Departures from the kernel: nothing is printed (PtDump.cs renders page tables for snapshots);
-// the walk also takes mmap_write_lock(&init_mm) in the kernel, which the model does not have.
+// the walk also takes mmap_write_lock(&init_mm) in the kernel, which the model does not have;
+// a caller gives one range (the kernel's callers pass a list of them).
 using PropertySuite.Engine.Mm;
 using PropertySuite.Engine.Smp;
 
@@ -14,9 +21,13 @@ namespace PropertySuite.Engine.Hotplug;
 
 public sealed partial class MemoryHotplug
 {
-    /// <summary>ptdump_walk_pgd over init_mm.</summary>
+    /// <summary>ptdump_walk_pgd over all of init_mm.</summary>
+    public IEnumerable<StepStatus> PtdumpWalkPgd(ExecContext ctx) => PtdumpWalkPgd(ctx, InitMm.Root.BaseVa, ulong.MaxValue);
+
+    /// <summary>ptdump_walk_pgd over init_mm's entries that overlap [first, last] (an inclusive
+    /// last address, so that a range can end at the top of the address space).</summary>
     [Kernel("mm/ptdump.c", "ptdump_walk_pgd")]
-    public IEnumerable<StepStatus> PtdumpWalkPgd(ExecContext ctx)
+    public IEnumerable<StepStatus> PtdumpWalkPgd(ExecContext ctx, ulong first, ulong last)
     {
         bool locked = !_options.PtdumpWithoutGetOnlineMems;
         if (locked) foreach (var s in GetOnlineMems(ctx)) yield return s;
@@ -27,12 +38,21 @@ public sealed partial class MemoryHotplug
         while (stack.Count > 0)
         {
             var (t, next) = stack[^1];
-            // The next table entry of t at or after `next` (t may meanwhile have been freed: the
-            // walk reads it anyway, which is the use-after-free the lock prevents).
+            // The next table entry of t at or after `next` that overlaps the range (t may
+            // meanwhile have been freed: the walk reads it anyway, which is the use-after-free
+            // the lock prevents).
             int j = -1;
-            foreach (int idx in t.TableEntryIndices)
-                if (idx >= next) { j = idx; break; }
-            if (j < 0 || t.Level == Config.PtLevel.Pte)
+            if (t.Level != Config.PtLevel.Pte)
+                foreach (int idx in t.TableEntryIndices)
+                {
+                    if (idx < next) continue;
+                    ulong va = InitMm.EntryVa(t, idx);
+                    if (va > last) break;
+                    if (va + (InitMm.EntrySize(t) - 1) < first) continue;
+                    j = idx;
+                    break;
+                }
+            if (j < 0)
             {
                 stack.RemoveAt(stack.Count - 1);
                 Walkers.Release(ctx.Task, t);

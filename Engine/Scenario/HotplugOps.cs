@@ -10,6 +10,8 @@
 //   memremap_pages 0x40000000 2M      memremap_pages of ZONE_DEVICE memory (sub-sections)
 //   memunmap_pages 0x40000000 2M      memunmap_pages
 //   ptdump                            ptdump_walk_pgd over init_mm (a walker task)
+//   ptdump linear 0x40000000 128M     ptdump_walk_pgd over the linear map of the range only
+//   ptdump vmemmap 0x40000000 128M    ptdump_walk_pgd over the vmemmap (struct pages) of the range
 //   online_pfn_walk 0x40000           pfn_to_online_page, then a compaction-style peek (a task)
 //
 // Every one is a task, so `start` interleaves it with others; bad input (a range over boot
@@ -75,23 +77,54 @@ public sealed record HotplugRangeOp(HotplugCall Call, long Address, long Size) :
     }
 }
 
-/// <summary>`ptdump`: ptdump_walk_pgd over init_mm.</summary>
-public sealed record PtdumpOp : Op
+/// <summary>What a <see cref="PtdumpOp"/> walks: all of init_mm, or the linear map or the
+/// vmemmap of a physical range.</summary>
+public enum PtdumpRange { All, Linear, Vmemmap }
+
+/// <summary>`ptdump`: ptdump_walk_pgd over all of init_mm; `ptdump linear PHYS SIZE` /
+/// `ptdump vmemmap PHYS SIZE`: over the linear-map or vmemmap addresses of [PHYS, PHYS+SIZE)
+/// only (the kernel's st->range).</summary>
+public sealed record PtdumpOp(PtdumpRange Range = PtdumpRange.All, long Phys = 0, long Size = 0) : Op
 {
+    public static string WordOf(PtdumpRange r) => r == PtdumpRange.Linear ? "linear" : "vmemmap";
+
     public override string Verb => "ptdump";
-    public override string Args() => "";
+    public override string Args() => Range == PtdumpRange.All ? "" : $"{WordOf(Range)} 0x{Phys:x} {ArchConfig.FormatSize(Size)}";
     public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => Walk(k, ctx));
 
-    private static IEnumerable<StepStatus> Walk(Kernel k, ExecContext ctx)
+    /// <summary>The walk's addresses, first and last (inclusive): the linear map's
+    /// __va(PHYS)..__va(PHYS+SIZE)-1, or pfn_to_page(PHYS)..pfn_to_page(PHYS+SIZE) less one byte
+    /// (the struct pages of the range's page frames, a partial page counted whole).</summary>
+    public (ulong First, ulong Last) Addresses(Kernel k)
     {
+        if (Range == PtdumpRange.All) return (k.SwapperPgDir.Root.BaseVa, ulong.MaxValue);
+        long pfn = Phys >> k.Arch.PageShift, end = (Phys + Size + k.Arch.PageSize - 1) >> k.Arch.PageShift;
+        return Range == PtdumpRange.Linear
+            ? (k.Arch.PfnToVirt(pfn), k.Arch.PfnToVirt(end) - 1)
+            : (k.Arch.PfnToPage(pfn), k.Arch.PfnToPage(end) - 1);
+    }
+
+    private IEnumerable<StepStatus> Walk(Kernel k, ExecContext ctx)
+    {
+        var (first, last) = Addresses(k);
         try
         {
-            foreach (var s in k.Hotplug.PtdumpWalkPgd(ctx)) yield return s;
+            foreach (var s in k.Hotplug.PtdumpWalkPgd(ctx, first, last)) yield return s;
         }
         finally
         {
             k.Hotplug.Walkers.ReleaseAll(ctx.Task);
         }
+    }
+
+    /// <summary>Towards the plain walk of all of init_mm, then a smaller range: one memory
+    /// section of some configuration (128M, 512M) or one sub-section (2M).</summary>
+    public override IEnumerable<Op> ShrinkArgs()
+    {
+        if (Range == PtdumpRange.All) yield break;
+        yield return new PtdumpOp() with { Cpu = Cpu, Start = Start, Bind = Bind };
+        long[] sizes = [2L << 20, .. ArchConfig.All.Select(a => a.SectionSize).Distinct().Order()];
+        foreach (long s in sizes.Where(s => s < Size)) yield return this with { Size = s };
     }
 }
 
@@ -124,5 +157,13 @@ internal static class HotplugOpText
     {
         var op = new HotplugRangeOp(call, r.Int("physical address", 0, Repro.MaxMemory), r.Size("size", 1, Repro.MaxMemory));
         return call == HotplugCall.AddMemory && HgmOpText.Flag(r, "memmap_on_memory") ? op with { MemmapOnMemory = true } : op;
+    }
+
+    /// <summary>`ptdump [linear|vmemmap PHYS SIZE]`.</summary>
+    public static PtdumpOp ParsePtdump(LineReader r)
+    {
+        if (r.AtEnd) return new PtdumpOp();
+        var range = HgmOpText.Mode(r, "linear", "vmemmap") ? PtdumpRange.Linear : PtdumpRange.Vmemmap;
+        return new PtdumpOp(range, r.Int("physical address", 0, Repro.MaxMemory), r.Size("size", 1, Repro.MaxMemory));
     }
 }

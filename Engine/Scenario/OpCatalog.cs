@@ -75,7 +75,7 @@ public static class OpCatalog
         ["remove_memory"] = ((r, _) => HotplugOpText.Parse(HotplugCall.RemoveMemory, r), null),
         ["memremap_pages"] = ((r, _) => HotplugOpText.Parse(HotplugCall.MemremapPages, r), null),
         ["memunmap_pages"] = ((r, _) => HotplugOpText.Parse(HotplugCall.MemunmapPages, r), null),
-        ["ptdump"] = ((r, _) => new PtdumpOp(), null),
+        ["ptdump"] = ((r, _) => HotplugOpText.ParsePtdump(r), null),
         ["online_pfn_walk"] = ((r, _) => new OnlinePfnWalkOp(r.Int("pfn", 0, long.MaxValue >> 16)), null),
     };
 

@@ -5,6 +5,17 @@
 //   and a remove right after an offline that failed (the block still online: EBUSY);
 // - walkers started just before a remove: `cpuN: start ptdump`, a few `step cpuN`, then
 //   remove_memory on another CPU, so that the walk holds the tables the teardown frees;
+// - the walker-vs-teardown plan (WalkerRemovePlan): after add_memory of a block (offlined first
+//   if it is online; mostly a block whose neighbours are gone, so that the remove empties the
+//   tables it shares with them), a ranged walk of the block alone (`cpuN: start ptdump linear
+//   PHYS SIZE`, about one in seven `vmemmap`), stepped to the point where it holds the block's
+//   lowest table (`step cpuN to ptdump_pmd_entry`, or the PTE/PUD entry where the block's
+//   leaves sit at that level), then remove_memory on another CPU (which, in the kernel, waits in
+//   mem_hotplug_begin for the walk's get_online_mems), then the walk to its end, then the
+//   remove. The whole walk reaches the block's tables only after the rest of init_mm, so a few
+//   random steps seldom leave it there; the ranged walk is there in two steps. While the plan
+//   runs the family's weight is high (as HvoSplitRaceFamily's), so that other families do not
+//   break it up; it starts at most twice per scenario, with a weight like the other kinds';
 // - HugeTLB churn next to the block while it comes and goes (Anshuman Khandual's concern, S000):
 //   folios allocated, freed and dissolved while the block is online, so that offlining dissolves
 //   free folios in it and HVO's vmemmap changes sit next to the teardown's;
@@ -37,7 +48,7 @@ public sealed class HotplugFamily : IOpFamily
 
     public string Name => FamilyName;
 
-    public IReadOnlyList<string> Kinds { get; } = ["add_memory", "online_pages", "offline_pages", "remove_memory", "memremap_pages", "ptdump", "hugetlb", "bad_input", "memmap_on_memory", "fill", "pfn_walk"];
+    public IReadOnlyList<string> Kinds { get; } = ["add_memory", "online_pages", "offline_pages", "remove_memory", "memremap_pages", "ptdump", "hugetlb", "bad_input", "memmap_on_memory", "fill", "pfn_walk", "walker_remove"];
 
     /// <summary>Free pages a fill leaves below the hot-plug range: fewer than one PMD-sized folio
     /// needs, enough for the page tables and vmemmap the next operations allocate.</summary>
@@ -50,11 +61,12 @@ public sealed class HotplugFamily : IOpFamily
     public bool AppliesTo(ArchConfig arch, NamedVariant variant) =>
         variant.Correct || (VariantTargets.For(variant.Name)?.Focus.Contains(typeof(HotplugFamily)) ?? false);
 
-    public int Weight(GenState s) => s.Machine.HotplugBytes > 0 ? 12 : 0;
+    public int Weight(GenState s) => s.Machine.HotplugBytes == 0 ? 0 : PlanWalker(s) is not null ? 400 : 12;
 
     public Op? Next(GenState s, Prng rng)
     {
         if (s.Machine.HotplugBytes == 0) return null;
+        if (PlanWalker(s) is { } plan) return WalkerRemovePlan(s, plan);
         // A started walker followed by its steps, then the remove it was started for.
         if (s.Ops.Count > 0 && s.Ops[^1] is PtdumpOp { Start: true } started && !s.Engine.Cpus[started.Cpu].Idle)
             return new StepOp((int)rng.Range(1, 4)) { Cpu = started.Cpu };
@@ -83,6 +95,67 @@ public sealed class HotplugFamily : IOpFamily
         if (Removable(s).Count > 0 && !WalkerInWindow(s) && rng.Chance(50)) return Remove(s, rng);
         return s.Enabled(this, "ptdump") ? new PtdumpOp() : Next(s, rng);
     }
+
+    /// <summary>The plan's walker: a started ranged ptdump of one block whose plan has not
+    /// finished (the walk still runs, or the remove it was started for is still blocked).</summary>
+    private static StartedTask? PlanWalker(GenState s)
+    {
+        for (int i = s.Tasks.Count - 1; i >= 0; i--)
+        {
+            var t = s.Tasks[i];
+            if (t.Op is not PtdumpOp { Start: true, Range: not PtdumpRange.All }) continue;
+            if (!t.Done) return t;
+            // The walk is done: the plan lasts while the remove drawn after it still runs.
+            return s.Tasks.Any(r => r.OpIndex > t.OpIndex && r.Op is HotplugRangeOp { Call: HotplugCall.RemoveMemory } && !r.Done) ? t : null;
+        }
+        return null;
+    }
+
+    /// <summary>The step of a ranged walk after which it holds the lowest table mapping the
+    /// start of its range: the level of the table that holds the leaf there.</summary>
+    private static string LowestTableEntry(GenState s, PtdumpOp walk)
+    {
+        var (first, _) = walk.Addresses(s.Engine);
+        var w = s.Engine.SwapperPgDir.Walk(first);
+        return w.Table.Level switch { PtLevel.Pte => "ptdump_pte_entry", PtLevel.Pud => "ptdump_pud_entry", PtLevel.P4d => "ptdump_p4d_entry", _ => "ptdump_pmd_entry" };
+    }
+
+    /// <summary>The next operation of the walker-vs-teardown plan started by
+    /// <paramref name="plan"/>: the walk to its lowest table, the remove of its block on another
+    /// CPU, the walk to its end, the remove to its end.</summary>
+    private static Op? WalkerRemovePlan(GenState s, StartedTask plan)
+    {
+        var walk = (PtdumpOp)plan.Op;
+        var since = s.Ops.Skip(plan.OpIndex + 1).ToList();
+        bool walking = !plan.Done;
+        if (walking && !since.OfType<StepOp>().Any(o => o.Cpu == walk.Cpu))
+            return StepOp.To(walk.Cpu, LowestTableEntry(s, walk));
+        var removes = since.OfType<HotplugRangeOp>().Where(o => o.Call == HotplugCall.RemoveMemory).ToList();
+        if (walking && removes.Count == 0)
+        {
+            var idle = s.IdleCpus.Where(c => c != walk.Cpu).ToList();
+            if (idle.Count > 0) return new HotplugRangeOp(HotplugCall.RemoveMemory, walk.Phys, walk.Size) { Cpu = idle[0] };
+        }
+        if (walking) return StepOp.UntilDone(walk.Cpu);
+        var remover = s.Tasks.LastOrDefault(r => r.OpIndex > plan.OpIndex && r.Op is HotplugRangeOp { Call: HotplugCall.RemoveMemory } && !r.Done);
+        return remover is null ? null : StepOp.UntilDone(remover.Op.Cpu);
+    }
+
+    /// <summary>Starts the plan for a present (offline) block: its linear map, or 15 % of the
+    /// time its vmemmap; an online block is offlined first (the plan starts on a later
+    /// draw once it is offline).</summary>
+    private static Op? StartWalkerRemove(GenState s, Prng rng, List<int> offline, List<int> online)
+    {
+        if (offline.Count == 0) return Block(s, HotplugCall.OfflinePages, rng.Pick(online));
+        // Mostly a block whose neighbours in the hot-plug range are gone: its remove then empties
+        // the tables it shares with them, which free_empty_tables frees.
+        var alone = offline.Where(b => BlocksIn(s, st => st is not (SectionState.Absent or SectionState.Removed)).All(o => o == b)).ToList();
+        var block = Block(s, HotplugCall.RemoveMemory, rng.Pick(alone.Count > 0 && rng.Chance(75) ? alone : offline));
+        var range = rng.Chance(15) ? PtdumpRange.Vmemmap : PtdumpRange.Linear;
+        return new PtdumpOp(range, block.Address, block.Size) { Start = true };
+    }
+
+    private static int PlansStarted(GenState s) => s.Ops.Count(o => o is PtdumpOp { Start: true, Range: not PtdumpRange.All });
 
     private static long HotStart(GenState s) => s.Machine.MemoryBytes;
 
@@ -120,6 +193,8 @@ public sealed class HotplugFamily : IOpFamily
         Add("remove_memory", WalkerInWindow(s) ? 0 : offline.Count > 0 ? 10 : failedOffline ? 20 : 0, () =>
             failedOffline ? Block(s, HotplugCall.RemoveMemory, online[0]) : Remove(s, rng));
         Add("ptdump", offline.Count > 0 && s.IdleCpus.Count > 1 ? 8 : 1, () => new PtdumpOp { Start = offline.Count > 0 });
+        Add("walker_remove", offline.Count + online.Count > 0 && s.IdleCpus.Count > 1 && !WalkerInWindow(s) && PlansStarted(s) < 2 ? 10 : 0,
+            () => StartWalkerRemove(s, rng, offline, online));
         Add("memremap_pages", SubsectionsOffered(s) ? 6 : 0, () => Device(s, rng));
         Add("hugetlb", online.Count > 0 ? 10 : 0, () => Hugetlb(s, rng));
         Add("bad_input", 2, () => BadInput(s, rng));
