@@ -16,7 +16,8 @@
 // Departures from the kernel (besides those in the service and mechanism headers):
 // - The kernel image is a fixed 16 MiB at PFN 0; memblock allocates bottom-up after it, and the
 //   remainder of the last MAX_PAGE_ORDER block it touched stays reserved (so free memory starts
-//   as whole max-order blocks and the lowest-address-first buddy hands out pages in order).
+//   as whole max-order blocks and the lowest-address-first buddy hands out pages in order),
+//   except when that block is the last of memory, whose remainder goes to the buddy.
 // - The linear map uses block mappings for all memory (as with rodata=off, or BBML2 on arm64),
 //   with the arm64 contiguous bit on whole aligned CONT_PTE/CONT_PMD runs.
 using PropertySuite.Engine.Arm64;
@@ -165,8 +166,11 @@ public sealed class Kernel : IPteObserver, IKernelView
         k.Pgtable.CreatePgdMapping(arch.PfnToVirt(0), 0, presentPfns, writable: true, k.MemblockTable);
         k.Vmemmap.SparseInit(machine.MemoryBytes / arch.SectionSize, k.MemblockTable);
         // Keep the rest of the last max-order block that memblock touched reserved, so that the
-        // buddy starts with whole MAX_PAGE_ORDER blocks and allocations read naturally.
-        k.Mem.MemblockAlloc(0, 1L << arch.MaxPageOrder);
+        // buddy starts with whole MAX_PAGE_ORDER blocks and allocations read naturally -- unless
+        // that block is the last one (arm64 64K: 512M blocks on a 512M machine), where the
+        // rounding would leave the buddy nothing; then the rest is freed, as memblock_free_all does.
+        long maxBlock = 1L << arch.MaxPageOrder;
+        if ((k.Mem.BootReservedEnd + maxBlock - 1) / maxBlock * maxBlock < presentPfns) k.Mem.MemblockAlloc(0, maxBlock);
         k.Mem.MemblockFreeAll();
         k.SwapperPgDir.Observer = k;
         var witness = new FreeWitness(arch, k._mms, k.Cpus, k.Events, () => k.Sched.Current);

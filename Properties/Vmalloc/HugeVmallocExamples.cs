@@ -78,4 +78,20 @@ public class HugeVmallocExamples
             + "# vmalloc region only\n" + PtDump.Render(k, k.Arch.VmallocStart, k.Arch.VmallocEnd);
         Snapshot.Verify("ptdump/x86_64-4k-l4-vmalloc-huge", text);
     }
+
+    // On arm64 with 64K pages MAX_PAGE_ORDER is 13 (512M blocks): a 512M machine has one
+    // max-order block, which holds the kernel image. Boot used to round the memblock end up to a
+    // whole max-order block, so nothing was left for the buddy and vmalloc 4M failed with ENOMEM.
+    // The kernel's memblock_free_all frees every frame memblock did not reserve.
+    [Fact]
+    public void Vmalloc4MOnArm64_64KWith512MSucceeds()
+    {
+        var r = ScenarioRunner.Run(Repro.Parse(Header("default", "arm64-64k-l3").Replace("memory 256M", "memory 512M") + "v1 = vmalloc 4M\ncpu1: read v1 0\nvfree v1\n"));
+        Assert.True(r.Violation is null, r.ToString());
+        var k = Engine.Kernel.Boot(ArchConfig.Arm64_64K, new MachineConfig(512L << 20, 2));
+        Assert.True(k.Mem.Buddy.NrFreePages > 0, "boot left no free memory");
+        var (area, err) = k.Vmalloc.VmallocNodeRange(4UL << 20);
+        Assert.Equal(Errno.Ok, err);
+        Assert.Equal(64, area!.Pages.Count);
+    }
 }
