@@ -28,8 +28,14 @@ public sealed record VariantTarget(NamedVariant Variant, IReadOnlyList<Type> Bre
     public IReadOnlyList<Type> Focus { get; init; } = [];
 
     /// <summary>For a bug that needs a rare interleaving: the least number of generated
-    /// scenarios its meta-test searches (0: the budget's).</summary>
+    /// scenarios its meta-test searches (0: the default budget's, Budget.DefaultTests).</summary>
     public int SearchTests { get; init; }
+
+    /// <summary>The least number of scenarios its meta-test searches: <see cref="SearchTests"/>,
+    /// or the default budget's for a variant measured to need no more. A smaller PS_TESTS (a
+    /// quick pass, the coverage run) never lowers it: a meta-test below its measured effort
+    /// would fail for lack of search, not because the invariant lost its teeth.</summary>
+    public int SearchEffort => SearchTests > 0 ? SearchTests : Harness.Budget.DefaultTests;
 
     /// <summary>The most operation lines its shrunk repro may have (the meta-tests' bound on
     /// "short").</summary>

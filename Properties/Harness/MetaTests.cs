@@ -40,7 +40,7 @@ public class MetaTests(ITestOutputHelper output)
     {
         var v = VariantTargets.Of(variant);
         var budget = Budget.FromEnvironment();
-        if (v.SearchTests > budget.Tests && budget.Replay is null) budget = budget with { Tests = v.SearchTests };
+        if (v.SearchEffort > budget.Tests && budget.Replay is null) budget = budget with { Tests = v.SearchEffort };
         string name = $"{nameof(MetaTests)}.{nameof(BuggyVariantIsFoundAndShrunk)}/{variant}";
 
         var result = ScenarioProperty.Check(name, ScenarioOptions.For(variant, budget), budget);

@@ -16,7 +16,7 @@ public static class VariantOutcome
     {
         var nv = KernelVariants.ByName(variant);
         var budget = Budget.Parse(new Dictionary<string, string?>());
-        if (VariantTargets.For(variant) is { } t && t.SearchTests > budget.Tests) budget = budget with { Tests = t.SearchTests };
+        if (VariantTargets.For(variant) is { } t && t.SearchEffort > budget.Tests) budget = budget with { Tests = t.SearchEffort };
         var result = ScenarioProperty.Check(property, ScenarioOptions.For(variant, budget, config), budget);
         sb.Append("\n## ").Append(heading).Append(nv.Correct ? " (correct)" : " (buggy)").Append(": ").Append(nv.Description).Append('\n');
         if (result.Failure is not { } f)
