@@ -73,8 +73,7 @@ public static class VariantTargets
         Buggy("restore-after-hugetlb-flag-cleared", Inv<NoKernelOops>()) with { MaxReproOps = 6, SearchTests = 800 },
         Buggy("broken-hvo-skips-last-pte", Inv<HvoShape>(), Inv<HvoFrameConservation>()) with { MaxReproOps = 2 },
         Buggy("broken-restore-leaks-partial-alloc", Inv<HvoFrameConservation>()) with { SearchTests = 400, Focus = [Fam<HugetlbFamily>()], MaxReproOps = 5 },
-        // find rates 1200 with the restore-failure plan: 13 (1.08 %; 0.67 % at 600 before it): ln(100) / p_low = 953.
-        Buggy("broken-restore-skips-reset", Inv<CompoundHeadResolvesRealHead>(), Inv<NoKernelOops>(), Inv<StructPageMatchesOwner>()) with { MaxReproOps = 4, SearchTests = 960 },
+        Buggy("broken-restore-skips-reset", Inv<CompoundHeadResolvesRealHead>(), Inv<NoKernelOops>(), Inv<StructPageMatchesOwner>()) with { MaxReproOps = 4, SearchTests = 800 },
         Buggy("broken-free-huge-keeps-compound", Inv<StructPageMatchesOwner>()) with { MaxReproOps = 3 },
         Buggy("broken-hvo-frees-before-flush", Inv<ClearFlushFree>()) with { MaxReproOps = 4 },
         // Race variants, measured over 6,000 scenarios each with the schedule family forced on:
@@ -86,8 +85,7 @@ public static class VariantTargets
         Buggy("bd225530-without-synchronize-rcu", Inv<NoWriteThroughReadOnlyVmemmap>()) with { MaxReproOps = 10, SearchTests = 1800, Focus = Races },
         Buggy("arm64-hvo-in-place", Inv<BreakBeforeMake>()) with { MaxReproOps = 4 },
         Buggy("arm64-hvo-fault-handler", Inv<NoDeadlock>()) with { MaxReproOps = 10, Focus = [Fam<HugetlbFamily>(), Fam<PageCacheFamily>(), Fam<ScheduleFamily>()] },
-        // With HugetlbFamily's restore-failure plan, find rates 1200: 19 (1.58 %; was 0.17 % at 600, effort 3000).
-        Buggy("dissolve-ignores-surplus", Inv<HugetlbPoolAccounting>()) with { SearchTests = 540, Focus = [Fam<HugetlbFamily>()] },
+        Buggy("dissolve-ignores-surplus", Inv<HugetlbPoolAccounting>()) with { SearchTests = 3000, Focus = [Fam<HugetlbFamily>()] },
         Buggy("broken-free-table-keeps-parent", Inv<PageTableTreeWellFormed>()),
         Buggy("broken-vfree-leaks-page", Inv<FrameConservation>()),
         Buggy("broken-vunmap-skips-last-pte", Inv<NoLeafMapsFreeFrame>()),

@@ -9,18 +9,11 @@
 //   flush_dcache_page on the same folio from another CPU, reaches the windows between the
 //   hugetlb flag and the remap;
 // - subpage indices at multiples of PAGE_SIZE / sizeof(struct page) hit the fake heads;
-// - the runtime knob leaves folios unoptimized, which is where restore must not be called;
-// - the restore-failure plan: fail the next allocations, free an in-use folio (a surplus folio's
-//   free restores its vmemmap, which now fails, so remove_hugetlb_folio's folio is added back as
-//   surplus: bulk_vmemmap_restore_error), then dissolve it or poison it. While the plan is under
-//   way (the last operation was the injection or the free) the family's weight is raised so that
-//   its next step is not displaced by another family. Measured with `find rates 600
-//   dissolve-ignores-surplus`: 1 (0.17 %) before the plan.
+// - the runtime knob leaves folios unoptimized, which is where restore must not be called.
 //
 // Bounds (why): pools of at most 3 folios and 2-page allocation-failure bursts keep repros short;
 // `step` bursts of up to 32 cover a 2M allocation's ~25 steps; gigantic sizes are drawn rarely
 // (a 1G optimize is ~4,100 steps) and only when the machine holds at least two of them.
-using PropertySuite.Engine;
 using PropertySuite.Engine.Config;
 using PropertySuite.Engine.Scenario;
 
@@ -33,7 +26,7 @@ public sealed class HugetlbFamily : IOpFamily
 
     public bool AppliesTo(ArchConfig arch, NamedVariant variant) => arch.HugetlbSizes.Count > 0;
 
-    public int Weight(GenState s) => s.Ops is [.., FailAllocOp] or [.., HugetlbFreeOp { Start: false }] && s.Live('f').Count > 0 ? 60 : 10;
+    public int Weight(GenState s) => 10;
 
     public Op? Next(GenState s, Prng rng)
     {
@@ -43,7 +36,7 @@ public sealed class HugetlbFamily : IOpFamily
             return AfterFailure(s, rng, folios);
         // A folio just freed may be back in the pool (possibly as a surplus page, after a failed
         // restore): dissolve it, directly or through memory failure.
-        if (s.Ops.Count > 0 && s.Ops[^1] is HugetlbFreeOp { Start: false } freed && rng.Chance(60))
+        if (s.Ops.Count > 0 && s.Ops[^1] is HugetlbFreeOp { Start: false } freed && rng.Chance(35))
             return rng.Chance(50) ? new DissolveOp(freed.Folio) : new MemoryFailureOp(freed.Folio, Index(s, rng));
         // A task the engine has not finished: let it run some steps, or act on its folio from
         // another CPU.
@@ -69,8 +62,6 @@ public sealed class HugetlbFamily : IOpFamily
         if (roll < 58 && folios.Count > 0) return new MemoryFailureOp(rng.Pick(folios), Index(s, rng));
         if (roll < 64 && folios.Count > 0) return new FlushDcachePageOp(rng.Pick(folios), Index(s, rng));
         if (roll < 68) return new HvoKnobOp(rng.Chance(40));
-        // The restore-failure plan's first step (see the header).
-        if (roll < 74 && InUse(s, folios) is not null) return new FailAllocOp(rng.Chance(50) ? 0 : rng.Next(3), 1 + rng.Next(2));
         if (roll < 78) return rng.Chance(Gigantic(s).Count > 0 ? 50 : 15) ? new FailAllocOp(3, 16) : new FailAllocOp(rng.Next(4), 1 + rng.Next(2));
         int cpu = s.IdleCpu(rng);
         if (cpu < 0) return new StepOp(1 + rng.Next(32)) { Cpu = busyCpus[0] };
@@ -88,8 +79,6 @@ public sealed class HugetlbFamily : IOpFamily
         var gigantic = Gigantic(s);
         if (s.Ops[^1] is FailAllocOp { After: 3 } && gigantic.Count > 0 && rng.Chance(60))
             return new HugetlbPoolOp(rng.Pick(gigantic), 1);
-        // The restore-failure plan's second step: free the newest folio the engine says is in use.
-        if (InUse(s, folios) is string active && rng.Chance(70)) return new HugetlbFreeOp(active);
         int pick = rng.Next(folios.Count > 0 ? 5 : 2);
         return pick switch
         {
@@ -99,14 +88,6 @@ public sealed class HugetlbFamily : IOpFamily
             3 => new DissolveOp(rng.Pick(folios)),
             _ => new HugetlbPoolOp(Size(s, rng), 0),
         };
-    }
-
-    /// <summary>The newest handle whose folio is handed out (on the active list), if any.</summary>
-    private static string? InUse(GenState s, IReadOnlyList<string> folios)
-    {
-        for (int i = folios.Count - 1; i >= 0; i--)
-            if (s.Handles.TryGet<HugetlbFolio>(folios[i], out var f) && f.State == FolioState.Active) return folios[i];
-        return null;
     }
 
     /// <summary>The gigantic sizes that fit twice in the machine and whose vmemmap spans several
