@@ -76,6 +76,7 @@ public static class VariantTargets
         Buggy("broken-restore-skips-reset", Inv<CompoundHeadResolvesRealHead>(), Inv<NoKernelOops>(), Inv<StructPageMatchesOwner>()) with { MaxReproOps = 4, SearchTests = 800 },
         Buggy("broken-free-huge-keeps-compound", Inv<StructPageMatchesOwner>()) with { MaxReproOps = 3 },
         Buggy("broken-hvo-frees-before-flush", Inv<ClearFlushFree>()) with { MaxReproOps = 4 },
+        Buggy("broken-hvo-batch-split-skips-flush", Inv<NoConflictingTlbEntries>()) with { MaxReproOps = 8, Focus = [Fam<HvoBatchWindowFamily>(), Fam<HugetlbFamily>(), Fam<ScheduleFamily>()] },
         // Race variants, measured over 6,000 scenarios each with the schedule family forced on:
         // spec-get-pre-fix 84 found (1.40 %), spec-get-writable-tails 82 (1.37 %),
         // muchun-drop-on-mismatch 62 (1.03 %), bd225530-without-synchronize-rcu 26 (0.43 %).

@@ -134,6 +134,10 @@ public sealed record Breakage
     /// <summary>vmemmap_remap_range frees the pages it unmapped before flush_tlb_kernel_range
     /// instead of after it (both inside one step).</summary>
     public bool HvoFreesBeforeFlush { get; init; }
+    /// <summary>hugetlb_vmemmap_optimize_folios leaves out the flush_tlb_all between splitting
+    /// every folio's vmemmap PMDs and remapping their PTEs: a CPU that cached a PMD block entry
+    /// before the split keeps it while the PTEs under it change their output.</summary>
+    public bool HvoBatchSplitSkipsFlush { get; init; }
     /// <summary>hugetlb_free_folio frees the frames without free_pages_prepare's reset of the
     /// compound metadata: the freed struct pages still read as a head and its tails.</summary>
     public bool FreeHugeFolioKeepsCompound { get; init; }

@@ -98,7 +98,7 @@ namespace PropertySuite.Engine
                 foreach (var s in HugetlbVmemmapSplitFolio(ctx, h, f, ret)) yield return s;
                 if (ret.Value == Errno.ENOMEM) break;
             }
-            FlushTlbAll();
+            if (!Broken.HvoBatchSplitSkipsFlush) FlushTlbAll();
             yield return StepStatus.After("flush_tlb_all");
             var flags = VmemmapRemapFlags.RemapNoTlbFlush | VmemmapRemapFlags.SynchronizeRcu;
             foreach (var f in folios)

@@ -23,6 +23,7 @@ public static class Families
         new HgmFamily(),
         new HotplugFamily(),
         new HvoSplitRaceFamily(),
+        new HvoBatchWindowFamily(),
     ];
 
     /// <summary>Looks a family up by name.</summary>
