@@ -37,6 +37,13 @@ public interface IOpFamily
     /// for grace periods or change page tables in several steps). Default: <see cref="Next"/>.</summary>
     Op? NextTask(GenState s, Prng rng) => Next(s, rng);
 
+    /// <summary>Whether the family is a plan for one narrow window of another mechanism (it
+    /// takes over the scenario while its plan runs). In a search for a buggy variant such a
+    /// family takes part only when the variant's target focuses it: the search is for that
+    /// variant's mechanism, and a plan for another window displaces the states it needs. Runs
+    /// of drawn variants enable it by the usual coin.</summary>
+    bool WindowPlan => false;
+
     /// <summary>An operation that may run as an interrupt handler (`irq cpuN op`): plain (no
     /// cpu, start or handle) and legal in IRQ context (no sleeping, no lock taken without
     /// disabling interrupts in the kernel). Null: this family has none.</summary>

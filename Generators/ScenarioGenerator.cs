@@ -24,7 +24,8 @@
 //      machines, and small ones boot and check fast;
 //   4. swarm (Groce et al., "Swarm testing", ISSTA 2012), each family from its own stream: a
 //      coin for whether it is enabled (always, for the families a targeted variant focuses,
-//      VariantTargets), and either every operation kind or a random non-empty subset of them.
+//      VariantTargets; never, in a targeted run, for a window-plan family it does not focus,
+//      IOpFamily.WindowPlan), and either every operation kind or a random non-empty subset of them.
 //      Leaving kinds out changes the mix far more than weights can (a scenario without vfree
 //      piles up areas; one without vmalloc exercises the rest alone). If no enabled family
 //      other than the schedule has anything to do at the start (weight above 0), the one with
@@ -253,7 +254,8 @@ public static class ScenarioGenerator
             var fr = streams[f];
             bool focused = target?.Focuses(f) ?? false;
             fallbackKey[f] = fr.NextU64();
-            if (fr.Chance(50) | focused) enabled.Add(f);
+            bool coin = fr.Chance(50);
+            if ((coin && !(target is not null && f.WindowPlan)) | focused) enabled.Add(f);
             bool all = fr.Chance(50) | focused;
             var chosen = f.Kinds.Where(_ => all || fr.Chance(50)).ToList();
             if (chosen.Count == 0 && f.Kinds.Count > 0) chosen.Add(fr.Pick(f.Kinds));
