@@ -148,6 +148,7 @@ public static class VariantTargets
         Buggy("arm64-vmemmap-pmd-for-subsections", Inv<SectionsHavePrivateLeaves>()) with { MaxReproOps = 3, Focus = Hotplug },
         Buggy("broken-remove-keeps-linear-map", Inv<RemovedMemoryIsGone>()) with { MaxReproOps = 2, Focus = Hotplug },
         Buggy("broken-offline-keeps-section-online", Inv<OnlineAccounting>()) with { MaxReproOps = 3, Focus = Hotplug },
+        Buggy("broken-hugetlb-migrate-remaps-old-folio", Inv<HugetlbPteShape>(), Inv<UserLeafMapsLiveFolio>()) with { MaxReproOps = 9, Focus = Hotplug },
         Buggy("broken-remove-skips-mem-hotplug-begin", Inv<NoWalkerHoldsFreedTable>()) with { SearchTests = 381, MaxReproOps = 6, Focus = Hotplug },
         Buggy("broken-subsection-vmemmap-pmd", Inv<SectionsHavePrivateLeaves>()) with { MaxReproOps = 3, Focus = Hotplug },
         // Invariant teeth (issue 9, item 6): the free lists judged from their own shape.

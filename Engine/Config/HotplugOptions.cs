@@ -73,4 +73,9 @@ public sealed record HotplugBreakage
     /// <summary>memremap_pages maps a sub-section's vmemmap with the PMD block of its section
     /// on every configuration that maps vmemmap by PMD (x86-64 too).</summary>
     public bool SubsectionVmemmapPmd { get; init; }
+
+    /// <summary>A successful HugeTLB migration restores the user entries to the old folio
+    /// (remove_migration_ptes(src, src)) while the page cache moves to the new one and the old
+    /// folio is freed.</summary>
+    public bool HugetlbMigrateRemapsOldFolio { get; init; }
 }

@@ -75,6 +75,8 @@ public sealed class HgmCollapse : HgmPart
         var (index, _) = HugetlbHgm.FileOffset(v, p, Arch.PageShift);
         if (!file.PageCache.TryGetValue(index, out var f)) yield break;
         if (Walk.HugetlbWalk(mm, h, p) is not { } natural || !natural.Entry.IsTable) yield break;
+        // The page-cache lookup's reference (filemap_get_folio), which the new entry keeps.
+        if (!Bad.CollapseSkipsFolioGet) Hgm.FolioGet(ctx, f);
         foreach (var s in SpinLock(ctx, natural.Ptl)) yield return s;
         var pgd = mm.Pgd;
         if (!pgd.TryGetChild(natural.Table, natural.Entry, out var lower))
@@ -103,7 +105,6 @@ public sealed class HgmCollapse : HgmPart
         foreach (var s in Hgm.PutAll(ctx, puts)) yield return s;
         pgd.Set(natural.Table, natural.Index, Pte.MkLeaf(f.HeadPfn, (v.VmFlags & VmaFlags.VmWrite) != 0));
         Hgm.HugetlbAddFileRmap(ctx, f, 0, f.NrPages);
-        if (!Bad.CollapseSkipsFolioGet) Hgm.FolioGet(ctx, f);
         SpinUnlock(ctx, natural.Ptl);
         Note("hgm.collapsed");
         yield return StepStatus.After("set_huge_pte_at");

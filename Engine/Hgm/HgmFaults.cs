@@ -57,18 +57,26 @@ public sealed class HgmFaults : HgmPart
                 fresh = true;
                 yield return StepStatus.After("hugetlb_add_to_page_cache");
             }
-            else if ((v.VmFlags & VmaFlags.VmUffdMinor) != 0)
+            else
             {
-                // handle_userfault(vmf, VM_UFFD_MINOR)
-                ret.Value = Errno.EAGAIN;
-                Note(v.HgmEnabled ? "hgm.uffd_minor_fault_page_size" : "hgm.uffd_minor_fault_huge_size");
-                yield break;
+                // filemap_lock_hugetlb_folio: the lookup takes a reference, which the mapping
+                // keeps (migration's reference freeze fails while a fault holds it).
+                Hgm.FolioGet(ctx, f);
+                if ((v.VmFlags & VmaFlags.VmUffdMinor) != 0)
+                {
+                    // handle_userfault(vmf, VM_UFFD_MINOR), after the folio is put
+                    foreach (var s in Hgm.PutAll(ctx, [f])) yield return s;
+                    ret.Value = Errno.EAGAIN;
+                    Note(v.HgmEnabled ? "hgm.uffd_minor_fault_page_size" : "hgm.uffd_minor_fault_huge_size");
+                    yield break;
+                }
             }
             var hpte = Walk.HugetlbHgmWalk(hm.Mm, h, addr, Arch.PageShift, alloc: false, out _)
                 ?? Walk.HugetlbHgmWalk(hm.Mm, h, addr, Hgm.NaturalShift(h), alloc: true, out ret.Value);
             if (hpte is not { None: true } p)
             {
-                if (fresh) { Hgm.CacheRemove(file, index); foreach (var s in Hgm.PutAll(ctx, [f, f])) yield return s; }
+                if (fresh) Hgm.CacheRemove(file, index);
+                foreach (var s in Hgm.PutAll(ctx, fresh ? [f, f] : [f])) yield return s;
                 if (ret.Value == Errno.Ok) ret.Value = Errno.ENOMEM;
                 yield break;
             }
@@ -78,8 +86,10 @@ public sealed class HgmFaults : HgmPart
             long nr = (long)(p.Size / PageSize);
             hm.Mm.Pgd.Set(p.Table, p.Index, Pte.MkLeaf(f.HeadPfn + first, (v.VmFlags & VmaFlags.VmWrite) != 0));
             Hgm.HugetlbAddFileRmap(ctx, f, first, nr);
-            if (!fresh) Hgm.FolioGet(ctx, f); // a fresh folio's allocation reference becomes the mapping's
+            // (A fresh folio's allocation reference, like a cached one's lookup reference, becomes the mapping's.)
             SpinUnlock(ctx, p.Ptl);
+            // hugetlb_no_page's last act for a folio it added: folio_set_hugetlb_migratable.
+            if (fresh) ModifyPageFlags(ctx, Hgm.Page(f, 0), PageFlags.HugetlbMigratable, PageFlags.None, "folio_set_hugetlb_migratable");
             ret.Value = Errno.Ok;
             Note(nr == f.NrPages ? "hgm.fault_natural" : "hgm.fault_hgm");
             yield return StepStatus.After("set_huge_pte_at");
@@ -145,16 +155,22 @@ public sealed class HgmFaults : HgmPart
                 foreach (var s in SpinLock(ctx, mutex)) yield return s;
                 held = mutex;
                 if (!file.PageCache.TryGetValue(index, out var f)) { ret.Value = Errno.EFAULT; yield break; }
+                // filemap_lock_hugetlb_folio: the lookup's reference becomes the mapping's.
+                Hgm.FolioGet(ctx, f);
                 // A piece never crosses a huge page: clip the range at the end of this one.
                 ulong pageEnd = Math.Min(end, addr - (ulong)subpage * PageSize + (ulong)file.Hstate.Size);
                 var hpte = Walk.HugetlbAllocLargestPte(hm.Mm, v, addr, pageEnd, out var err);
-                if (hpte is not { } p || err != Errno.Ok) { ret.Value = err; yield break; }
+                if (hpte is not { } p || err != Errno.Ok)
+                {
+                    foreach (var s in Hgm.PutAll(ctx, [f])) yield return s;
+                    ret.Value = err;
+                    yield break;
+                }
                 foreach (var s in SpinLock(ctx, p.Ptl)) yield return s;
                 long nr = (long)(p.Size / PageSize);
                 long mapped = Bad.ContinueMapsNextSubpage ? subpage + 1 : subpage;
                 hm.Mm.Pgd.Set(p.Table, p.Index, Pte.MkLeaf(f.HeadPfn + mapped, (v.VmFlags & VmaFlags.VmWrite) != 0));
                 if (!Bad.ContinueSkipsMapcount) Hgm.HugetlbAddFileRmap(ctx, f, subpage, nr);
-                Hgm.FolioGet(ctx, f);
                 SpinUnlock(ctx, p.Ptl);
                 SpinUnlock(ctx, mutex);
                 held = null;

@@ -33,11 +33,13 @@
 // - Hot-added memory is mapped with blocks up to PMD size and no contiguous bit, on both
 //   architectures (the model's boot map is block-mapped, as with rodata=off; on arm64 the 2025
 //   review of Zhenhua Huang's work kept PUD blocks and CONT out of hot-added ranges; inferred).
-// - offline_pages migrates page-cache pages (do_migrate_range, OnlineOffline.cs) but not in-use
-//   HugeTLB folios: one in the block, or a page allocated from it while the offline runs
-//   (isolation is not modelled), fails it with EBUSY. Where the kernel retries migration until it
-//   succeeds or a signal arrives (-EINTR), the model makes one pass and returns EBUSY for a page
-//   that did not move. Boot memory is never offlined on x86-64 either (EBUSY): freeing bootmem vmemmap
+// - offline_pages migrates page-cache pages (do_migrate_range, OnlineOffline.cs) and in-use
+//   hugetlbfs folios (HugetlbMigration.cs, with its own departures); a HugeTLB folio a kernel
+//   caller holds (`hugetlb_alloc`) is not migratable and fails the offline with EBUSY. Pageblock
+//   isolation is modelled only as far as HugeTLB allocations go (dequeue and the buddy skip the
+//   isolated range); any other page allocated from the range while the offline runs fails it with
+//   EBUSY. Where the kernel retries migration until it succeeds or a signal arrives (-EINTR), the
+//   model makes one pass and returns EBUSY for a page that did not move. Boot memory is never offlined on x86-64 either (EBUSY): freeing bootmem vmemmap
 //   (free_pagetable's bootmem path) is not modelled.
 // - Sub-section (ZONE_DEVICE) hot-plug is offered only where a sub-section's memmap is a whole
 //   number of vmemmap pages (4K base pages); elsewhere memremap_pages returns EINVAL.
@@ -107,6 +109,19 @@ public sealed partial class MemoryHotplug : KernelCode, IHotplugView
 {
     private readonly MemSectionInfo[] _sections;
     private readonly List<(long Pfn, long Count)> _vmemmapInFlight = new();
+    // The PFN ranges offline_pages has isolated (start_isolate_page_range) and not yet taken
+    // offline or given back (undo_isolate_page_range).
+    private readonly List<(long Pfn, long Nr)> _isolated = new();
+
+    /// <summary>is_migrate_isolate_page: whether <paramref name="pfn"/>'s pageblock is
+    /// MIGRATE_ISOLATE (inside a range an offline_pages is working on).</summary>
+    [Kernel("include/linux/page-isolation.h", "is_migrate_isolate_page")]
+    public bool IsMigrateIsolatePage(long pfn)
+    {
+        foreach (var (p, n) in _isolated)
+            if (pfn >= p && pfn < p + n) return true;
+        return false;
+    }
     // The iomem resources of hot-plugged memory, [Start, End) in PFNs: claimed by
     // register_memory_resource before the add starts, released once the remove is done.
     private readonly List<(long Start, long End, bool Device)> _resources = new();

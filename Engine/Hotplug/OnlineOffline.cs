@@ -176,12 +176,15 @@ public sealed partial class MemoryHotplug
             if (Mem.SectionStateOf(s) != SectionState.Online) rc.Value = Errno.EINVAL;
             else if (Mem.CountOwned(p, n, FrameOwner.Free) + Mem.CountOwned(p, n, FrameOwner.HugetlbFolio) + Mem.CountOwned(p, n, FrameOwner.PageCache) != n) rc.Value = Errno.EBUSY;
         }
+        if (rc.Value == Errno.Ok) _isolated.Add((pfn, nr));
         yield return StepStatus.After("start_isolate_page_range");
         if (rc.Value == Errno.Ok)
             foreach (var s in DoMigrateRange(ctx, pfn, nr, rc)) yield return s;
         if (rc.Value == Errno.Ok)
+            foreach (var s in DoMigrateHugetlbRange(ctx, pfn, nr, rc)) yield return s;
+        if (rc.Value == Errno.Ok)
         {
-            // dissolve_free_hugetlb_folios: a folio in use is EBUSY (no migration in the model).
+            // dissolve_free_hugetlb_folios: a folio still in use is EBUSY.
             var folios = K.Hugetlb.AllFoliosByPfn().Where(f => f.HeadPfn < pfn + nr && f.HeadPfn + f.NrPages > pfn).ToList();
             foreach (var f in folios)
             {
@@ -210,6 +213,8 @@ public sealed partial class MemoryHotplug
                 yield return StepStatus.After("__offline_isolated_pages");
             }
         }
+        // Offline, or undo_isolate_page_range: the range is no longer isolated either way.
+        _isolated.Remove((pfn, nr));
         MemHotplugDone(ctx);
         Note($"memory_hotplug.offline_pages.{rc.Value}");
         yield return StepStatus.After("mem_hotplug_done");

@@ -14,8 +14,9 @@
 // thread of "mm,page_alloc: Use {get,put}_online_mems() to get stable zone's values"). The model
 // keeps the window as it is: the walker is a task whose check and struct-page read are separate
 // steps, so a scenario that runs offline and remove between them shows the read of a freed
-// memmap (an example test does). Generation interleaves offline into the window, not remove (see
-// HotplugFamily), so that correct runs are not failed on a race the kernel chose to accept.
+// memmap (an example test does). Generation interleaves offline into the window, not remove, and
+// draws no remove while any walker by PFN runs (Op.WalksByPfn, HotplugFamily), so that correct
+// runs are not failed on a race the kernel chose to accept.
 using PropertySuite.Engine.Mm;
 
 namespace PropertySuite.Engine.Hotplug;

@@ -154,12 +154,14 @@ public sealed partial class Hugetlb : KernelCode, IHugetlbView
     }
 
     /// <summary>dequeue_hugetlb_folio_node_exact (under hugetlb_lock): the first free folio that is
-    /// not hwpoisoned, unfrozen to refcount 1; null if none.</summary>
+    /// not hwpoisoned and not in a pageblock an offline has isolated, unfrozen to refcount 1;
+    /// null if none.</summary>
     [Kernel("mm/hugetlb.c", "dequeue_hugetlb_folio_node_exact")]
     public HugetlbFolio? DequeueHugetlbFolioNodeExact(ExecContext ctx, Hstate h)
     {
         foreach (var f in h.Freelist)
         {
+            if (K.Hotplug is { } hp && hp.IsMigrateIsolatePage(f.HeadPfn)) continue;
             if (ReadStructPage(ctx, FolioPage(f), out var sp) && (sp.Flags & PageFlags.HwPoison) != 0) continue;
             // (returning right after the removal keeps the enumeration valid)
             h.FreelistRemove(f);

@@ -19,7 +19,16 @@ public sealed partial class Hugetlb
         long n = h.PagesPerHugePage;
         if (!Hvo.HugetlbFolioMisaligned)
         {
-            bool got = h.IsGigantic ? Mem.TryAllocContigPages(n, FrameOwner.HugetlbFolio, out long pfn) : Mem.TryAllocPages(h.Order, FrameOwner.HugetlbFolio, out pfn);
+            // The buddy never hands out pageblocks an offline has isolated (MIGRATE_ISOLATE): the
+            // model's buddy has no isolation, so frames from such a range are held aside, the
+            // allocation is retried, and what was held aside is given back.
+            var aside = new List<long>();
+            bool got;
+            long pfn;
+            while ((got = h.IsGigantic ? Mem.TryAllocContigPages(n, FrameOwner.HugetlbFolio, out pfn) : Mem.TryAllocPages(h.Order, FrameOwner.HugetlbFolio, out pfn))
+                && K.Hotplug is { } hp && hp.IsMigrateIsolatePage(pfn))
+                aside.Add(pfn);
+            foreach (long p in aside) Mem.FreeContigPages(p, n, FrameOwner.HugetlbFolio, "alloc_buddy_hugetlb_folio: isolated pageblock");
             return got ? new HugetlbFolio(h, pfn, contig: h.IsGigantic) : null;
         }
         // Broken on purpose (Muchun Song's condition 1): the folio starts half a vmemmap page (in

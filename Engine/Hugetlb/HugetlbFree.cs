@@ -18,6 +18,8 @@ public sealed partial class Hugetlb
         var h = f.Hstate;
         FolioSetRefcount(ctx, f, 0, "folio_put");
         yield return StepStatus.After("folio_put");
+        if (ReadStructPage(ctx, FolioPage(f), out var head) && (head.Flags & PageFlags.HugetlbMigratable) != 0)
+            FolioModifyFlags(ctx, f, PageFlags.None, PageFlags.HugetlbMigratable, "folio_clear_hugetlb_migratable");
         foreach (var s in SpinLock(ctx, HugetlbLock)) yield return s;
         if (h.SurplusHugePages > 0)
         {

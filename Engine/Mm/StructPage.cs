@@ -35,6 +35,9 @@ public enum PageFlags : uint
     HugetlbRawHwpUnreliable = 1 << 12,
     /// <summary>PageVmemmapSelfHosted (memmap_on_memory).</summary>
     VmemmapSelfHosted = 1 << 13,
+    /// <summary>HPG_migratable: an in-use HugeTLB folio that migration may isolate (set once a
+    /// fault has mapped a new page-cache folio; cleared by isolation and on free).</summary>
+    HugetlbMigratable = 1 << 14,
 }
 
 /// <summary>One struct page record (64 bytes in the kernel).</summary>

@@ -134,6 +134,7 @@ public sealed record OnlinePfnWalkOp(long Pfn) : Op
 {
     public override string Verb => "online_pfn_walk";
     public override string Args() => $"0x{Pfn:x}";
+    public override bool WalksByPfn => true;
     public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => Body(k, ctx));
 
     private IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx)

@@ -34,6 +34,14 @@ public abstract record Op
     /// <summary>Handles this operation reads.</summary>
     public virtual IEnumerable<string> Uses => [];
 
+    /// <summary>Whether the operation's task holds, across its steps, a struct page it found by
+    /// PFN rather than through a reference it owns (compaction's scanners, memory_failure,
+    /// /proc/kpageflags). Nothing in the kernel keeps such a memmap mapped: an offline and a
+    /// remove of its section that both complete while the task runs free it under the task,
+    /// a race the kernel accepts (Engine/Hotplug/PfnToOnlinePage.cs). Generation does not draw
+    /// a remove while such a task runs.</summary>
+    public virtual bool WalksByPfn => false;
+
     public sealed override string ToString()
     {
         var sb = new System.Text.StringBuilder();

@@ -112,6 +112,7 @@ public sealed record PfnWalkOp(string File, long Index) : Op
     public override string Verb => "pfn_walk";
     public override string Args() => $"{File} {Index.ToString(CultureInfo.InvariantCulture)}";
     public override IEnumerable<string> Uses => [File];
+    public override bool WalksByPfn => true;
 
     public override KernelTask? CreateTask(RunContext rc)
     {
@@ -181,14 +182,32 @@ public sealed record ReadFolioPageOp(string Folio, long Subpage) : Op
 
 /// <summary>`compact_pfn 0x2240`: the same compaction-style walker at an absolute PFN, as
 /// isolate_migratepages_block visits the PFNs of a pageblock: pfn_to_page(pfn), PG_lru,
-/// get_page_unless_zero, put.</summary>
+/// get_page_unless_zero, put. Compaction reaches a pageblock only through
+/// pageblock_pfn_to_page, which answers NULL for memory that is not online
+/// (__pageblock_pfn_to_page calls pfn_to_online_page; an offline block is in no zone's span),
+/// so the walk first makes that check and does nothing for a PFN that is not online.
+/// Departure: the check and the first struct-page read share one step. The window between
+/// them is the race the kernel accepts (Engine/Hotplug/PfnToOnlinePage.cs); `online_pfn_walk`
+/// keeps it open as two steps for the scenarios that want it.</summary>
 public sealed record CompactPfnOp(long Pfn) : Op
 {
     public override string Verb => "compact_pfn";
     public override string Args() => $"0x{Pfn:x}";
+    public override bool WalksByPfn => true;
 
     public override KernelTask? CreateTask(RunContext rc) =>
-        !rc.Kernel.Mem.PfnValid(Pfn) ? null : new LambdaTask(ToString(), (k, ctx) => PfnWalkOp.Body(k, ctx, k.Arch.PfnToPage(Pfn)));
+        !rc.Kernel.Mem.PfnValid(Pfn) ? null : new LambdaTask(ToString(), (k, ctx) => Body(k, ctx));
+
+    private IEnumerable<StepStatus> Body(Kernel k, ExecContext ctx)
+    {
+        ulong page = k.Hotplug.PfnToOnlinePage(Pfn);
+        if (page == 0)
+        {
+            k.Log.Note("memory_hotplug.pfn_to_online_page.offline");
+            yield break;
+        }
+        foreach (var s in PfnWalkOp.Body(k, ctx, page)) yield return s;
+    }
 
     public override IEnumerable<Op> ShrinkArgs()
     {

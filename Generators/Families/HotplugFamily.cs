@@ -27,10 +27,14 @@
 //   pages, come from the block: HVO then meets a folio whose memmap is self-hosted;
 // - PFN walkers (online_pfn_walk) over the hot-plug range, and one started just before an
 //   offline of its block: `cpuN: start online_pfn_walk`, its pfn_to_online_page step, the offline
-//   on another CPU, then the rest of the walk. No remove is drawn while such a walker is inside
-//   its window: the kernel accepts that race (Engine/Hotplug/PfnToOnlinePage.cs), the model
-//   shows it, and correct runs must not fail on it;
+//   on another CPU, then the rest of the walk. No remove is drawn while any task that holds a
+//   struct page found by PFN runs (Op.WalksByPfn: online_pfn_walk, and PageCacheFamily's
+//   pfn_walk and compact_pfn): the kernel accepts that race (Engine/Hotplug/PfnToOnlinePage.cs),
+//   the model shows it, and correct runs must not fail on it;
 // - offline_pages with page cache in the block (a fill that overflows into it), which migrates;
+// - hugetlbfs mappings (x86-64, where the model has HGM) faulted while a fill holds boot memory,
+//   so that their folios lie in the block, split into PAGE_SIZE pieces now and then, and the
+//   fill truncated, so that offline_pages has in-use HugeTLB folios to migrate and room to;
 // - bad input now and then: a range over boot memory, misaligned, or past the hot-plug range,
 //   and offlining or removing boot memory (the kernel's errno, nothing changes).
 //
@@ -48,7 +52,7 @@ public sealed class HotplugFamily : IOpFamily
 
     public string Name => FamilyName;
 
-    public IReadOnlyList<string> Kinds { get; } = ["add_memory", "online_pages", "offline_pages", "remove_memory", "memremap_pages", "ptdump", "hugetlb", "bad_input", "memmap_on_memory", "fill", "pfn_walk", "walker_remove"];
+    public IReadOnlyList<string> Kinds { get; } = ["add_memory", "online_pages", "offline_pages", "remove_memory", "memremap_pages", "ptdump", "hugetlb", "bad_input", "memmap_on_memory", "fill", "pfn_walk", "walker_remove", "hugetlbfs"];
 
     /// <summary>Free pages a fill leaves below the hot-plug range: fewer than one PMD-sized folio
     /// needs, enough for the page tables and vmemmap the next operations allocate.</summary>
@@ -61,7 +65,13 @@ public sealed class HotplugFamily : IOpFamily
     public bool AppliesTo(ArchConfig arch, NamedVariant variant) =>
         variant.Correct || (VariantTargets.For(variant.Name)?.Focus.Contains(typeof(HotplugFamily)) ?? false);
 
-    public int Weight(GenState s) => s.Machine.HotplugBytes == 0 ? 0 : PlanWalker(s) is not null ? 400 : 12;
+    public int Weight(GenState s) => s.Machine.HotplugBytes == 0 ? 0 : PlanWalker(s) is not null ? 400 : ChainLink(s) ? 200 : 12;
+
+    /// <summary>Whether the last operation is a link of the hugetlbfs offline chain (see
+    /// HugetlbfsChain), which this family then usually continues.</summary>
+    private bool ChainLink(GenState s) =>
+        s.Ops.Count > 0 && s.Ops[^1] is FilemapAddOp or HgmMmapOp or HotplugRangeOp { Call: HotplugCall.OnlinePages } or HgmTouchOp or MadviseSplitOp or TruncateOp
+        && HugetlbfsOffered(s) && s.Enabled(this, "hugetlbfs");
 
     public Op? Next(GenState s, Prng rng)
     {
@@ -82,6 +92,7 @@ public sealed class HotplugFamily : IOpFamily
         if (s.Ops.Count > 2 && s.Ops[^1] is HotplugRangeOp { Call: HotplugCall.OfflinePages } && s.Ops[^3] is OnlinePfnWalkOp { Start: true } w3
             && !s.Engine.Cpus[w3.Cpu].Idle)
             return StepOp.UntilDone(w3.Cpu);
+        if (HugetlbfsChain(s, rng) is { } chained) return chained;
         int cpu = s.IdleCpu(rng);
         if (cpu < 0) return null;
         var op = Draw(s, rng);
@@ -131,7 +142,7 @@ public sealed class HotplugFamily : IOpFamily
         if (walking && !since.OfType<StepOp>().Any(o => o.Cpu == walk.Cpu))
             return StepOp.To(walk.Cpu, LowestTableEntry(s, walk));
         var removes = since.OfType<HotplugRangeOp>().Where(o => o.Call == HotplugCall.RemoveMemory).ToList();
-        if (walking && removes.Count == 0)
+        if (walking && removes.Count == 0 && !WalkerInWindow(s))
         {
             var idle = s.IdleCpus.Where(c => c != walk.Cpu).ToList();
             if (idle.Count > 0) return new HotplugRangeOp(HotplugCall.RemoveMemory, walk.Phys, walk.Size) { Cpu = idle[0] };
@@ -197,6 +208,11 @@ public sealed class HotplugFamily : IOpFamily
             () => StartWalkerRemove(s, rng, offline, online));
         Add("memremap_pages", SubsectionsOffered(s) ? 6 : 0, () => Device(s, rng));
         Add("hugetlb", online.Count > 0 ? 10 : 0, () => Hugetlb(s, rng));
+        // hugetlbfs folios are faulted mostly once a fill holds boot memory (they then come from
+        // the block), and a block holding one is offlined soon after.
+        bool inBlock = HugetlbfsFolioInBlock(s);
+        Add("hugetlbfs", online.Count > 0 && HugetlbfsOffered(s) ? (FreeBelowHotplug(s) <= 4 * FillSlack ? 30 : 3) : 0, () => Hugetlbfs(s, rng, inBlock));
+        if (inBlock) Add("offline_pages", 20, () => Block(s, HotplugCall.OfflinePages, rng.Pick(online)));
         Add("bad_input", 2, () => BadInput(s, rng));
         Add("pfn_walk", online.Count > 0 ? 6 : 0, () =>
         {
@@ -233,6 +249,101 @@ public sealed class HotplugFamily : IOpFamily
         return new HotplugRangeOp(HotplugCall.MemremapPages, HotStart(s) + block * s.Arch.SectionSize + at * sub, count * sub);
     }
 
+    /// <summary>hugetlbfs mappings exist in the model where HGM does (x86-64 with 2M pages).</summary>
+    private static bool HugetlbfsOffered(GenState s) => s.Arch.Arch == Arch.X86_64 && s.Arch.HugetlbSizes.Contains(HugetlbfsPage);
+
+    private const long HugetlbfsPage = 2L << 20;
+
+    /// <summary>In-use hugetlbfs folios for offline_pages to migrate: a shared mapping of a
+    /// hugetlbfs file (its folios come from the block once a fill has taken boot memory),
+    /// faults at the natural size and, after MADV_SPLIT, by PAGE_SIZE pieces; and the fill's
+    /// truncation, which gives the migration somewhere to put them.</summary>
+    /// <summary>The hugetlbfs offline chain, continued from the last operation: an online is
+    /// followed by a fill (half the time), a fill by a hugetlbfs mapping, the mapping by faults on
+    /// each of its pages (now and then split and faulted by a piece), then the fill's truncation,
+    /// then the offline of the block that holds a faulted folio. Each link is drawn with a coin
+    /// (the family's weight is raised while the last operation is a link), and any other
+    /// operation breaks the chain.</summary>
+    private Op? HugetlbfsChain(GenState s, Prng rng)
+    {
+        if (s.Ops.Count == 0 || !HugetlbfsOffered(s) || !s.Enabled(this, "hugetlbfs") || !s.Engine.Cpus[0].Idle) return null;
+        var last = s.Ops[^1];
+        var online = BlocksIn(s, st => st == SectionState.Online);
+        if (online.Count == 0 || !rng.Chance(75)) return null;
+        switch (last)
+        {
+            case HotplugRangeOp { Call: HotplugCall.OnlinePages } when s.Live('a').Count == 0 && FreeBelowHotplug(s) > 4 * FillSlack && rng.Chance(50):
+                return Fill(s);
+            case FilemapAddOp when s.Live('a').Count == 0:
+            {
+                string h = s.FreshHandle('a');
+                s.AddLive(h);
+                return new HgmMmapOp(HugetlbfsPage, rng.Range(1, 3)) { Bind = h };
+            }
+            case HgmMmapOp { Bind: { } m }:
+                return new HgmTouchOp(m, 0, Write: rng.Chance(50));
+            case HgmTouchOp t when s.Handles.TryGet<HgmMapping>(t.Mapping, out var map) && map?.File is { } file:
+            {
+                long pages = (long)map.Length / HugetlbfsPage;
+                for (long i = 0; i < pages; i++)
+                    if (!file.PageCache.ContainsKey(i)) return new HgmTouchOp(t.Mapping, i * HugetlbfsPage, Write: rng.Chance(50));
+                if (rng.Chance(30) && !s.Ops.OfType<MadviseSplitOp>().Any(o => o.Mapping == t.Mapping))
+                    return new MadviseSplitOp(t.Mapping, 0, pages * HugetlbfsPage);
+                var fills = s.Live('p');
+                if (fills.Count > 0) return Truncate(s, fills[^1]);
+                return HugetlbfsFolioBlock(s) is { } b ? Block(s, HotplugCall.OfflinePages, b) : null;
+            }
+            case MadviseSplitOp split:
+                return new HgmTouchOp(split.Mapping, rng.Range(0, HugetlbfsPage / s.Arch.PageSize - 1) * s.Arch.PageSize, Write: rng.Chance(50));
+            case TruncateOp:
+                return HugetlbfsFolioBlock(s) is { } blk ? Block(s, HotplugCall.OfflinePages, blk) : null;
+            default:
+                return null;
+        }
+    }
+
+    /// <summary>The online block (index in the hot-plug range) holding a hugetlbfs page-cache folio, if any.</summary>
+    private static int? HugetlbfsFolioBlock(GenState s)
+    {
+        long hot = HotStart(s) >> s.Arch.PageShift;
+        foreach (var file in s.Engine.Hgm.Files)
+            foreach (var f in file.PageCache.Values)
+                if (f.HeadPfn >= hot && s.Engine.Mem.SectionStateOf(s.Engine.Mem.PfnToSection(f.HeadPfn)) == SectionState.Online)
+                    return (int)((f.HeadPfn - hot) / s.Arch.PagesPerSection);
+        return null;
+    }
+
+    /// <summary>Whether a hugetlbfs page-cache folio lies in an online block.</summary>
+    private static bool HugetlbfsFolioInBlock(GenState s) => HugetlbfsFolioBlock(s) is not null;
+
+    private static Op? Hugetlbfs(GenState s, Prng rng, bool inBlock)
+    {
+        var live = s.Live('a');
+        if (live.Count == 0 || (live.Count < 2 && rng.Chance(10)))
+        {
+            string h = s.FreshHandle('a');
+            s.AddLive(h);
+            return new HgmMmapOp(HugetlbfsPage, rng.Range(1, 3)) { Bind = h };
+        }
+        string m = rng.Pick(live);
+        long pages = s.Handles.TryGet<HgmMapping>(m, out var map) && map is not null ? Math.Max(1, (long)map.Length / HugetlbfsPage) : 1;
+        long page = rng.Range(0, pages - 1) * HugetlbfsPage;
+        var fills = s.Live('p');
+        return rng.PickIndex([10, 4, 5, fills.Count > 0 ? (inBlock ? 20 : 2) : 0]) switch
+        {
+            1 => new MadviseSplitOp(m, 0, pages * HugetlbfsPage),
+            2 => new HgmTouchOp(m, page + rng.Range(0, HugetlbfsPage / s.Arch.PageSize - 1) * s.Arch.PageSize, Write: rng.Chance(50)),
+            3 => Truncate(s, rng.Pick(fills)),
+            _ => new HgmTouchOp(m, page, Write: rng.Chance(50)),
+        };
+    }
+
+    private static Op Truncate(GenState s, string file)
+    {
+        s.RemoveLive(file);
+        return new TruncateOp(file);
+    }
+
     /// <summary>HugeTLB churn while a block is online: allocate (pool folios come from the
     /// lowest free memory, so a full pool reaches the top of boot memory and the block),
     /// free, dissolve.</summary>
@@ -265,10 +376,10 @@ public sealed class HotplugFamily : IOpFamily
         }
     }
 
-    /// <summary>Whether a started PFN walker has not finished (it may hold a pfn_to_online_page
-    /// answer it has not used yet).</summary>
-    private static bool WalkerInWindow(GenState s) =>
-        s.Ops.OfType<OnlinePfnWalkOp>().Any(w => w.Start && !s.Engine.Cpus[w.Cpu].Idle);
+    /// <summary>Whether a task that holds a struct page found by PFN (Op.WalksByPfn: a
+    /// pfn_to_online_page answer, or a PFN taken from the page cache, not yet used up) has not
+    /// finished, whichever family started it.</summary>
+    private static bool WalkerInWindow(GenState s) => s.Tasks.Any(t => t.Op.WalksByPfn && !t.Done);
 
     /// <summary>Free pages below the hot-plug range (boot memory).</summary>
     private static long FreeBelowHotplug(GenState s) =>
