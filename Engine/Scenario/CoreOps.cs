@@ -12,13 +12,14 @@ public sealed record VmallocOp(long Size) : Op
     public override string Verb => "vmalloc";
     public override string Args() => ArchConfig.FormatSize(Size);
 
-    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => Body(rc, k));
+    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => Body(rc, k, ctx));
 
-    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k)
+    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k, ExecContext ctx)
     {
         long size = (Size + k.Arch.PageSize - 1) / k.Arch.PageSize * k.Arch.PageSize;
-        var (area, _) = k.Vmalloc.VmallocNodeRange((ulong)size);
-        if (area is not null) rc.BindHandle(Bind, area);
+        var ret = new Ret<(VmArea? Area, Errno Err)>();
+        foreach (var st in k.Vmalloc.VmallocNodeRange(ctx, (ulong)size, (ulong)k.Arch.PageSize, VmFlags.None, writable: true, ret)) yield return st;
+        if (ret.Value.Area is { } area) rc.BindHandle(Bind, area);
         yield return StepStatus.After("vmalloc");
     }
 
