@@ -119,6 +119,11 @@ public static class VariantTargets
         Buggy("broken-vunmap-range-overshoots", Inv<VmallocMappingsExact>(), Inv<NoKernelOops>()) with { MaxReproOps = 3, Focus = Vmalloc },
         Buggy("broken-huge-vmap-ignores-phys-alignment", Inv<HugeVmapLeafOnlyWhereAllowed>()) with { MaxReproOps = 1, Focus = Vmalloc },
         Buggy("broken-cont-pte-vmap-ignores-phys-alignment", Inv<HugeVmapLeafOnlyWhereAllowed>()) with { MaxReproOps = 1, Focus = Vmalloc },
+        // The overwritten table is registered with nothing pointing at it (PageTableTreeWellFormed
+        // once no task runs), and the first vmalloc's pages, mapped in it, are not mapped
+        // (VmallocMappingsExact, also while another task still runs). With VmallocFamily's
+        // population-race plan, find rates 1200: 72 (6.00 %); ln(100) / p_low = 101, within the default budget.
+        Buggy("broken-vmalloc-populate-skips-lock-recheck", Inv<PageTableTreeWellFormed>(), Inv<VmallocMappingsExact>()) with { MaxReproOps = 6, Focus = Vmalloc },
         // HugeTLB high-granularity mapping: v2 mapcounts against HVO, and one breakage per HGM invariant.
         Buggy("hgm-v2-hvo", Inv<NoWriteThroughReadOnlyVmemmap>(), Inv<MapcountEqualsPageTableReferences>()) with { MaxReproOps = 7, Focus = Hgm },
         Buggy("broken-hgm-continue-skips-mapcount", Inv<MapcountEqualsPageTableReferences>()) with { MaxReproOps = 7, Focus = Hgm },

@@ -159,6 +159,9 @@ public static class KernelVariants
         Buggy("broken-cont-pte-vmap-ignores-phys-alignment",
             "meta-test only: arm64 arch_vmap_pte_range_map_size forgets the physical-alignment test, so an ioremap of a virtually but not physically CONT_PTE_SIZE-aligned range gets a contiguous run",
             D with { VmallocBreakage = new() { ContPteIgnoresPhysAlignment = true } }, "arm64"),
+        Buggy("broken-vmalloc-populate-skips-lock-recheck",
+            "meta-test only: __pte_alloc_kernel / __pmd_alloc / __pud_alloc populate the entry under init_mm.page_table_lock without re-checking that it is still none, so of two vmallocs that both found it none and allocated a table the second overwrites the first's, which leaks with the mappings made in it",
+            D with { VmallocBreakage = new() { PopulateSkipsLockRecheck = true } }),
         // HugeTLB high-granularity mapping (Engine/Hgm): the series' two mapcount semantics
         // against HVO, its memory-failure motivation as a design, and the meta-test breakages.
         Correct("hgm-v2-hvo-off", "HGM v2 (Feb 2023) THP-like mapcounts with HVO off, the build-time choice v2 made: subpage _mapcounts are written in writable struct pages",
