@@ -206,7 +206,13 @@ public sealed class VmapRange(ArchConfig arch, PageTable pgd, KernelPgtable pgta
                         yield break;
                     }
                     if (!pgd.TryGetChild(t, e, out var child))
-                        throw new ModelBugException($"vmap at {addr:x}: {t.Level} entry {i} of table {t.Pfn:x} is {e} after it was populated");
+                    {
+                        // Only a free of the table under the walk (no kernel path frees vmalloc
+                        // tables so) leaves the entry none here: pte_offset_kernel of it is an oops.
+                        log.RecordFault(FaultKind.TranslationFault, current(), addr, $"vmap at {addr:x}: {t.Level} entry {i} of table {t.Pfn:x} is {e} right after it was populated: the table was freed under the walk");
+                        ret.Value = Errno.EBUSY;
+                        yield break;
+                    }
                     if (ctx is not null) Walkers?.Hold(ctx.Task, "vmap_range_noflush", pgd, child);
                     foreach (var st in VmapLevel(ctx, child, addr, next, pfnHere, writable, maxPageShift, ret)) yield return st;
                     if (ctx is not null) Walkers?.Release(ctx.Task, child);

@@ -90,8 +90,11 @@ public sealed record ReadOp(string Area, long Offset) : Op
 }
 
 /// <summary>`free_empty_tables`: arm64's free_empty_tables over the whole vmalloc range, with
-/// floor/ceiling = [VMALLOC_START, VMALLOC_END). The kernel calls it from hot-remove; it is
-/// exposed directly so the core page-table invariants can be exercised on their own.</summary>
+/// floor/ceiling = [VMALLOC_START, VMALLOC_END), in one step. No kernel path does this: the
+/// kernel calls free_empty_tables only from arm64 hot-remove, over the linear map and vmemmap
+/// (HotplugArm64.cs), and never frees a vmalloc-range table that a vmalloc may be populating.
+/// The line stays for hand-written engine scenarios of the function itself and for old repro
+/// files; generation never draws it (CoreFamily).</summary>
 public sealed record FreeEmptyTablesOp : Op
 {
     public override string Verb => "free_empty_tables";
