@@ -54,7 +54,7 @@ public static class OpsCatalogue
         new("vfree", "vN", "", "vfree: unmap the area, free its pages, lazily purge the vmap area"),
         new("read", "vN OFFSET", "", "a kernel load from the area at OFFSET through this CPU's TLB (fills it)"),
         new("vm_unmap_aliases", "", "", "vm_unmap_aliases: purge every lazily freed vmap area now, with one TLB flush"),
-        new("free_empty_tables", "", "", "arm64 free_empty_tables over [VMALLOC_START, VMALLOC_END), as hot-remove calls it"),
+        new("free_empty_tables", "", "", "arm64 free_empty_tables over [VMALLOC_START, VMALLOC_END): not a kernel path (hot-remove calls it on the linear map and vmemmap only); engine scenarios only, never generated"),
         new("fail_alloc", "AFTER COUNT", "", "after AFTER more successful page allocations, the next COUNT fail with ENOMEM (fail_page_alloc)"),
         new("rcu_reader", "STEPS", "", "rcu_read_lock, STEPS steps inside the read-side section, rcu_read_unlock"),
         new("synchronize_rcu", "", "", "synchronize_rcu: wait for every read-side section begun before it"),

@@ -140,7 +140,7 @@ public sealed class Kernel : IPteObserver, IKernelView
     /// plus one line here. Each gets the services it uses and registers its frame accountant.</summary>
     private void RegisterMechanisms()
     {
-        Vmalloc = new Vmalloc(Arch, Mem, Pgtable, SwapperPgDir, Tlb, Log, () => Sched.Current, Machine.Cpus, Variant) { Mmu = Mmu };
+        Vmalloc = new Vmalloc(Arch, Mem, Pgtable, SwapperPgDir, Tlb, Log, () => Sched.Current, Machine.Cpus, Variant, Locks, InitMm.PageTableLock) { Mmu = Mmu };
         FrameAccountants.Add((FrameOwner.Vmalloc, "vmalloc areas", () => Vmalloc.PagesInUse));
         RefHolders.Add(new VmallocRefs(this));
         RefHolders.Add(new PageCacheRefs(this));
@@ -153,6 +153,7 @@ public sealed class Kernel : IPteObserver, IKernelView
         Arm64Flush = new Arm64Flush(this);
         Hgm = new HugetlbHgm(this); // its folios are the hstates'; its page tables are counted with every mm's
         Hotplug = new PropertySuite.Engine.Hotplug.MemoryHotplug(this);
+        Vmalloc.VmapRanges.Walkers = Hotplug.Walkers; // a populating vmap walk holds the tables it descends into
         FrameAccountants.Add((FrameOwner.Offline, "present memory that is not online", () => Hotplug.OfflineFrames));
         Vmemmap.AddOffTableHolder(() => Hotplug.VmemmapFramesInFlight);
     }

@@ -64,7 +64,7 @@ public sealed class VmallocMappingsExact : IInvariant
         {
             if (!judged[i] && !(i + 1 < areas.Count && judged[i + 1])) continue;
             var a = areas[i];
-            if (judged[i] && (a.Flags & VmFlags.VmUninitialized) == 0) // an area still being built by its task is not counted
+            if (judged[i] && !a.Populating) // an area still being mapped by its task is not counted
             {
                 long want = (long)(a.Size / page), kept = want - a.UnmappedCount;
                 if (mapped[i] != kept || a.Pages.Count != (a.IoremapPfn is null ? want : 0))

@@ -109,10 +109,11 @@ public sealed record Arm64MmuOptions
 /// meta-test). None is kernel history.</summary>
 public sealed record Breakage
 {
-    /// <summary>free_empty_tables frees a table page but leaves the parent entry pointing at it.</summary>
+    /// <summary>Hot-remove frees an emptied table page but leaves the parent entry pointing at it
+    /// (arm64 free_empty_tables, x86 free_pte_table / free_pmd_table).</summary>
     public bool FreeTableKeepsParentEntry { get; init; }
-    /// <summary>free_empty_tables invalidates with flush_tlb_kernel_range (last level only on
-    /// arm64) instead of __flush_tlb_kernel_pgtable before freeing a table page.</summary>
+    /// <summary>arm64 hot-remove's free_empty_tables invalidates with flush_tlb_kernel_range (last
+    /// level only) instead of __flush_tlb_kernel_pgtable before freeing a table page.</summary>
     public bool FreeTableLeafOnlyFlush { get; init; }
     /// <summary>arm64 break-before-make under stop_machine makes the new entry without the TLB
     /// invalidation after the break.</summary>

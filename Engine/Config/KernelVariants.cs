@@ -88,7 +88,7 @@ public static class KernelVariants
             "6.10-6.12 as released: dissolving a free surplus folio (one a failed restore put back) leaves surplus_huge_pages counting it; fixed in 2025 (mm/hugetlb: fix surplus pages in dissolve_free_huge_page())",
             D with { Hugetlb = new() { DissolveIgnoresSurplus = true } }),
         Buggy("broken-free-table-keeps-parent",
-            "meta-test only: free_empty_tables frees a table page but leaves the parent entry pointing at it",
+            "meta-test only: hot-remove frees an emptied table page (arm64 free_empty_tables, x86 free_pte_table / free_pmd_table) but leaves the parent entry pointing at it",
             D with { Broken = new() { FreeTableKeepsParentEntry = true } }),
         Buggy("broken-vfree-leaks-page",
             "meta-test only: vfree does not free the last backing page of an area",
@@ -106,7 +106,7 @@ public static class KernelVariants
             "meta-test only: synchronize_rcu waits only for the readers on its own CPU; its own list of readers to wait for is empty, so only the recorded history shows the broken guarantee",
             D with { Broken = new() { SynchronizeRcuWaitsForLocalReadersOnly = true } }),
         Buggy("broken-free-table-leaf-flush",
-            "meta-test only: free_empty_tables frees a table page after a last-level flush_tlb_kernel_range, leaving arm64 walk caches pointing at it",
+            "meta-test only: hot-remove's free_empty_tables frees a table page after a last-level flush_tlb_kernel_range, leaving arm64 walk caches pointing at it",
             D with { Broken = new() { FreeTableLeafOnlyFlush = true } }, "arm64"),
         Buggy("broken-bbm-skips-invalidate",
             "meta-test only: arm64 HVO under stop_machine makes each new vmemmap entry right after its break, without the TLB invalidation between them",
@@ -159,6 +159,9 @@ public static class KernelVariants
         Buggy("broken-cont-pte-vmap-ignores-phys-alignment",
             "meta-test only: arm64 arch_vmap_pte_range_map_size forgets the physical-alignment test, so an ioremap of a virtually but not physically CONT_PTE_SIZE-aligned range gets a contiguous run",
             D with { VmallocBreakage = new() { ContPteIgnoresPhysAlignment = true } }, "arm64"),
+        Buggy("broken-vmalloc-populate-skips-lock-recheck",
+            "meta-test only: __pte_alloc_kernel / __pmd_alloc / __pud_alloc populate the entry under init_mm.page_table_lock without re-checking that it is still none, so of two vmallocs that both found it none and allocated a table the second overwrites the first's, which leaks with the mappings made in it",
+            D with { VmallocBreakage = new() { PopulateSkipsLockRecheck = true } }),
         // HugeTLB high-granularity mapping (Engine/Hgm): the series' two mapcount semantics
         // against HVO, its memory-failure motivation as a design, and the meta-test breakages.
         Correct("hgm-v2-hvo-off", "HGM v2 (Feb 2023) THP-like mapcounts with HVO off, the build-time choice v2 made: subpage _mapcounts are written in writable struct pages",

@@ -110,4 +110,10 @@ public sealed record VmallocBreakage
     /// ioremap of a range that is virtually but not physically CONT_PTE_SIZE-aligned gets a
     /// contiguous run whose frames are not aligned to it.</summary>
     public bool ContPteIgnoresPhysAlignment { get; init; }
+
+    /// <summary>__pte_alloc_kernel / __pmd_alloc / __pud_alloc / __p4d_alloc populate the entry
+    /// under init_mm.page_table_lock without re-checking that it is still none, so the second
+    /// of two CPUs that both saw it none overwrites the table the first installed (and mapped
+    /// into) with its own.</summary>
+    public bool PopulateSkipsLockRecheck { get; init; }
 }

@@ -116,9 +116,10 @@ public sealed partial class MemoryHotplug
     /// free_hotplug_pgtable_page).</summary>
     private IEnumerable<StepStatus> FreeTable(ExecContext ctx, PtTable parent, int index, PtTable child, ulong va)
     {
-        InitMm.Set(parent, index, Pte.None);
+        if (!Broken.FreeTableKeepsParentEntry) InitMm.Set(parent, index, Pte.None); // a meta-test breakage
         yield return StepStatus.After(parent.Level switch { PtLevel.Pmd => "pmd_clear", PtLevel.Pud => "pud_clear", _ => "p4d_clear" });
-        K.Tlb.FlushTlbKernelPgtable(va);
+        if (Broken.FreeTableLeafOnlyFlush) FlushTlbKernelRange(va, va + InitMm.EntrySize(parent)); // a meta-test breakage: last level only on arm64
+        else K.Tlb.FlushTlbKernelPgtable(va);
         yield return StepStatus.After("__flush_tlb_kernel_pgtable");
         FreeHotplugPgtablePage(child);
         yield return StepStatus.After("free_hotplug_pgtable_page");

@@ -250,6 +250,15 @@ public sealed class KernelPgtable
         else _tlb.FlushTlbKernelRange(addr, addr + (ulong)_arch.PageSize);
     }
 
+    /// <summary>Frees a table page nothing points at (a populate that lost its race:
+    /// pte_free_kernel, pmd_free, pud_free, p4d_free).</summary>
+    internal void FreeTable(PtTable table, string who)
+    {
+        if (_pgd.ParentsOf(table.Pfn).Count != 0)
+            throw new ModelBugException($"{who} of table {table.Pfn:x}: an entry still points at it");
+        FreeTablePage(table, who);
+    }
+
     private void FreeTablePage(PtTable table, string who)
     {
         _pgd.ForgetTable(table);

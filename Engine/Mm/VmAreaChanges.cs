@@ -3,16 +3,16 @@
 // ranges a step touched, and this is how they learn which areas those are. The record is taken
 // from the areas themselves, not from the paths that change them: at the start of a step each
 // live area's state (identity, size, flags, backing-page count, physical range, protection
-// record) is noted, and the areas whose state differs at the end — created, freed, or changed —
+// record, whether its creating task is still mapping it) is noted, and the areas whose state differs at the end — created, freed, or changed —
 // are the step's changes. A path that changes an area without going through a named function
 // is still seen, so a breakage cannot hide from the incremental check by skipping a hook.
 namespace PropertySuite.Engine.Mm;
 
 internal sealed class VmAreaChanges(Func<IEnumerable<VmArea>> areas)
 {
-    private readonly record struct Noted(VmArea Area, ulong Size, VmFlags Flags, long? IoremapPfn, bool SetMemoryFailed, int Pages, long ProtVersion)
+    private readonly record struct Noted(VmArea Area, ulong Size, VmFlags Flags, long? IoremapPfn, bool SetMemoryFailed, int Pages, long ProtVersion, bool Populating)
     {
-        public static Noted Of(VmArea a) => new(a, a.Size, a.Flags, a.IoremapPfn, a.SetMemoryFailed, a.Pages.Count, a.ProtVersion);
+        public static Noted Of(VmArea a) => new(a, a.Size, a.Flags, a.IoremapPfn, a.SetMemoryFailed, a.Pages.Count, a.ProtVersion, a.Populating);
 
         public (ulong Start, ulong End) Range => (Area.Addr, Area.Addr + Area.Size + Area.GuardSize);
     }

@@ -67,7 +67,7 @@ public sealed partial class Vmalloc : IVmallocView
     public VmapAreaAllocator VmapAreas { get; }
     public VmapRange VmapRanges { get; }
 
-    internal Vmalloc(ArchConfig arch, PhysMem mem, KernelPgtable pgtable, PageTable pgd, TlbFlush tlb, KernelLog log, Func<ExecContext?> current, int cpus, KernelVariant variant)
+    internal Vmalloc(ArchConfig arch, PhysMem mem, KernelPgtable pgtable, PageTable pgd, TlbFlush tlb, KernelLog log, Func<ExecContext?> current, int cpus, KernelVariant variant, Spinlocks locks, KernelLock pageTableLock)
     {
         _arch = arch;
         _mem = mem;
@@ -77,7 +77,8 @@ public sealed partial class Vmalloc : IVmallocView
         _breakage = variant.VmallocBreakage;
         _log = log;
         VmapAreas = new VmapAreaAllocator(arch, tlb, cpus, _breakage);
-        VmapRanges = new VmapRange(arch, pgd, pgtable, tlb, log, current) { BrokenIgnoresPhysAlignment = _breakage.HugeVmapIgnoresPhysAlignment, BrokenContIgnoresPhysAlignment = _breakage.ContPteIgnoresPhysAlignment, ContPteVmap = !_options.NoContPteVmap };
+        VmapRanges = new VmapRange(arch, pgd, pgtable, tlb, log, current) { BrokenIgnoresPhysAlignment = _breakage.HugeVmapIgnoresPhysAlignment, BrokenContIgnoresPhysAlignment = _breakage.ContPteIgnoresPhysAlignment, ContPteVmap = !_options.NoContPteVmap,
+            Locks = locks, PageTableLock = pageTableLock, BrokenPopulateSkipsLockRecheck = _breakage.PopulateSkipsLockRecheck };
         Pgtable = pgtable;
         _tlb = tlb;
         _current = current;

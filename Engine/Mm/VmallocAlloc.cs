@@ -20,11 +20,18 @@ public sealed partial class Vmalloc
     /// VM_FLUSH_RESET_PERMS; VM_NO_HUGE_VMAP under the v5.13 policy unless the variant is the x86
     /// case that did not exclude modules (seed 003).</summary>
     [Kernel("arch/x86/kernel/module.c", "module_alloc")]
-    public (VmArea? Area, Errno Err) ModuleAlloc(ulong size)
+    public IEnumerable<StepStatus> ModuleAlloc(ExecContext? ctx, ulong size, Ret<(VmArea? Area, Errno Err)> ret)
     {
         var flags = VmFlags.VmFlushResetPerms;
         if (_options.Huge == VmallocHugePolicy.PageKernelAtLeastPmd && !_options.HugeModuleAlloc) flags |= VmFlags.VmNoHugeVmap;
-        return VmallocNodeRange(AlignUp(Math.Max(size, 1), (ulong)_arch.PageSize), (ulong)_arch.PageSize, flags, writable: true);
+        return VmallocNodeRange(ctx, AlignUp(Math.Max(size, 1), (ulong)_arch.PageSize), (ulong)_arch.PageSize, flags, writable: true, ret);
+    }
+
+    /// <summary>module_alloc run to its end by a caller outside any task.</summary>
+    public (VmArea? Area, Errno Err) ModuleAlloc(ulong size)
+    {
+        var ret = NewRet();
+        return RunToEnd(ModuleAlloc(null, size, ret), ret, "module_alloc");
     }
 
     public IEnumerable<VmArea> Areas => _areas.Values;
@@ -62,28 +69,62 @@ public sealed partial class Vmalloc
 
     /// <summary>vmalloc_huge: __vmalloc_node_range with VM_ALLOW_HUGE_VMAP.</summary>
     [Kernel("mm/vmalloc.c", "vmalloc_huge")]
-    public (VmArea? Area, Errno Err) VmallocHuge(ulong size) => VmallocNodeRange(size, (ulong)_arch.PageSize, VmFlags.VmAllowHugeVmap, writable: true);
+    public IEnumerable<StepStatus> VmallocHuge(ExecContext? ctx, ulong size, Ret<(VmArea? Area, Errno Err)> ret) =>
+        VmallocNodeRange(ctx, size, (ulong)_arch.PageSize, VmFlags.VmAllowHugeVmap, writable: true, ret);
 
-    /// <summary>__vmalloc_node_range: the area or an errno (EINVAL for size 0, ENOMEM for a
-    /// size above the machine's memory or when both the huge and the small attempt fail).</summary>
-    [Kernel("mm/vmalloc.c", "__vmalloc_node_range")]
+    /// <summary>vmalloc_huge run to its end by a caller outside any task.</summary>
+    public (VmArea? Area, Errno Err) VmallocHuge(ulong size)
+    {
+        var ret = NewRet();
+        return RunToEnd(VmallocHuge(null, size, ret), ret, "vmalloc_huge");
+    }
+
+    /// <summary>__vmalloc_node_range run to its end by a caller outside any task.</summary>
     public (VmArea? Area, Errno Err) VmallocNodeRange(ulong size, ulong align, VmFlags flags, bool writable)
     {
-        if (size == 0) return (null, Errno.EINVAL);
+        var ret = NewRet();
+        return RunToEnd(VmallocNodeRange(null, size, align, flags, writable, ret), ret, "__vmalloc_node_range");
+    }
+
+    private static Ret<(VmArea? Area, Errno Err)> NewRet() => new((null, Errno.Ok));
+
+    /// <summary>Runs an allocation's steps to their end for a caller outside any task (an
+    /// engine test, a benchmark): nothing else runs, so no step may block.</summary>
+    private T RunToEnd<T>(IEnumerable<StepStatus> steps, Ret<T> ret, string what)
+    {
+        foreach (var st in steps)
+            if (st.IsBlocked)
+                throw new ModelBugException($"{what}: a caller outside any task would wait for a lock");
+        return ret.Value;
+    }
+
+    /// <summary>__vmalloc_node_range: the area or an errno (EINVAL for size 0, ENOMEM for a
+    /// size above the machine's memory or when both the huge and the small attempt fail), as a
+    /// task's steps: the page-table population of vmap_pages_range takes steps of its own
+    /// (VmapRange.cs); the rest happens within the step it is in. The area is on the list of
+    /// areas from __get_vm_area_node on, VM_UNINITIALIZED and Populating until it is mapped.</summary>
+    [Kernel("mm/vmalloc.c", "__vmalloc_node_range")]
+    public IEnumerable<StepStatus> VmallocNodeRange(ExecContext? ctx, ulong size, ulong align, VmFlags flags, bool writable, Ret<(VmArea? Area, Errno Err)> ret)
+    {
+        if (size == 0) { ret.Value = (null, Errno.EINVAL); yield break; }
         ulong realSize = AlignUp(size, (ulong)_arch.PageSize), realAlign = Math.Max(align, (ulong)_arch.PageSize);
-        if ((realSize >> _arch.PageShift) > (ulong)_mem.MaxPfn) return (null, Errno.ENOMEM);
+        if ((realSize >> _arch.PageShift) > (ulong)_mem.MaxPfn) { ret.Value = (null, Errno.ENOMEM); yield break; }
         int shift = HugeShift(realSize, flags, writable);
         ulong alignNow = Math.Max(realAlign, 1UL << shift);
+        var err = new Ret<Errno>(Errno.Ok);
         while (true)
         {
             var area = GetVmAreaNode(realSize, alignNow, shift, VmFlags.VmAlloc | VmFlags.VmUninitialized | flags, writable);
-            var err = area is null ? Errno.ENOMEM : VmallocAreaNode(area, shift, writable);
-            if (err == Errno.Ok)
+            if (area is null) err.Value = Errno.ENOMEM;
+            else foreach (var st in VmallocAreaNode(ctx, area, shift, writable, err)) yield return st;
+            if (err.Value == Errno.Ok)
             {
                 area!.Flags &= ~VmFlags.VmUninitialized; // clear_vm_uninitialized_flag
-                return (area, Errno.Ok);
+                area.Populating = false;
+                ret.Value = (area, Errno.Ok);
+                yield break;
             }
-            if (shift == _arch.PageShift) return (null, err);
+            if (shift == _arch.PageShift) { ret.Value = (null, err.Value); yield break; }
             shift = _arch.PageShift; // fall back to small pages
             alignNow = realAlign;
         }
@@ -100,7 +141,7 @@ public sealed partial class Vmalloc
         ulong guard = (flags & VmFlags.VmNoGuard) != 0 || _breakage.NoGuardPage ? 0 : (ulong)_arch.PageSize;
         var va = VmapAreas.AllocVmapArea(size + guard, align);
         if (va is null) return null;
-        var area = new VmArea(va, size, guard, flags, writable, shift - _arch.PageShift, _arch.PageShift);
+        var area = new VmArea(va, size, guard, flags, writable, shift - _arch.PageShift, _arch.PageShift) { Populating = true };
         _areas[area.Addr] = area;
         _liveAreas = null;
         return area;
@@ -109,14 +150,14 @@ public sealed partial class Vmalloc
     /// <summary>__vmalloc_area_node: allocate every backing page at the area's order and map
     /// them; on failure the partly built area is freed (vfree) and ENOMEM returned.</summary>
     [Kernel("mm/vmalloc.c", "__vmalloc_area_node")]
-    private Errno VmallocAreaNode(VmArea area, int pageShift, bool writable)
+    private IEnumerable<StepStatus> VmallocAreaNode(ExecContext? ctx, VmArea area, int pageShift, bool writable, Ret<Errno> err)
     {
         long nrSmallPages = (long)(area.Size >> _arch.PageShift);
         long got = VmAreaAllocPages(area.PageOrder, nrSmallPages, area.PageList);
-        Errno err = got != nrSmallPages ? Errno.ENOMEM
-            : VmapRanges.VmapPagesRange(area.Addr, area.Addr + area.Size, writable, area.PageList, pageShift);
-        if (err != Errno.Ok) Vfree(area);
-        return err;
+        err.Value = Errno.ENOMEM;
+        if (got == nrSmallPages)
+            foreach (var st in VmapRanges.VmapPagesRange(ctx, area.Addr, area.Addr + area.Size, writable, area.PageList, pageShift, err)) yield return st;
+        if (err.Value != Errno.Ok) Vfree(area);
     }
 
     /// <summary>vm_area_alloc_pages: <paramref name="nrPages"/> order-0 pages into

@@ -60,6 +60,10 @@ public interface IVmAreaView
     /// <summary>For an ioremap area (VM_IOREMAP): the first frame of the physically contiguous
     /// range it maps, page i mapping IoremapPfn + i; null for an area backed by pages[].</summary>
     long? IoremapPfn { get; }
+    /// <summary>Whether the task that creates the area is still mapping it (the model's record:
+    /// between the steps of vmap_pages_range or ioremap_page_range, another CPU sees the area
+    /// with part of its pages mapped, as it would in the kernel).</summary>
+    bool Populating { get; }
 }
 
 /// <summary>What an invariant may read of vmalloc.</summary>
@@ -102,6 +106,7 @@ public sealed class VmArea : IVmAreaView
     public bool PageUnmapped(long i) => (_prot[i] & ProtUnmapped) != 0;
     public long UnmappedCount { get; private set; }
     public long? IoremapPfn { get; internal set; }
+    public bool Populating { get; internal set; }
 
     /// <summary>Records that the owner asked vunmap_range to unmap [va, va + size) of this area.</summary>
     internal void RecordUnmapped(ulong va, ulong size)

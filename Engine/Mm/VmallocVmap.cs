@@ -43,20 +43,30 @@ public sealed partial class Vmalloc
     /// vunmap of what was mapped. With VM_MAP_PUT_PAGES the area keeps the array and vfree frees
     /// the pages; without it the caller keeps them and frees them after vunmap.</summary>
     [Kernel("mm/vmalloc.c", "vmap")]
-    public (VmArea? Area, Errno Err) Vmap(IReadOnlyList<long> pages, VmFlags flags)
+    public IEnumerable<StepStatus> Vmap(ExecContext? ctx, IReadOnlyList<long> pages, VmFlags flags, Ret<(VmArea? Area, Errno Err)> ret)
     {
-        if (pages.Count == 0 || pages.Count > _mem.MaxPfn) return (null, Errno.EINVAL);
+        if (pages.Count == 0 || pages.Count > _mem.MaxPfn) { ret.Value = (null, Errno.EINVAL); yield break; }
         ulong size = (ulong)pages.Count << _arch.PageShift;
         var area = GetVmAreaNode(size, (ulong)_arch.PageSize, _arch.PageShift, VmFlags.VmMap | flags, writable: true);
-        if (area is null) return (null, Errno.ENOMEM);
+        if (area is null) { ret.Value = (null, Errno.ENOMEM); yield break; }
         area.PageList.AddRange(pages);
-        var err = VmapRanges.VmapPagesRange(area.Addr, area.Addr + size, writable: true, area.PageList, _arch.PageShift);
-        if (err != Errno.Ok)
+        var err = new Ret<Errno>(Errno.Ok);
+        foreach (var st in VmapRanges.VmapPagesRange(ctx, area.Addr, area.Addr + size, writable: true, area.PageList, _arch.PageShift, err)) yield return st;
+        if (err.Value != Errno.Ok)
         {
             Vunmap(area);
-            return (null, err);
+            ret.Value = (null, err.Value);
+            yield break;
         }
-        return (area, Errno.Ok);
+        area.Populating = false;
+        ret.Value = (area, Errno.Ok);
+    }
+
+    /// <summary>vmap run to its end by a caller outside any task.</summary>
+    public (VmArea? Area, Errno Err) Vmap(IReadOnlyList<long> pages, VmFlags flags)
+    {
+        var ret = NewRet();
+        return RunToEnd(Vmap(null, pages, flags, ret), ret, "vmap");
     }
 
     /// <summary>vunmap: remove_vm_area (every entry of the area cleared at once, the flush and
@@ -86,10 +96,10 @@ public sealed partial class Vmalloc
     /// range that touches RAM (x86 "ioremap on RAM", arm64 pfn_is_map_memory); ENOMEM when the
     /// range or a table cannot be allocated.</summary>
     [Kernel("mm/ioremap.c", "ioremap_prot")]
-    public (VmArea? Area, Errno Err) IoremapProt(ulong physAddr, ulong size)
+    public IEnumerable<StepStatus> IoremapProt(ExecContext? ctx, ulong physAddr, ulong size, Ret<(VmArea? Area, Errno Err)> ret)
     {
         ulong last = physAddr + size - 1;
-        if (size == 0 || last < physAddr) return (null, Errno.EINVAL);
+        if (size == 0 || last < physAddr) { ret.Value = (null, Errno.EINVAL); yield break; }
         ulong page = (ulong)_arch.PageSize;
         ulong offset = physAddr & (page - 1);
         physAddr -= offset;
@@ -98,28 +108,39 @@ public sealed partial class Vmalloc
         if (pfn < _mem.MaxPfn)
         {
             _log.RecordFault(FaultKind.KernelBug, _current(), physAddr, $"ioremap of [{physAddr:x}, {physAddr + size:x}): RAM (WARN: ioremap on RAM)");
-            return (null, Errno.EINVAL);
+            ret.Value = (null, Errno.EINVAL);
+            yield break;
         }
         int maxOrder = _arch.Arch == Arch.Arm64 && _arch.PageShift != 12 ? _arch.PmdShift : _arch.PudShift;
         int order = Math.Clamp(64 - System.Numerics.BitOperations.LeadingZeroCount(size - 1), _arch.PageShift, maxOrder);
         var area = GetVmAreaNode(size, 1UL << order, _arch.PageShift, VmFlags.VmIoremap, writable: true);
-        if (area is null) return (null, Errno.ENOMEM);
+        if (area is null) { ret.Value = (null, Errno.ENOMEM); yield break; }
         area.IoremapPfn = pfn;
-        var err = IoremapPageRange(area.Addr, area.Addr + size, physAddr);
-        if (err != Errno.Ok)
+        var err = new Ret<Errno>(Errno.Ok);
+        foreach (var st in IoremapPageRange(ctx, area.Addr, area.Addr + size, physAddr, err)) yield return st;
+        if (err.Value != Errno.Ok)
         {
             RemoveVmArea(area); // free_vm_area
-            return (null, err);
+            ret.Value = (null, err.Value);
+            yield break;
         }
-        return (area, Errno.Ok);
+        area.Populating = false;
+        ret.Value = (area, Errno.Ok);
+    }
+
+    /// <summary>ioremap_prot run to its end by a caller outside any task.</summary>
+    public (VmArea? Area, Errno Err) IoremapProt(ulong physAddr, ulong size)
+    {
+        var ret = NewRet();
+        return RunToEnd(IoremapProt(null, physAddr, size, ret), ret, "ioremap_prot");
     }
 
     /// <summary>ioremap_page_range: vmap_range_noflush with ioremap_max_page_shift, then
     /// flush_cache_vmap (nothing on x86 and arm64).</summary>
     [Kernel("mm/vmalloc.c", "ioremap_page_range")]
-    public Errno IoremapPageRange(ulong addr, ulong end, ulong physAddr) =>
-        VmapRanges.VmapRangeNoflush(addr, end, (long)(physAddr >> _arch.PageShift), writable: true,
-            _options.NoHugeIomap ? _arch.PageShift : 63);
+    public IEnumerable<StepStatus> IoremapPageRange(ExecContext? ctx, ulong addr, ulong end, ulong physAddr, Ret<Errno> err) =>
+        VmapRanges.VmapRangeNoflush(ctx, addr, end, (long)(physAddr >> _arch.PageShift), writable: true,
+            _options.NoHugeIomap ? _arch.PageShift : 63, err);
 
     /// <summary>iounmap: vunmap of the ioremap area (entries cleared at once, the range purged
     /// lazily); there are no pages to free.</summary>

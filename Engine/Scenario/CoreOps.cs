@@ -12,13 +12,14 @@ public sealed record VmallocOp(long Size) : Op
     public override string Verb => "vmalloc";
     public override string Args() => ArchConfig.FormatSize(Size);
 
-    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => Body(rc, k));
+    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => Body(rc, k, ctx));
 
-    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k)
+    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k, ExecContext ctx)
     {
         long size = (Size + k.Arch.PageSize - 1) / k.Arch.PageSize * k.Arch.PageSize;
-        var (area, _) = k.Vmalloc.VmallocNodeRange((ulong)size);
-        if (area is not null) rc.BindHandle(Bind, area);
+        var ret = new Ret<(VmArea? Area, Errno Err)>();
+        foreach (var st in k.Vmalloc.VmallocNodeRange(ctx, (ulong)size, (ulong)k.Arch.PageSize, VmFlags.None, writable: true, ret)) yield return st;
+        if (ret.Value.Area is { } area) rc.BindHandle(Bind, area);
         yield return StepStatus.After("vmalloc");
     }
 
@@ -89,8 +90,11 @@ public sealed record ReadOp(string Area, long Offset) : Op
 }
 
 /// <summary>`free_empty_tables`: arm64's free_empty_tables over the whole vmalloc range, with
-/// floor/ceiling = [VMALLOC_START, VMALLOC_END). The kernel calls it from hot-remove; it is
-/// exposed directly so the core page-table invariants can be exercised on their own.</summary>
+/// floor/ceiling = [VMALLOC_START, VMALLOC_END), in one step. No kernel path does this: the
+/// kernel calls free_empty_tables only from arm64 hot-remove, over the linear map and vmemmap
+/// (HotplugArm64.cs), and never frees a vmalloc-range table that a vmalloc may be populating.
+/// The line stays for hand-written engine scenarios of the function itself and for old repro
+/// files; generation never draws it (CoreFamily).</summary>
 public sealed record FreeEmptyTablesOp : Op
 {
     public override string Verb => "free_empty_tables";

@@ -15,12 +15,13 @@ public sealed record VmallocHugeOp(long Size) : Op
     public override string Verb => "vmalloc_huge";
     public override string Args() => ArchConfig.FormatSize(Size);
 
-    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => Body(rc, k));
+    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => Body(rc, k, ctx));
 
-    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k)
+    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k, ExecContext ctx)
     {
-        var (area, _) = k.Vmalloc.VmallocHuge((ulong)Size);
-        if (area is not null) rc.BindHandle(Bind, area);
+        var ret = new Ret<(VmArea? Area, Errno Err)>();
+        foreach (var st in k.Vmalloc.VmallocHuge(ctx, (ulong)Size, ret)) yield return st;
+        if (ret.Value.Area is { } area) rc.BindHandle(Bind, area);
         yield return StepStatus.After("vmalloc_huge");
     }
 
@@ -53,12 +54,13 @@ public sealed record ModuleAllocOp(long Size) : Op
     public override string Verb => "module_alloc";
     public override string Args() => ArchConfig.FormatSize(Size);
 
-    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => Body(rc, k));
+    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => Body(rc, k, ctx));
 
-    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k)
+    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k, ExecContext ctx)
     {
-        var (area, _) = k.Vmalloc.ModuleAlloc((ulong)Size);
-        if (area is not null) rc.BindHandle(Bind, area);
+        var ret = new Ret<(VmArea? Area, Errno Err)>();
+        foreach (var st in k.Vmalloc.ModuleAlloc(ctx, (ulong)Size, ret)) yield return st;
+        if (ret.Value.Area is { } area) rc.BindHandle(Bind, area);
         yield return StepStatus.After("module_alloc");
     }
 
@@ -146,15 +148,16 @@ public sealed record VmapOp(long Pages) : Op
     public override string Verb => "vmap";
     public override string Args() => Pages.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
-    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => Body(rc, k));
+    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => Body(rc, k, ctx));
 
-    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k)
+    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k, ExecContext ctx)
     {
         var pages = k.Vmalloc.AllocCallerPages(Pages);
         if (pages is not null)
         {
-            var (area, _) = k.Vmalloc.Vmap(pages, VmFlags.None);
-            if (area is not null) rc.BindHandle(Bind, area);
+            var ret = new Ret<(VmArea? Area, Errno Err)>();
+            foreach (var st in k.Vmalloc.Vmap(ctx, pages, VmFlags.None, ret)) yield return st;
+            if (ret.Value.Area is { } area) rc.BindHandle(Bind, area);
             else k.Vmalloc.FreeCallerPages(pages);
         }
         yield return StepStatus.After("vmap");
@@ -246,13 +249,14 @@ public sealed record IoremapOp(long PhysOffset, long Size) : Op
     public override string Verb => "ioremap";
     public override string Args() => $"{ArchConfig.FormatSize(PhysOffset)} {ArchConfig.FormatSize(Size)}";
 
-    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => Body(rc, k));
+    public override KernelTask? CreateTask(RunContext rc) => new LambdaTask(ToString(), (k, ctx) => Body(rc, k, ctx));
 
-    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k)
+    private IEnumerable<StepStatus> Body(RunContext rc, Kernel k, ExecContext ctx)
     {
         ulong phys = ((ulong)k.Vmalloc.MmioBasePfn << k.Arch.PageShift) + (ulong)PhysOffset;
-        var (area, _) = k.Vmalloc.IoremapProt(phys, (ulong)Size);
-        if (area is not null) rc.BindHandle(Bind, area);
+        var ret = new Ret<(VmArea? Area, Errno Err)>();
+        foreach (var st in k.Vmalloc.IoremapProt(ctx, phys, (ulong)Size, ret)) yield return st;
+        if (ret.Value.Area is { } area) rc.BindHandle(Bind, area);
         yield return StepStatus.After("ioremap_prot");
     }
 

@@ -1,13 +1,18 @@
 // Generation of the core operations (Engine/Scenario/CoreOps.cs): vmalloc and vfree, kernel
-// reads through a vmalloc area, free_empty_tables, allocation-failure injection, RCU readers and
-// grace periods, and struct-page reads through vmemmap.
+// reads through a vmalloc area, the purge of lazily freed areas, allocation-failure injection,
+// RCU readers and grace periods, and struct-page reads through vmemmap. The free_empty_tables
+// line (arm64's free_empty_tables over the vmalloc range) is not drawn: no kernel path frees
+// vmalloc-range tables that way (free_empty_tables runs only in arm64 hot-remove, over the
+// linear map and vmemmap, which HotplugFamily generates), and with vmalloc's population as a
+// task it would free a table a populating vmalloc has just installed, a race the kernel cannot
+// have. Its slot draws what the kernel does with a vmalloc range once its areas are freed:
+// vm_unmap_aliases purges them (flush, then the range is reusable; the tables stay), with the
+// weight free_empty_tables had, so that the family's random stream is the one it was.
 //
 // The weights follow the places the core invariants can break, drawn from the generation state
 // (live vmalloc handles, and the engine's CPUs and RCU readers), never by filtering:
 // - vfree and read need a live area, and reads come before frees often enough that a CPU's TLB
 //   holds a translation when the area goes away (TLB coherence, the vunmap flush);
-// - free_empty_tables is likelier once every area has been freed, because only then are the
-//   vmalloc PTE tables empty and the table-freeing path runs at all (tree well-formedness);
 // - rcu_reader is multi-step, so that a `start`ed reader can sit inside its read-side section
 //   while synchronize_rcu runs on another CPU (grace periods);
 // - sizes are mostly a few pages (cheap, and the last-PTE/last-page paths are as likely as in
@@ -25,7 +30,7 @@ public sealed class CoreFamily : IOpFamily
     public string Name => FamilyName;
 
     public IReadOnlyList<string> Kinds { get; } =
-        ["vmalloc", "vfree", "read", "free_empty_tables", "fail_alloc", "rcu_reader", "synchronize_rcu", "read_page", "prefetch_page"];
+        ["vmalloc", "vfree", "read", "vm_unmap_aliases", "fail_alloc", "rcu_reader", "synchronize_rcu", "read_page", "prefetch_page"];
 
     /// <summary>The core operations exist on every configuration and variant.</summary>
     public bool AppliesTo(ArchConfig arch, NamedVariant variant) => true;
@@ -91,7 +96,8 @@ public sealed class CoreFamily : IOpFamily
             return new VfreeOp(h);
         });
         Add("read", live.Count > 0 ? 20 : 0, () => MakeRead(s, rng));
-        Add("free_empty_tables", live.Count == 0 && s.Ops.Any(o => o is VmallocOp) ? 14 : 4, () => new FreeEmptyTablesOp());
+        // Likelier once every area has been freed: the purge then leaves the whole range reusable.
+        Add("vm_unmap_aliases", live.Count == 0 && s.Ops.Any(o => o is VmallocOp) ? 14 : 4, () => new VmUnmapAliasesOp());
         Add("fail_alloc", 3, () => new FailAllocOp(rng.Chance(50) ? 0 : (int)rng.Range(1, 16), rng.Chance(70) ? 1 : (int)rng.Range(2, 8)));
         Add("rcu_reader", 6, () => new RcuReaderOp(rng.Chance(20) ? 0 : (int)rng.Range(1, 6)));
         // A grace period matters when a reader is inside (the engine shows it), or may soon

@@ -22,7 +22,17 @@
 // - ioremap of device ranges of a few pages, CONT_PTE_SIZE, PMD_SIZE and beyond (a PUD now and
 //   then) at physical offsets that are aligned, one page off or anywhere, and iounmap;
 // - vmalloc_to_page walks, mostly started and stepped a table or two at a time between the
-//   other CPUs' operations (huge mappings over leftover tables, frees, purges).
+//   other CPUs' operations (huge mappings over leftover tables, frees, purges);
+// - the population race (PopulateRacePlan): `cpuA: start vA = vmalloc S`, one step (which ends
+//   right after the page of the first missing table is allocated, pte_alloc_one_kernel or a
+//   pmd/pud_alloc_one), `cpuB: start vB = vmalloc` of a few pages, one step (vB's range follows
+//   vA's, so it needs the same missing table and allocates its own page), then vA and vB until
+//   done: both allocated before either took init_mm.page_table_lock, so the second re-checks
+//   and frees its page (or, without the re-check, overwrites the first's table). S is a few
+//   pages (at the start of a scenario nothing of the vmalloc range is populated) or PMD_SIZE
+//   (its tail reaches into the next PMD, whose PTE table is then missing). The plan goes on
+//   only while vA really stopped after an allocation; while it runs the family's weight is high,
+//   so that other families do not break it up.
 //
 // Bounds (why): at most 4 live areas of this family, and huge sizes only where a PMD holds at
 // most 2048 pages (x86-64 and arm64 4K/16K: 2M, 32M; on arm64 64K a PMD is 512M, more than the
@@ -41,7 +51,7 @@ public sealed class VmallocFamily : IOpFamily
 
     public IReadOnlyList<string> Kinds { get; } = ["vmalloc_huge", "vmalloc", "vfree", "read", "vm_unmap_aliases", "fail_alloc",
         "module_alloc", "set_memory", "read_direct_map", "set_vm_flush_reset_perms", "pressure",
-        "vmap", "vunmap", "vunmap_range", "ioremap", "iounmap", "vmalloc_to_page"];
+        "vmap", "vunmap", "vunmap_range", "ioremap", "iounmap", "vmalloc_to_page", "populate_race"];
 
     /// <summary>How many allocations "pressure" makes fail: more than the 2 * 512 splits a reset
     /// of one 2M huge page tries (invalid, then default, for each small page).</summary>
@@ -53,10 +63,11 @@ public sealed class VmallocFamily : IOpFamily
     public bool AppliesTo(ArchConfig arch, NamedVariant variant) =>
         variant.Correct || (VariantTargets.For(variant.Name)?.Focus.Contains(typeof(VmallocFamily)) ?? false);
 
-    public int Weight(GenState s) => 10;
+    public int Weight(GenState s) => PopulateRacePlan(s, make: false) is not null ? 400 : 10;
 
     public Op? Next(GenState s, Prng rng)
     {
+        if (PopulateRacePlan(s, make: true) is { } planned) return planned;
         // A started vmalloc_to_page walk advances a table or two at a time, so that what the
         // other CPUs do (huge mappings replacing leftover tables, frees, purges) lands between
         // its reads.
@@ -122,6 +133,7 @@ public sealed class VmallocFamily : IOpFamily
         });
         Add("vunmap_range", live.Count > 0 ? (vmaps.Count > 0 ? 12 : 4) : 0, () => MakeVunmapRange(s, rng, vmaps.Count > 0 && rng.Chance(70) ? rng.Pick(vmaps) : rng.Pick(live)));
         Add("read", live.Count > 0 ? 16 : 0, () => MakeRead(s, rng));
+        Add("populate_race", s.IdleCpus.Count >= 2 && live.Count < 4 ? 6 : 0, () => StartPopulateRace(s, rng));
         Add("vm_unmap_aliases", lastWasFree ? 20 : 4, () => new VmUnmapAliasesOp());
         Add("fail_alloc", 3, () => new FailAllocOp(rng.Chance(50) ? 0 : (int)rng.Range(1, 8), rng.Chance(70) ? 1 : (int)rng.Range(2, 4)));
         Add("module_alloc", live.Count < 4 ? 8 : 1, () => MakeModuleAlloc(s, rng));
@@ -134,6 +146,60 @@ public sealed class VmallocFamily : IOpFamily
         Add("pressure", changed.Count > 0 ? 10 : live.Count > 0 ? 1 : 0, () => new FailAllocOp(0, PressureAllocs));
         int i = rng.PickIndex(choices.Select(c => c.W).ToList());
         return i < 0 ? null : choices[i].Make();
+    }
+
+    /// <summary>Whether the last step of <paramref name="cpu"/> allocated a page-table page for
+    /// a missing table (the first step of __pte_alloc_kernel, __pmd_alloc, __pud_alloc,
+    /// __p4d_alloc), before taking any lock.</summary>
+    private static bool StoppedAfterTableAlloc(GenState s, int cpu) =>
+        !s.Engine.Cpus[cpu].Idle && s.Engine.Cpus[cpu].LastStep.Action is "pte_alloc_one_kernel" or "pmd_alloc_one" or "pud_alloc_one" or "p4d_alloc_one";
+
+    /// <summary>The next line of the population race, or null when no plan is under way (see
+    /// the file header): read from the tail of the scenario, which the plan alone writes while
+    /// its weight holds the other families off. With <paramref name="make"/> false it only
+    /// says whether there is a next line (for the weight), binding no handle.</summary>
+    private static Op? PopulateRacePlan(GenState s, bool make)
+    {
+        var ops = s.Ops;
+        int n = ops.Count;
+        static bool Started(Op o) => o is VmallocOp { Start: true };
+        // [start vA]: one step of vA.
+        if (n >= 1 && Started(ops[n - 1]) && !s.Engine.Cpus[ops[n - 1].Cpu].Idle
+            && !(n >= 3 && Started(ops[n - 3]) && ops[n - 2] is StepOp))
+            return new StepOp(1) { Cpu = ops[n - 1].Cpu };
+        // [start vA, step A] with A stopped after its allocation: start vB on another CPU.
+        if (n >= 2 && Started(ops[n - 2]) && ops[n - 1] is StepOp { Until: StepUntil.Count, Count: 1 } stepA && stepA.Cpu == ops[n - 2].Cpu
+            && !(n >= 4 && Started(ops[n - 4]))
+            && StoppedAfterTableAlloc(s, stepA.Cpu) && s.IdleCpus.FirstOrDefault(c => c != stepA.Cpu, -1) is var b && b >= 0)
+        {
+            var vb = new VmallocOp(s.Arch.PageSize) { Cpu = b, Start = true };
+            if (!make) return vb;
+            string h = s.FreshHandle('v');
+            s.AddLive(h);
+            return vb with { Bind = h };
+        }
+        // [start vA, step A, start vB]: one step of vB.
+        if (n >= 3 && Started(ops[n - 1]) && Started(ops[n - 3]) && ops[n - 2] is StepOp && !s.Engine.Cpus[ops[n - 1].Cpu].Idle)
+            return new StepOp(1) { Cpu = ops[n - 1].Cpu };
+        // [start vA, step A, start vB, step B]: A until done.
+        if (n >= 4 && Started(ops[n - 4]) && ops[n - 3] is StepOp && Started(ops[n - 2]) && ops[n - 1] is StepOp { Until: StepUntil.Count }
+            && !s.Engine.Cpus[ops[n - 4].Cpu].Idle)
+            return StepOp.UntilDone(ops[n - 4].Cpu);
+        // [..., A until done]: B until done.
+        if (n >= 5 && Started(ops[n - 5]) && Started(ops[n - 3]) && ops[n - 1] is StepOp { Until: StepUntil.Done } && !s.Engine.Cpus[ops[n - 3].Cpu].Idle)
+            return StepOp.UntilDone(ops[n - 3].Cpu);
+        return null;
+    }
+
+    /// <summary>The plan's first line: vA, a few pages or (where a PMD holds at most 2048 pages)
+    /// PMD_SIZE of small pages, started on an idle CPU.</summary>
+    private static Op StartPopulateRace(GenState s, Prng rng)
+    {
+        long page = s.Arch.PageSize, pmdPages = s.Arch.PmdSize / page;
+        long size = pmdPages <= MaxPmdPages && rng.Chance(50) ? pmdPages * page : rng.Range(1, 4) * page;
+        string h = s.FreshHandle('v');
+        s.AddLive(h);
+        return new VmallocOp(size) { Start = true, Bind = h };
     }
 
     private static Op MakeAlloc(GenState s, Prng rng, bool huge)
