@@ -106,18 +106,18 @@ public static class VariantTargets
         Buggy("broken-pmd-free-pte-page-skips-flush", Inv<NoFreedFrameReachable>(), Inv<TlbCoherentAfterFlush>(), Inv<BreakBeforeMake>()) with { MaxReproOps = 6, Focus = Vmalloc },
         Buggy("broken-vmap-reuse-before-purge", Inv<TlbCoherentAfterFlush>(), Inv<NoFreedFrameReachable>(), Inv<BreakBeforeMake>()) with { MaxReproOps = 5, Focus = Vmalloc },
         Buggy("vmalloc-compound-backing", Inv<BackingPagesIndependent>()) with { MaxReproOps = 1, Focus = Vmalloc },
-        // Permissions and the direct map: module_alloc 2M, set_memory_ro over it, pressure, vfree.
-        // Measured over 800 scenarios: huge-module-alloc 15 found (1.88 %), broken-reset-perms-
-        // skips-direct-map-flush 25 (3.13 %), broken-set-memory-no-alias 139 (17.4 %).
-        Buggy("huge-module-alloc", Inv<DirectMapAliasPermissions>()) with { MaxReproOps = 4, SearchTests = 510, Focus = Vmalloc },
+        // Permissions and the direct map: module_alloc 2M, set_memory_ro over it, pressure, vfree
+        // (VmallocFamily's module permission chain). find rates 1200 with the chain: huge-module-alloc
+        // 53 (4.42 %, ln(100) / p_low = 144), broken-reset-perms-skips-direct-map-flush 187 (15.58 %),
+        // broken-set-memory-no-alias 285 (23.75 %); without it 0.50 %, 1.33 % and 9.92 %.
+        Buggy("huge-module-alloc", Inv<DirectMapAliasPermissions>()) with { MaxReproOps = 4, Focus = Vmalloc },
         Buggy("broken-set-memory-no-alias", Inv<DirectMapAliasPermissions>()) with { MaxReproOps = 2, Focus = Vmalloc },
         // The stale read-only alias is incoherent once the reset made it writable again, and it covers a freed page.
-        // Re-measured after the vmap/ioremap/walker kinds joined VmallocFamily: 5 found in 300 (1.67 %);
-        // too few finds for the p_low bound, so ln(100) / p at the measured p with a 1.5 margin.
-        Buggy("broken-reset-perms-skips-direct-map-flush", Inv<TlbCoherentAfterFlush>(), Inv<DirectMapAliasPermissions>()) with { MaxReproOps = 4, SearchTests = 420, Focus = Vmalloc },
+        Buggy("broken-reset-perms-skips-direct-map-flush", Inv<TlbCoherentAfterFlush>(), Inv<DirectMapAliasPermissions>()) with { MaxReproOps = 4, Focus = Vmalloc },
         // An overshoot into a huge-mapped neighbour cuts its PMD leaf: the kernel's own WARN
-        // (vunmap_pmd_range, 61ef8ddaa35e) fires first in some scenarios.
-        Buggy("broken-vunmap-range-overshoots", Inv<VmallocMappingsExact>(), Inv<NoKernelOops>()) with { MaxReproOps = 3, Focus = Vmalloc },
+        // (vunmap_pmd_range, 61ef8ddaa35e) fires first in some scenarios; a page it clears past the
+        // range stays in the TLB of a CPU that read it, since the flush covers only the range.
+        Buggy("broken-vunmap-range-overshoots", Inv<VmallocMappingsExact>(), Inv<NoKernelOops>(), Inv<TlbCoherentAfterFlush>()) with { MaxReproOps = 3, Focus = Vmalloc },
         Buggy("broken-huge-vmap-ignores-phys-alignment", Inv<HugeVmapLeafOnlyWhereAllowed>()) with { MaxReproOps = 1, Focus = Vmalloc },
         Buggy("broken-cont-pte-vmap-ignores-phys-alignment", Inv<HugeVmapLeafOnlyWhereAllowed>()) with { MaxReproOps = 1, Focus = Vmalloc },
         // The overwritten table is registered with nothing pointing at it (PageTableTreeWellFormed

@@ -81,6 +81,12 @@ public static class OpCatalog
 
     public static IEnumerable<string> KnownVerbs => Verbs.Keys.Order(StringComparer.Ordinal);
 
+    /// <summary>Verbs that stand for no kernel path as the model calls them, so that generation
+    /// never draws them: they stay for hand-written scenarios of one engine function and for
+    /// old repro files. free_empty_tables over the vmalloc range (FreeEmptyTablesOp): the kernel
+    /// frees empty kernel tables only in hot-remove, over the linear map and vmemmap.</summary>
+    public static IReadOnlySet<string> NotGenerated { get; } = new SortedSet<string>(StringComparer.Ordinal) { "free_empty_tables" };
+
     /// <summary>Parses `[cpuN:] [start] [h =] verb args`, `step cpuN [n | to ACTION | until done]`
     /// or `irq cpuN op`.</summary>
     public static Op ParseOp(LineReader r, int cpus)

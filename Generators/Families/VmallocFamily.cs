@@ -63,11 +63,12 @@ public sealed class VmallocFamily : IOpFamily
     public bool AppliesTo(ArchConfig arch, NamedVariant variant) =>
         variant.Correct || (VariantTargets.For(variant.Name)?.Focus.Contains(typeof(VmallocFamily)) ?? false);
 
-    public int Weight(GenState s) => PopulateRacePlan(s, make: false) is not null ? 400 : 10;
+    public int Weight(GenState s) => PopulateRacePlan(s, make: false) is not null ? 400 : ModuleChainLink(s) ? 200 : 10;
 
     public Op? Next(GenState s, Prng rng)
     {
         if (PopulateRacePlan(s, make: true) is { } planned) return planned;
+        if (ModulePermissionChain(s, rng) is { } chained) return chained with { Cpu = s.IdleCpu(rng) };
         // A started vmalloc_to_page walk advances a table or two at a time, so that what the
         // other CPUs do (huge mappings replacing leftover tables, frees, purges) lands between
         // its reads.
@@ -146,6 +147,54 @@ public sealed class VmallocFamily : IOpFamily
         Add("pressure", changed.Count > 0 ? 10 : live.Count > 0 ? 1 : 0, () => new FailAllocOp(0, PressureAllocs));
         int i = rng.PickIndex(choices.Select(c => c.W).ToList());
         return i < 0 ? null : choices[i].Make();
+    }
+
+    /// <summary>Whether the last operation is a link of the module permission chain (see
+    /// ModulePermissionChain), which this family then usually continues.</summary>
+    private bool ModuleChainLink(GenState s)
+    {
+        if (s.Ops.Count == 0 || !s.Enabled(this, "set_memory")) return false;
+        return s.Ops[^1] switch
+        {
+            ModuleAllocOp { Bind: { } h } => s.Handles.TryGet<Engine.Mm.VmArea>(h, out _),
+            SetMemoryOp or ReadDirectMapOp => true,
+            FailAllocOp { Count: PressureAllocs } => true,
+            _ => false,
+        };
+    }
+
+    /// <summary>The module loader's life of an area, continued from the last operation (each
+    /// link with a coin; any other operation breaks the chain): module_alloc is followed by
+    /// set_memory_ro of the whole area (module_enable_ro), that by a read through the direct-map
+    /// alias of one of its pages (a CPU caches the alias with the permission the change gave
+    /// it), the read by sustained allocation pressure (the reset's direct-map split may then
+    /// fail) or by the vfree, and the pressure by the vfree, whose VM_FLUSH_RESET_PERMS resets
+    /// and flushes the aliases of the pages it frees.</summary>
+    private Op? ModulePermissionChain(GenState s, Prng rng)
+    {
+        if (!ModuleChainLink(s) || s.IdleCpus.Count == 0 || !rng.Chance(75)) return null;
+        long page = s.Arch.PageSize;
+        bool Changed(string h) => s.Live('v').Contains(h) && IsModule(s, h) && s.Handles.TryGet<Engine.Mm.VmArea>(h, out var a) && !a.PageWritable(0);
+        Op Free(string h)
+        {
+            s.RemoveLive(h);
+            return new VfreeOp(h);
+        }
+        switch (s.Ops[^1])
+        {
+            case ModuleAllocOp { Bind: { } h } when s.Handles.TryGet<Engine.Mm.VmArea>(h, out var area) && area.PageWritable(0):
+                return new SetMemoryOp(SetMemoryKind.Ro, h, 0, (long)(area.Size / (ulong)page));
+            case SetMemoryOp { Kind: SetMemoryKind.Ro } set when Changed(set.Area) && s.Enabled(this, "read_direct_map")
+                && s.Handles.TryGet<Engine.Mm.VmArea>(set.Area, out var changed):
+                return new ReadDirectMapOp(set.Area, rng.Range(0, (long)(changed.Size / (ulong)page) - 1) * page);
+            case ReadDirectMapOp read when Changed(read.Area):
+                return rng.Chance(40) && s.Enabled(this, "pressure") ? new FailAllocOp(0, PressureAllocs)
+                    : s.Enabled(this, "vfree") ? Free(read.Area) : null;
+            case FailAllocOp { Count: PressureAllocs } when s.Enabled(this, "vfree") && s.Live('v').Where(Changed).ToList() is { Count: > 0 } areas:
+                return Free(areas[^1]);
+            default:
+                return null;
+        }
     }
 
     /// <summary>Whether the last step of <paramref name="cpu"/> allocated a page-table page for
