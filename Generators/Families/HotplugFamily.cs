@@ -13,7 +13,9 @@
 //   leaves sit at that level), then remove_memory on another CPU (which, in the kernel, waits in
 //   mem_hotplug_begin for the walk's get_online_mems), then the walk to its end, then the
 //   remove. The whole walk reaches the block's tables only after the rest of init_mm, so a few
-//   random steps seldom leave it there; the ranged walk is there in two steps. While the plan
+//   random steps seldom leave it there; the ranged walk is there in two steps. The plan is drawn
+//   three times as often, and its walk is on that range, where a block has a range whose lowest
+//   table maps no boot memory (FreeingRanges): only such a table can be emptied and freed. While the plan
 //   runs the family's weight is high (as HvoSplitRaceFamily's), so that other families do not
 //   break it up; it starts at most twice per scenario, with a weight like the other kinds';
 // - HugeTLB churn next to the block while it comes and goes (Anshuman Khandual's concern, S000):
@@ -161,9 +163,32 @@ public sealed class HotplugFamily : IOpFamily
         // Mostly a block whose neighbours in the hot-plug range are gone: its remove then empties
         // the tables it shares with them, which free_empty_tables frees.
         var alone = offline.Where(b => BlocksIn(s, st => st is not (SectionState.Absent or SectionState.Removed)).All(o => o == b)).ToList();
-        var block = Block(s, HotplugCall.RemoveMemory, rng.Pick(alone.Count > 0 && rng.Chance(75) ? alone : offline));
-        var range = rng.Chance(15) ? PtdumpRange.Vmemmap : PtdumpRange.Linear;
+        int b = rng.Pick(alone.Count > 0 && rng.Chance(75) ? alone : offline);
+        var block = Block(s, HotplugCall.RemoveMemory, b);
+        var freeing = FreeingRanges(s, b);
+        var range = freeing.Count > 0 && rng.Chance(80) ? rng.Pick(freeing) : rng.Chance(15) ? PtdumpRange.Vmemmap : PtdumpRange.Linear;
         return new PtdumpOp(range, block.Address, block.Size) { Start = true };
+    }
+
+    /// <summary>The ranges of <paramref name="block"/> (linear map, vmemmap) whose lowest table
+    /// (the one the plan's walk stops in) maps no boot memory, so that removing the block and
+    /// its neighbours empties it and the teardown frees it. Where the table also maps boot memory (an x86-64 PMD table of the linear map
+    /// spans 1G, of the vmemmap 64G of memory) no remove can free it, and a walk held there
+    /// shows nothing.</summary>
+    private static List<PtdumpRange> FreeingRanges(GenState s, int block)
+    {
+        var ranges = new List<PtdumpRange>(2);
+        foreach (var range in (PtdumpRange[])[PtdumpRange.Linear, PtdumpRange.Vmemmap])
+        {
+            var (first, _) = new PtdumpOp(range, HotStart(s) + block * s.Arch.SectionSize, s.Arch.SectionSize).Addresses(s.Engine);
+            var level = s.Engine.SwapperPgDir.Walk(first).Table.Level;
+            if (level == s.Arch.TopLevel) continue;
+            ulong span = (ulong)s.Arch.LevelSize(level + 1);
+            ulong start = first & ~(span - 1);
+            var (bootFirst, bootLast) = new PtdumpOp(range, 0, s.Machine.MemoryBytes).Addresses(s.Engine);
+            if (start > bootLast || start + span - 1 < bootFirst) ranges.Add(range);
+        }
+        return ranges;
     }
 
     private static int PlansStarted(GenState s) => s.Ops.Count(o => o is PtdumpOp { Start: true, Range: not PtdumpRange.All });
@@ -204,7 +229,8 @@ public sealed class HotplugFamily : IOpFamily
         Add("remove_memory", WalkerInWindow(s) ? 0 : offline.Count > 0 ? 10 : failedOffline ? 20 : 0, () =>
             failedOffline ? Block(s, HotplugCall.RemoveMemory, online[0]) : Remove(s, rng));
         Add("ptdump", offline.Count > 0 && s.IdleCpus.Count > 1 ? 8 : 1, () => new PtdumpOp { Start = offline.Count > 0 });
-        Add("walker_remove", offline.Count + online.Count > 0 && s.IdleCpus.Count > 1 && !WalkerInWindow(s) && PlansStarted(s) < 2 ? 10 : 0,
+        Add("walker_remove", offline.Count + online.Count > 0 && s.IdleCpus.Count > 1 && !WalkerInWindow(s) && PlansStarted(s) < 2
+                ? (offline.Concat(online).Any(b => FreeingRanges(s, b).Count > 0) ? 30 : 10) : 0,
             () => StartWalkerRemove(s, rng, offline, online));
         Add("memremap_pages", SubsectionsOffered(s) ? 6 : 0, () => Device(s, rng));
         Add("hugetlb", online.Count > 0 ? 10 : 0, () => Hugetlb(s, rng));
@@ -254,14 +280,12 @@ public sealed class HotplugFamily : IOpFamily
 
     private const long HugetlbfsPage = 2L << 20;
 
-    /// <summary>In-use hugetlbfs folios for offline_pages to migrate: a shared mapping of a
-    /// hugetlbfs file (its folios come from the block once a fill has taken boot memory),
-    /// faults at the natural size and, after MADV_SPLIT, by PAGE_SIZE pieces; and the fill's
-    /// truncation, which gives the migration somewhere to put them.</summary>
-    /// <summary>The hugetlbfs offline chain, continued from the last operation: an online is
-    /// followed by a fill (half the time), a fill by a hugetlbfs mapping, the mapping by faults on
-    /// each of its pages (now and then split and faulted by a piece), then the fill's truncation,
-    /// then the offline of the block that holds a faulted folio. Each link is drawn with a coin
+    /// <summary>The hugetlbfs offline chain, continued from the last operation, so that
+    /// offline_pages has in-use hugetlbfs folios to migrate: an online is followed by a fill
+    /// (half the time; the folios then come from the block), a fill by a shared mapping of a
+    /// hugetlbfs file, the mapping by faults on each of its pages (now and then split by
+    /// MADV_SPLIT and faulted by a PAGE_SIZE piece), then the fill's truncation (somewhere to
+    /// migrate to), then the offline of the block that holds a faulted folio. Each link is drawn with a coin
     /// (the family's weight is raised while the last operation is a link), and any other
     /// operation breaks the chain.</summary>
     private Op? HugetlbfsChain(GenState s, Prng rng)
