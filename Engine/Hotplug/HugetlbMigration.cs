@@ -149,7 +149,7 @@ public sealed partial class MemoryHotplug
             hgm.CacheRemove(file, slot.Index);
             hgm.CacheAdd(file, slot.Index, dst);
             hgm.FolioGet(ctx, dst);
-            SetRefcount(ctx, src, 1, "folio_ref_unfreeze");
+            K.Hugetlb.FolioSetRefcount(ctx, src, 1, "folio_ref_unfreeze");
             var target = _broken.HugetlbMigrateRemapsOldFolio ? src : dst;
             RemoveMigrationPtes(ctx, src, target, entries);
             Note(entries.Count > 0 ? "memory_hotplug.hugetlb_migrated_mapped" : "memory_hotplug.hugetlb_migrated");
@@ -229,7 +229,7 @@ public sealed partial class MemoryHotplug
         if (got.Value is not { } f) yield break;
         foreach (var s in SpinLock(ctx, hugetlb.HugetlbLock)) yield return s;
         f.State = FolioState.Active;
-        SetRefcount(ctx, f, 1, "folio_ref_unfreeze");
+        K.Hugetlb.FolioSetRefcount(ctx, f, 1, "folio_ref_unfreeze");
         SpinUnlock(ctx, hugetlb.HugetlbLock);
         Note("memory_hotplug.hugetlb_migrate_fresh_target");
         yield return StepStatus.After("alloc_migrate_hugetlb_folio");
@@ -273,13 +273,6 @@ public sealed partial class MemoryHotplug
         return false;
     }
 
+    /// <summary>The head's refcount as this CPU reads it through the vmemmap (0 if unreadable).</summary>
     private int ReadRefcount(ExecContext ctx, HugetlbFolio f) => ReadStructPage(ctx, PfnToPage(f.HeadPfn), out var sp) ? sp.Refcount : 0;
-
-    private void SetRefcount(ExecContext ctx, HugetlbFolio f, int value, string what)
-    {
-        ulong head = PfnToPage(f.HeadPfn);
-        if (!ReadStructPage(ctx, head, out var sp)) return;
-        sp.Refcount = value;
-        WriteStructPage(ctx, head, sp, what);
-    }
 }

@@ -133,7 +133,7 @@ public sealed partial class Hugetlb : KernelCode, IHugetlbView
         ModifyPageFlags(ctx, FolioPage(f), set, clear, what);
 
     /// <summary>Sets the head's refcount (folio_ref_freeze / folio_ref_unfreeze / folio_put).</summary>
-    private void FolioSetRefcount(ExecContext ctx, HugetlbFolio f, int value, string what)
+    internal void FolioSetRefcount(ExecContext ctx, HugetlbFolio f, int value, string what)
     {
         ulong head = FolioPage(f);
         if (!ReadStructPage(ctx, head, out var sp)) return;

@@ -105,8 +105,7 @@ public sealed class VmallocFamily : IOpFamily
         Add("vfree", freeable.Count > 0 ? 12 : 0, () =>
         {
             string h = changed.Count > 0 && rng.Chance(60) ? rng.Pick(changed) : rng.Pick(freeable);
-            s.RemoveLive(h);
-            return new VfreeOp(h);
+            return Vfree(s, h);
         });
         Add("vmap", live.Count < 4 ? 8 : 1, () =>
         {
@@ -163,6 +162,13 @@ public sealed class VmallocFamily : IOpFamily
         };
     }
 
+    /// <summary>`vfree h`: the handle leaves the live areas.</summary>
+    private static VfreeOp Vfree(GenState s, string h)
+    {
+        s.RemoveLive(h);
+        return new VfreeOp(h);
+    }
+
     /// <summary>The module loader's life of an area, continued from the last operation (each
     /// link with a coin; any other operation breaks the chain): module_alloc is followed by
     /// set_memory_ro of the whole area (module_enable_ro), that by a read through the direct-map
@@ -175,11 +181,7 @@ public sealed class VmallocFamily : IOpFamily
         if (!ModuleChainLink(s) || s.IdleCpus.Count == 0 || !rng.Chance(75)) return null;
         long page = s.Arch.PageSize;
         bool Changed(string h) => s.Live('v').Contains(h) && IsModule(s, h) && s.Handles.TryGet<Engine.Mm.VmArea>(h, out var a) && !a.PageWritable(0);
-        Op Free(string h)
-        {
-            s.RemoveLive(h);
-            return new VfreeOp(h);
-        }
+        Op Free(string h) => Vfree(s, h);
         switch (s.Ops[^1])
         {
             case ModuleAllocOp { Bind: { } h } when s.Handles.TryGet<Engine.Mm.VmArea>(h, out var area) && area.PageWritable(0):
