@@ -17,6 +17,9 @@ cd "$(dirname "$0")"
 root=$(pwd)
 mkdir -p StrykerOutput
 export PS_TESTS="${PS_TESTS:-5}"
+# One test at a time (Properties.csproj): parallel test classes switch the active mutant under
+# each other and report killed mutants as survived.
+export PsSerialTests=true
 export PS_REPRO_DIR="$root/StrykerOutput/repros"
 dotnet tool restore
 cd Properties
