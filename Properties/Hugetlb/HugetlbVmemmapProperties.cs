@@ -13,14 +13,14 @@ namespace PropertySuite.Properties.Hugetlb;
 [Trait("Category", "hugetlb")]
 public class HugetlbVmemmapProperties
 {
-    private static string Header(string variant = "default", string config = "x86_64-4k-l4", string memory = "1G") =>
+    internal static string Header(string variant = "default", string config = "x86_64-4k-l4", string memory = "1G") =>
         $"propertysuite-repro 1\nconfig {config}\nmemory {memory}\ncpus 2\nvariant {variant}\n";
 
-    /// <summary>Runs the scenario with every invariant; calls <paramref name="after"/> with the
-    /// kernel after each step; asserts nothing was violated.</summary>
-    private static RunResult RunClean(string text, Action<int, Kernel>? after = null)
+    /// <summary>Runs the scenario with every invariant; calls <paramref name="booted"/> with the
+    /// kernel once booted and <paramref name="after"/> after each step; asserts nothing was violated.</summary>
+    internal static RunResult RunClean(string text, Action<int, Kernel>? after = null, Action<Kernel>? booted = null)
     {
-        var r = ScenarioRunner.Run(Repro.Parse(text), trace: (i, _, k) => after?.Invoke(i, k));
+        var r = ScenarioRunner.Run(Repro.Parse(text), trace: (i, _, k) => after?.Invoke(i, k), booted: booted);
         Assert.True(r.Violation is null, r.ToString());
         return r;
     }

@@ -2,6 +2,7 @@ using PropertySuite.Engine;
 using PropertySuite.Engine.Mm;
 using PropertySuite.Engine.Scenario;
 using PropertySuite.Invariants;
+using static PropertySuite.Properties.Hugetlb.HugetlbVmemmapProperties;
 
 namespace PropertySuite.Properties.Hugetlb;
 
@@ -18,16 +19,6 @@ namespace PropertySuite.Properties.Hugetlb;
 [Trait("Category", "hugetlb")]
 public class HvoBatchPathTests
 {
-    private static string Header(string variant = "default", string memory = "1G", int cpus = 2) =>
-        $"propertysuite-repro 1\nconfig x86_64-4k-l4\nmemory {memory}\ncpus {cpus}\nvariant {variant}\n";
-
-    private static RunResult RunClean(string text, Action<int, Kernel>? after = null, Action<Kernel>? booted = null)
-    {
-        var r = ScenarioRunner.Run(Repro.Parse(text), trace: (i, _, k) => after?.Invoke(i, k), booted: booted);
-        Assert.True(r.Violation is null, r.ToString());
-        return r;
-    }
-
     private static bool Optimized(Kernel k, HugetlbFolio f) =>
         k.PageFlags.FolioTestHugetlbVmemmapOptimized(k.PageFlags.PeekView, k.Hugetlb.FolioPage(f));
 
