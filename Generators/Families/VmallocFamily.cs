@@ -181,7 +181,6 @@ public sealed class VmallocFamily : IOpFamily
         if (!ModuleChainLink(s) || s.IdleCpus.Count == 0 || !rng.Chance(75)) return null;
         long page = s.Arch.PageSize;
         bool Changed(string h) => s.Live('v').Contains(h) && IsModule(s, h) && s.Handles.TryGet<Engine.Mm.VmArea>(h, out var a) && !a.PageWritable(0);
-        Op Free(string h) => Vfree(s, h);
         switch (s.Ops[^1])
         {
             case ModuleAllocOp { Bind: { } h } when s.Handles.TryGet<Engine.Mm.VmArea>(h, out var area) && area.PageWritable(0):
@@ -191,9 +190,9 @@ public sealed class VmallocFamily : IOpFamily
                 return new ReadDirectMapOp(set.Area, rng.Range(0, (long)(changed.Size / (ulong)page) - 1) * page);
             case ReadDirectMapOp read when Changed(read.Area):
                 return rng.Chance(40) && s.Enabled(this, "pressure") ? new FailAllocOp(0, PressureAllocs)
-                    : s.Enabled(this, "vfree") ? Free(read.Area) : null;
+                    : s.Enabled(this, "vfree") ? Vfree(s, read.Area) : null;
             case FailAllocOp { Count: PressureAllocs } when s.Enabled(this, "vfree") && s.Live('v').Where(Changed).ToList() is { Count: > 0 } areas:
-                return Free(areas[^1]);
+                return Vfree(s, areas[^1]);
             default:
                 return null;
         }
