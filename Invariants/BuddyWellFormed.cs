@@ -29,11 +29,23 @@ public sealed class BuddyWellFormed : IInvariant
     public Violation? Check(IKernelView k)
     {
         if (CheckCount(k) is { } c) return c;
+        var touched = k.Mem.Buddy.TouchedThisStep;
+        var changed = k.Mem.Changed;
+        if (touched.Count == 0 && changed.Count == 0) return null;
+        // Each changed range widened to the max-order blocks around it (a merge or split never
+        // crosses one), then the windows merged, so that a step which allocated or freed many
+        // pages of one block checks that block once.
         long top = 1L << k.Mem.Buddy.MaxOrder;
-        foreach (var (pfn, n) in k.Mem.Buddy.TouchedThisStep)
-            if (CheckBlocks(k, k.Mem.Buddy.BlocksOverlapping(AlignDown(pfn, top), AlignUp(pfn + n, top))) is { } v) return v;
-        foreach (var changed in k.Mem.Changed)
-            if (CheckBlocks(k, k.Mem.Buddy.BlocksOverlapping(AlignDown(changed.Start, top), AlignUp(changed.End, top))) is { } v) return v;
+        var windows = new List<(long Lo, long Hi)>(touched.Count + changed.Count);
+        foreach (var (pfn, n) in touched) windows.Add((AlignDown(pfn, top), AlignUp(pfn + n, top)));
+        foreach (var r in changed) windows.Add((AlignDown(r.Start, top), AlignUp(r.End, top)));
+        windows.Sort();
+        for (int i = 0; i < windows.Count;)
+        {
+            long lo = windows[i].Lo, hi = windows[i].Hi;
+            for (i++; i < windows.Count && windows[i].Lo <= hi; i++) hi = Math.Max(hi, windows[i].Hi);
+            if (CheckBlocks(k, k.Mem.Buddy.BlocksOverlapping(lo, hi)) is { } v) return v;
+        }
         return null;
     }
 
