@@ -76,6 +76,10 @@ public interface IPhysMemView
     IReadOnlyList<string> BadFrees { get; }
     /// <summary>Frame runs whose owner changed in the current step.</summary>
     IReadOnlyList<PfnRange> Changed { get; }
+    /// <summary>Sections whose state was set in the current step (repeats possible).</summary>
+    IReadOnlyList<long> SectionsChanged { get; }
+    /// <summary>How many sections are in <paramref name="state"/>.</summary>
+    long SectionsIn(SectionState state);
     IBuddyView Buddy { get; }
 }
 
@@ -108,6 +112,10 @@ public interface IPageTableView
     PtWalk Walk(ulong va);
     IEnumerable<PtWalk> Leaves(ulong start, ulong end);
     LeafFrameIndex LeafFrames(ulong start, ulong end);
+    /// <summary>No frame has two table entries pointing at it and every table sits at the address
+    /// its parent entry translates: a walk by address then reaches each reachable leaf once, at
+    /// the address its entry reports (incremental checks rely on this and fall back otherwise).</summary>
+    bool IsCanonicalTree { get; }
     void ForEachEntry(Action<PtTable, int, Pte> visit);
     void ForEachTableEntry(Action<PtTable, int, Pte> visit);
 }
@@ -156,6 +164,8 @@ public interface IHugetlbView
     int ReservePages { get; }
     bool HvoConfigured { get; }
     List<HugetlbFolio> AllFoliosByPfn();
+    /// <summary>The folios overlapping frames [start, end), by head PFN, into a cleared <paramref name="into"/>.</summary>
+    void FoliosOverlapping(long start, long end, List<HugetlbFolio> into);
     ulong FolioPage(HugetlbFolio f);
 }
 

@@ -158,6 +158,8 @@ public static class VariantTargets
         Buggy("arm64-vmemmap-pmd-for-subsections", Inv<SectionsHavePrivateLeaves>()) with { MaxReproOps = 3, Focus = Hotplug },
         Buggy("broken-remove-keeps-linear-map", Inv<RemovedMemoryIsGone>()) with { MaxReproOps = 2, Focus = Hotplug },
         Buggy("broken-offline-keeps-section-online", Inv<OnlineAccounting>()) with { MaxReproOps = 3, Focus = Hotplug },
+        // A state change with no owner change in its step: what OnlineAccounting's incremental form reads SectionsChanged for.
+        Buggy("broken-online-skips-generic-online-page", Inv<OnlineAccounting>()) with { MaxReproOps = 2, Focus = Hotplug },
         Buggy("broken-hugetlb-migrate-remaps-old-folio", Inv<HugetlbPteShape>(), Inv<UserLeafMapsLiveFolio>()) with { MaxReproOps = 9, Focus = Hotplug },
         Buggy("broken-remove-skips-mem-hotplug-begin", Inv<NoWalkerHoldsFreedTable>()) with { MaxReproOps = 6, Focus = Hotplug },
         Buggy("broken-subsection-vmemmap-pmd", Inv<SectionsHavePrivateLeaves>()) with { MaxReproOps = 3, Focus = Hotplug },
@@ -165,6 +167,9 @@ public static class VariantTargets
         Buggy("broken-truncate-frees-twice", Inv<BuddyWellFormed>(), Inv<FrameConservation>()) with { MaxReproOps = 2, Focus = Races },
         Buggy("broken-free-surplus-skips-decrement", Inv<HugetlbPoolAccounting>()) with { MaxReproOps = 4, Focus = [Fam<HugetlbFamily>()] },
         Buggy("broken-pfn-walk-skips-put", Inv<RefcountAudit>()) with { MaxReproOps = 3, Focus = Races },
+        // A folio leaves HugeTLB with its vmemmap still optimized: no entry store in that step, only
+        // the owner change of its frames (what NoSharedLeafEntries' incremental form must see).
+        Buggy("broken-free-skips-vmemmap-restore", Inv<NoSharedLeafEntries>()) with { MaxReproOps = 3, Focus = [Fam<HugetlbFamily>()] },
         Buggy("broken-hvo-reserve-off-by-one", Inv<HvoShape>()) with { MaxReproOps = 2 },
         // HVO on a folio whose memmap is self-hosted: its tail memmap pages, which are the block's altmap, go to the buddy
         // (whose bad_page check also sees PageVmemmapSelfHosted still set on them).

@@ -61,6 +61,10 @@ public sealed record HotplugBreakage
     /// section marked online.</summary>
     public bool OfflineKeepsSectionOnline { get; init; }
 
+    /// <summary>online_pages marks the sections online and counts their pages in the zone but
+    /// skips generic_online_page: the pages never reach the buddy and stay offline.</summary>
+    public bool OnlineSkipsGenericOnlinePage { get; init; }
+
     /// <summary>remove_memory does not take mem_hotplug_lock for write (no mem_hotplug_begin),
     /// so get_online_mems() readers do not exclude it.</summary>
     public bool RemoveSkipsMemHotplugBegin { get; init; }

@@ -156,6 +156,10 @@ public sealed record Breakage
     /// <summary>The engine's HUGETLB_VMEMMAP_RESERVE_PAGES is one more than the scheme's: HVO keeps
     /// one vmemmap page too many per folio (and remaps the tails onto the wrong page).</summary>
     public bool HvoReserveOffByOne { get; init; }
+    /// <summary>__update_and_free_hugetlb_folio hands an optimized folio to the buddy without
+    /// hugetlb_vmemmap_restore_folio: its tails' vmemmap pages still alias the head's, read-only,
+    /// after the frames they describe left HugeTLB.</summary>
+    public bool FreeSkipsVmemmapRestore { get; init; }
 
     /// <exception cref="ConfigException">A breakage of a path the variant does not take.</exception>
     public void Validate(KernelVariant v)

@@ -198,7 +198,7 @@ public sealed partial class MemoryHotplug
             yield break;
         }
         info.AddId = id;
-        info.Device = device;
+        SetSectionDevice(info, device);
         if (device)
         {
             int first = (int)((pfn - s * Arch.PagesPerSection) / SubsectionPages), count = (int)(nr / SubsectionPages);

@@ -93,6 +93,8 @@ public interface IHotplugView
     long SubsectionPages { get; }
     int SubsectionsPerSection { get; }
     MemSectionInfo Section(long nr);
+    /// <summary>The sections whose Device mark is set, ascending.</summary>
+    IReadOnlyCollection<long> DeviceSections { get; }
     /// <summary>Pages of online sections by the zone's count (zone->present_pages of what is online).</summary>
     long NrOnlinePages { get; }
     /// <summary>Table pages walkers hold in the middle of a walk.</summary>
@@ -108,6 +110,17 @@ public interface IHotplugView
 public sealed partial class MemoryHotplug : KernelCode, IHotplugView
 {
     private readonly MemSectionInfo[] _sections;
+    private readonly SortedSet<long> _deviceSections = new();
+
+    public IReadOnlyCollection<long> DeviceSections => _deviceSections;
+
+    /// <summary>Sets a section's ZONE_DEVICE mark, keeping <see cref="DeviceSections"/>.</summary>
+    private void SetSectionDevice(MemSectionInfo info, bool device)
+    {
+        info.Device = device;
+        if (device) _deviceSections.Add(info.Nr);
+        else _deviceSections.Remove(info.Nr);
+    }
     private readonly List<(long Pfn, long Count)> _vmemmapInFlight = new();
     // The PFN ranges offline_pages has isolated (start_isolate_page_range) and not yet taken
     // offline or given back (undo_isolate_page_range).

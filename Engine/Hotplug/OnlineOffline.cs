@@ -36,8 +36,11 @@ public sealed partial class MemoryHotplug
                     MhpInitMemmapOnMemory(ctx, p, alt);
                     yield return StepStatus.After("mhp_init_memmap_on_memory");
                 }
-                Mem.FreeContigPages(p + alt, Arch.PagesPerSection - alt, FrameOwner.Offline, "generic_online_page");
-                OfflineFrames -= Arch.PagesPerSection - alt;
+                if (!K.Variant.HotplugBreakage.OnlineSkipsGenericOnlinePage)
+                {
+                    Mem.FreeContigPages(p + alt, Arch.PagesPerSection - alt, FrameOwner.Offline, "generic_online_page");
+                    OfflineFrames -= Arch.PagesPerSection - alt;
+                }
                 Mem.SetSectionState(s, SectionState.Online);
                 NrOnlinePages += Arch.PagesPerSection;
                 yield return StepStatus.After("online_pages_range");

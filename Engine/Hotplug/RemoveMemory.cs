@@ -98,7 +98,7 @@ public sealed partial class MemoryHotplug
             if (!info.Device || info.SubsectionMap == 0)
             {
                 Mem.SetSectionState(sec, SectionState.Removed);
-                info.Device = false;
+                SetSectionDevice(info, false);
                 info.AddId = 0;
                 info.AltmapPages = 0;
                 info.AltmapUsed = 0;

@@ -39,6 +39,8 @@ public enum FolioState
 public sealed class Hstate
 {
     private readonly Dictionary<long, HugetlbFolio> _folios = new();
+    // The same folios' head PFNs in order, for range queries (FoliosOverlapping).
+    private readonly SortedSet<long> _heads = new();
     // hugepage_freelists[nid]: enqueue adds at the head, dequeue takes the first (LIFO); a folio
     // knows its node, so list_del is O(1) as in the kernel.
     private readonly LinkedList<HugetlbFolio> _freelist = new();
@@ -114,6 +116,15 @@ public sealed class Hstate
         return l;
     }
 
+    /// <summary>Adds to <paramref name="into"/> this hstate's folios that overlap frames
+    /// [start, end), in head order; the cost grows with the folios found, not the pool.</summary>
+    public void FoliosOverlapping(long start, long end, List<HugetlbFolio> into)
+    {
+        long lo = Math.Max(0, start - PagesPerHugePage + 1), hi = end - 1;
+        if (lo > hi || _heads.Count == 0 || _heads.Min > hi || _heads.Max < lo) return;
+        foreach (long head in _heads.GetViewBetween(lo, hi)) into.Add(_folios[head]);
+    }
+
     /// <summary>The folio whose head is at <paramref name="headPfn"/>.</summary>
     public bool TryGetFolio(long headPfn, out HugetlbFolio folio) => _folios.TryGetValue(headPfn, out folio!);
 
@@ -131,11 +142,13 @@ public sealed class Hstate
     internal void Track(HugetlbFolio f)
     {
         if (!_folios.TryAdd(f.HeadPfn, f)) throw new Mm.ModelBugException($"hstate {Name}: folio at pfn {f.HeadPfn:x} tracked twice");
+        _heads.Add(f.HeadPfn);
     }
 
     internal void Untrack(HugetlbFolio f)
     {
         if (!_folios.Remove(f.HeadPfn)) throw new Mm.ModelBugException($"hstate {Name}: folio at pfn {f.HeadPfn:x} not tracked");
+        _heads.Remove(f.HeadPfn);
     }
 
     internal void FreelistPush(HugetlbFolio f)

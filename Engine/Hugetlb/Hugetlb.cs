@@ -117,6 +117,15 @@ public sealed partial class Hugetlb : KernelCode, IHugetlbView
         return l;
     }
 
+    /// <summary>Every folio of every hstate that overlaps frames [start, end), sorted by head
+    /// PFN, into <paramref name="into"/> (cleared first).</summary>
+    public void FoliosOverlapping(long start, long end, List<HugetlbFolio> into)
+    {
+        into.Clear();
+        foreach (var h in _hstates) h.FoliosOverlapping(start, end, into);
+        if (into.Count > 1) into.Sort((a, b) => a.HeadPfn.CompareTo(b.HeadPfn));
+    }
+
     /// <summary>The vmemmap address of a folio's head struct page (&amp;folio->page).</summary>
     public ulong FolioPage(HugetlbFolio f) => PfnToPage(f.HeadPfn);
 

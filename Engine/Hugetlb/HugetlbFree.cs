@@ -48,7 +48,7 @@ public sealed partial class Hugetlb
         // "If folio is not vmemmap optimized (!clear_flag), then the folio is no longer identified
         // as a hugetlb page. hugetlb_vmemmap_restore_folio can only be passed hugetlb pages."
         bool clearFlag = FolioTestHugetlbVmemmapOptimized(v, head);
-        if (clearFlag)
+        if (clearFlag && !Broken.FreeSkipsVmemmapRestore)
         {
             var ret = new Ret<Errno>();
             foreach (var s in HugetlbVmemmap.HugetlbVmemmapRestoreFolio(ctx, h, f, ret)) yield return s;

@@ -83,6 +83,56 @@ public sealed class LeafFrameIndex
         return merged;
     }
 
+    /// <summary>Adds to <paramref name="into"/> every leaf intersecting [Start, End) that maps a
+    /// frame of <paramref name="frames"/> (sorted, disjoint runs), in address order. Descends only
+    /// into tables whose cached runs meet those frames, so the cost follows the leaves found and
+    /// the tables above them, not the size of the range. In a tree that is not canonical
+    /// (<see cref="PageTable.IsCanonicalTree"/>) a table reached twice is visited twice, as
+    /// <see cref="PageTable.Leaves"/> would.</summary>
+    public void LeavesMapping(IReadOnlyList<(long Pfn, long Count)> frames, List<PtWalk> into)
+    {
+        if (frames.Count == 0 || !(End == 0 || Start < End)) return;
+        if (Meets(Compute(_pt.Root), frames)) CollectMapping(_pt.Root, frames, into);
+    }
+
+    private void CollectMapping(PtTable t, IReadOnlyList<(long Pfn, long Count)> frames, List<PtWalk> into)
+    {
+        ulong size = _pt.EntrySize(t);
+        ulong firstIndex = Start <= t.BaseVa ? 0 : (Start - t.BaseVa) / size;
+        long pages = (long)(size >> _pt.Arch.PageShift);
+        for (ulong i = firstIndex; i < (ulong)t.Entries.Length; i++)
+        {
+            if (_pt.EntryVa(t, (int)i) > _last) break;
+            Pte e = t.Entries[(int)i];
+            if (e.IsLeaf) { if (Meets(e.Pfn, pages, frames)) into.Add(new PtWalk(t, (int)i, e)); }
+            else if (_pt.TryGetChild(t, e, out var child) && Meets(Compute(child), frames)) CollectMapping(child, frames, into);
+        }
+    }
+
+    /// <summary>Whether [pfn, pfn + count) meets one of the sorted, disjoint <paramref name="runs"/>.</summary>
+    private static bool Meets(long pfn, long count, IReadOnlyList<(long Pfn, long Count)> runs)
+    {
+        int lo = 0, hi = runs.Count - 1;
+        while (lo <= hi)
+        {
+            int mid = (lo + hi) >>> 1;
+            var (p, n) = runs[mid];
+            if (p + n <= pfn) lo = mid + 1;
+            else if (p >= pfn + count) hi = mid - 1;
+            else return true;
+        }
+        return false;
+    }
+
+    private static bool Meets(List<(long Pfn, long Count)> a, IReadOnlyList<(long Pfn, long Count)> b)
+    {
+        if (a.Count == 0) return false;
+        var (small, large) = a.Count <= b.Count ? ((IReadOnlyList<(long Pfn, long Count)>)a, b) : (b, a);
+        foreach (var (p, n) in small)
+            if (Meets(p, n, large)) return true;
+        return false;
+    }
+
     /// <summary>Sorts runs and merges the overlapping and adjacent ones.</summary>
     public static List<(long Pfn, long Count)> Coalesce(List<(long Pfn, long Count)> runs)
     {

@@ -72,6 +72,10 @@ public sealed class PageTable : IPageTableView
     // tables holding such an entry, once per entry. Lets a change below propagate upwards.
     private readonly Dictionary<long, List<PtTable>> _parentsOf = new();
     private readonly Dictionary<(ulong, ulong), LeafFrameIndex> _leafIndexes = new();
+    // Departures from a tree that make a walk by address differ from a walk of every path: frames
+    // with two or more table entries pointing at them, and table entries leading to a registered
+    // table one level down whose BaseVa is not the address the entry translates.
+    private int _sharedTargets, _misplaced;
 
     public string Name { get; }
     public PtTable Root { get; }
@@ -96,6 +100,7 @@ public sealed class PageTable : IPageTableView
     {
         var t = new PtTable(pfn, level, baseVa, _arch.PtrsPerLevel(level));
         if (!_tables.TryAdd(pfn, t)) throw new ModelBugException($"{Name}: table page {pfn:x} registered twice");
+        _misplaced += MisplacedEntriesTo(pfn);
         InvalidateParentsOf(pfn); // a stale entry pointing at this frame now leads somewhere
         return t;
     }
@@ -103,6 +108,7 @@ public sealed class PageTable : IPageTableView
     /// <summary>Forgets a table page (its frame is being freed by the caller).</summary>
     public void ForgetTable(PtTable t)
     {
+        _misplaced -= MisplacedEntriesTo(t.Pfn);
         if (!_tables.Remove(t.Pfn)) throw new ModelBugException($"{Name}: table page {t.Pfn:x} forgotten twice");
         foreach (var index in _leafIndexes.Values) index.Forget(t);
         InvalidateParentsOf(t.Pfn);
@@ -111,6 +117,24 @@ public sealed class PageTable : IPageTableView
     /// <summary>The tables holding an entry that points at frame <paramref name="pfn"/> as a
     /// lower table (one item per such entry; reachable from the root or not).</summary>
     public IReadOnlyList<PtTable> ParentsOf(long pfn) => _parentsOf.TryGetValue(pfn, out var l) ? l : [];
+
+    /// <inheritdoc cref="IPageTableView.IsCanonicalTree"/>
+    public bool IsCanonicalTree => _sharedTargets == 0 && _misplaced == 0;
+
+    private bool Misplaced(PtTable parent, int index, long target) =>
+        _tables.TryGetValue(target, out var c) && c.Level == parent.Level - 1 && c.BaseVa != EntryVa(parent, index);
+
+    /// <summary>How many table entries pointing at <paramref name="pfn"/> are misplaced (only a
+    /// corrupt tree has any parent entry when a table is registered or forgotten).</summary>
+    private int MisplacedEntriesTo(long pfn)
+    {
+        if (!_parentsOf.TryGetValue(pfn, out var parents)) return 0;
+        int n = 0;
+        foreach (var p in parents.Distinct())
+            foreach (int i in p.TableEntryIndices)
+                if (p.Entries[i].Pfn == pfn && Misplaced(p, i, pfn)) n++;
+        return n;
+    }
 
     private void InvalidateParentsOf(long pfn)
     {
@@ -164,6 +188,8 @@ public sealed class PageTable : IPageTableView
             {
                 t._tableEntries!.Remove(index);
                 var l = _parentsOf[old.Pfn];
+                if (l.Count == 2) _sharedTargets--;
+                if (Misplaced(t, index, old.Pfn)) _misplaced--;
                 l.Remove(t);
                 if (l.Count == 0) _parentsOf.Remove(old.Pfn);
             }
@@ -172,6 +198,8 @@ public sealed class PageTable : IPageTableView
                 (t._tableEntries ??= new()).Add(index);
                 if (!_parentsOf.TryGetValue(value.Pfn, out var l)) _parentsOf[value.Pfn] = l = new(1);
                 l.Add(t);
+                if (l.Count == 2) _sharedTargets++;
+                if (Misplaced(t, index, value.Pfn)) _misplaced++;
             }
         }
         foreach (var leafIndex in _leafIndexes.Values) leafIndex.Invalidate(t);

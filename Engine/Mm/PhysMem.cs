@@ -60,12 +60,22 @@ public sealed class PhysMem : IPhysMemView
     /// <summary>Ranges whose owner changed since <see cref="ClearChanged"/>, for incremental checks.</summary>
     public List<PfnRange> Changed { get; } = new();
 
+    /// <summary>Sections whose state was set since <see cref="ClearChanged"/> (repeats possible).</summary>
+    public IReadOnlyList<long> SectionsChanged => _sectionsChanged;
+    private readonly List<long> _sectionsChanged = new();
+
+    private readonly long[] _sectionsIn = new long[Enum.GetValues<SectionState>().Length];
+
+    /// <summary>How many sections are in <paramref name="state"/>, kept where a state is set.</summary>
+    public long SectionsIn(SectionState state) => _sectionsIn[(int)state];
+
     public PhysMem(ArchConfig arch, long totalPfns)
     {
         _arch = arch;
         MaxPfn = totalPfns;
         int nr = checked((int)(totalPfns / arch.PagesPerSection));
         _sectionState = new SectionState[nr];
+        _sectionsIn[(int)SectionState.Absent] = nr;
         _sectionUniform = new FrameOwner[nr];
         _sectionOwners = new FrameOwner[]?[nr];
         _ownerCounts[(int)FrameOwner.Absent] = totalPfns;
@@ -87,12 +97,18 @@ public sealed class PhysMem : IPhysMemView
     {
         if (_sectionState[section] is not (SectionState.Absent or SectionState.Removed))
             throw new ModelBugException($"section {section} added twice (state {_sectionState[section]})");
-        _sectionState[section] = SectionState.Online;
+        SetSectionState(section, SectionState.Online);
         SetOwner(section * PagesPerSection, PagesPerSection, owner);
     }
 
     /// <summary>Sets a section's state (memory hot-plug, Engine/Hotplug/MemoryHotplug.cs).</summary>
-    internal void SetSectionState(long section, SectionState state) => _sectionState[section] = state;
+    internal void SetSectionState(long section, SectionState state)
+    {
+        _sectionsIn[(int)_sectionState[section]]--;
+        _sectionsIn[(int)state]++;
+        _sectionState[section] = state;
+        _sectionsChanged.Add(section);
+    }
 
     /// <summary>Takes [pfn, pfn+count), every frame of it free, out of the buddy to
     /// <paramref name="owner"/> (offline_pages after isolation). The range must be aligned to
@@ -200,7 +216,11 @@ public sealed class PhysMem : IPhysMemView
         }
     }
 
-    public void ClearChanged() => Changed.Clear();
+    public void ClearChanged()
+    {
+        Changed.Clear();
+        _sectionsChanged.Clear();
+    }
 
     /// <summary>Boot-time memblock_alloc: bump allocation of frames that stay reserved.</summary>
     public long MemblockAlloc(long count, long align)

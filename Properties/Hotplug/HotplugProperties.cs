@@ -15,7 +15,7 @@ public class HotplugProperties
 
     /// <summary>A 1 GiB machine with a hot-plug range of two sections right above it; the
     /// repro's operations follow, with {B0} and {B1} the two blocks and {S} the section size.</summary>
-    private static string Repro(string config, string variant, string body, int cpus = 2)
+    internal static string Repro(string config, string variant, string body, int cpus = 2)
     {
         var arch = ArchConfig.ByName(config);
         long boot = 1L << 30, sec = arch.SectionSize;
@@ -157,6 +157,7 @@ public class HotplugProperties
     [Theory]
     [InlineData("broken-remove-keeps-linear-map", nameof(RemovedMemoryIsGone), "arm64-4k-l4", "add_memory {B0} {S}\nremove_memory {B0} {S}\n")]
     [InlineData("broken-offline-keeps-section-online", nameof(OnlineAccounting), "arm64-16k-l4", "add_memory {B0} {S}\nonline_pages {B0} {S}\noffline_pages {B0} {S}\n")]
+    [InlineData("broken-online-skips-generic-online-page", nameof(OnlineAccounting), "x86_64-4k-l4", "add_memory {B0} {S}\nonline_pages {B0} {S}\n")]
     [InlineData("broken-subsection-vmemmap-pmd", nameof(SectionsHavePrivateLeaves), "x86_64-4k-l4", "memremap_pages {B0} 2M\nmemremap_pages 0x40200000 2M\n")]
     [InlineData("arm64-vmemmap-pmd-for-subsections", nameof(SectionsHavePrivateLeaves), "arm64-4k-l4", "memremap_pages {B0} 2M\nmemremap_pages 0x40200000 2M\n")]
     [InlineData("broken-remove-skips-mem-hotplug-begin", nameof(NoWalkerHoldsFreedTable), "x86_64-4k-l4", "add_memory {B0} {S}\ncpu1: start ptdump\nstep cpu1 to ptdump_pmd_entry\nremove_memory {B0} {S}\n")]
