@@ -36,7 +36,7 @@ public sealed partial class MemoryHotplug
                     MhpInitMemmapOnMemory(ctx, p, alt);
                     yield return StepStatus.After("mhp_init_memmap_on_memory");
                 }
-                if (!K.Variant.HotplugBreakage.OnlineSkipsGenericOnlinePage)
+                if (!_broken.OnlineSkipsGenericOnlinePage)
                 {
                     Mem.FreeContigPages(p + alt, Arch.PagesPerSection - alt, FrameOwner.Offline, "generic_online_page");
                     OfflineFrames -= Arch.PagesPerSection - alt;
