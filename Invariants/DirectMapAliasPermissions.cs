@@ -21,6 +21,15 @@ namespace PropertySuite.Invariants;
 /// block-mapped, so can_set_direct_map() is false, the kernel leaves the alias alone and only the
 /// second rule applies. Source: arch/x86/mm/pat/set_memory.c cpa_process_alias,
 /// set_direct_map_invalid_noflush/default_noflush; mm/vmalloc.c vm_reset_perms, vfree.
+///
+/// Checked incrementally (<see cref="Check"/>); <see cref="CheckFullScan"/> is the oracle. The
+/// page-table parts are judged where the step could have changed their verdict: the second rule
+/// on the direct-map addresses of the step's init_mm entry stores and of the frames whose owner
+/// changed; the first on the vmalloc leaves the step stored or whose area changed, and on the
+/// vmalloc leaves mapping frames whose direct-map entries the step stored (found through the
+/// vmalloc range's leaf-frame index). The TLB parts are judged whole: a TLB holds a bounded
+/// number of entries, whatever the memory size; the vmalloc leaves behind a writable direct-map
+/// entry are found through the same index. On a violation the full scan gives the evidence.
 /// </summary>
 public sealed class DirectMapAliasPermissions : IInvariant
 {
@@ -29,6 +38,113 @@ public sealed class DirectMapAliasPermissions : IInvariant
     public string Source => "arch/x86/mm/pat/set_memory.c cpa_process_alias; mm/vmalloc.c vm_reset_perms, vfree";
 
     public Violation? Check(IKernelView k)
+    {
+        var pt = k.SwapperPgDir;
+        if (k.Step == 0 || !pt.IsCanonicalTree) return CheckFullScan(k);
+        int shift = k.Arch.PageShift;
+        ulong lin = k.Arch.PfnToVirt(0), linEnd = k.Arch.PfnToVirt(k.Machine.MemoryBytes >> shift);
+        string init = pt.Name;
+        var linStores = new List<(ulong Start, ulong End)>();
+        foreach (var e in k.StepEvents)
+            if (e.Kind == KernelEventKind.EntryStore && e.Mm == init) VmallocStepRanges.AddClipped(linStores, e.Start, e.End, lin, linEnd);
+        linStores = VmallocStepRanges.Merge(linStores);
+        if (k.Arch.Arch == Arch.X86_64 && !LiveAliasesHold(k, lin, linEnd, linStores)) return Evidence(k);
+
+        var dirty = new List<(ulong Start, ulong End)>(linStores);
+        foreach (var r in k.Mem.Changed) VmallocStepRanges.AddClipped(dirty, k.Arch.PfnToVirt(r.Start), k.Arch.PfnToVirt(r.End), lin, linEnd);
+        foreach (var (s, e) in VmallocStepRanges.Merge(dirty))
+        {
+            ulong expect = s;
+            foreach (var w in pt.Leaves(s, e))
+            {
+                ulong va = pt.EntryVa(w.Table, w.Index), size = pt.EntrySize(w.Table);
+                if (va > expect && Hole(k, expect, va) is not null) return Evidence(k);
+                expect = Math.Max(expect, va + size);
+                if (w.Entry.Writable && !w.Entry.Exec) continue;
+                long n = (long)(size >> shift);
+                if (k.Mem.CountOwned(w.Entry.Pfn, n, FrameOwner.Vmalloc) != n) return Evidence(k);
+            }
+            if (expect < e && Hole(k, expect, e) is not null) return Evidence(k);
+        }
+        return ReadOnlyTlbEntriesHold(k, lin, linEnd) ? null : Evidence(k);
+    }
+
+    /// <summary>Rule 1 where the step could have changed it: the vmalloc leaves it stored or
+    /// whose area changed, and those mapping a frame whose direct-map entry it stored; then every
+    /// writable direct-map TLB entry (a bounded set).</summary>
+    private static bool LiveAliasesHold(IKernelView k, ulong lin, ulong linEnd, List<(ulong Start, ulong End)> linStores)
+    {
+        var pt = k.SwapperPgDir;
+        var areas = k.Vmalloc.LiveAreas;
+        int shift = k.Arch.PageShift;
+        foreach (var (s, e) in VmallocStepRanges.Touched(k, (ulong)k.Arch.PageSize))
+            foreach (var w in pt.Leaves(s, e))
+                if (!AliasHolds(k, areas, w, lin, linEnd)) return false;
+        var index = pt.LeafFrames(k.Arch.VmallocStart, k.Arch.VmallocEnd);
+        var meeting = new List<PtWalk>();
+        if (linStores.Count > 0)
+        {
+            var frames = new List<(long Pfn, long Count)>(linStores.Count);
+            foreach (var (s, e) in linStores) frames.Add(((long)((s - lin) >> shift), (long)((e - s) >> shift)));
+            index.LeavesMapping(LeafFrameIndex.Coalesce(frames), meeting);
+            foreach (var w in meeting)
+                if (!AliasHolds(k, areas, w, lin, linEnd)) return false;
+        }
+        var one = new List<(long Pfn, long Count)>(1);
+        foreach (var cpu in k.Cpus)
+            foreach (var e in cpu.Tlb.Entries)
+            {
+                if (e.Asid != TlbEntry.Global || !e.Writable || e.Va < lin || e.Va >= linEnd) continue;
+                one.Clear();
+                one.Add((e.Pfn, (long)(e.Size >> shift)));
+                meeting.Clear();
+                index.LeavesMapping(one, meeting);
+                foreach (var w in meeting)
+                    if (!w.Entry.Writable && !FailedArea(areas, pt.EntryVa(w.Table, w.Index)) && InLinearMap(k, w, lin, linEnd)) return false;
+            }
+        return true;
+    }
+
+    /// <summary>Whether the direct-map alias of vmalloc leaf <paramref name="w"/> obeys rule 1:
+    /// writable leaves, leaves of an area whose set_memory_* failed and aliases outside the
+    /// direct map are not judged; otherwise every direct-map leaf over the alias is read-only.</summary>
+    private static bool AliasHolds(IKernelView k, IReadOnlyList<IVmAreaView> areas, PtWalk w, ulong lin, ulong linEnd)
+    {
+        if (w.Entry.Writable) return true;
+        var pt = k.SwapperPgDir;
+        ulong va = pt.EntryVa(w.Table, w.Index), size = pt.EntrySize(w.Table);
+        if (FailedArea(areas, va) || !InLinearMap(k, w, lin, linEnd)) return true;
+        ulong alias = k.Arch.PfnToVirt(w.Entry.Pfn);
+        foreach (var d in pt.Leaves(alias, alias + size))
+            if (d.Entry.Writable) return false;
+        return true;
+    }
+
+    private static bool InLinearMap(IKernelView k, PtWalk w, ulong lin, ulong linEnd)
+    {
+        ulong alias = k.Arch.PfnToVirt(w.Entry.Pfn);
+        return alias >= lin && alias < linEnd;
+    }
+
+    /// <summary>Rule 2's TLB part, whole: every read-only direct-map TLB entry covers vmalloc frames only.</summary>
+    private static bool ReadOnlyTlbEntriesHold(IKernelView k, ulong lin, ulong linEnd)
+    {
+        int shift = k.Arch.PageShift;
+        foreach (var cpu in k.Cpus)
+            foreach (var e in cpu.Tlb.Entries)
+            {
+                if (e.Asid != TlbEntry.Global || e.Writable || e.Va < lin || e.Va >= linEnd) continue;
+                long n = (long)(e.Size >> shift);
+                if (k.Mem.CountOwned(e.Pfn, n, FrameOwner.Vmalloc) != n) return false;
+            }
+        return true;
+    }
+
+    private Violation Evidence(IKernelView k) =>
+        CheckFullScan(k) ?? throw new Engine.Mm.ModelBugException($"{Name}: the step's entries break the rule, but a full scan finds nothing");
+
+    /// <summary>The full-scan oracle: the whole direct map, every read-only vmalloc leaf, every TLB entry.</summary>
+    public Violation? CheckFullScan(IKernelView k)
     {
         var pt = k.SwapperPgDir;
         int shift = k.Arch.PageShift;

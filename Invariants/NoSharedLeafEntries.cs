@@ -44,10 +44,10 @@ public sealed class NoSharedLeafEntries : IInvariant
         var dirty = new List<(ulong Start, ulong End)>();
         string init = pgd.Name;
         foreach (var e in k.StepEvents)
-            if (e.Kind == KernelEventKind.EntryStore && e.Mm == init) AddClipped(dirty, e.Start, e.End, lo, hi);
-        foreach (var r in k.Mem.Changed) AddClipped(dirty, k.Arch.PfnToPage(r.Start), k.Arch.PfnToPage(r.End), lo, hi);
+            if (e.Kind == KernelEventKind.EntryStore && e.Mm == init) VmallocStepRanges.AddClipped(dirty, e.Start, e.End, lo, hi);
+        foreach (var r in k.Mem.Changed) VmallocStepRanges.AddClipped(dirty, k.Arch.PfnToPage(r.Start), k.Arch.PfnToPage(r.End), lo, hi);
         foreach (var h in k.Hugetlb.Hstates)
-            foreach (var f in h.TouchedThisStep) AddClipped(dirty, k.Arch.PfnToPage(f.HeadPfn), k.Arch.PfnToPage(f.HeadPfn + f.NrPages), lo, hi);
+            foreach (var f in h.TouchedThisStep) VmallocStepRanges.AddClipped(dirty, k.Arch.PfnToPage(f.HeadPfn), k.Arch.PfnToPage(f.HeadPfn + f.NrPages), lo, hi);
         if (dirty.Count == 0) return null;
         dirty = VmallocStepRanges.Merge(dirty);
 
@@ -127,15 +127,6 @@ public sealed class NoSharedLeafEntries : IInvariant
             groupEnd = m.Frame + m.Frames;
         }
         return null;
-    }
-
-    private static void AddClipped(List<(ulong Start, ulong End)> acc, ulong start, ulong end, ulong lo, ulong hi)
-    {
-        if (!VaRange.Overlaps(start, end, lo, hi)) return;
-        start = Math.Max(start, lo);
-        end = end == 0 ? hi : Math.Min(end, hi);
-        if (acc.Count > 0 && acc[^1].End >= start && acc[^1].Start <= end) acc[^1] = (Math.Min(acc[^1].Start, start), Math.Max(acc[^1].End, end));
-        else acc.Add((start, end));
     }
 
     /// <summary>The single owner of the struct pages a vmemmap leaf at [va, va + size) holds: a

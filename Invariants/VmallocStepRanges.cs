@@ -6,7 +6,8 @@
 // Judging the leaves of these ranges, and the areas they overlap, after every step gives the
 // verdict a full scan gives, because a full scan passed after the previous step and nothing
 // else of what the invariants read changed (Properties/EngineCore/IncrementalOracleTests.cs
-// compares the two after every step of generated scenarios).
+// compares the two after every step of generated scenarios). The same clipping and merging
+// serve the incremental invariants of other ranges (vmemmap, the direct map): AddClipped, Merge.
 using PropertySuite.Engine;
 using PropertySuite.Engine.Mm;
 
@@ -26,6 +27,18 @@ internal static class VmallocStepRanges
             if (e.Kind == KernelEventKind.EntryStore && e.Mm == init) Add(acc, e.Start, e.End, lo, hi, align);
         foreach (var (s, end) in k.Vmalloc.AreasChangedThisStep) Add(acc, s, end, lo, hi, align);
         return Merge(acc);
+    }
+
+    /// <summary>Adds [start, end) clipped to [lo, hi) to <paramref name="acc"/> (an end of 0 is
+    /// the top of the address space), merged into the last range when they meet; nothing when
+    /// they do not overlap. Callers <see cref="Merge"/> the list before use.</summary>
+    public static void AddClipped(List<(ulong Start, ulong End)> acc, ulong start, ulong end, ulong lo, ulong hi)
+    {
+        if (!VaRange.Overlaps(start, end, lo, hi)) return;
+        start = Math.Max(start, lo);
+        end = end == 0 ? hi : Math.Min(end, hi);
+        if (acc.Count > 0 && acc[^1].End >= start && acc[^1].Start <= end) acc[^1] = (Math.Min(acc[^1].Start, start), Math.Max(acc[^1].End, end));
+        else acc.Add((start, end));
     }
 
     /// <summary>Sorts and merges overlapping or adjacent ranges.</summary>

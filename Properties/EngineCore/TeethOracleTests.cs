@@ -20,6 +20,7 @@ public class TeethOracleTests
     private static readonly NoSharedLeafEntries SharedLeaf = new();
     private static readonly HvoFrameConservation HvoFrames = new();
     private static readonly OnlineAccounting Online = new();
+    private static readonly DirectMapAliasPermissions DirectMap = new();
 
     // The verdict compared: the whole evidence, except the audit's, where only the frame it names
     // first must agree (either form may list other holders).
@@ -35,6 +36,7 @@ public class TeethOracleTests
         yield return (SharedLeaf.Name, SharedLeaf.Check, SharedLeaf.CheckFullScan, Whole);
         yield return (HvoFrames.Name, HvoFrames.Check, HvoFrames.CheckFullScan, Whole);
         yield return (Online.Name, Online.Check, Online.CheckFullScan, Whole);
+        yield return (DirectMap.Name, DirectMap.Check, DirectMap.CheckFullScan, Whole);
     }
 
     /// <summary>Scenarios per row. Each operation comes from a family drawn uniformly from
@@ -97,6 +99,10 @@ public class TeethOracleTests
     [InlineData("broken-online-skips-generic-online-page", "x86_64-4k-l4", "add_memory {B0} {S}\nonline_pages {B0} {S}\n", true)]
     [InlineData("broken-restore-leaks-partial-alloc", "x86_64-4k-l4", "f1 = hugetlb_alloc 2M\nfail_alloc 1 1\nhugetlb_free f1\n", true)]
     [InlineData("broken-free-skips-vmemmap-restore", "x86_64-4k-l5", "f1 = hugetlb_alloc 2M\nf2 = hugetlb_alloc 2M\nhugetlb_free f1\n", true)]
+    [InlineData("broken-set-memory-no-alias", "x86_64-4k-l4", "v1 = module_alloc 8K\nset_memory_ro v1 0 1\n", true)]
+    [InlineData("broken-reset-perms-skips-direct-map-flush", "x86_64-4k-l4", "v1 = module_alloc 8K\nset_memory_ro v1 0 2\ncpu1: read_direct_map v1 4K\nvfree v1\n", true)]
+    [InlineData("huge-module-alloc", "x86_64-4k-l4", "v1 = module_alloc 2M\nset_memory_ro v1 0 512\nfail_alloc 0 4096\nvfree v1\n", true)]
+    [InlineData("default", "x86_64-4k-l4", "v1 = module_alloc 2M\nset_memory_ro v1 0 512\ncpu1: read_direct_map v1 4K\nset_memory_rw v1 0 1\nfail_alloc 0 4096\nvfree v1\nv2 = module_alloc 8K\nset_memory_ro v2 0 2\nvfree v2\n", false)]
     public void IncrementalVerdictsEqualFullScansOnWrittenScenarios(string variant, string config, string body, bool breaks)
     {
         var s = Engine.Scenario.Repro.Parse(Hotplug.HotplugProperties.Repro(config, variant, body));
@@ -134,5 +140,25 @@ public class TeethOracleTests
         var full = Online.CheckFullScan(k);
         Assert.NotNull(full);
         Assert.Equal(full!.Evidence, Online.Check(k)?.Evidence);
+    }
+
+    /// <summary>A direct-map PTE made writable again under a read-only module page, in a step
+    /// that touches nothing of vmalloc: only the store to the direct map leads the incremental
+    /// form to the vmalloc leaf whose alias it is (through the vmalloc leaf-frame index).</summary>
+    [Fact]
+    public void DirectMapAliasPermissionsJudgesADirectMapStoreAlone()
+    {
+        var k = Machines.Boot("x86_64-4k-l4", "256M");
+        var (m, _) = k.Vmalloc.ModuleAlloc((ulong)k.Arch.PageSize * 2);
+        Assert.Equal(Engine.Mm.Errno.Ok, k.Vmalloc.SetMemory.SetMemoryRo(m!.Addr, 2));
+        k.BeginStep(1);
+        Assert.Null(DirectMap.CheckFullScan(k));
+        k.BeginStep(2);
+        var alias = k.SwapperPgDir.Walk(k.Arch.PfnToVirt(m.Pages[1]));
+        Assert.True(alias.IsLeaf && alias.Level == PtLevel.Pte && !alias.Entry.Writable, $"alias of the module's second page: {alias.Level} {alias.Entry}");
+        k.SwapperPgDir.Set(alias.Table, alias.Index, alias.Entry.WithWritable(true));
+        var full = DirectMap.CheckFullScan(k);
+        Assert.NotNull(full);
+        Assert.Equal(full!.Evidence, DirectMap.Check(k)?.Evidence);
     }
 }
