@@ -118,6 +118,9 @@ public interface IPageTableView
     bool IsCanonicalTree { get; }
     void ForEachEntry(Action<PtTable, int, Pte> visit);
     void ForEachTableEntry(Action<PtTable, int, Pte> visit);
+    void ForEachTableEntry(PtTable from, Action<PtTable, int, Pte> visit);
+    /// <summary>Frames of the tables forgotten during the current step.</summary>
+    IReadOnlyList<long> TablesForgottenThisStep { get; }
 }
 
 public interface IMmView

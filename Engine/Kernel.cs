@@ -191,6 +191,7 @@ public sealed class Kernel : IPteObserver, IKernelView
         SpeculativeRefs.BeginStep();
         _filemap?.CacheChangedThisStep.Clear();
         Events.Clear();
+        foreach (var mm in _mms) mm.Pgd.ClearStepRecords();
         if (Hugetlb is not null) foreach (var h in Hugetlb.Hstates) h.ClearTouched();
         Hgm?.BeginStep();
         Vmalloc.BeginStep();

@@ -105,11 +105,21 @@ public sealed class PageTable : IPageTableView
         return t;
     }
 
+    private readonly List<long> _forgottenThisStep = new();
+
+    /// <summary>The frames of the tables forgotten since <see cref="ClearStepRecords"/> (the
+    /// kernel calls it when a step begins), in order.</summary>
+    public IReadOnlyList<long> TablesForgottenThisStep => _forgottenThisStep;
+
+    /// <summary>A step begins: the per-step records start empty.</summary>
+    public void ClearStepRecords() => _forgottenThisStep.Clear();
+
     /// <summary>Forgets a table page (its frame is being freed by the caller).</summary>
     public void ForgetTable(PtTable t)
     {
         _misplaced -= MisplacedEntriesTo(t.Pfn);
         if (!_tables.Remove(t.Pfn)) throw new ModelBugException($"{Name}: table page {t.Pfn:x} forgotten twice");
+        _forgottenThisStep.Add(t.Pfn);
         foreach (var index in _leafIndexes.Values) index.Forget(t);
         InvalidateParentsOf(t.Pfn);
     }
@@ -278,6 +288,10 @@ public sealed class PageTable : IPageTableView
     /// depth-first in address order: the same visits, in the same order, as
     /// <see cref="ForEachEntry"/> restricted to table entries, without reading the leaves.</summary>
     public void ForEachTableEntry(Action<PtTable, int, Pte> visit) => VisitTables(Root, visit);
+
+    /// <summary>Every table entry of <paramref name="from"/> and of the tables below it, as
+    /// the walk from the root visits them.</summary>
+    public void ForEachTableEntry(PtTable from, Action<PtTable, int, Pte> visit) => VisitTables(from, visit);
 
     private void VisitTables(PtTable t, Action<PtTable, int, Pte> visit)
     {

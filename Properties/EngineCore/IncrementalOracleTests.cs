@@ -22,17 +22,29 @@ public class IncrementalOracleTests
         LeafFrameIndex.Coalesce(pt.Leaves(start, end)
             .Select(w => (w.Entry.Pfn, (long)(pt.EntrySize(w.Table) >> pt.Arch.PageShift))).ToList());
 
-    /// <summary>Compares the indexes and the incremental invariants with their full scans.
-    /// NoSharedLeafEntries judges only what a step changed, so it is compared while its full
-    /// scan passed at the previous comparison (<paramref name="sharedLeafClean"/>), and at the
-    /// first step it fails.</summary>
-    private static void AssertAgree(Kernel k, string when, ref bool sharedLeafClean)
+    private static readonly NoFreedFrameReachable FreedFrameInvariant = new();
+
+    /// <summary>The incremental invariants that judge only what a step changed: each is compared
+    /// while its full scan passed at the previous comparison, and at the first step it fails.</summary>
+    private static readonly (string Name, Func<Kernel, Violation?> Incremental, Func<Kernel, Violation?> Full)[] StepJudged =
+    [
+        (nameof(NoSharedLeafEntries), SharedLeafInvariant.Check, SharedLeafInvariant.CheckFullScan),
+        (nameof(NoFreedFrameReachable), FreedFrameInvariant.Check, FreedFrameInvariant.CheckFullScan),
+    ];
+
+    private static bool[] AllClean() => [.. StepJudged.Select(_ => true)];
+
+    /// <summary>Compares the indexes and the incremental invariants with their full scans; the
+    /// step-judged ones while <paramref name="clean"/> says their full scan passed before.</summary>
+    private static void AssertAgree(Kernel k, string when, bool[] clean)
     {
-        if (sharedLeafClean)
+        for (int i = 0; i < StepJudged.Length; i++)
         {
-            string? full = SharedLeafInvariant.CheckFullScan(k)?.ToString();
-            Assert.True(full == SharedLeafInvariant.Check(k)?.ToString(), $"{when}: NoSharedLeafEntries full scan says {full ?? "ok"}, incremental {SharedLeafInvariant.Check(k)?.ToString() ?? "ok"}");
-            sharedLeafClean = full is null;
+            if (!clean[i]) continue;
+            var (name, inc, full) = StepJudged[i];
+            string? f = full(k)?.ToString(), n = inc(k)?.ToString();
+            Assert.True(f == n, $"{when}: {name} full scan says {f ?? "ok"}, incremental {n ?? "ok"}");
+            clean[i] = f is null;
         }
         AssertAgree(k, when);
     }
@@ -67,8 +79,8 @@ public class IncrementalOracleTests
         var rng = new Random(config.Sum(c => c) * 2 + (danglingTables ? 1 : 0));
         var areas = new List<VmArea>();
         ulong p = (ulong)arch.PageSize;
-        bool sharedLeafClean = true;
-        AssertAgree(k, "boot", ref sharedLeafClean);
+        var clean = AllClean();
+        AssertAgree(k, "boot", clean);
         for (int step = 0; step < 100; step++)
         {
             k.BeginStep(step + 1);
@@ -139,7 +151,7 @@ public class IncrementalOracleTests
                 // A walk through a dangling entry of the broken variant is refused (the engine's
                 // BUG_ON); whatever state it left must still be summarised correctly.
             }
-            AssertAgree(k, $"{config} step {step}", ref sharedLeafClean);
+            AssertAgree(k, $"{config} step {step}", clean);
         }
     }
 

@@ -4,6 +4,7 @@
 // including it.
 using PropertySuite.Engine;
 using PropertySuite.Engine.Config;
+using PropertySuite.Engine.Mm;
 using PropertySuite.Generators;
 using PropertySuite.Generators.Families;
 using PropertySuite.Invariants;
@@ -21,6 +22,7 @@ public class TeethOracleTests
     private static readonly HvoFrameConservation HvoFrames = new();
     private static readonly OnlineAccounting Online = new();
     private static readonly DirectMapAliasPermissions DirectMap = new();
+    private static readonly NoFreedFrameReachable FreedFrame = new();
 
     // The verdict compared: the whole evidence, except the audit's, where only the frame it names
     // first must agree (either form may list other holders).
@@ -37,6 +39,7 @@ public class TeethOracleTests
         yield return (HvoFrames.Name, HvoFrames.Check, HvoFrames.CheckFullScan, Whole);
         yield return (Online.Name, Online.Check, Online.CheckFullScan, Whole);
         yield return (DirectMap.Name, DirectMap.Check, DirectMap.CheckFullScan, Whole);
+        yield return (FreedFrame.Name, FreedFrame.Check, FreedFrame.CheckFullScan, Whole);
     }
 
     /// <summary>Scenarios per row. Each operation comes from a family drawn uniformly from
@@ -99,6 +102,9 @@ public class TeethOracleTests
     [InlineData("broken-online-skips-generic-online-page", "x86_64-4k-l4", "add_memory {B0} {S}\nonline_pages {B0} {S}\n", true)]
     [InlineData("broken-restore-leaks-partial-alloc", "x86_64-4k-l4", "f1 = hugetlb_alloc 2M\nfail_alloc 1 1\nhugetlb_free f1\n", true)]
     [InlineData("broken-free-skips-vmemmap-restore", "x86_64-4k-l5", "f1 = hugetlb_alloc 2M\nf2 = hugetlb_alloc 2M\nhugetlb_free f1\n", true)]
+    [InlineData("broken-pmd-free-pte-page-skips-flush", "arm64-4k-l4", "v1 = vmalloc 4K\ncpu1: read v1 0\nvfree v1\nvm_unmap_aliases\nv2 = vmalloc_huge 2M\n", true)]
+    [InlineData("broken-hgm-collapse-frees-tables-before-flush", "x86_64-4k-l4", "a1 = hgm_mmap 2M 1\na2 = hgm_alias a1\nhgm_touch a2 0 write\nmadvise_split a1 0 2M\nuffd_register a1 0 2M minor\nuffdio_continue a1 0 4K\nuffdio_continue a1 4K 4K\nhgm_touch a1 0\ncpu1: start madvise_collapse a1 0 2M\nstep cpu1 to pte_free\n", true)]
+    [InlineData("default", "x86_64-4k-l4", "a1 = hgm_mmap 2M 1\na2 = hgm_alias a1\nhgm_touch a2 0 write\nmadvise_split a1 0 2M\nuffd_register a1 0 2M minor\nuffdio_continue a1 0 4K\nuffdio_continue a1 4K 4K\nhgm_touch a1 0\ncpu1: start madvise_collapse a1 0 2M\nstep cpu1 to pte_free\nstep cpu1 until done\nhgm_munmap a2 0 2M\nhgm_munmap a1 0 2M\n", false)]
     [InlineData("broken-set-memory-no-alias", "x86_64-4k-l4", "v1 = module_alloc 8K\nset_memory_ro v1 0 1\n", true)]
     [InlineData("broken-reset-perms-skips-direct-map-flush", "x86_64-4k-l4", "v1 = module_alloc 8K\nset_memory_ro v1 0 2\ncpu1: read_direct_map v1 4K\nvfree v1\n", true)]
     [InlineData("huge-module-alloc", "x86_64-4k-l4", "v1 = module_alloc 2M\nset_memory_ro v1 0 512\nfail_alloc 0 4096\nvfree v1\n", true)]
@@ -160,5 +166,32 @@ public class TeethOracleTests
         var full = DirectMap.CheckFullScan(k);
         Assert.NotNull(full);
         Assert.Equal(full!.Evidence, DirectMap.Check(k)?.Evidence);
+    }
+
+    /// <summary>A table built while detached and installed later: the step stores one table
+    /// entry, and what makes the tree bad is below it (an entry stored a step earlier, when
+    /// no walk from the root could reach it).</summary>
+    [Fact]
+    public void NoFreedFrameReachableJudgesAnInstalledSubtree()
+    {
+        var k = Machines.Boot("x86_64-4k-l4", "256M");
+        var pgd = k.SwapperPgDir;
+        ulong pudSize = 1UL << k.Arch.LevelShift(PtLevel.Pud);
+        ulong va = (k.Arch.VmallocEnd - pudSize) & ~(pudSize - 1);
+        var pud = pgd.WalkAlloc(va, PtLevel.Pud, k.Pgtable.TryAllocPageTablePage, out var err);
+        Assert.True(pud is not null, $"no PUD table for {va:x}: {err}");
+        int index = pgd.Index(va, PtLevel.Pud);
+        Assert.True(pud!.Entries[index].IsNone, $"PUD entry for {va:x} is in use: {pud.Entries[index]}");
+        k.BeginStep(1);
+        Assert.True(k.Pgtable.TryAllocPageTablePage(out long pmdPfn));
+        Assert.True(k.Pgtable.TryAllocPageTablePage(out long notATable));
+        var pmd = pgd.NewTable(pmdPfn, PtLevel.Pmd, va);
+        pgd.Set(pmd, 0, Pte.MkTable(notATable));
+        Assert.Null(FreedFrame.CheckFullScan(k));
+        k.BeginStep(2);
+        pgd.Set(pud, index, Pte.MkTable(pmdPfn));
+        var full = FreedFrame.CheckFullScan(k);
+        Assert.NotNull(full);
+        Assert.Equal(full!.Evidence, FreedFrame.Check(k)?.Evidence);
     }
 }
