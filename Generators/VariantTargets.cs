@@ -133,8 +133,9 @@ public static class VariantTargets
         Buggy("broken-hgm-split-ignores-huge-alignment", Inv<VmaTreeWellFormed>()) with { MaxReproOps = 4, Focus = Hgm },
         Buggy("broken-hgm-punch-hole-skips-unmap", Inv<UserLeafMapsLiveFolio>()) with { MaxReproOps = 4, Focus = Hgm },
         Buggy("broken-hgm-collapse-frees-tables-before-flush", Inv<NoFreedFrameReachable>(), Inv<TlbCoherentAfterFlush>(), Inv<NoKernelOops>(), Inv<ClearFlushFree>()) with { MaxReproOps = 10, SearchTests = 600, Focus = Hgm },
-        // Without i_mmap_rwsem a hole punch can also run inside the collapse, which then maps a folio the punch took out of the page cache.
-        Buggy("broken-hgm-collapse-skips-vma-lock", Inv<NoKernelOops>(), Inv<UserLeafMapsLiveFolio>()) with { MaxReproOps = 11, SearchTests = 600, Focus = Hgm },
+        // Without i_mmap_rwsem a hole punch can also run inside the collapse, which then maps a folio the punch took out of the page cache;
+        // a UFFDIO_CONTINUE inside it installs a PTE table that the collapse's PMD leaf then overwrites (a leaked table).
+        Buggy("broken-hgm-collapse-skips-vma-lock", Inv<NoKernelOops>(), Inv<UserLeafMapsLiveFolio>(), Inv<PageTableTreeWellFormed>()) with { MaxReproOps = 11, SearchTests = 600, Focus = Hgm },
         // Memory hot-plug: ptdump against the teardown, sub-section vmemmap, the removal and the accounting.
         // Measured with `find rates 600`: ptdump-without-get-online-mems 5 (0.83 %),
         // broken-remove-skips-mem-hotplug-begin 2 (0.33 %); the walk must be inside the hot block's
