@@ -18,11 +18,12 @@ namespace PropertySuite.Invariants;
 /// <remarks>Walker tasks holding a table pointer in the middle of a walk are checked by
 /// NoWalkerHoldsFreedTable, not here.
 /// Checked incrementally (<see cref="Check"/>); <see cref="CheckFullScan"/> is the oracle. The
-/// page-table parts can only change where the step stored an entry (the target of a table entry
-/// and the tables below it; the leaves of a stored range), forgot a table (an entry may still
-/// point at it) or changed a frame's owner (the leaves mapping it, found through the leaf-frame
-/// indexes); those are judged, and any doubt is settled by the full scan, which also gives the
-/// evidence. The TLB and walk-cache parts are judged whole: their size is bounded, whatever the
+/// table-entry part can only change where the step stored a table entry (its target and the
+/// tables below it, which may have been filled while detached) or forgot a table (an entry may
+/// still point at it); those are judged, and any doubt is settled by the full scan, which also
+/// gives the evidence. The leaf part is judged whole through the leaf-frame indexes (its cost is
+/// the number of frame runs: judging each stored leaf measured slower), the TLB and walk-cache
+/// parts whole too: their size is bounded, whatever the
 /// memory size. At step 0, or when a tree is not canonical, the full scan runs.</remarks>
 public sealed class NoFreedFrameReachable : IInvariant
 {
@@ -35,46 +36,27 @@ public sealed class NoFreedFrameReachable : IInvariant
         if (k.Step == 0) return CheckFullScan(k);
         foreach (var mm in k.Mms)
             if (!mm.Pgd.IsCanonicalTree) return CheckFullScan(k);
-        return TablesOrLeavesInDoubt(k) ? CheckFullScan(k) : CheckCaches(k);
+        return TablesInDoubt(k) ? CheckFullScan(k) : CheckLeaves(k) ?? CheckCaches(k);
     }
 
-    /// <summary>Whether what the step stored, forgot or freed could have made a table entry lead
-    /// to a frame that is not a table of its tree, or a vmalloc/vmemmap leaf map a free frame.</summary>
-    private static bool TablesOrLeavesInDoubt(IKernelView k)
+    /// <summary>Whether what the step stored or forgot could have made a table entry lead to a
+    /// frame that is not a table of its tree: a stored table entry (its target, and the tables
+    /// below it, built while detached), or a forgotten table that an entry still points at.</summary>
+    private static bool TablesInDoubt(IKernelView k)
     {
         bool bad = false;
-        var init = k.SwapperPgDir;
-        (ulong Start, ulong End)[] leafRanges = [(k.Arch.VmallocStart, k.Arch.VmallocEnd), (k.Arch.VmemmapStart, k.Arch.VmemmapEnd)];
         foreach (var e in k.StepEvents)
         {
-            if (e.Kind != KernelEventKind.EntryStore) continue;
+            if (e.Kind != KernelEventKind.EntryStore || !e.New.IsTable) continue;
             var pgd = PgdOf(k, e.Mm);
             if (pgd is null) continue;
-            if (e.New.IsTable)
-            {
-                if (!pgd.TryGetTable(e.New.Pfn, out var t)) return true;
-                pgd.ForEachTableEntry(t, (_, _, x) => bad |= !pgd.TryGetTable(x.Pfn, out _));
-                if (bad) return true;
-            }
-            if (pgd != init) continue;
-            foreach (var (lo, hi) in leafRanges)
-            {
-                if (!VaRange.Overlaps(e.Start, e.End, lo, hi)) continue;
-                foreach (var w in init.Leaves(Math.Max(e.Start, lo), e.End == 0 ? hi : Math.Min(e.End, hi)))
-                    if (MapsFree(k, w.Entry.Pfn, (long)(init.EntrySize(w.Table) >> k.Arch.PageShift))) return true;
-            }
+            if (!pgd.TryGetTable(e.New.Pfn, out var t)) return true;
+            pgd.ForEachTableEntry(t, (_, _, x) => bad |= !pgd.TryGetTable(x.Pfn, out _));
+            if (bad) return true;
         }
         foreach (var mm in k.Mms)
             foreach (long pfn in mm.Pgd.TablesForgottenThisStep)
                 if (!mm.Pgd.TryGetTable(pfn, out _) && mm.Pgd.ParentsOf(pfn).Count > 0) return true;
-        if (k.Mem.Changed.Count == 0) return false;
-        var frames = new List<(long Pfn, long Count)>(k.Mem.Changed.Count);
-        foreach (var r in k.Mem.Changed) frames.Add((r.Start, r.End - r.Start));
-        frames = LeafFrameIndex.Coalesce(frames);
-        var meeting = new List<PtWalk>();
-        foreach (var (lo, hi) in leafRanges) init.LeafFrames(lo, hi).LeavesMapping(frames, meeting);
-        foreach (var w in meeting)
-            if (MapsFree(k, w.Entry.Pfn, (long)(init.EntrySize(w.Table) >> k.Arch.PageShift))) return true;
         return false;
     }
 
@@ -84,9 +66,6 @@ public sealed class NoFreedFrameReachable : IInvariant
             if (m.Name == mm) return m.Pgd;
         return null;
     }
-
-    private static bool MapsFree(IKernelView k, long pfn, long count) =>
-        pfn >= 0 && pfn + count <= k.Mem.MaxPfn && k.Mem.CountOwned(pfn, count, FrameOwner.Free) > 0;
 
     /// <summary>The full-scan oracle: every table entry of every mm, every vmalloc and vmemmap
     /// leaf, every TLB and walk-cache entry.</summary>
@@ -103,11 +82,18 @@ public sealed class NoFreedFrameReachable : IInvariant
             });
             if (bad is not null) return bad;
         }
+        return CheckLeaves(k) ?? CheckCaches(k);
+    }
+
+    /// <summary>The vmalloc and vmemmap leaves, whole, through the leaf-frame indexes (kept up to
+    /// date by the stores, so this costs the number of frame runs, not of leaves).</summary>
+    private Violation? CheckLeaves(IKernelView k)
+    {
         foreach (var (start, end) in new[] { (k.Arch.VmallocStart, k.Arch.VmallocEnd), (k.Arch.VmemmapStart, k.Arch.VmemmapEnd) })
             foreach (var (pfn, count) in k.SwapperPgDir.LeafFrames(start, end).Runs)
                 if (k.Mem.CountOwned(pfn, count, FrameOwner.Free) > 0)
                     return new(Name, $"a leaf in [{start:x}, {end:x}) maps free frames among {pfn:x}+{count}");
-        return CheckCaches(k);
+        return null;
     }
 
     /// <summary>The TLB and walk-cache part, whole.</summary>
