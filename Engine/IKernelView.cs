@@ -23,6 +23,8 @@ public interface IKernelView
     IMmView? MmByAsid(int asid);
     IReadOnlyList<ICpuView> Cpus { get; }
     IReadOnlyList<PendingFlush> PendingFlushes { get; }
+    /// <summary>The pending flushes that are breaks (valid → none), indexed by address.</summary>
+    IPendingBreaksView PendingBreaks { get; }
     IReadOnlyList<KernelTask> LiveTasks { get; }
     IReadOnlyList<KernelFault> Faults { get; }
     /// <summary>The current scenario step (faults and grace periods carry the step they happened at).</summary>

@@ -252,6 +252,7 @@ public sealed class Kernel : IPteObserver, IKernelView
     IMmView? IKernelView.MmByAsid(int asid) => MmByAsid(asid);
     IReadOnlyList<ICpuView> IKernelView.Cpus => Cpus;
     IReadOnlyList<PendingFlush> IKernelView.PendingFlushes => Tlb.PendingFlushes;
+    IPendingBreaksView IKernelView.PendingBreaks => Tlb.PendingBreaks;
     IReadOnlyList<KernelTask> IKernelView.LiveTasks => Sched.LiveTasks;
     IReadOnlyList<KernelFault> IKernelView.Faults => Log.Faults;
     IReadOnlyList<GracePeriod> IKernelView.GracePeriods => Rcu.GracePeriodHistory;

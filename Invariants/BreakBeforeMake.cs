@@ -40,7 +40,6 @@ public sealed class BreakBeforeMake : IInvariant
         var last = new Dictionary<(string?, PtLevel, ulong), int>(EntryKeyComparer.Instance);
         for (int i = 0; i < events.Count; i++)
             if (events[i].Kind == KernelEventKind.EntryStore) last[(events[i].Mm, events[i].Level, events[i].Start)] = i;
-        HashSet<(string?, PtLevel, ulong)>? pendingBreaks = null;
         var previous = new Dictionary<(string?, PtLevel, ulong), int>(EntryKeyComparer.Instance);
         var flushes = new List<int>();
         for (int i = 0; i < events.Count; i++)
@@ -58,7 +57,7 @@ public sealed class BreakBeforeMake : IInvariant
                 continue;
             }
             // A make: find the break of the same entry, and whether an invalidation followed it.
-            if (UninvalidatedBreak(k, events, flushes, i, prev, last[key] > i, ref pendingBreaks) is { } brk)
+            if (UninvalidatedBreak(k, events, flushes, i, prev, last[key] > i) is { } brk)
                 return new(Name, $"{e.Mm} {e.Level} entry at {e.Start:x} made ({e.New}) before the break {brk} was invalidated");
         }
         return OverlappingBreakNotInvalidated(k, events);
@@ -70,10 +69,9 @@ public sealed class BreakBeforeMake : IInvariant
     /// The common case of a large vmalloc or ioremap, checked without building the indexes.</summary>
     private static bool OnlyMakesOfEmptyEntries(IKernelView k, IReadOnlyList<KernelEvent> events)
     {
+        if (k.PendingBreaks.Count > 0) return false;
         foreach (var e in events)
             if (e.Kind == KernelEventKind.EntryStore && !e.Old.IsNone) return false;
-        foreach (var p in k.PendingFlushes)
-            if (p.New.IsNone && !p.Old.IsNone) return false;
         return true;
     }
 
@@ -87,8 +85,10 @@ public sealed class BreakBeforeMake : IInvariant
         HashSet<(string?, PtLevel, ulong)>? brokenThisStep = null;
         foreach (var e in events)
             if (e.Kind == KernelEventKind.EntryStore && e.New.IsNone && !e.Old.IsNone) (brokenThisStep ??= new(EntryKeyComparer.Instance)).Add((e.Mm, e.Level, e.Start));
-        List<Engine.Smp.PendingFlush>? earlier = null;
-        ulong longest = 0;
+        // Indexed by start, with a bound on the longest range, so that each make looks only at the
+        // breaks that can overlap it (a lazily freed vmalloc area leaves thousands).
+        var earlier = k.PendingBreaks;
+        ulong longest = earlier.LongestRange;
         foreach (var e in events)
         {
             if (e.Kind == KernelEventKind.Flush)
@@ -110,19 +110,9 @@ public sealed class BreakBeforeMake : IInvariant
                 foreach (var b in open)
                     if (b.Mm == e.Mm && (b.Level != e.Level || b.Start != e.Start) && VaRange.Overlaps(b.Start, b.End, e.Start, e.End))
                         return new(Name, $"{e.Mm} {e.Level} entry at {e.Start:x} made ({e.New}) over [{b.Start:x}, {b.End:x}), whose {b.Level} entry was broken ({b.Old} -> none, this step, by {KernelEvent.CpuName(b.Cpu)}) and not invalidated yet");
-            if (earlier is null)
-            {
-                // Sorted by start, with the longest range, so that each make looks only at the
-                // breaks that can overlap it (a lazily freed vmalloc area leaves thousands).
-                earlier = k.PendingFlushes.Where(p => p.New.IsNone && !p.Old.IsNone).OrderBy(p => p.Start).ToList();
-                foreach (var p in earlier) longest = Math.Max(longest, p.End - p.Start);
-            }
             ulong from = e.Start > longest ? e.Start - longest : 0;
-            int lo = 0, hi = earlier.Count;
-            while (lo < hi) { int mid = (lo + hi) / 2; if (earlier[mid].Start < from) lo = mid + 1; else hi = mid; }
-            for (int x = lo; x < earlier.Count && (e.End == 0 || earlier[x].Start < e.End); x++) // an end of 0 is 2^64
+            foreach (var p in earlier.StartingIn(from, e.End))
             {
-                var p = earlier[x];
                 if (p.Mm != e.Mm || (p.Level == e.Level && p.EntryVa == e.Start) || !VaRange.Overlaps(p.Start, p.End, e.Start, e.End)) continue;
                 if (brokenThisStep is not null && brokenThisStep.Contains((p.Mm, p.Level, p.EntryVa))) continue; // this step's own, judged above
                 return new(Name, $"{e.Mm} {e.Level} entry at {e.Start:x} made ({e.New}) over [{p.Start:x}, {p.End:x}), whose {p.Level} entry was broken ({p.Old} -> none) in an earlier step and is not invalidated yet");
@@ -147,7 +137,7 @@ public sealed class BreakBeforeMake : IInvariant
     /// steps unless the entry is stored again later in this step (a break of a table entry is
     /// covered only by a flush that reaches the walk caches).</summary>
     private static string? UninvalidatedBreak(IKernelView k, IReadOnlyList<KernelEvent> events, List<int> flushes, int make, int prev,
-        bool storedLater, ref HashSet<(string?, PtLevel, ulong)>? pendingBreaks)
+        bool storedLater)
     {
         var m = events[make];
         if (prev >= 0)
@@ -162,9 +152,7 @@ public sealed class BreakBeforeMake : IInvariant
         }
         // A pending break recorded later in this step (after the make) is not one the make followed.
         if (storedLater) return null;
-        pendingBreaks ??= k.PendingFlushes.Where(p => p.New.IsNone && !p.Old.IsNone).Select(p => ((string?)p.Mm, p.Level, p.EntryVa)).ToHashSet(EntryKeyComparer.Instance);
-        if (!pendingBreaks.Contains((m.Mm!, m.Level, m.Start))) return null;
-        var pb = k.PendingFlushes.First(p => p.Mm == m.Mm && p.Level == m.Level && p.EntryVa == m.Start && p.New.IsNone && !p.Old.IsNone);
+        if (k.PendingBreaks.Of(m.Mm!, m.Level, m.Start) is not { } pb) return null;
         return $"at {pb.EntryVa:x} ({pb.Old} -> none, an earlier step)";
     }
 }

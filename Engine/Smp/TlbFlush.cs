@@ -23,6 +23,9 @@ namespace PropertySuite.Engine.Smp;
 /// only when asked for (a change is recorded on every entry store, a hot path).</summary>
 public sealed record PendingFlush(ulong Start, ulong End, int TaskId, string Mm, PtLevel Level, ulong EntryVa, Pte Old, Pte New)
 {
+    /// <summary>Order of recording (0, 1, ...), unique per kernel: orders equal starts in the
+    /// pending-break index.</summary>
+    public long Seq { get; init; }
     public bool WalkCache => Old.IsTable && Level > PtLevel.Pte;
     public string What => $"{Mm} {Level} entry at {EntryVa:x}: {Old} -> {New}";
 }
@@ -30,16 +33,22 @@ public sealed record PendingFlush(ulong Start, ulong End, int TaskId, string Mm,
 public sealed class TlbFlush(ArchConfig arch, Cpu[] cpus, Func<ExecContext?> current, EventLog events)
 {
     private readonly List<PendingFlush> _pending = new();
+    private readonly PendingBreaks _breaks = new();
     private readonly bool _leafOnlyKernelFlush = arch.Arch == Config.Arch.Arm64;
+    private long _seq;
 
     public IReadOnlyList<PendingFlush> PendingFlushes => _pending;
+    /// <summary>The pending changes that are breaks, indexed by address.</summary>
+    public IPendingBreaksView PendingBreaks => _breaks;
 
     /// <summary>Records a change of a live entry of <paramref name="mm"/> (called for every store).</summary>
     public void EntryChanged(PageTable mm, PtTable table, int index, Pte oldPte, Pte newPte)
     {
         if (oldPte.IsNone) return; // nothing could have been cached
         ulong va = mm.EntryVa(table, index);
-        _pending.Add(new PendingFlush(va, va + mm.EntrySize(table), current()?.Task.Id ?? 0, mm.Name, table.Level, va, oldPte, newPte));
+        var p = new PendingFlush(va, va + mm.EntrySize(table), current()?.Task.Id ?? 0, mm.Name, table.Level, va, oldPte, newPte) { Seq = _seq++ };
+        _pending.Add(p);
+        _breaks.Added(p);
     }
 
     /// <summary>flush_tlb_kernel_range: drops every CPU's leaf translations of [start, end) (and
@@ -90,7 +99,12 @@ public sealed class TlbFlush(ArchConfig arch, Cpu[] cpus, Func<ExecContext?> cur
     public void FlushTlbMm(MmStruct mm)
     {
         foreach (var cpu in cpus) cpu.Tlb.FlushAsid(mm.Asid);
-        _pending.RemoveAll(p => p.Mm == mm.Name);
+        _pending.RemoveAll(p =>
+        {
+            if (p.Mm != mm.Name) return false;
+            _breaks.Removed(p);
+            return true;
+        });
         Record(FlushKind.Mm, mm.Name, 0, 0, walkCaches: true);
     }
 
@@ -100,6 +114,7 @@ public sealed class TlbFlush(ArchConfig arch, Cpu[] cpus, Func<ExecContext?> cur
     {
         foreach (var cpu in cpus) cpu.Tlb.FlushAll();
         _pending.Clear();
+        _breaks.Clear();
         Record(FlushKind.All, null, 0, 0, walkCaches: true);
     }
 
@@ -116,6 +131,7 @@ public sealed class TlbFlush(ArchConfig arch, Cpu[] cpus, Func<ExecContext?> cur
             var p = _pending[i];
             if (p.Mm != mm || (p.WalkCache && !walkCaches) || !VaRange.Overlaps(p.Start, p.End, start, end)) continue;
             _pending.RemoveAt(i);
+            _breaks.Removed(p);
             // A flush of any address an entry translates invalidates that entry whole, as the
             // CPUs' TLBs here drop it (Tlb.FlushRange): a block's one TLB entry (or its fractured
             // copies) goes with an invalidation of one of its addresses, which is what arm64's
