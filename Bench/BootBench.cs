@@ -21,7 +21,7 @@ public static class BootBench
         var table = new TextTable("config", "memory", "boot ms", "RSS before boot MiB", "peak RSS MiB", "pt pages", "vmemmap frames", "sections", "managed MiB");
         foreach (string size in Sizes)
         {
-            var fields = RunChildProcess(config, size);
+            var fields = ChildProcess.Run(ChildCommand, config, size);
             table.Add(config, size, double.Parse(fields["ms"], CultureInfo.InvariantCulture),
                 long.Parse(fields["rss0"], CultureInfo.InvariantCulture) / 1024.0, long.Parse(fields["hwm"], CultureInfo.InvariantCulture) / 1024.0,
                 long.Parse(fields["pt"], CultureInfo.InvariantCulture), long.Parse(fields["vmemmap"], CultureInfo.InvariantCulture),
@@ -30,21 +30,6 @@ public static class BootBench
         Console.WriteLine($"Boot of {config} machines, one fresh process each (VmHWM from /proc/self/status):");
         table.Write(Console.Out);
         return 0;
-    }
-
-    private static Dictionary<string, string> RunChildProcess(string config, string size)
-    {
-        string self = Environment.ProcessPath ?? throw new InvalidOperationException("no process path");
-        var psi = new ProcessStartInfo(self) { RedirectStandardOutput = true, UseShellExecute = false };
-        if (Path.GetFileNameWithoutExtension(self) == "dotnet")
-            psi.ArgumentList.Add(typeof(BootBench).Assembly.Location); // run as `dotnet bench.dll`
-        foreach (var a in new[] { ChildCommand, config, size }) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {self}");
-        string output = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        if (p.ExitCode != 0) throw new InvalidOperationException($"{ChildCommand} {config} {size} exited {p.ExitCode}: {output}");
-        return output.Split((char[])[' ', '\n'], StringSplitOptions.RemoveEmptyEntries)
-            .Select(kv => kv.Split('=', 2)).Where(kv => kv.Length == 2).ToDictionary(kv => kv[0], kv => kv[1]);
     }
 
     /// <summary>Child side: boots one machine and prints key=value pairs on one line.</summary>

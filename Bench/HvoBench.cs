@@ -15,6 +15,20 @@ namespace PropertySuite.Bench;
 
 public static class HvoBench
 {
+    public const string ChildCommand = "hvo-one";
+
+    /// <summary>Child side of `all`: only the 1 TiB pool (no per-folio sample), in a fresh
+    /// process so that VmHWM is this work's; prints seconds and peak RSS as key=value pairs.</summary>
+    public static int RunChild(string[] args)
+    {
+        var sw = Stopwatch.StartNew();
+        var rows = Savings.Compute(new SavingsOptions(SavingsOptions.TiB, [HvoScheme.OnePageKept], [ArchConfig.X86_64_4K], [2L << 20]));
+        sw.Stop();
+        long hwm = BootBench.ReadStatusKiB("VmHWM");
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"s={sw.Elapsed.TotalSeconds:F3} hwm={hwm} folios={rows[0].Folios}"));
+        return 0;
+    }
+
     /// <summary>Runs the 1 TiB savings measurement and the per-folio costs, writing a report to
     /// <paramref name="log"/>. Returns the 1 TiB row.</summary>
     public static SavingsRow Run(TextWriter log, long memoryBytes = SavingsOptions.TiB, int perFolioSample = 16384)

@@ -21,39 +21,16 @@ public static class InvariantCostBench
             ? args[1..].Select(a => a.Split(":")).Select(p => (Config: p[0], Memory: p[1])).ToArray()
             : DefaultMachines;
         var invariants = InvariantRegistry.All;
-        // A throwaway pass so that first-call costs (JIT, lazily built indexes' code paths) are
-        // not charged to the first machine measured.
-        var (wk, wrc, wnext) = Warm("x86_64-4k-l4", "256M", 20, 50);
-        foreach (var op in wnext) { ScenarioRunner.Apply(wk, wrc, op); foreach (var inv in invariants) inv.Check(wk); }
+        JitWarmUp(invariants);
         var steady = new double[invariants.Count, machines.Length];
         var perStep = new double[invariants.Count, machines.Length];
         for (int m = 0; m < machines.Length; m++)
         {
-            for (int i = 0; i < invariants.Count; i++) perStep[i, m] = double.MaxValue;
-            // Each invariant after each of further steps: what a run pays, recomputation included.
-            // Best of three fresh runs, since a GC pause lands on whichever check is running.
-            for (int round = 0; round < Rounds; round++)
+            var (cost, k) = PerStepCost(machines[m].Config, machines[m].Memory, steps, invariants);
+            for (int i = 0; i < invariants.Count; i++)
             {
-                var (k, rc, rest) = Warm(machines[m].Config, machines[m].Memory, steps, MeasuredSteps);
-                var sum = new double[invariants.Count];
-                var clock = new Stopwatch();
-                for (int n = 0; n < rest.Length; n++)
-                {
-                    k.Log.StepCount++;
-                    k.Mem.ClearChanged();
-                    ScenarioRunner.Apply(k, rc, rest[n]);
-                    for (int i = 0; i < invariants.Count; i++)
-                    {
-                        clock.Restart();
-                        var v = invariants[i].Check(k);
-                        clock.Stop();
-                        if (v is not null) throw new InvalidOperationException($"benchmark workload broke {v}");
-                        sum[i] += clock.Elapsed.TotalMilliseconds * 1000 / rest.Length;
-                    }
-                }
-                for (int i = 0; i < invariants.Count; i++) perStep[i, m] = Math.Min(perStep[i, m], sum[i]);
-                if (round == Rounds - 1)
-                    for (int i = 0; i < invariants.Count; i++) steady[i, m] = Measure(invariants[i], k);
+                perStep[i, m] = cost[i];
+                steady[i, m] = Measure(invariants[i], k);
             }
         }
         foreach (var (title, costs) in new[] { ($"µs per check after each of {MeasuredSteps} more steps (best of {Rounds} runs)", perStep), ("µs per repeated check of an unchanged state", steady) })
@@ -78,6 +55,52 @@ public static class InvariantCostBench
     }
 
     private const int MeasuredSteps = 200;
+
+    /// <summary>A throwaway pass so that first-call costs (JIT, lazily built indexes' code
+    /// paths) are not charged to the first machine measured.</summary>
+    public static void JitWarmUp(IReadOnlyList<IInvariant> invariants)
+    {
+        var (k, rc, next) = Warm("x86_64-4k-l4", "256M", 20, 50);
+        for (int n = 0; n < next.Length; n++)
+        {
+            k.BeginStep(21 + n);
+            ScenarioRunner.Apply(k, rc, next[n]);
+            foreach (var inv in invariants) inv.Check(k);
+        }
+    }
+
+    /// <summary>Microseconds each invariant of <paramref name="invariants"/> costs per check,
+    /// checked after each of <see cref="MeasuredSteps"/> workload steps that follow
+    /// <paramref name="steps"/> warm-up steps: what a run pays, recomputation included. Best of
+    /// <see cref="Rounds"/> fresh runs, since a GC pause lands on whichever check is running.
+    /// Also returns the last run's kernel.</summary>
+    public static (double[] Us, Kernel Last) PerStepCost(string config, string memory, int steps, IReadOnlyList<IInvariant> invariants)
+    {
+        var best = Enumerable.Repeat(double.MaxValue, invariants.Count).ToArray();
+        Kernel? last = null;
+        for (int round = 0; round < Rounds; round++)
+        {
+            var (k, rc, rest) = Warm(config, memory, steps, MeasuredSteps);
+            var sum = new double[invariants.Count];
+            var clock = new Stopwatch();
+            for (int n = 0; n < rest.Length; n++)
+            {
+                k.BeginStep(steps + n + 1); // as ScenarioRunner does: the step's change records start empty
+                ScenarioRunner.Apply(k, rc, rest[n]);
+                for (int i = 0; i < invariants.Count; i++)
+                {
+                    clock.Restart();
+                    var v = invariants[i].Check(k);
+                    clock.Stop();
+                    if (v is not null) throw new InvalidOperationException($"benchmark workload broke {v}");
+                    sum[i] += clock.Elapsed.TotalMilliseconds * 1000 / rest.Length;
+                }
+            }
+            for (int i = 0; i < invariants.Count; i++) best[i] = Math.Min(best[i], sum[i]);
+            last = k;
+        }
+        return (best, last!);
+    }
     private const int Rounds = 3;
 
     /// <summary>A kernel after <paramref name="steps"/> workload steps (all invariants passing),

@@ -6,6 +6,14 @@ using PropertySuite.Bench;
 
 var commands = new SortedDictionary<string, (string Help, Func<string[], int> Run)>(StringComparer.Ordinal)
 {
+    ["all"] = ("every figure of the performance table next to its goal, ratios measured in one process: all [SEEDS=3] [--tsv FILE]",
+        AllBench.Run),
+    ["compare"] = ("two files written by all --tsv side by side, B over A: compare A.tsv B.tsv",
+        AllBench.Compare),
+    [HvoBench.ChildCommand] = ("(internal) the 1 TiB HVO pool alone in this process, for all",
+        HvoBench.RunChild),
+    ["repro-cost"] = ("where one run of a repro's time goes: median ms per run with no, all and each invariant: repro-cost FILE [RUNS=20]",
+        ReproCostBench.Run),
     ["boot"] = ("construction time, peak RSS, page-table pages and vmemmap frames of 4G, 1T and 64T x86_64-4k-l4 machines, each in a fresh child process",
         BootBench.Run),
     [BootBench.ChildCommand] = ("(internal) boot one machine in this process and report: boot-one CONFIG SIZE",
@@ -29,7 +37,7 @@ if (args.Length == 0 || !commands.TryGetValue(args[0], out var command))
     Console.Error.WriteLine(args.Length == 0 ? "usage: propertysuite-bench <command> [args]" : $"unknown command '{args[0]}'");
     Console.Error.WriteLine("commands:");
     foreach (var (name, (help, _)) in commands)
-        if (name != BootBench.ChildCommand) Console.Error.WriteLine($"  {name,-12} {help}");
+        if (name != BootBench.ChildCommand && name != HvoBench.ChildCommand) Console.Error.WriteLine($"  {name,-12} {help}");
     return 2;
 }
 return command.Run(args[1..]);
