@@ -43,6 +43,9 @@ public interface IKernelView
     /// <summary>The struct pages as init_mm maps them (no TLB, no faults).</summary>
     VmemmapView PeekView { get; }
     IPageFlagsView PageFlags { get; }
+    /// <summary>The struct page at vmemmap address <paramref name="page"/> as init_mm maps it,
+    /// with one walk; false (and a default record) when nothing maps it.</summary>
+    bool PeekStructPage(ulong page, out StructPage value);
     /// <summary>A vmemmap frame's struct-page contents, without materialising them.</summary>
     VmemmapFrameContent PeekFrameContent(long frame);
     /// <summary>The frame init_mm maps <paramref name="va"/> to (through an open BBM window), or

@@ -266,6 +266,7 @@ public sealed class Kernel : IPteObserver, IKernelView
     IPageFlagsView IKernelView.PageFlags => PageFlags;
     VmemmapFrameContent IKernelView.PeekFrameContent(long frame) => StructPages.PeekFrameContent(frame);
     long? IKernelView.FrameOf(ulong va, out bool writable) => Mmu.FrameOf(va, out writable);
+    bool IKernelView.PeekStructPage(ulong page, out StructPage value) => Mmu.PeekStructPage(page, out value);
     IHugetlbView IKernelView.Hugetlb => Hugetlb;
     IFilemapView? IKernelView.Filemap => _filemap;
     IReadOnlyList<KernelEvent> IKernelView.StepEvents => Events.StepEvents;

@@ -117,13 +117,14 @@ public sealed class RefcountAudit : IInvariant
     {
         if (p < 0 || p >= k.Mem.MaxPfn) return null;
         var owner = k.Mem.OwnerOf(p);
+        if (owner is FrameOwner.Absent or FrameOwner.Offline) return null; // no struct page in use to audit
         var d = declared(p);
         bool has = d.By != 0;
         // Audited: free frames, page-cache frames, and frames their owner's holder declares (a
         // vmalloc frame no live area lists, or a HugeTLB folio, has references nobody declares).
         if (owner is not (FrameOwner.Free or FrameOwner.PageCache) && !(has && d.DeclaredBy(owner))) return null;
-        if (owner is FrameOwner.Absent or FrameOwner.Offline || k.FrameOf(k.Arch.PfnToPage(p), out _) is null) return null;
-        int refcount = k.PeekView.Read(k.Arch.PfnToPage(p)).Refcount;
+        if (!k.PeekStructPage(k.Arch.PfnToPage(p), out var sp)) return null;
+        int refcount = sp.Refcount;
         if (refcount == d.Refs) return null;
         var why = k.RefHolders.SelectMany(h => h.Why(p).Select(w => $"{h.Who}: {w}")).ToList();
         string holders = why.Count > 0 ? string.Join("; ", why) : "no holder";

@@ -54,8 +54,8 @@ public sealed class FreeWitness(ArchConfig arch, IReadOnlyList<MmStruct> mms, Cp
             if (marked is not null)
                 foreach (var e in marked)
                     (refs ??= new()).Add(new(FreeRefKind.Tlb, MmName(e.Asid), cpu.Id, default, e.Va, e.Size, e.Pfn, e.Asid == TlbEntry.Global));
-            foreach (var e in cpu.Tlb.WalkEntries)
-                if (e.TablePfn >= pfn && e.TablePfn < pfn + count)
+            if (cpu.Tlb.WalkEntriesOnFrames(pfn, count) is { } walks)
+                foreach (var e in walks)
                     (refs ??= new()).Add(new(FreeRefKind.WalkCache, MmName(e.Asid), cpu.Id, e.Level, e.Va, e.Size, e.TablePfn, e.Asid == TlbEntry.Global));
         }
         events.AddFree(new FrameFree(pfn, count, owner, who, current()?.CpuId, events.StepEvents.Count, (IReadOnlyList<FreeReference>?)refs ?? []));

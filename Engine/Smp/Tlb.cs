@@ -120,6 +120,17 @@ public sealed class Tlb(int capacity, IReadOnlyList<ulong> leafSizes) : ITlbView
         return found;
     }
 
+    /// <summary>The walk-cache entries that point at a table in frames [pfn, pfn + count), in
+    /// <see cref="WalkEntries"/>' order, or null when none does (the common case of a free,
+    /// answered without sorting).</summary>
+    public List<WalkCacheEntry>? WalkEntriesOnFrames(long pfn, long count)
+    {
+        bool any = false;
+        foreach (var (e, _) in _walk.Items)
+            if (e.TablePfn >= pfn && e.TablePfn < pfn + count) { any = true; break; }
+        return any ? WalkEntries.Where(e => e.TablePfn >= pfn && e.TablePfn < pfn + count).ToList() : null;
+    }
+
     public void FillWalk(WalkCacheEntry e) => _walk.Put(WalkKey(e.Asid, e.Va, e.Level), e);
 
     /// <summary>Marks the leaf entries accepted by <paramref name="stale"/> as mapping a freed
@@ -128,7 +139,7 @@ public sealed class Tlb(int capacity, IReadOnlyList<ulong> leafSizes) : ITlbView
     public List<TlbEntry>? MarkFrameFreed(Func<TlbEntry, bool> stale)
     {
         List<TlbEntry>? hit = null;
-        foreach (var e in _leaves.Values)
+        foreach (var (e, _) in _leaves.Items)
             if (stale(e)) (hit ??= new()).Add(e);
         if (hit is null) return null;
         foreach (var e in hit) _leaves.Put(LeafKey(e.Asid, e.Va, e.Size), e with { FrameFreed = true });
@@ -167,6 +178,8 @@ public sealed class Tlb(int capacity, IReadOnlyList<ulong> leafSizes) : ITlbView
 
         public int Count => _items.Count;
         public IEnumerable<TValue> Values => _items.Values.Select(v => v.Value);
+        /// <summary>The items with their ages, unsorted, without an allocating enumerator.</summary>
+        public Dictionary<TKey, (TValue Value, long Seq)>.ValueCollection Items => _items.Values;
 
         public bool TryGet(TKey key, out TValue value)
         {
