@@ -22,6 +22,8 @@ public sealed class FreeWitness(ArchConfig arch, IReadOnlyList<MmStruct> mms, Cp
     private bool InLinearMap(ulong va) => va >= _linearStart && va - _linearStart < (ulong)arch.LinearMapSize;
 
     /// <summary>Called by PhysMem for every free, before the frames become free.</summary>
+    private readonly List<PtWalk> _hits = new();
+
     public void OnFree(long pfn, long count, FrameOwner owner, string who)
     {
         List<FreeReference>? refs = null;
@@ -29,13 +31,12 @@ public sealed class FreeWitness(ArchConfig arch, IReadOnlyList<MmStruct> mms, Cp
         {
             var pgd = mm.Pgd;
             foreach (var (start, end) in LeafRanges(mm))
-                if (Overlaps(pgd.LeafFrames(start, end).Runs, pfn, count))
-                    foreach (var w in pgd.Leaves(start, end))
-                    {
-                        long n = (long)(pgd.EntrySize(w.Table) >> arch.PageShift);
-                        if (w.Entry.Pfn < pfn + count && pfn < w.Entry.Pfn + n)
-                            (refs ??= new()).Add(new(FreeRefKind.Leaf, mm.Name, null, w.Level, pgd.EntryVa(w.Table, w.Index), pgd.EntrySize(w.Table), w.Entry.Pfn, false));
-                    }
+            {
+                _hits.Clear();
+                pgd.LeafFrames(start, end).LeavesMapping([(pfn, count)], _hits);
+                foreach (var w in _hits)
+                    (refs ??= new()).Add(new(FreeRefKind.Leaf, mm.Name, null, w.Level, pgd.EntryVa(w.Table, w.Index), pgd.EntrySize(w.Table), w.Entry.Pfn, false));
+            }
             if (owner != FrameOwner.PageTable) continue;
             for (long p = pfn; p < pfn + count; p++)
                 foreach (var parent in pgd.ParentsOf(p))
@@ -84,18 +85,5 @@ public sealed class FreeWitness(ArchConfig arch, IReadOnlyList<MmStruct> mms, Cp
         while (t != table && t.Level > table.Level)
             if (!pgd.TryGetChild(t, t.Entries[pgd.Index(table.BaseVa, t.Level)], out t)) return false;
         return t == table;
-    }
-
-    /// <summary>Whether sorted disjoint <paramref name="runs"/> meet [pfn, pfn + count).</summary>
-    private static bool Overlaps(IReadOnlyList<(long Pfn, long Count)> runs, long pfn, long count)
-    {
-        int lo = 0, hi = runs.Count;
-        while (lo < hi)
-        {
-            int mid = (lo + hi) / 2;
-            if (runs[mid].Pfn + runs[mid].Count <= pfn) lo = mid + 1;
-            else hi = mid;
-        }
-        return lo < runs.Count && runs[lo].Pfn < pfn + count;
     }
 }

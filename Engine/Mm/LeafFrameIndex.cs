@@ -92,7 +92,9 @@ public sealed class LeafFrameIndex
     public void LeavesMapping(IReadOnlyList<(long Pfn, long Count)> frames, List<PtWalk> into)
     {
         if (frames.Count == 0 || !(End == 0 || Start < End)) return;
-        if (Meets(Compute(_pt.Root), frames)) CollectMapping(_pt.Root, frames, into);
+        // The root's own runs are not computed: they would merge every run of the range (what a
+        // step that changed an entry pays at the next query); its entries are judged one by one.
+        CollectMapping(_pt.Root, frames, into);
     }
 
     private void CollectMapping(PtTable t, IReadOnlyList<(long Pfn, long Count)> frames, List<PtWalk> into)

@@ -167,6 +167,7 @@ public sealed partial class Vmalloc
     private long VmAreaAllocPages(int order, long nrPages, List<long> pages)
     {
         long per = 1L << order;
+        pages.EnsureCapacity((int)Math.Min(nrPages, int.MaxValue)); // area->pages is sized once, as kvmalloc_array does
         while (pages.Count < nrPages)
         {
             if (!_mem.TryAllocPages(order, FrameOwner.Vmalloc, out long pfn)) break;

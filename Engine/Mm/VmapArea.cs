@@ -29,6 +29,7 @@ public sealed class VmapAreaAllocator(ArchConfig arch, TlbFlush tlb, int cpus, V
 {
     private readonly SortedDictionary<ulong, VmapArea> _busy = new();
     private readonly List<VmapArea> _purge = new();
+    private long _lazyPages; // pages of the areas on _purge (vmap_lazy_nr)
 
     public IEnumerable<VmapArea> Busy => _busy.Values;
     /// <summary>Freed areas whose TLB flush has not happened yet (vmap_purge_list).</summary>
@@ -60,10 +61,27 @@ public sealed class VmapAreaAllocator(ArchConfig arch, TlbFlush tlb, int cpus, V
 
     private ulong FindVa(ulong size, ulong align)
     {
-        IEnumerable<VmapArea> taken = breakage.ReuseBeforePurge ? _busy.Values : _busy.Values.Concat(_purge).OrderBy(a => a.VaStart);
-        ulong addr = AlignUp(arch.VmallocStart, align);
-        foreach (var a in taken)
+        // First fit over the busy areas (sorted by the map) merged with the areas awaiting their
+        // purge (a short list, sorted here), lowest start first.
+        List<VmapArea>? waiting = null;
+        if (!breakage.ReuseBeforePurge && _purge.Count > 0)
         {
+            waiting = new List<VmapArea>(_purge);
+            waiting.Sort((a, b) => a.VaStart.CompareTo(b.VaStart));
+        }
+        ulong addr = AlignUp(arch.VmallocStart, align);
+        int w = 0;
+        using var busy = _busy.Values.GetEnumerator();
+        bool more = busy.MoveNext();
+        while (more || (waiting is not null && w < waiting.Count))
+        {
+            VmapArea a;
+            if (more && (waiting is null || w >= waiting.Count || busy.Current.VaStart <= waiting[w].VaStart))
+            {
+                a = busy.Current;
+                more = busy.MoveNext();
+            }
+            else a = waiting![w++];
             if (addr + size <= a.VaStart) break;
             if (a.VaEnd > addr) addr = AlignUp(a.VaEnd, align);
         }
@@ -79,8 +97,8 @@ public sealed class VmapAreaAllocator(ArchConfig arch, TlbFlush tlb, int cpus, V
     {
         if (!_busy.Remove(va.VaStart)) throw new ModelBugException($"free of {va}: not busy");
         _purge.Add(va);
-        long lazy = _purge.Sum(a => (long)((a.VaEnd - a.VaStart) >> arch.PageShift));
-        if (lazy > LazyMaxPages) PurgeVmapAreaLazy();
+        _lazyPages += (long)((va.VaEnd - va.VaStart) >> arch.PageShift);
+        if (_lazyPages > LazyMaxPages) PurgeVmapAreaLazy();
     }
 
     /// <summary>free_vmap_area: releases the range at once, without any flush (for ranges
@@ -108,6 +126,7 @@ public sealed class VmapAreaAllocator(ArchConfig arch, TlbFlush tlb, int cpus, V
             end = Math.Max(end, a.VaEnd);
         }
         _purge.Clear();
+        _lazyPages = 0;
         if (start >= end) return false;
         tlb.FlushTlbKernelRange(start, end);
         return true;
