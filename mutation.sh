@@ -8,6 +8,10 @@
 #
 #   ./mutation.sh                          → StrykerOutput/<date>/reports/mutation-report.html
 #   ./mutation.sh --mutate '**/Mm/Buddy.cs' (extra arguments go to dotnet-stryker)
+#   PS_STRYKER_CONFIG=stryker-quick.json ./mutation.sh
+#                                          → the same files judged by the fast unit and example
+#                                            tests only (no corpus, race or oracle runs): about an
+#                                            hour on two cores, a lower bound on the full score
 #
 # Stryker runs from Properties/ (the test project; at the root it would take the solution).
 # Repros that failing properties write under a mutant go to StrykerOutput/repros, never to
@@ -23,4 +27,4 @@ export PsSerialTests=true
 export PS_REPRO_DIR="$root/StrykerOutput/repros"
 dotnet tool restore
 cd Properties
-dotnet tool run dotnet-stryker --config-file "$root/stryker-config.json" --output "$root/StrykerOutput/run" "$@"
+dotnet tool run dotnet-stryker --config-file "${PS_STRYKER_CONFIG:-$root/stryker-config.json}" --output "$root/StrykerOutput/run" "$@"
